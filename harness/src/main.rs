@@ -1,0 +1,42 @@
+//! `harness` — conformance checks and measurements for the lab's models.
+//!
+//! `harness check MODEL[:MODE]` runs the conformance suite against a model (or
+//! `--target HOST:PORT`, any echo server); `harness run` takes one
+//! measurement; `harness compare` runs the standard matrix and writes
+//! `results/`.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(version, about = "Conformance checks and measurements for the I/O-model lab")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the conformance suite against a model or a running server.
+    Check(harness::check::CheckArgs),
+    /// Take one measurement of one model (or of a running server).
+    Run(harness::run::RunArgs),
+    /// Run the standard matrix over every model and write results/.
+    Compare(harness::compare::CompareArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Check(args) => harness::check::main(args),
+        Command::Run(args) => harness::run::main(args),
+        Command::Compare(args) => harness::compare::main(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("harness: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

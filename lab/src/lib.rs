@@ -1,1 +1,19 @@
-//! lab
+//! `lab` — what every model of the I/O-model lab shares, and nothing more.
+//!
+//! The echo transform, the command line, listener setup, signals as a
+//! descriptor, the exit summary, the bounded output buffer and the one
+//! syscall wrapper. Deliberately absent: any wait, read or write on a
+//! connection. Those belong to the model's own file, where a reader can see
+//! which phase (waiting for data, copying it) blocks and where.
+
+pub mod sys;
+
+pub mod cli;
+pub mod echo;
+pub mod net;
+pub mod outbuf;
+pub mod signals;
+pub mod stats;
+
+pub use outbuf::{OutBuf, OUTBUF_LIMIT};
+pub use stats::Stats;

@@ -3,5 +3,6 @@
 
 pub mod check;
 pub mod compare;
+pub mod measurement;
 pub mod run;
 pub mod server;

@@ -1,0 +1,552 @@
+//! One measurement: what `harness run` prints and `harness compare` stores.
+//!
+//! A `Measurement` is the record of one run of one workload against one
+//! server, serialised as one JSON object (`harness run --json`,
+//! `results/*.json`). Every figure in it was measured during the timed
+//! window; a figure that could not be measured is `None` (JSON `null`,
+//! shown `n/a`) with the reason in a `*_na_reason` field — never a guess.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Bumped whenever a field changes meaning or is removed.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Measurement {
+    pub schema: u32,
+    /// What was asked for: `epoll:level`, `blocking` (its default mode), or
+    /// `target` when an already running server was measured.
+    pub model: String,
+    /// The address the load was sent to.
+    pub target: String,
+    pub workload: WorkloadParams,
+    /// Start of the timed window (after warm-up), RFC 3339, UTC.
+    pub started_at: String,
+    /// Start of the timed window, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Length of the timed window actually measured, seconds.
+    pub window_s: f64,
+    /// Requests (pingpong, idle) or connections (connect) completed and
+    /// verified inside the window.
+    pub requests: u64,
+    /// `requests / window_s`.
+    pub rate: f64,
+    pub rate_unit: RateUnit,
+    /// Latency of the requests completed in the window; `None` if none was.
+    /// Closed loop: from send to the last reply byte. Open loop (`--rate`):
+    /// from the time the request was *scheduled*, so a late server is not
+    /// hidden by a client that waited for it (no coordinated omission).
+    /// Connect: from `connect()` to the last reply byte.
+    pub latency: Option<Latency>,
+    pub errors: Errors,
+    /// Reply bytes compared with the echo transform of what was sent, over
+    /// the whole run (setup and warm-up included): every one matched, or it
+    /// was counted as a `mismatch`.
+    pub bytes_verified: u64,
+    pub client: ClientCpu,
+    pub server: ServerSide,
+    /// Only for the `idle` workload.
+    pub idle: Option<IdleOutcome>,
+    /// Only for the `connect` workload.
+    pub connect: Option<ConnectOutcome>,
+    /// Anything a reader must know to trust the figures (e.g. the load and
+    /// the server shared a CPU).
+    pub notes: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateUnit {
+    #[serde(rename = "requests/s")]
+    RequestsPerSec,
+    #[serde(rename = "connections/s")]
+    ConnectionsPerSec,
+}
+
+impl RateUnit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateUnit::RequestsPerSec => "requests/s",
+            RateUnit::ConnectionsPerSec => "connections/s",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    Pingpong,
+    Connect,
+    Idle,
+}
+
+impl WorkloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Pingpong => "pingpong",
+            WorkloadKind::Connect => "connect",
+            WorkloadKind::Idle => "idle",
+        }
+    }
+}
+
+/// How a `connect` workload closes each connection.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseMode {
+    /// `SO_LINGER {on, 0}` then `close`: a RST, no TIME_WAIT left behind.
+    Rst,
+    /// A plain `close`: FIN, and the client's port sits in TIME_WAIT.
+    Fin,
+}
+
+impl CloseMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseMode::Rst => "rst",
+            CloseMode::Fin => "fin",
+        }
+    }
+}
+
+/// The workload's parameters, as run.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct WorkloadParams {
+    pub kind: WorkloadKind,
+    /// Ping-pong connections (pingpong; the active ones of idle), or
+    /// connections in flight at once (connect).
+    pub conns: usize,
+    /// Request size in bytes; the reply has the same size.
+    pub size: usize,
+    /// Open loop: requests per second scheduled over all connections.
+    /// `None`: closed loop, each connection sends again as soon as its reply
+    /// is complete.
+    pub rate: Option<f64>,
+    /// Idle connections held open (idle workload; 0 otherwise).
+    pub idle: usize,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    /// A request unanswered for this long is counted as a `timeout`.
+    pub timeout_s: f64,
+    pub close: CloseMode,
+    /// CPUs the load generator's threads were pinned to, one thread each.
+    pub load_cpus: Vec<usize>,
+    /// CPUs the server was pinned to (empty: not started by the harness).
+    pub server_cpus: Vec<usize>,
+    /// Extra arguments given to the server after `--`.
+    pub server_args: Vec<String>,
+}
+
+/// Latency percentiles, microseconds.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Latency {
+    pub samples: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+}
+
+/// Errors by class, over the whole run (setup and warm-up included: an error
+/// is never dropped because of when it happened).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Errors {
+    /// `ECONNREFUSED` on connect (nobody listening, or the backlog refused).
+    pub refused: u64,
+    /// `ECONNRESET`/`EPIPE`: the server reset the connection.
+    pub reset: u64,
+    /// No complete reply (or no connection) within `timeout_s`.
+    pub timeout: u64,
+    /// A reply byte differed from the echo transform of the byte sent.
+    pub mismatch: u64,
+    /// The server closed (EOF) before the whole reply arrived.
+    pub short: u64,
+    /// Anything else (the first such error is in `first_other`).
+    pub other: u64,
+    pub first_other: Option<String>,
+    /// The first mismatch seen: connection, offset in its reply stream,
+    /// expected and received byte.
+    pub first_mismatch: Option<String>,
+}
+
+impl Errors {
+    pub fn total(&self) -> u64 {
+        self.refused + self.reset + self.timeout + self.mismatch + self.short + self.other
+    }
+
+    pub fn merge(&mut self, other: &Errors) {
+        self.refused += other.refused;
+        self.reset += other.reset;
+        self.timeout += other.timeout;
+        self.mismatch += other.mismatch;
+        self.short += other.short;
+        self.other += other.other;
+        if self.first_other.is_none() {
+            self.first_other.clone_from(&other.first_other);
+        }
+        if self.first_mismatch.is_none() {
+            self.first_mismatch.clone_from(&other.first_mismatch);
+        }
+    }
+}
+
+/// The load generator's own CPU over the window (`getrusage(RUSAGE_THREAD)`
+/// summed over its threads).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ClientCpu {
+    pub threads: usize,
+    pub user_s: f64,
+    pub sys_s: f64,
+    /// `(user + sys) / requests`, microseconds; `None` with no request.
+    pub cpu_per_request_us: Option<f64>,
+}
+
+/// The server's side over the window. Every field is `None` when the server
+/// was not started by the harness (`--target`) or could not be measured;
+/// `na_reason` says why.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct ServerSide {
+    pub pid: Option<u32>,
+    pub user_s: Option<f64>,
+    pub sys_s: Option<f64>,
+    /// `(user + sys) / requests`, microseconds.
+    pub cpu_per_request_us: Option<f64>,
+    pub ctx_voluntary: Option<u64>,
+    pub ctx_involuntary: Option<u64>,
+    pub ctx_voluntary_per_request: Option<f64>,
+    pub ctx_involuntary_per_request: Option<f64>,
+    /// Peak resident set, summed over the server's process tree, KiB.
+    pub peak_rss_kib: Option<u64>,
+    /// Syscalls per request, by syscall name.
+    pub syscalls_per_request: Option<BTreeMap<String, f64>>,
+    pub na_reason: Option<String>,
+    pub syscalls_na_reason: Option<String>,
+    /// The server's own exit summary (whole run, not just the window).
+    pub exit_summary: Option<ExitSummary>,
+}
+
+/// The `summary:` line a model prints on SIGTERM.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ExitSummary {
+    pub model: String,
+    pub connections: u64,
+    pub bytes: u64,
+    pub user_s: f64,
+    pub sys_s: f64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdleOutcome {
+    /// Idle connections asked for.
+    pub requested: usize,
+    /// Idle connections that were established and answered one request
+    /// before the window (so the server really holds them).
+    pub served: usize,
+    /// Idle connections never answered before the window started (no
+    /// connection, or no reply within the timeout).
+    pub unserved: usize,
+    /// Idle connections the server closed (EOF) or reset, seen during the
+    /// run or by the final check.
+    pub dropped_eof: usize,
+    pub dropped_rst: usize,
+}
+
+impl IdleOutcome {
+    pub fn dropped(&self) -> usize {
+        self.dropped_eof + self.dropped_rst
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOutcome {
+    /// Source addresses used (1: the kernel's default choice; more once local
+    /// ports ran short and connections were spread over 127.0.0.x).
+    pub source_addresses: usize,
+    /// `connect` calls that failed with `EADDRNOTAVAIL` (no local port left)
+    /// and were retried from another source address.
+    pub ports_exhausted: u64,
+}
+
+impl Measurement {
+    /// The readable table `harness run` prints.
+    pub fn to_table(&self) -> String {
+        let w = &self.workload;
+        let mut out = String::new();
+        let mut row = |k: &str, v: String| {
+            let _ = writeln!(out, "  {k:<28} {v}");
+        };
+        row("model", self.model.clone());
+        row("target", self.target.clone());
+        let shape = match w.kind {
+            WorkloadKind::Pingpong => format!("{} conns, {} B", w.conns, w.size),
+            WorkloadKind::Connect => format!(
+                "{} in flight, {} B, close {}",
+                w.conns,
+                w.size,
+                w.close.as_str()
+            ),
+            WorkloadKind::Idle => {
+                format!("{} idle + {} active, {} B", w.idle, w.conns, w.size)
+            }
+        };
+        let lp = match w.rate {
+            Some(r) => format!("open loop at {r} req/s"),
+            None => "closed loop".to_string(),
+        };
+        row("workload", format!("{} ({shape}, {lp})", w.kind.as_str()));
+        row(
+            "window",
+            format!(
+                "{:.3} s after {} s warm-up, started {}",
+                self.window_s, w.warmup_s, self.started_at
+            ),
+        );
+        row(
+            "cpus",
+            format!(
+                "load {:?}, server {}",
+                w.load_cpus,
+                if w.server_cpus.is_empty() {
+                    "n/a".to_string()
+                } else {
+                    format!("{:?}", w.server_cpus)
+                }
+            ),
+        );
+        row(
+            "rate",
+            format!(
+                "{:.0} {} ({} in window)",
+                self.rate,
+                self.rate_unit.as_str(),
+                self.requests
+            ),
+        );
+        match &self.latency {
+            Some(l) => row(
+                "latency p50/p99/p99.9/max",
+                format!(
+                    "{} / {} / {} / {} (mean {}, {} samples)",
+                    us(l.p50_us),
+                    us(l.p99_us),
+                    us(l.p999_us),
+                    us(l.max_us),
+                    us(l.mean_us),
+                    l.samples
+                ),
+            ),
+            None => row(
+                "latency p50/p99/p99.9/max",
+                "n/a (no request completed)".into(),
+            ),
+        }
+        let s = &self.server;
+        row(
+            "server cpu user/sys",
+            match (s.user_s, s.sys_s) {
+                (Some(u), Some(y)) => format!("{u:.3} s / {y:.3} s"),
+                _ => "n/a".into(),
+            },
+        );
+        row(
+            "server cpu per request",
+            opt(s.cpu_per_request_us, |v| format!("{v:.2} µs")),
+        );
+        row(
+            "server ctx switches/req",
+            match (s.ctx_voluntary_per_request, s.ctx_involuntary_per_request) {
+                (Some(v), Some(i)) => format!("{v:.3} voluntary, {i:.3} involuntary"),
+                _ => "n/a".into(),
+            },
+        );
+        row(
+            "server peak rss",
+            opt(s.peak_rss_kib, |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+        );
+        match &s.syscalls_per_request {
+            Some(map) => {
+                let mut v: Vec<_> = map.iter().collect();
+                v.sort_by(|a, b| b.1.total_cmp(a.1));
+                let text: Vec<String> = v
+                    .iter()
+                    .filter(|(_, n)| **n >= 0.001)
+                    .map(|(k, n)| format!("{k} {n:.3}"))
+                    .collect();
+                row("server syscalls/request", text.join(", "));
+            }
+            None => row(
+                "server syscalls/request",
+                match &s.syscalls_na_reason {
+                    Some(r) => format!("n/a ({r})"),
+                    None => "n/a".into(),
+                },
+            ),
+        }
+        if let Some(r) = &s.na_reason {
+            row("server n/a because", r.clone());
+        }
+        if let Some(e) = &s.exit_summary {
+            row(
+                "server exit summary",
+                format!(
+                    "model={} connections={} bytes={} user={:.3}s sys={:.3}s (whole run)",
+                    e.model, e.connections, e.bytes, e.user_s, e.sys_s
+                ),
+            );
+        }
+        let c = &self.client;
+        row(
+            "client cpu user/sys",
+            format!(
+                "{:.3} s / {:.3} s ({} threads)",
+                c.user_s, c.sys_s, c.threads
+            ),
+        );
+        row(
+            "client cpu per request",
+            opt(c.cpu_per_request_us, |v| format!("{v:.2} µs")),
+        );
+        let e = &self.errors;
+        row(
+            "errors",
+            format!(
+                "{} (refused {}, reset {}, timeout {}, mismatch {}, short {}, other {})",
+                e.total(),
+                e.refused,
+                e.reset,
+                e.timeout,
+                e.mismatch,
+                e.short,
+                e.other
+            ),
+        );
+        if let Some(m) = &e.first_mismatch {
+            row("first mismatch", m.clone());
+        }
+        if let Some(m) = &e.first_other {
+            row("first other error", m.clone());
+        }
+        row("bytes verified", self.bytes_verified.to_string());
+        if let Some(i) = &self.idle {
+            row(
+                "idle connections",
+                format!(
+                    "{} asked, {} served, {} unserved, {} dropped ({} EOF, {} RST)",
+                    i.requested,
+                    i.served,
+                    i.unserved,
+                    i.dropped(),
+                    i.dropped_eof,
+                    i.dropped_rst
+                ),
+            );
+        }
+        if let Some(c) = &self.connect {
+            row(
+                "source addresses",
+                format!(
+                    "{} ({} port exhaustions)",
+                    c.source_addresses, c.ports_exhausted
+                ),
+            );
+        }
+        for n in &self.notes {
+            row("note", n.clone());
+        }
+        out
+    }
+}
+
+fn us(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.1} ms", v / 1000.0)
+    } else {
+        format!("{v:.1} µs")
+    }
+}
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "n/a".into())
+}
+
+/// Milliseconds since the Unix epoch and the same instant in RFC 3339 (UTC,
+/// millisecond precision).
+pub fn wall_clock(t: SystemTime) -> (u64, String) {
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    (ms, rfc3339_utc(ms))
+}
+
+fn rfc3339_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's days_from_civil inverse: proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
+        // 2000-02-29T12:34:56.789Z, a leap day in a century leap year.
+        assert_eq!(rfc3339_utc(951_827_696_789), "2000-02-29T12:34:56.789Z");
+        // 2024-12-31T23:59:59.999Z
+        assert_eq!(rfc3339_utc(1_735_689_599_999), "2024-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn errors_total_and_merge_keep_every_class() {
+        let mut a = Errors {
+            refused: 1,
+            reset: 2,
+            ..Default::default()
+        };
+        let b = Errors {
+            timeout: 3,
+            mismatch: 4,
+            short: 5,
+            other: 6,
+            first_other: Some("x".into()),
+            ..Default::default()
+        };
+        a.merge(&b);
+        assert_eq!(a.total(), 21);
+        assert_eq!(a.first_other.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn rate_unit_and_kind_serialise_as_the_contract_names_them() {
+        assert_eq!(
+            serde_json::to_string(&RateUnit::ConnectionsPerSec).unwrap(),
+            "\"connections/s\""
+        );
+        assert_eq!(
+            serde_json::to_string(&WorkloadKind::Pingpong).unwrap(),
+            "\"pingpong\""
+        );
+        assert_eq!(serde_json::to_string(&CloseMode::Rst).unwrap(), "\"rst\"");
+    }
+}

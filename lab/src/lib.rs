@@ -9,6 +9,7 @@
 pub mod sys;
 
 pub mod cli;
+pub mod conn;
 pub mod echo;
 pub mod net;
 pub mod outbuf;

@@ -1,6 +1,7 @@
 //! The lab's instrument: a conformance suite every model must pass, a load
 //! generator, server-side accounting, and the report writer.
 
+pub mod account;
 pub mod check;
 pub mod compare;
 pub mod measurement;

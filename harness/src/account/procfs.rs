@@ -1,0 +1,444 @@
+//! CPU time, context switches and resident memory of a whole process tree,
+//! read from `/proc`.
+//!
+//! The tree is the root process and every live descendant, found by scanning
+//! `/proc/*/stat` for parent pids (`/proc/PID/task/TID/children` needs
+//! `CONFIG_PROC_CHILDREN`, which not every kernel has). CPU comes from
+//! `/proc/PID/stat`: `utime`/`stime` cover every thread of a process, dead
+//! ones included, and `cutime`/`cstime` every child the process has reaped
+//! (with what those children had reaped), so a fork-per-connection server's
+//! short-lived children are counted once their parent waits for them.
+//!
+//! Caveats, each bounded and stated in the report:
+//! - a descendant that exits inside the window and is not reaped by a member
+//!   of the tree (reparented to init or a subreaper) takes its CPU with it;
+//! - a child reaped while a snapshot is being taken may be counted twice or
+//!   not at all in that snapshot (at most one child's CPU per snapshot);
+//! - context switches come from `/proc/PID/task/TID/status`, per live
+//!   thread: a thread that exits inside the window takes its switches since
+//!   the first snapshot with it (`TreeDelta::tasks_exited` counts them; the
+//!   perf counter in `super::perf` has the exact total);
+//! - `/proc` CPU times are in clock ticks (`sysconf(_SC_CLK_TCK)`, usually
+//!   100 Hz): each reading is rounded to 10 ms.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{getrusage, UsageWho};
+use serde::{Deserialize, Serialize};
+
+/// Clock ticks per second, the unit of `/proc/PID/stat` CPU fields.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    // POSIX allows -1 (unknown); Linux has always exported USER_HZ = 100.
+    if hz > 0 {
+        hz as u64
+    } else {
+        100
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as u64
+    } else {
+        4096
+    }
+}
+
+/// The fields of one `/proc/PID/stat` line that accounting uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ProcStat {
+    pid: i32,
+    ppid: i32,
+    utime: u64,
+    stime: u64,
+    cutime: u64,
+    cstime: u64,
+    rss_pages: u64,
+}
+
+/// Parses `/proc/PID/stat`. The command name sits in parentheses and may
+/// itself hold spaces and `)`, so fields are counted from the last `)`.
+fn parse_stat(text: &str) -> Option<ProcStat> {
+    let open = text.find(" (")?;
+    let pid = text[..open].trim().parse().ok()?;
+    let close = text.rfind(')')?;
+    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    // fields[0] is field 3 of proc(5) (`state`), so field N is fields[N - 3].
+    let field = |n: usize| fields.get(n - 3).copied();
+    let unsigned = |n: usize| field(n)?.parse::<u64>().ok();
+    // cutime/cstime are printed as signed longs.
+    let signed = |n: usize| field(n)?.parse::<i64>().ok().map(|v| v.max(0) as u64);
+    Some(ProcStat {
+        pid,
+        ppid: field(4)?.parse().ok()?,
+        utime: unsigned(14)?,
+        stime: unsigned(15)?,
+        cutime: signed(16)?,
+        cstime: signed(17)?,
+        rss_pages: signed(24)?,
+    })
+}
+
+fn read_stat(pid: i32) -> io::Result<ProcStat> {
+    let path = format!("/proc/{pid}/stat");
+    let text = fs::read_to_string(&path)?;
+    parse_stat(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{path}: unexpected format"),
+        )
+    })
+}
+
+/// Every process in the tree rooted at `root` (root first), from one scan
+/// of `/proc`. A process that exits during the scan is left out.
+fn tree_stats(root: i32) -> io::Result<Vec<ProcStat>> {
+    let root_stat = read_stat(root).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("read /proc/{root}/stat (server process): {e}"),
+        )
+    })?;
+    let mut by_parent: HashMap<i32, Vec<ProcStat>> = HashMap::new();
+    let entries = fs::read_dir("/proc")
+        .map_err(|e| io::Error::new(e.kind(), format!("readdir /proc: {e}")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io::Error::new(e.kind(), format!("readdir /proc: {e}")))?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == root {
+            continue;
+        }
+        // ENOENT/ESRCH: the process exited between readdir and open.
+        if let Ok(stat) = read_stat(pid) {
+            by_parent.entry(stat.ppid).or_default().push(stat);
+        }
+    }
+    let mut tree = vec![root_stat];
+    let mut next = 0;
+    while next < tree.len() {
+        if let Some(children) = by_parent.remove(&tree[next].pid) {
+            tree.extend(children);
+        }
+        next += 1;
+    }
+    Ok(tree)
+}
+
+/// Thread ids of one process (empty if it exited meanwhile).
+pub(crate) fn thread_ids(pid: i32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut tids: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    tids
+}
+
+/// Pids of the live tree rooted at `root`, root first, parents before
+/// children.
+pub(crate) fn tree_pids(root: i32) -> io::Result<Vec<i32>> {
+    Ok(tree_stats(root)?.iter().map(|s| s.pid).collect())
+}
+
+/// (voluntary, involuntary) context switches of one thread, or `None` if it
+/// has exited.
+fn thread_switches(pid: i32, tid: i32) -> Option<(u64, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    let mut voluntary = None;
+    let mut involuntary = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:") {
+            voluntary = v.trim().parse().ok();
+        } else if let Some(v) = line.strip_prefix("nonvoluntary_ctxt_switches:") {
+            involuntary = v.trim().parse().ok();
+        }
+    }
+    Some((voluntary?, involuntary?))
+}
+
+/// The state of a server's process tree at one instant.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub at: Instant,
+    /// User CPU of the tree: live processes' `utime` plus what each reaped.
+    pub user_ticks: u64,
+    /// System CPU of the tree, likewise.
+    pub sys_ticks: u64,
+    /// Resident set summed over the tree's processes (pages shared between
+    /// forked processes are counted once per process).
+    pub rss_bytes: u64,
+    pub pids: BTreeSet<i32>,
+    /// (voluntary, involuntary) context switches of every live thread.
+    pub switches: BTreeMap<i32, (u64, u64)>,
+}
+
+impl Snapshot {
+    /// Reads the tree rooted at `root_pid`. Fails only if the root itself
+    /// cannot be read (it has exited, or `/proc` is not Linux's).
+    pub fn take(root_pid: i32) -> io::Result<Snapshot> {
+        let at = Instant::now();
+        let tree = tree_stats(root_pid)?;
+        let mut switches = BTreeMap::new();
+        for stat in &tree {
+            for tid in thread_ids(stat.pid) {
+                if let Some(counts) = thread_switches(stat.pid, tid) {
+                    switches.insert(tid, counts);
+                }
+            }
+        }
+        let page = page_size();
+        Ok(Snapshot {
+            at,
+            user_ticks: tree.iter().map(|s| s.utime + s.cutime).sum(),
+            sys_ticks: tree.iter().map(|s| s.stime + s.cstime).sum(),
+            rss_bytes: tree.iter().map(|s| s.rss_pages * page).sum(),
+            pids: tree.iter().map(|s| s.pid).collect(),
+            switches,
+        })
+    }
+
+    /// CPU the tree has used since it started (user + system, seconds):
+    /// what the server's own exit summary should agree with.
+    pub fn cpu_s(&self) -> f64 {
+        (self.user_ticks + self.sys_ticks) as f64 / clock_ticks_per_sec() as f64
+    }
+
+    /// What happened between two snapshots of the same tree.
+    pub fn delta(before: &Snapshot, after: &Snapshot) -> TreeDelta {
+        let hz = clock_ticks_per_sec() as f64;
+        let mut voluntary = 0;
+        let mut involuntary = 0;
+        for (tid, &(v, i)) in &after.switches {
+            // A thread born inside the window contributes all its switches.
+            let (v0, i0) = before.switches.get(tid).copied().unwrap_or((0, 0));
+            voluntary += v.saturating_sub(v0);
+            involuntary += i.saturating_sub(i0);
+        }
+        let tasks_exited = before
+            .switches
+            .keys()
+            .filter(|tid| !after.switches.contains_key(tid))
+            .count() as u64;
+        TreeDelta {
+            window_s: after.at.duration_since(before.at).as_secs_f64(),
+            // Reaping moves a child's time into its parent's cutime, so the
+            // tree's sum never decreases; saturate against the bounded race
+            // described in the module header.
+            user_s: after.user_ticks.saturating_sub(before.user_ticks) as f64 / hz,
+            sys_s: after.sys_ticks.saturating_sub(before.sys_ticks) as f64 / hz,
+            voluntary_switches: voluntary,
+            involuntary_switches: involuntary,
+            tasks_exited,
+            processes_before: before.pids.len() as u64,
+            processes_after: after.pids.len() as u64,
+            threads_after: after.switches.len() as u64,
+        }
+    }
+}
+
+/// The difference between two snapshots of one tree.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TreeDelta {
+    pub window_s: f64,
+    pub user_s: f64,
+    pub sys_s: f64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    /// Threads alive at the first snapshot and gone at the second: their
+    /// switches after the first snapshot are not in the two counts above.
+    pub tasks_exited: u64,
+    pub processes_before: u64,
+    pub processes_after: u64,
+    pub threads_after: u64,
+}
+
+impl TreeDelta {
+    pub fn cpu_s(&self) -> f64 {
+        self.user_s + self.sys_s
+    }
+}
+
+/// User and system CPU of a process or thread, from `getrusage`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub user_s: f64,
+    pub sys_s: f64,
+}
+
+impl Usage {
+    /// `getrusage(who)`: `RUSAGE_SELF` for the harness (the client side),
+    /// `RUSAGE_THREAD` for one of its threads.
+    pub fn of(who: UsageWho) -> io::Result<Usage> {
+        let usage = getrusage(who).map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("getrusage({who:?}): {e}"),
+            )
+        })?;
+        let secs = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        Ok(Usage {
+            user_s: secs(usage.user_time()),
+            sys_s: secs(usage.system_time()),
+        })
+    }
+
+    pub fn since(&self, before: &Usage) -> Usage {
+        Usage {
+            user_s: (self.user_s - before.user_s).max(0.0),
+            sys_s: (self.sys_s - before.sys_s).max(0.0),
+        }
+    }
+
+    pub fn cpu_s(&self) -> f64 {
+        self.user_s + self.sys_s
+    }
+}
+
+/// The largest tree RSS seen by the sampler, and what sampling cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RssPeak {
+    pub peak_bytes: u64,
+    pub samples: u64,
+    pub interval_ms: u64,
+    /// CPU the sampler thread itself used (it runs inside the harness, so
+    /// it is taken out of the client's CPU).
+    pub sampler_cpu_s: f64,
+    /// Why sampling stopped early (the server exited), if it did.
+    pub error: Option<String>,
+}
+
+/// A thread that reads the tree's RSS every `interval` until finished: a
+/// peak between two samples is missed, so the interval bounds what is seen.
+pub struct RssSampler {
+    stop: mpsc::Sender<()>,
+    samples: Arc<AtomicU64>,
+    handle: thread::JoinHandle<RssPeak>,
+}
+
+impl RssSampler {
+    pub fn start(root_pid: i32, interval: Duration) -> io::Result<RssSampler> {
+        let (stop, stopped) = mpsc::channel();
+        let samples = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&samples);
+        let handle = thread::Builder::new()
+            .name("rss-sampler".into())
+            .spawn(move || sample_until_stopped(root_pid, interval, &stopped, &counter))?;
+        Ok(RssSampler {
+            stop,
+            samples,
+            handle,
+        })
+    }
+
+    /// Samples taken so far (lets a caller wait until one has been taken).
+    pub fn samples_taken(&self) -> u64 {
+        self.samples.load(Ordering::Acquire)
+    }
+
+    /// Takes a last sample, stops the thread and returns the peak.
+    pub fn finish(self) -> RssPeak {
+        // A send error means the thread already stopped on its own.
+        let _ = self.stop.send(());
+        match self.handle.join() {
+            Ok(peak) => peak,
+            Err(_) => RssPeak {
+                peak_bytes: 0,
+                samples: 0,
+                interval_ms: 0,
+                sampler_cpu_s: 0.0,
+                error: Some("rss sampler thread panicked".into()),
+            },
+        }
+    }
+}
+
+fn sample_until_stopped(
+    root: i32,
+    interval: Duration,
+    stopped: &mpsc::Receiver<()>,
+    samples: &AtomicU64,
+) -> RssPeak {
+    let page = page_size();
+    let mut peak = 0;
+    let mut error = None;
+    loop {
+        match tree_stats(root) {
+            Ok(tree) => peak = peak.max(tree.iter().map(|s| s.rss_pages * page).sum()),
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+        samples.fetch_add(1, Ordering::AcqRel);
+        match stopped.recv_timeout(interval) {
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            // One last sample was just taken above the stop request.
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // A failed RUSAGE_THREAD leaves the sampler's cost counted as client CPU.
+    let sampler_cpu_s = Usage::of(UsageWho::RUSAGE_THREAD)
+        .map(|u| u.cpu_s())
+        .unwrap_or(0.0);
+    RssPeak {
+        peak_bytes: peak,
+        samples: samples.load(Ordering::Acquire),
+        interval_ms: interval.as_millis() as u64,
+        sampler_cpu_s,
+        error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_stat_counts_fields_after_a_name_with_spaces_and_parens() {
+        let line = "4242 (a b) c)) S 17 4242 4242 0 -1 4194560 100 0 0 0 \
+                    250 31 7 -1 20 0 3 0 12345 1000000 321 18446744073709551615";
+        let stat = parse_stat(line).expect("parsable");
+        assert_eq!(
+            stat,
+            ProcStat {
+                pid: 4242,
+                ppid: 17,
+                utime: 250,
+                stime: 31,
+                cutime: 7,
+                cstime: 0,
+                rss_pages: 321,
+            }
+        );
+    }
+
+    #[test]
+    fn parse_stat_rejects_truncated_line() {
+        assert_eq!(parse_stat("4242 (x) S 1 2 3"), None);
+    }
+
+    #[test]
+    fn snapshot_of_missing_process_names_the_path() {
+        let err = Snapshot::take(i32::MAX).expect_err("no such pid");
+        assert!(err.to_string().contains("/proc/2147483647/stat"), "{err}");
+    }
+}

@@ -1,0 +1,457 @@
+//! Accounting measured against processes that know what they did: each
+//! helper child (this test binary re-executed in `child_helper`) reports its
+//! own `getrusage`, and the harness' reading must agree.
+
+use super::*;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MODE_VAR: &str = "LAB_ACCOUNT_CHILD";
+const GRANDCHILD_VAR: &str = "LAB_ACCOUNT_GRANDCHILD";
+const SPIN_MS: u64 = 200;
+const GETPPID_CALLS: u64 = 5000;
+
+/// A helper process driven line by line: it prints `@@tag k=v ...` and
+/// waits for a line on stdin before each step; stdin EOF ends it.
+struct Helper {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+fn helper_command(mode: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args([
+        "account::tests::child_helper",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(MODE_VAR, mode)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped());
+    cmd
+}
+
+impl Helper {
+    fn spawn(mode: &str) -> Helper {
+        Helper::spawn_with(mode, None)
+    }
+
+    fn spawn_with(mode: &str, grandchild: Option<&str>) -> Helper {
+        let mut cmd = helper_command(mode);
+        if let Some(g) = grandchild {
+            cmd.env(GRANDCHILD_VAR, g);
+        }
+        let mut child = cmd.spawn().expect("spawn helper");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Helper {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Reads until the line tagged `@@tag` and returns its k=v fields.
+    fn expect(&mut self, tag: &str) -> HashMap<String, u64> {
+        let marker = format!("@@{tag}");
+        loop {
+            let mut line = String::new();
+            let n = self
+                .stdout
+                .read_line(&mut line)
+                .expect("read helper stdout");
+            assert!(n > 0, "helper exited before printing {marker}");
+            // libtest may print its own text on the same line first.
+            if let Some(at) = line.find(&marker) {
+                return line[at + marker.len()..]
+                    .split_whitespace()
+                    .filter_map(|kv| {
+                        let (k, v) = kv.split_once('=')?;
+                        Some((k.to_string(), v.parse().ok()?))
+                    })
+                    .collect();
+            }
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write helper stdin");
+        stdin.flush().expect("flush helper stdin");
+    }
+
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let status = self.child.wait().expect("wait helper");
+        assert!(status.success(), "helper failed: {status}");
+    }
+}
+
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+fn assert_within(measured: f64, expected: f64, tolerance: f64, what: &str) {
+    assert!(
+        (measured - expected).abs() <= tolerance * expected,
+        "{what}: measured {measured:.4} s, expected {expected:.4} s (±{:.0} %)",
+        tolerance * 100.0
+    );
+}
+
+#[test]
+fn spinning_threads_cpu_is_measured_within_ten_percent() {
+    let mut h = Helper::spawn("spin");
+    let ready = h.expect("ready");
+    let counters = TreeCounters::attach(h.pid(), &CounterSet::cpu_only());
+    let window = Window::begin(h.pid(), &counters, Duration::from_millis(20)).expect("begin");
+    h.send("go");
+    let done = h.expect("done");
+    let account = window.end().expect("end");
+    let own = secs(done["cpu_us"] - ready["cpu_us"]);
+    assert!(own >= 2.0 * SPIN_MS as f64 / 1e3, "helper spun {own} s");
+    assert_within(account.user_s + account.sys_s, own, 0.10, "/proc user+sys");
+    let counters = counters.expect("perf counters (running as root)");
+    assert!(counters.tasks_attached() >= 1);
+    let task_clock = account.task_clock_s.expect("task-clock counted");
+    assert_within(task_clock, own, 0.10, "perf task-clock");
+    assert!(account.rss_samples >= 1 && account.peak_rss_bytes > 0);
+    // Whole-run cross-check: the tree's CPU since start vs the helper's own
+    // RUSAGE_SELF + RUSAGE_CHILDREN, as a server's exit summary reports it.
+    let total = Snapshot::take(h.pid()).expect("snapshot").cpu_s();
+    let agreement = cpu_agreement(total, secs(done["cpu_us"]), 0.0);
+    assert!(agreement.agrees, "{agreement:?}");
+    h.finish();
+}
+
+#[test]
+fn reaped_child_cpu_is_counted_through_cutime() {
+    let mut h = Helper::spawn("fork_reap");
+    let ready = h.expect("ready");
+    let before = Snapshot::take(h.pid()).expect("before");
+    h.send("go");
+    let done = h.expect("done");
+    let after = Snapshot::take(h.pid()).expect("after");
+    // The grandchild has been waited for: only the helper is left.
+    assert_eq!(after.pids.len(), 1, "{:?}", after.pids);
+    let children = secs(done["children_us"] - ready["children_us"]);
+    let own = secs(done["cpu_us"] - ready["cpu_us"]);
+    assert!(
+        children >= SPIN_MS as f64 / 1e3,
+        "grandchild spun {children} s"
+    );
+    assert_within(
+        Snapshot::delta(&before, &after).cpu_s(),
+        children + own,
+        0.10,
+        "tree CPU with a reaped child",
+    );
+    h.finish();
+}
+
+#[test]
+fn live_grandchild_cpu_is_counted_through_the_tree_walk() {
+    let mut h = Helper::spawn_with("relay", Some("spin"));
+    let ready = h.expect("ready");
+    let before = Snapshot::take(h.pid()).expect("before");
+    assert_eq!(
+        before.pids.len(),
+        2,
+        "relay and its child: {:?}",
+        before.pids
+    );
+    h.send("go");
+    let done = h.expect("done");
+    let after = Snapshot::take(h.pid()).expect("after");
+    let grandchild = secs(done["cpu_us"] - ready["cpu_us"]);
+    // The relay itself only copies two lines: well under 10 % of the spin.
+    assert_within(
+        Snapshot::delta(&before, &after).cpu_s(),
+        grandchild,
+        0.10,
+        "tree CPU with a live grandchild",
+    );
+    h.finish();
+}
+
+#[test]
+fn context_switches_grow_with_each_sleep() {
+    let mut h = Helper::spawn("sleepy");
+    h.expect("ready");
+    let counters = TreeCounters::attach(h.pid(), &CounterSet::cpu_only());
+    let window = Window::begin(h.pid(), &counters, Duration::from_millis(50)).expect("begin");
+    h.send("go");
+    let done = h.expect("done");
+    let account = window.end().expect("end");
+    // Every nanosleep blocks, and blocking is a voluntary switch.
+    assert!(
+        account.voluntary_switches >= done["sleeps"],
+        "{} voluntary switches for {} sleeps",
+        account.voluntary_switches,
+        done["sleeps"]
+    );
+    let all = account.context_switches.expect("perf context switches");
+    assert!(all >= account.voluntary_switches, "{account:?}");
+    h.finish();
+}
+
+#[test]
+fn syscalls_made_by_threads_created_after_attach_are_counted_exactly() {
+    let mut h = Helper::spawn("getppid");
+    h.expect("ready");
+    let set = CounterSet {
+        syscalls: vec!["getppid".into(), "no_such_syscall".into()],
+        total_syscalls: true,
+        cpu_and_switches: false,
+    };
+    let counters = match TreeCounters::attach(h.pid(), &set) {
+        Ok(c) => c,
+        Err(reason) => {
+            // Without perf the reason must say which call failed and why.
+            assert!(
+                reason.contains("perf_event_open") || reason.contains("tracefs"),
+                "{reason}"
+            );
+            h.finish();
+            return;
+        }
+    };
+    let before = counters.read().expect("read");
+    h.send("go");
+    let done = h.expect("done");
+    let after = counters.read().expect("read");
+    let delta = counters.delta(&before, &after);
+    let syscalls = delta.syscalls.expect("counted");
+    // Half on the main thread, half on a thread spawned after the attach.
+    assert_eq!(done["calls"], 2 * GETPPID_CALLS);
+    assert_eq!(syscalls.by_name["getppid"], 2 * GETPPID_CALLS);
+    assert!(syscalls.total >= 2 * GETPPID_CALLS, "{syscalls:?}");
+    assert_eq!(syscalls.missing, vec!["no_such_syscall".to_string()]);
+    h.finish();
+}
+
+#[test]
+fn attach_to_a_missing_process_gives_a_reason() {
+    let reason = TreeCounters::attach(i32::MAX, &CounterSet::cpu_only())
+        .err()
+        .expect("no such process");
+    assert!(reason.contains("/proc/2147483647/stat"), "{reason}");
+}
+
+#[test]
+fn peak_rss_is_the_sampled_maximum_not_the_final_value() {
+    let mut h = Helper::spawn("rss");
+    h.expect("ready");
+    let before = Snapshot::take(h.pid()).expect("before");
+    let sampler = RssSampler::start(h.pid(), Duration::from_millis(10)).expect("sampler");
+    h.send("go");
+    let allocated = h.expect("allocated");
+    // Two more completed samples guarantee one began after the allocation.
+    let seen = sampler.samples_taken();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sampler.samples_taken() < seen + 2 {
+        assert!(Instant::now() < deadline, "sampler stalled");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.send("free");
+    h.expect("done");
+    let after = Snapshot::take(h.pid()).expect("after");
+    let peak = sampler.finish();
+    let bytes = allocated["bytes"];
+    assert!(
+        peak.peak_bytes >= before.rss_bytes + bytes * 9 / 10,
+        "peak {} vs start {} + {bytes}",
+        peak.peak_bytes,
+        before.rss_bytes
+    );
+    assert!(
+        after.rss_bytes + bytes / 2 < peak.peak_bytes,
+        "RSS did not drop after free: end {} peak {}",
+        after.rss_bytes,
+        peak.peak_bytes
+    );
+    assert_eq!(peak.error, None);
+    h.finish();
+}
+
+#[test]
+fn agreement_allows_five_percent_or_two_ticks() {
+    assert!(cpu_agreement(10.4, 8.0, 2.0).agrees);
+    assert!(!cpu_agreement(10.6, 8.0, 2.0).agrees);
+    assert!(!cpu_agreement(9.4, 8.0, 2.0).agrees);
+    let tick = 1.0 / clock_ticks_per_sec() as f64;
+    // At 0.1 s, 5 % is less than the tick rounding of /proc.
+    assert!(cpu_agreement(0.1 + tick, 0.1, 0.0).agrees);
+    assert!(!cpu_agreement(0.1 + 4.0 * tick, 0.1, 0.0).agrees);
+    assert_eq!(cpu_agreement(0.0, 0.0, 0.0).ratio, 1.0);
+}
+
+#[test]
+fn per_request_divides_and_keeps_nonzero_syscalls() {
+    let account = ServerAccount {
+        window_s: 1.0,
+        user_s: 0.25,
+        sys_s: 0.75,
+        task_clock_s: None,
+        voluntary_switches: 2000,
+        involuntary_switches: 10,
+        context_switches: Some(2010),
+        tasks_exited: 0,
+        processes: 1,
+        threads: 1,
+        rss_end_bytes: 1,
+        peak_rss_bytes: 1,
+        rss_samples: 1,
+        rss_interval_ms: 50,
+        syscalls: Some(SyscallCounts {
+            total: 3500,
+            by_name: [("read".to_string(), 1000), ("futex".to_string(), 0)].into(),
+            missing: vec![],
+        }),
+        syscalls_unavailable: None,
+        perf_unavailable: None,
+        client_user_s: 0.1,
+        client_sys_s: 0.1,
+        sampler_cpu_s: 0.0,
+        notes: vec![],
+    };
+    assert_eq!(account.per_request(0), None);
+    let per = account.per_request(1000).expect("requests served");
+    assert!((per.server_cpu_us - 1000.0).abs() < 1e-9);
+    assert!((per.client_cpu_us - 200.0).abs() < 1e-9);
+    assert!((per.voluntary_switches - 2.0).abs() < 1e-9);
+    let syscalls = per.syscalls.expect("syscalls");
+    assert_eq!(syscalls.get("futex"), None);
+    assert_eq!(syscalls["read"], 1.0);
+    assert_eq!(syscalls["other"], 2.5);
+}
+
+// ---- the helper child ----------------------------------------------------
+
+fn usage_us(who: UsageWho) -> u64 {
+    let u = Usage::of(who).expect("getrusage");
+    (u.cpu_s() * 1e6) as u64
+}
+
+/// Burns `ms` of this thread's own CPU time.
+fn spin_thread(ms: u64) {
+    let start = usage_us(UsageWho::RUSAGE_THREAD);
+    while usage_us(UsageWho::RUSAGE_THREAD) - start < ms * 1000 {
+        std::hint::black_box(0u64);
+    }
+}
+
+/// Not a test: the body of the helper processes above, run when the test
+/// binary is re-executed with `LAB_ACCOUNT_CHILD` set.
+#[test]
+#[ignore = "helper process for the accounting tests"]
+fn child_helper() {
+    let Ok(mode) = std::env::var(MODE_VAR) else {
+        return;
+    };
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let mut wait_line = move || lines.next().and_then(|l| l.ok());
+    let cpu = || usage_us(UsageWho::RUSAGE_SELF);
+    let children = || usage_us(UsageWho::RUSAGE_CHILDREN);
+    let say = |text: String| {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "\n{text}").expect("stdout");
+        out.flush().expect("stdout");
+    };
+    // The relay forwards its grandchild's markers instead of its own.
+    if mode != "relay" {
+        say(format!(
+            "@@ready cpu_us={} children_us={}",
+            cpu(),
+            children()
+        ));
+    }
+    match mode.as_str() {
+        "spin" => {
+            wait_line();
+            let other = std::thread::spawn(move || spin_thread(SPIN_MS));
+            spin_thread(SPIN_MS);
+            other.join().expect("spinner");
+            say(format!("@@done cpu_us={}", cpu()));
+        }
+        "fork_reap" => {
+            wait_line();
+            let mut grandchild = helper_command("spin_once")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn grandchild");
+            grandchild.wait().expect("wait grandchild");
+            say(format!(
+                "@@done cpu_us={} children_us={}",
+                cpu(),
+                children()
+            ));
+        }
+        "spin_once" => spin_thread(SPIN_MS),
+        "relay" => {
+            let inner = std::env::var(GRANDCHILD_VAR).expect("grandchild mode");
+            let mut g = Helper::spawn(&inner);
+            let fields = |f: HashMap<String, u64>| {
+                f.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            say(format!("@@ready {}", fields(g.expect("ready"))));
+            wait_line();
+            g.send("go");
+            say(format!("@@done {}", fields(g.expect("done"))));
+            wait_line();
+            g.finish();
+            return;
+        }
+        "sleepy" => {
+            wait_line();
+            let sleeps = 100;
+            for _ in 0..sleeps {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            say(format!("@@done sleeps={sleeps}"));
+        }
+        "getppid" => {
+            wait_line();
+            let call = || {
+                for _ in 0..GETPPID_CALLS {
+                    // SAFETY: getppid has no preconditions; raw syscall so
+                    // no libc cache can skip the kernel.
+                    unsafe { libc::syscall(libc::SYS_getppid) };
+                }
+            };
+            let other = std::thread::spawn(call);
+            call();
+            other.join().expect("getppid thread");
+            say(format!("@@done calls={}", 2 * GETPPID_CALLS));
+        }
+        "rss" => {
+            wait_line();
+            let bytes = 64usize << 20;
+            // Written, not just reserved, so every page is resident.
+            let block = vec![1u8; bytes];
+            say(format!("@@allocated bytes={bytes}"));
+            wait_line();
+            std::hint::black_box(&block);
+            // A block this large was mmap'd by malloc and is unmapped here.
+            drop(block);
+            say("@@done".to_string());
+        }
+        other => panic!("unknown helper mode {other}"),
+    }
+    // Stay alive (and measurable) until the test closes stdin.
+    while wait_line().is_some() {}
+}

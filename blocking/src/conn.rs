@@ -1,0 +1,266 @@
+//! What every blocking mode shares: the copy loop of one connection
+//! (`serve_conn`), the accept call with its errors handled, and the registry
+//! of open connections that lets the stop thread wake every blocked call.
+//!
+//! Phase 1 (waiting for data) blocks in `read`, one connection per thread or
+//! process; phase 2 (copying) blocks in `send` while the peer's receive
+//! window and our send buffer are full. Writing the whole reply before the
+//! next `read` is this model's back-pressure: a peer that does not read stops
+//! us reading from it, so at most one buffer (`BUF_LEN`) is held per
+//! connection.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use lab::net::{self, IoMode, Spare};
+use lab::{syscall, Stats};
+
+/// One read's worth of request, transformed in place and written back.
+/// On the heap, so that a thread's stack can stay small (see `thread.rs`).
+const BUF_LEN: usize = 16 << 10;
+
+/// How long to back off when `accept` fails for a transient reason the
+/// kernel will not signal the end of (`ENOBUFS`, a full descriptor table
+/// that the spare could not relieve): without it the loop would spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Serves one connection until the peer's EOF, a reset, or the stop thread's
+/// `shutdown`. Every reply byte is counted in `stats` once the kernel took it.
+///
+/// A peer that went away (`ECONNRESET`, `EPIPE`, `ETIMEDOUT`) ends this
+/// connection with `Ok`: it is the peer's business, not an error of ours.
+pub fn serve_conn(fd: RawFd, stats: &Stats) -> io::Result<()> {
+    let mut buf = vec![0u8; BUF_LEN];
+    loop {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes during the call.
+        let n = match syscall!(
+            unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) },
+            "read(fd {fd})"
+        ) {
+            // EOF: the peer shut its write side (or the stop thread shut
+            // ours). Everything owed was written before this read.
+            Ok(0) => return Ok(()),
+            Ok(n) => n as usize,
+            // A signal handler ran before any byte arrived; nothing was read.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if peer_gone(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let reply = &mut buf[..n];
+        lab::echo::transform_in_place(reply);
+        match write_all(fd, reply, stats) {
+            Ok(()) => {}
+            Err(e) if peer_gone(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sends all of `bytes`, blocking while the socket's send buffer is full.
+fn write_all(fd: RawFd, mut bytes: &[u8], stats: &Stats) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // MSG_NOSIGNAL: a peer that closed gives EPIPE here, not SIGPIPE.
+        // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes during the call.
+        let sent = match syscall!(
+            unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL,) },
+            "send(fd {fd})"
+        ) {
+            Ok(sent) => sent as usize,
+            // Interrupted before anything was sent; a blocking send that was
+            // interrupted after sending part returns that part instead.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        stats.echoed(sent);
+        // A short write: the kernel took what fit (a signal, or SO_SNDTIMEO);
+        // the rest goes in the next call.
+        bytes = &bytes[sent..];
+    }
+    Ok(())
+}
+
+/// The errors by which a peer tells us it is gone: reset, closed while we
+/// wrote, or a keepalive that went unanswered.
+fn peer_gone(err: &io::Error) -> bool {
+    matches!(
+        lab::sys::errno(err),
+        Some(libc::ECONNRESET | libc::EPIPE | libc::ETIMEDOUT | libc::ENOTCONN)
+    )
+}
+
+/// Accepts the next connection, blocking in `accept4` until one is pending.
+/// `Ok(None)`: the stop thread shut the listener down.
+///
+/// Every error the kernel may return for reasons other than a bug of ours is
+/// retried here, visibly; none of them makes the loop spin.
+pub fn accept_conn(
+    listener: RawFd,
+    spare: &mut Spare,
+    registry: &Registry,
+) -> io::Result<Option<OwnedFd>> {
+    loop {
+        let err = match net::accept(listener, IoMode::Blocking) {
+            Ok(fd) => return Ok(Some(fd)),
+            Err(err) => err,
+        };
+        match lab::sys::errno(&err) {
+            // `shutdown(listener)` makes a blocked accept return EINVAL on
+            // Linux, and every later one too: that is how we are stopped.
+            _ if registry.is_stopping() => return Ok(None),
+            Some(libc::EINTR) => continue,
+            // The peer gave up between its handshake and our accept, or (man
+            // accept(2)) a pending network error of that connection: retry.
+            Some(
+                libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH,
+            ) => continue,
+            // EMFILE/ENFILE: Linux reserves the descriptor before it waits
+            // for a connection, so this returns at once, forever, until a
+            // descriptor frees. Refuse one pending connection with the spare;
+            // if even that failed (another thread took the freed slot), back
+            // off instead of spinning.
+            _ if net::is_descriptor_exhaustion(&err) => {
+                warn_once(
+                    &DESCRIPTORS_WARNED,
+                    &format!("{err}; refusing connections until descriptors free up"),
+                );
+                if !spare.refuse_one(listener, IoMode::Blocking) {
+                    std::thread::sleep(ACCEPT_BACKOFF);
+                }
+            }
+            // Kernel memory is short: nothing will wake us when it is back.
+            Some(libc::ENOBUFS | libc::ENOMEM) => {
+                warn_once(&MEMORY_WARNED, &format!("{err}; backing off"));
+                std::thread::sleep(ACCEPT_BACKOFF);
+            }
+            _ => return Err(err),
+        }
+    }
+}
+
+static DESCRIPTORS_WARNED: AtomicBool = AtomicBool::new(false);
+static MEMORY_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Prints `message` to stderr the first time only: a condition that repeats
+/// per connection must not flood the log.
+pub fn warn_once(flag: &AtomicBool, message: &str) {
+    if !flag.swap(true, Ordering::Relaxed) {
+        eprintln!("blocking: {message} (reported once)");
+    }
+}
+
+/// The open connections of this process and whether it is stopping. The
+/// stop thread's [`Registry::stop`] shuts every one of them down, which is
+/// the only way to wake a thread blocked in `read` or `send` on it.
+pub struct Registry {
+    listener: RawFd,
+    stopping: AtomicBool,
+    open: Mutex<HashSet<RawFd>>,
+}
+
+impl Registry {
+    pub fn new(listener: RawFd) -> Registry {
+        Registry {
+            listener,
+            stopping: AtomicBool::new(false),
+            open: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Registers an admitted connection, or closes it and gives its
+    /// `--max-conns` slot back if we are already stopping (the stop thread
+    /// has swept the registry and would never wake it).
+    pub fn register<'a>(&'a self, fd: OwnedFd, stats: &'a Stats) -> Option<Conn<'a>> {
+        let mut open = self.lock();
+        if self.is_stopping() {
+            drop(open);
+            stats.release();
+            return None;
+        }
+        open.insert(fd.as_raw_fd());
+        Some(Conn {
+            fd,
+            registry: self,
+            stats,
+        })
+    }
+
+    /// Wakes every call blocked on our sockets: `accept` returns EINVAL,
+    /// `read` returns 0 (EOF), `send` returns EPIPE. Idempotent.
+    pub fn stop(&self) {
+        let open = self.lock();
+        self.stopping.store(true, Ordering::Release);
+        shutdown(self.listener);
+        // Under the lock: a descriptor in the set is still open and still
+        // ours, never a number the kernel already gave to something else.
+        for &fd in open.iter() {
+            shutdown(fd);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<RawFd>> {
+        // The set stays consistent even if a holder panicked: insert and
+        // remove are single steps.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `shutdown(SHUT_RDWR)`; `ENOTCONN` (the peer already reset) is fine, the
+/// call's purpose was only to wake a waiter.
+fn shutdown(fd: RawFd) {
+    // SAFETY: shutdown on a descriptor we own; no memory is passed.
+    if let Err(e) = syscall!(
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) },
+        "shutdown(fd {fd}, SHUT_RDWR)"
+    ) {
+        if lab::sys::errno(&e) != Some(libc::ENOTCONN) {
+            eprintln!("blocking: {e}");
+        }
+    }
+}
+
+/// One admitted, registered connection. Dropping it (served, failed or
+/// unwound from a panic) removes it from the registry, gives its
+/// `--max-conns` slot back and closes it, in that order: once the peer sees
+/// our FIN, its slot is free again.
+pub struct Conn<'a> {
+    fd: OwnedFd,
+    registry: &'a Registry,
+    stats: &'a Stats,
+}
+
+impl Conn<'_> {
+    /// Serves the connection; an error or a panic ends this connection only.
+    pub fn serve(self) {
+        let fd = self.fd.as_raw_fd();
+        match panic::catch_unwind(AssertUnwindSafe(|| serve_conn(fd, self.stats))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("blocking: {e}; connection closed"),
+            // The panic message was printed by the panic hook.
+            Err(_) => eprintln!("blocking: fd {fd}: handler panicked; connection closed"),
+        }
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.fd.as_raw_fd());
+        self.stats.release();
+    }
+}

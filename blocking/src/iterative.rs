@@ -1,0 +1,44 @@
+//! iterative — one client at a time: accept, serve it to the end, accept the
+//! next (UNP's iterative server).
+//!
+//! Phase 1 (waiting for data) blocks in `read` on the one open connection;
+//! phase 2 (copying) blocks in `send` while that client does not read.
+//! Waiting for a connection blocks in `accept`.
+//! Cannot: serve a second client while the first stays connected: a client
+//! that sends nothing stalls every other one (by design; the conformance
+//! suite declares it an expected limit). The other modes are this loop with
+//! the serving moved elsewhere: into a thread (`thread`), a process (`fork`),
+//! or run N times over on one listener (`pool`, `prefork`).
+//! Run: `cargo run --release -p blocking -- --mode iterative`
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use lab::net::{Listener, Spare};
+use lab::Stats;
+
+use crate::conn::{accept_conn, Registry};
+
+/// Runs until the stop thread shuts the listener down.
+pub fn serve(
+    listener: &Listener,
+    stats: &Stats,
+    registry: &Registry,
+    max_conns: Option<u64>,
+) -> io::Result<()> {
+    let mut spare = Spare::new()?;
+    loop {
+        let Some(fd) = accept_conn(listener.as_raw_fd(), &mut spare, registry)? else {
+            return Ok(());
+        };
+        if !stats.admit(max_conns) {
+            // Connection N+1 under `--max-conns N`: closed at once.
+            drop(fd);
+            continue;
+        }
+        let Some(conn) = registry.register(fd, stats) else {
+            return Ok(());
+        };
+        conn.serve();
+    }
+}

@@ -1,0 +1,77 @@
+//! thread — a thread per connection: the accepting thread blocks in
+//! `accept`, and each connection gets its own thread that blocks in `read`.
+//!
+//! Phase 1 (waiting for data) blocks in `read`, one thread per connection,
+//! so a silent client stalls only its own thread; phase 2 (copying) blocks
+//! in `send` while that client does not read. The kernel's scheduler does
+//! the multiplexing an event loop would do by hand.
+//! Cannot: stay cheap at scale: every connection costs a thread (a stack,
+//! a kernel task, a context switch per wake-up), and thread creation per
+//! connection caps the connection rate. When the kernel refuses a thread
+//! (`EAGAIN`: `RLIMIT_NPROC`, `threads-max`, memory), that one connection is
+//! closed and the server goes on.
+//! Run: `cargo run --release -p blocking -- --mode thread`
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicBool;
+use std::thread;
+
+use lab::net::{Listener, Spare};
+use lab::Stats;
+
+use crate::conn::{accept_conn, warn_once, Registry};
+
+/// Stack of a connection thread. Rust's default is 2 MiB; the kernel maps a
+/// stack lazily, so resident memory is only the pages touched, but the
+/// whole reservation counts against the address space and, under strict
+/// overcommit (`vm.overcommit_memory=2`), against the commit limit: 2000
+/// connections would reserve 4 GiB. A connection thread needs little: its
+/// buffer is on the heap, and the deepest path is a panic's report. A
+/// thread that overflowed its stack would abort the whole process, so this
+/// is tested with `RUST_BACKTRACE=1` (tests/modes.rs).
+const CONN_STACK: usize = 128 << 10;
+
+static SPAWN_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Runs until the stop thread shuts the listener down, then waits for every
+/// connection thread (the stop thread has shut their sockets down too).
+pub fn serve(
+    listener: &Listener,
+    stats: &Stats,
+    registry: &Registry,
+    max_conns: Option<u64>,
+) -> io::Result<()> {
+    let mut spare = Spare::new()?;
+    // The scope joins every connection thread before it returns.
+    thread::scope(|scope| loop {
+        let fd = match accept_conn(listener.as_raw_fd(), &mut spare, registry) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                // Wake the connection threads, or the scope never ends.
+                registry.stop();
+                return Err(e);
+            }
+        };
+        if !stats.admit(max_conns) {
+            // Connection N+1 under `--max-conns N`: closed at once.
+            drop(fd);
+            continue;
+        }
+        let Some(conn) = registry.register(fd, stats) else {
+            return Ok(());
+        };
+        let spawned = thread::Builder::new()
+            .stack_size(CONN_STACK)
+            .spawn_scoped(scope, move || conn.serve());
+        if let Err(e) = spawned {
+            // The closure was dropped unrun, and with it `conn`: that
+            // connection is closed and its slot given back.
+            warn_once(
+                &SPAWN_WARNED,
+                &format!("pthread_create: {e}; closing connections that get no thread"),
+            );
+        }
+    })
+}

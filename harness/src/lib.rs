@@ -4,6 +4,7 @@
 pub mod account;
 pub mod check;
 pub mod compare;
+pub mod load;
 pub mod measurement;
 pub mod run;
 pub mod server;

@@ -210,9 +210,16 @@ pub struct ClientCpu {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct ServerSide {
     pub pid: Option<u32>,
+    /// User and system CPU of the whole tree from `/proc` (clock ticks).
     pub user_s: Option<f64>,
     pub sys_s: Option<f64>,
-    /// `(user + sys) / requests`, microseconds.
+    /// The server's CPU in the window, from the most precise source
+    /// available (`cpu_source`): perf `task-clock` or `/proc` ticks.
+    #[serde(default)]
+    pub cpu_s: Option<f64>,
+    #[serde(default)]
+    pub cpu_source: Option<String>,
+    /// `cpu_s / requests`, microseconds.
     pub cpu_per_request_us: Option<f64>,
     pub ctx_voluntary: Option<u64>,
     pub ctx_involuntary: Option<u64>,
@@ -226,6 +233,10 @@ pub struct ServerSide {
     pub syscalls_na_reason: Option<String>,
     /// The server's own exit summary (whole run, not just the window).
     pub exit_summary: Option<ExitSummary>,
+    /// The harness' `/proc` view of the server's CPU over its whole run
+    /// (read just before SIGTERM) against the summary's `user + sys`.
+    #[serde(default)]
+    pub summary_agreement: Option<crate::account::Agreement>,
 }
 
 /// The `summary:` line a model prints on SIGTERM.
@@ -353,7 +364,12 @@ impl Measurement {
         );
         row(
             "server cpu per request",
-            opt(s.cpu_per_request_us, |v| format!("{v:.2} µs")),
+            opt(s.cpu_per_request_us, |v| {
+                format!(
+                    "{v:.2} µs ({})",
+                    s.cpu_source.as_deref().unwrap_or("unknown source")
+                )
+            }),
         );
         row(
             "server ctx switches/req",
@@ -394,6 +410,18 @@ impl Measurement {
                 format!(
                     "model={} connections={} bytes={} user={:.3}s sys={:.3}s (whole run)",
                     e.model, e.connections, e.bytes, e.user_s, e.sys_s
+                ),
+            );
+        }
+        if let Some(a) = &s.summary_agreement {
+            row(
+                "summary cross-check",
+                format!(
+                    "harness {:.3} s vs summary {:.3} s (ratio {:.3}, {})",
+                    a.harness_cpu_s,
+                    a.summary_cpu_s,
+                    a.ratio,
+                    if a.agrees { "agrees" } else { "DISAGREES" }
                 ),
             );
         }

@@ -1,12 +1,618 @@
-//! `harness run` (being built).
+//! `harness run MODEL[:MODE] --workload pingpong|connect|idle ...`: one
+//! measurement of one server.
+//!
+//! The server is started pinned to its own CPU(s) (on 2 CPUs: server on CPU
+//! 1, load on CPU 0), its `listening on` line awaited, perf counters
+//! attached to its threads before any client connects; then the load
+//! generator connects, warms up, and counts a timed window while
+//! `account::Window` reads the server's CPU, context switches, RSS and
+//! syscalls over the same window; then SIGTERM, and the server's own exit
+//! summary is compared with what the harness saw. With `--target` no server
+//! is started and the server-side fields are `n/a`.
+//!
+//! `measure` is the same thing as a library call, for tests and
+//! `harness compare`.
 
+use crate::account::{self, CounterSet, ServerAccount, TreeCounters, Window};
+use crate::load::{self, sys, LoadReport, LoadSpec};
+use crate::measurement::{
+    wall_clock, CloseMode, ExitSummary, Measurement, RateUnit, ServerSide, WorkloadKind,
+    WorkloadParams, SCHEMA_VERSION,
+};
+use crate::server::{describe_status, ModelSpec, Server, ServerConfig};
+use nix::sys::signal::Signal;
 use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum WorkloadArg {
+    Pingpong,
+    Connect,
+    Idle,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CloseArg {
+    Rst,
+    Fin,
+}
+
+/// `harness run`'s arguments; boxed so that the CLI's subcommand enum
+/// stays small whichever subcommand has the most options.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub opts: Box<RunOptions>,
+}
 
 #[derive(clap::Args, Debug)]
-pub struct RunArgs {}
+pub struct RunOptions {
+    /// MODEL[:MODE], e.g. `epoll:level` (not with --target).
+    pub model: Option<String>,
+    #[arg(long, value_enum, default_value = "pingpong")]
+    pub workload: WorkloadArg,
+    /// Ping-pong connections (default 10); connect: connections in flight
+    /// at once (default 4); idle: the active ones, as --active.
+    #[arg(long)]
+    pub conns: Option<usize>,
+    /// Request size in bytes.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=64 << 20))]
+    pub size: u64,
+    /// Open loop: requests per second over all connections, latency counted
+    /// from each request's scheduled time (pingpong and idle).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Idle connections held open (idle workload, default 1000).
+    #[arg(long)]
+    pub idle: Option<usize>,
+    /// Active ping-pong connections beside the idle ones (default 50).
+    #[arg(long)]
+    pub active: Option<usize>,
+    /// Timed window, seconds (default 5; --quick 1).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Warm-up before the window, seconds (default 1; --quick 0.2).
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// A connect or reply taking longer counts as a timeout, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+    /// How each connect-workload connection is closed.
+    #[arg(long, value_enum, default_value = "rst")]
+    pub close: CloseArg,
+    /// Measure a server already running at HOST:PORT instead of starting one.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Allow a --target outside 127.0.0.0/8 and ::1.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Short durations (0.2 s warm-up, 1 s window) unless given.
+    #[arg(long)]
+    pub quick: bool,
+    /// Count the server's syscalls by name (perf tracepoints: every syscall
+    /// of the server takes the slow path, so its CPU figures rise a little).
+    #[arg(long)]
+    pub syscalls: bool,
+    /// CPUs for the load threads, one thread each (e.g. `0` or `0,1`).
+    #[arg(long, value_delimiter = ',')]
+    pub load_cpus: Option<Vec<usize>>,
+    /// CPUs the server is pinned to.
+    #[arg(long, value_delimiter = ',')]
+    pub server_cpus: Option<Vec<usize>>,
+    /// Seed of the request payloads.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Extra arguments for the server, after `--`.
+    #[arg(last = true)]
+    pub server_args: Vec<String>,
+}
 
-pub fn main(_args: RunArgs) -> io::Result<ExitCode> {
-    eprintln!("harness run: not built yet");
-    Ok(ExitCode::from(2))
+/// Which server to measure.
+#[derive(Debug, Clone)]
+pub enum ServerChoice {
+    /// This binary, with `--mode MODE` if given (a test passes
+    /// `env!("CARGO_BIN_EXE_epoll")`).
+    Binary { path: PathBuf, mode: Option<String> },
+    /// The model's binary next to the harness' own, built if missing.
+    Model(ModelSpec),
+    /// A server already running; nothing is started.
+    Target(SocketAddr),
+}
+
+impl ServerChoice {
+    pub fn binary(path: impl Into<PathBuf>, mode: Option<&str>) -> ServerChoice {
+        ServerChoice::Binary {
+            path: path.into(),
+            mode: mode.map(str::to_owned),
+        }
+    }
+
+    /// `model[:mode]` as recorded in the measurement.
+    pub fn label(&self) -> String {
+        match self {
+            ServerChoice::Binary { path, mode } => {
+                let name = path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                match mode {
+                    Some(m) => format!("{name}:{m}"),
+                    None => name,
+                }
+            }
+            ServerChoice::Model(spec) => spec.to_string(),
+            ServerChoice::Target(_) => "target".into(),
+        }
+    }
+}
+
+/// One measurement to take.
+#[derive(Debug, Clone)]
+pub struct MeasureSpec {
+    pub server: ServerChoice,
+    /// Extra server arguments (after `--addr` and `--mode`).
+    pub server_args: Vec<String>,
+    pub kind: WorkloadKind,
+    pub conns: usize,
+    pub size: usize,
+    pub rate: Option<f64>,
+    pub idle: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub timeout: Duration,
+    pub close: CloseMode,
+    /// `None`: the default split (see `default_cpus`).
+    pub load_cpus: Option<Vec<usize>>,
+    pub server_cpus: Option<Vec<usize>>,
+    pub count_syscalls: bool,
+    pub allow_remote: bool,
+    pub seed: u64,
+}
+
+impl MeasureSpec {
+    /// A short measurement (0.2 s warm-up, 0.5 s window, 10 connections; idle:
+    /// 100 idle + 10 active) for smoke tests: enough to exercise every
+    /// field, too short to compare anything with.
+    pub fn quick(server: ServerChoice, kind: WorkloadKind) -> MeasureSpec {
+        MeasureSpec {
+            server,
+            server_args: Vec::new(),
+            kind,
+            conns: 10,
+            size: 64,
+            rate: None,
+            idle: if kind == WorkloadKind::Idle { 100 } else { 0 },
+            warmup: Duration::from_millis(200),
+            duration: Duration::from_millis(500),
+            timeout: Duration::from_secs(5),
+            close: CloseMode::Rst,
+            load_cpus: None,
+            server_cpus: None,
+            count_syscalls: true,
+            allow_remote: false,
+            seed: 1,
+        }
+    }
+}
+
+/// The default CPU split: the load gets the first half of the CPUs this
+/// process may use (at least one), the server the rest. On one CPU they
+/// share it (and the measurement says so).
+pub fn default_cpus(allowed: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    if allowed.len() < 2 {
+        return (allowed.to_vec(), allowed.to_vec());
+    }
+    let load = (allowed.len() / 2).max(1);
+    (allowed[..load].to_vec(), allowed[load..].to_vec())
+}
+
+/// Restores the calling thread's CPU mask when the measurement ends, even
+/// on an error path (`measure` pins the caller to the load CPUs meanwhile so
+/// that it and the RSS sampler it spawns stay off the server's CPUs).
+struct AffinityGuard(Vec<usize>);
+
+impl Drop for AffinityGuard {
+    fn drop(&mut self) {
+        let _ = sys::pin_current_thread(&self.0);
+    }
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}
+
+/// Takes one measurement.
+pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
+    let allowed = sys::allowed_cpus()?;
+    let (def_load, def_server) = default_cpus(&allowed);
+    let load_cpus = spec.load_cpus.clone().unwrap_or(def_load);
+    let started_server = !matches!(spec.server, ServerChoice::Target(_));
+    let server_cpus = if started_server {
+        spec.server_cpus.clone().unwrap_or(def_server)
+    } else {
+        Vec::new()
+    };
+    let mut notes = Vec::new();
+    if load_cpus.iter().any(|c| server_cpus.contains(c)) {
+        notes.push(format!(
+            "load (CPUs {load_cpus:?}) and server (CPUs {server_cpus:?}) share a CPU: \
+             each one's time includes waiting for the other"
+        ));
+    }
+    // Before the server starts, so that it inherits the raised limit too.
+    sys::raise_nofile_limit()?;
+
+    let mut server = match &spec.server {
+        ServerChoice::Target(_) => None,
+        ServerChoice::Binary { path, mode } => Some(
+            ServerConfig::new(path.clone())
+                .mode(mode.clone())
+                .args(spec.server_args.iter().cloned())
+                .pin(server_cpus.clone()),
+        ),
+        ServerChoice::Model(m) => {
+            Some(ServerConfig::for_spec(m, &spec.server_args)?.pin(server_cpus.clone()))
+        }
+    }
+    .map(|config| Server::start(&config))
+    .transpose()?;
+    let target = match (&spec.server, &server) {
+        (ServerChoice::Target(a), _) => *a,
+        (_, Some(s)) => s.addr(),
+        (_, None) => unreachable!("a server is started unless there is a target"),
+    };
+    load::check_target(&target, spec.allow_remote)?;
+
+    let _restore = AffinityGuard(allowed.clone());
+    sys::pin_current_thread(&load_cpus)?;
+
+    let set = if spec.count_syscalls {
+        CounterSet::standard()
+    } else {
+        CounterSet::cpu_only()
+    };
+    // Attached before any client connects: threads the server creates later
+    // inherit the counters.
+    let counters = server.as_ref().map(|s| TreeCounters::attach(s.pid(), &set));
+
+    let lspec = LoadSpec {
+        target,
+        kind: spec.kind,
+        conns: spec.conns,
+        size: spec.size,
+        rate: spec.rate,
+        idle: spec.idle,
+        warmup: spec.warmup,
+        duration: spec.duration,
+        timeout: spec.timeout,
+        close: spec.close,
+        cpus: load_cpus.clone(),
+        seed: spec.seed,
+        allow_remote: spec.allow_remote,
+    };
+    let running = load::start(lspec)?;
+    let tl = running.timeline;
+
+    let mut account: Option<io::Result<ServerAccount>> = None;
+    if let (Some(s), Some(c)) = (&server, &counters) {
+        sleep_until(tl.window_start);
+        match Window::begin(s.pid(), c, Duration::from_millis(50)) {
+            Ok(w) => {
+                sleep_until(tl.window_end);
+                account = Some(w.end());
+            }
+            Err(e) => account = Some(Err(e)),
+        }
+    }
+    let report = running.join()?;
+
+    let mut side = ServerSide::default();
+    match &mut server {
+        None => {
+            side.na_reason = Some(
+                "--target: the server was not started by the harness, its process is not known"
+                    .into(),
+            );
+        }
+        Some(s) => {
+            side.pid = Some(s.pid() as u32);
+            let alive = s.is_alive();
+            // The whole-run CPU as /proc sees it, just before SIGTERM, to
+            // compare with the server's own summary.
+            let whole_run = account::Snapshot::take(s.pid()).map(|snap| snap.cpu_s());
+            let stopped = s.stop(Signal::SIGTERM, Duration::from_secs(2))?;
+            if !alive {
+                notes.push(format!(
+                    "the server exited during the measurement ({}); stderr: {}",
+                    describe_status(&stopped.status),
+                    last_lines(&stopped.stderr, 5)
+                ));
+            }
+            if stopped.timed_out {
+                notes.push("the server did not exit within 2 s of SIGTERM and was killed".into());
+            }
+            if !stopped.leftovers.is_empty() {
+                notes.push(format!(
+                    "processes left behind by the server: {:?}",
+                    stopped.leftovers
+                ));
+            }
+            match &stopped.summary {
+                Ok(Some(sum)) => {
+                    side.exit_summary = Some(ExitSummary {
+                        model: sum.model.clone(),
+                        connections: sum.connections,
+                        bytes: sum.bytes,
+                        user_s: sum.user_s,
+                        sys_s: sum.sys_s,
+                    });
+                    if let Ok(h) = whole_run {
+                        side.summary_agreement =
+                            Some(account::cpu_agreement(h, sum.user_s, sum.sys_s));
+                    }
+                }
+                Ok(None) => notes.push("the server printed no summary line".into()),
+                Err(e) => notes.push(format!("server summary: {e}")),
+            }
+            match account {
+                Some(Ok(acc)) => {
+                    fill_server_side(&mut side, &acc, &report, spec.count_syscalls, &mut notes)
+                }
+                Some(Err(e)) => side.na_reason = Some(format!("server accounting failed: {e}")),
+                None => side.na_reason = Some("server accounting did not run".into()),
+            }
+        }
+    }
+    Ok(assemble(
+        spec,
+        target,
+        load_cpus,
+        server_cpus,
+        report,
+        side,
+        notes,
+    ))
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// Per-request figures. The server's window (`acc.window_s`) is read a few
+/// hundred microseconds after the client's, so its counts are divided by the
+/// requests the client completed per second times the server's own window,
+/// not by the raw count.
+fn fill_server_side(
+    side: &mut ServerSide,
+    acc: &ServerAccount,
+    report: &LoadReport,
+    counted_syscalls: bool,
+    notes: &mut Vec<String>,
+) {
+    side.user_s = Some(acc.user_s);
+    side.sys_s = Some(acc.sys_s);
+    side.cpu_s = Some(acc.server_cpu_s());
+    side.cpu_source = Some(
+        if acc.task_clock_s.is_some() {
+            "perf task-clock"
+        } else {
+            "/proc utime+stime (clock ticks)"
+        }
+        .into(),
+    );
+    side.ctx_voluntary = Some(acc.voluntary_switches);
+    side.ctx_involuntary = Some(acc.involuntary_switches);
+    side.peak_rss_kib = Some(acc.peak_rss_bytes / 1024);
+    let rate = report.requests as f64 / report.window.as_secs_f64();
+    let served = rate * acc.window_s;
+    if served > 0.0 {
+        side.cpu_per_request_us = Some(acc.server_cpu_s() * 1e6 / served);
+        side.ctx_voluntary_per_request = Some(acc.voluntary_switches as f64 / served);
+        side.ctx_involuntary_per_request = Some(acc.involuntary_switches as f64 / served);
+        side.syscalls_per_request = acc.syscalls.as_ref().map(|s| {
+            let mut per: std::collections::BTreeMap<String, f64> = s
+                .by_name
+                .iter()
+                .filter(|(_, &n)| n > 0)
+                .map(|(k, &n)| (k.clone(), n as f64 / served))
+                .collect();
+            per.insert("total".into(), s.total as f64 / served);
+            per.insert("other".into(), s.other() as f64 / served);
+            per
+        });
+    }
+    side.syscalls_na_reason = if !counted_syscalls {
+        Some("not counted (--syscalls: tracepoints slow every server syscall)".into())
+    } else if served <= 0.0 {
+        Some("no request completed".into())
+    } else {
+        acc.syscalls_unavailable.clone()
+    };
+    if let Some(p) = &acc.perf_unavailable {
+        notes.push(format!(
+            "perf counters unavailable ({p}): CPU from /proc clock ticks"
+        ));
+    }
+    notes.extend(acc.notes.iter().cloned());
+}
+
+fn assemble(
+    spec: &MeasureSpec,
+    target: SocketAddr,
+    load_cpus: Vec<usize>,
+    server_cpus: Vec<usize>,
+    r: LoadReport,
+    server: ServerSide,
+    notes: Vec<String>,
+) -> Measurement {
+    let (ms, stamp) = wall_clock(r.window_started);
+    let window_s = r.window.as_secs_f64();
+    Measurement {
+        schema: SCHEMA_VERSION,
+        model: spec.server.label(),
+        target: target.to_string(),
+        workload: WorkloadParams {
+            kind: spec.kind,
+            conns: spec.conns,
+            size: spec.size,
+            rate: spec.rate,
+            idle: spec.idle,
+            warmup_s: spec.warmup.as_secs_f64(),
+            duration_s: spec.duration.as_secs_f64(),
+            timeout_s: spec.timeout.as_secs_f64(),
+            close: spec.close,
+            load_cpus,
+            server_cpus,
+            server_args: spec.server_args.clone(),
+        },
+        started_at: stamp,
+        started_unix_ms: ms,
+        window_s,
+        requests: r.requests,
+        rate: r.requests as f64 / window_s,
+        rate_unit: if spec.kind == WorkloadKind::Connect {
+            RateUnit::ConnectionsPerSec
+        } else {
+            RateUnit::RequestsPerSec
+        },
+        latency: r.latency,
+        errors: r.errors,
+        bytes_verified: r.bytes_verified,
+        client: r.client,
+        server,
+        idle: r.idle,
+        connect: r.connect,
+        notes,
+    }
+}
+
+fn secs(name: &str, v: f64) -> io::Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--{name} {v}: not a duration in seconds"),
+        )
+    })
+}
+
+fn resolve_target(text: &str) -> io::Result<SocketAddr> {
+    text.to_socket_addrs()
+        .map_err(|e| io::Error::new(e.kind(), format!("--target {text}: {e}")))?
+        .next()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("--target {text}: no address"),
+            )
+        })
+}
+
+/// The `MeasureSpec` a command line asks for.
+pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
+    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+    let server = match (&a.model, &a.target) {
+        (Some(_), Some(_)) => return Err(bad("give MODEL[:MODE] or --target, not both".into())),
+        (None, None) => {
+            return Err(bad(
+                "give MODEL[:MODE] (e.g. epoll:level) or --target HOST:PORT".into(),
+            ))
+        }
+        (Some(m), None) => ServerChoice::Model(m.parse().map_err(bad)?),
+        (None, Some(t)) => ServerChoice::Target(resolve_target(t)?),
+    };
+    let kind = match a.workload {
+        WorkloadArg::Pingpong => WorkloadKind::Pingpong,
+        WorkloadArg::Connect => WorkloadKind::Connect,
+        WorkloadArg::Idle => WorkloadKind::Idle,
+    };
+    if kind != WorkloadKind::Idle && (a.idle.is_some() || a.active.is_some()) {
+        return Err(bad("--idle and --active belong to --workload idle".into()));
+    }
+    if a.conns.is_some() && a.active.is_some() {
+        return Err(bad(
+            "--conns and --active mean the same for idle: give one".into()
+        ));
+    }
+    let conns = a.conns.or(a.active).unwrap_or(match kind {
+        WorkloadKind::Pingpong => 10,
+        WorkloadKind::Connect => 4,
+        WorkloadKind::Idle => 50,
+    });
+    let (warmup, duration) = if a.quick { (0.2, 1.0) } else { (1.0, 5.0) };
+    Ok(MeasureSpec {
+        server,
+        server_args: a.server_args.clone(),
+        kind,
+        conns,
+        size: a.size as usize,
+        rate: a.rate,
+        idle: if kind == WorkloadKind::Idle {
+            a.idle.unwrap_or(1000)
+        } else {
+            0
+        },
+        warmup: secs("warmup", a.warmup.unwrap_or(warmup))?,
+        duration: secs("duration", a.duration.unwrap_or(duration))?,
+        timeout: secs("timeout", a.timeout)?,
+        close: match a.close {
+            CloseArg::Rst => CloseMode::Rst,
+            CloseArg::Fin => CloseMode::Fin,
+        },
+        load_cpus: a.load_cpus.clone(),
+        server_cpus: a.server_cpus.clone(),
+        count_syscalls: a.syscalls,
+        allow_remote: a.allow_remote,
+        seed: a.seed,
+    })
+}
+
+pub fn main(args: RunArgs) -> io::Result<ExitCode> {
+    let spec = spec_from_args(&args.opts)?;
+    let m = measure(&spec)?;
+    if args.opts.json {
+        let text = serde_json::to_string_pretty(&m).map_err(io::Error::other)?;
+        println!("{text}");
+    } else {
+        print!("{}", m.to_table());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_cpu_split_keeps_load_and_server_apart() {
+        assert_eq!(default_cpus(&[0, 1]), (vec![0], vec![1]));
+        assert_eq!(default_cpus(&[0, 1, 2, 3]), (vec![0, 1], vec![2, 3]));
+        assert_eq!(default_cpus(&[4, 6, 9]), (vec![4], vec![6, 9]));
+        assert_eq!(default_cpus(&[3]), (vec![3], vec![3]));
+    }
+
+    #[test]
+    fn labels_name_model_and_mode() {
+        assert_eq!(
+            ServerChoice::binary("/x/target/release/epoll", Some("edge")).label(),
+            "epoll:edge"
+        );
+        assert_eq!(
+            ServerChoice::binary("/x/blocking", None).label(),
+            "blocking"
+        );
+        assert_eq!(
+            ServerChoice::Target("127.0.0.1:1".parse().unwrap()).label(),
+            "target"
+        );
+    }
 }

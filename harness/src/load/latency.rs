@@ -1,0 +1,84 @@
+//! Latency histogram (HdrHistogram, nanoseconds, 3 significant digits) and
+//! its summary in microseconds.
+
+use crate::measurement::Latency;
+use hdrhistogram::Histogram;
+use std::io;
+use std::time::Duration;
+
+/// Longest latency kept exactly; longer ones are clamped to it (and still
+/// counted), since a request this late is already a timeout.
+const MAX_NS: u64 = 600_000_000_000;
+
+pub struct Recorder {
+    hist: Histogram<u64>,
+}
+
+impl Recorder {
+    pub fn new() -> io::Result<Recorder> {
+        Histogram::new_with_bounds(1, MAX_NS, 3)
+            .map(|hist| Recorder { hist })
+            .map_err(|e| io::Error::other(format!("hdrhistogram: {e}")))
+    }
+
+    pub fn record(&mut self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.hist.saturating_record(ns);
+    }
+
+    pub fn merge(&mut self, other: &Recorder) -> io::Result<()> {
+        self.hist
+            .add(&other.hist)
+            .map_err(|e| io::Error::other(format!("hdrhistogram add: {e:?}")))
+    }
+
+    pub fn summary(&self) -> Option<Latency> {
+        if self.hist.is_empty() {
+            return None;
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Some(Latency {
+            samples: self.hist.len(),
+            p50_us: us(self.hist.value_at_quantile(0.50)),
+            p99_us: us(self.hist.value_at_quantile(0.99)),
+            p999_us: us(self.hist.value_at_quantile(0.999)),
+            max_us: us(self.hist.max()),
+            mean_us: self.hist.mean() / 1000.0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_distribution() {
+        let mut r = Recorder::new().unwrap();
+        assert!(r.summary().is_none());
+        // 1..=1000 µs, one sample each
+        for i in 1..=1000u64 {
+            r.record(Duration::from_micros(i));
+        }
+        let s = r.summary().unwrap();
+        assert_eq!(s.samples, 1000);
+        let near = |v: f64, want: f64| (v - want).abs() <= want * 0.002;
+        assert!(near(s.p50_us, 500.0), "p50 {}", s.p50_us);
+        assert!(near(s.p99_us, 990.0), "p99 {}", s.p99_us);
+        assert!(near(s.p999_us, 999.0), "p99.9 {}", s.p999_us);
+        assert!(near(s.max_us, 1000.0), "max {}", s.max_us);
+        assert!(near(s.mean_us, 500.5), "mean {}", s.mean_us);
+    }
+
+    #[test]
+    fn merge_adds_samples_and_huge_values_are_clamped_not_lost() {
+        let mut a = Recorder::new().unwrap();
+        let mut b = Recorder::new().unwrap();
+        a.record(Duration::from_micros(10));
+        b.record(Duration::from_secs(3600));
+        a.merge(&b).unwrap();
+        let s = a.summary().unwrap();
+        assert_eq!(s.samples, 2);
+        assert!(s.max_us >= 599_000_000.0);
+    }
+}

@@ -385,8 +385,14 @@ mod tests {
     fn socket_at_or_above(at: RawFd) -> (OwnedFd, OwnedFd) {
         let mut pair = [0; 2];
         // SAFETY: `pair` is writable for two descriptors.
-        let rc =
-            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) };
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                pair.as_mut_ptr(),
+            )
+        };
         assert_eq!(rc, 0, "socketpair: {}", io::Error::last_os_error());
         // SAFETY: socketpair returned two new descriptors that nothing else owns.
         let (a, b) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };

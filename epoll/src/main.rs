@@ -1,4 +1,623 @@
-fn main() {
-    eprintln!("epoll: not built yet");
-    std::process::exit(2);
+//! epoll — one thread waits on every socket at once with epoll(7); with
+//! `--workers N`, N threads each run such a loop.
+//!
+//! Phase 1 (wait for data) blocks in `epoll_wait`, for all sockets together.
+//! Phase 2 (copy data) is `recv`/`send` on a socket epoll said is ready; it
+//! never blocks, because every socket is `O_NONBLOCK`.
+//!
+//! The interest set lives in the kernel: a socket is registered once
+//! (`epoll_ctl(ADD)`), and closing it removes it. `epoll_wait` hands back
+//! only the ready sockets, so a wake-up costs O(ready), not O(watched) as
+//! with `select` and `poll` (see the readiness benchmark).
+//!
+//! Level mode (`--mode level`): the kernel reports a socket for as long as it
+//! stays ready, like `poll`; we read once per wake-up and are told again
+//! about the rest. `EPOLLOUT` is registered only while a reply is pending and
+//! `EPOLLIN` dropped while the output buffer is full, so `epoll_ctl(MOD)`
+//! runs on those transitions only, never once per request.
+//!
+//! Edge mode (`--mode edge`): the kernel reports a change (new data, new
+//! buffer space) once. A socket is registered once for everything
+//! (`EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET`) and never modified; the price is
+//! that data already in the socket is never reported again, so we read until
+//! it is drained. For fairness that is capped per wake-up; a socket that hit
+//! the cap, or whose reading back-pressure paused and a drained output buffer
+//! resumes, goes on a ready list of our own, served before the next sleep.
+//! `accept` is drained the same way.
+//!
+//! Several loops, and the thundering herd. With one listener in every loop's
+//! epoll, each new connection would wake every loop waiting on it; one
+//! accepts, the others find `EAGAIN` and sleep again: N wake-ups for one
+//! connection. `--share exclusive` registers that one listener with
+//! `EPOLLEXCLUSIVE` (Linux 4.5): the kernel wakes one or more waiters, not
+//! all; a loop busy serving is not waiting, so an idle one takes the
+//! connection. `--share reuseport` gives each loop its own listener on the
+//! same port (`SO_REUSEPORT`, Linux 3.9): the kernel hashes each connection's
+//! 4-tuple to one listener's queue. No herd and no shared queue, but no
+//! balancing either: a connection hashed to a busy loop waits for that loop,
+//! and an idle loop does not take it.
+//!
+//! Cannot: move a connection to another loop once accepted; watch regular
+//! files (always "ready": `epoll_ctl` refuses them with `EPERM`).
+//!
+//! Run: `cargo run --release -p epoll -- --mode edge --workers 2 --share
+//! reuseport`, then `nc 127.0.0.1 PORT`.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::process::ExitCode;
+use std::thread;
+
+use clap::{Parser, ValueEnum};
+use lab::conn::{is_peer_gone, Conn, Next};
+use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Spare};
+use lab::signals::SignalFd;
+use lab::{syscall, Stats};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Trigger {
+    /// Reported while ready; interest edited on the rare transitions.
+    Level,
+    /// Reported on change; registered once, read until drained.
+    Edge,
+}
+
+/// How `--workers N` loops share the port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Share {
+    /// A listener per loop, all on one port (`SO_REUSEPORT`).
+    #[value(name = "reuseport")]
+    ReusePort,
+    /// One listener in every loop's epoll, with `EPOLLEXCLUSIVE`.
+    Exclusive,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "epoll",
+    version,
+    about = "Echo server: event loops on epoll(7), level- or edge-triggered"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: lab::cli::Common,
+    #[arg(long, value_enum, default_value_t = Trigger::Level)]
+    mode: Trigger,
+    /// With --workers N: how the loops share the port.
+    #[arg(long, value_enum, default_value_t = Share::ReusePort)]
+    share: Share,
+}
+
+/// Tokens in `epoll_event.u64`. A connection's token is its descriptor, and
+/// `conns` is indexed by it (Redis' `events[fd]`); descriptors are below
+/// 2^31, so these two are never one.
+const LISTENER: u64 = u64::MAX;
+const SIGNALS: u64 = u64::MAX - 1;
+
+/// A connect flood must not starve the connections already open: accept at
+/// most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL). In edge mode a
+/// listener that hit the cap goes on the ready list.
+const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
+
+/// Edge mode reads a connection until drained, but at most this many times
+/// per wake-up (libuv stops at 32), so that one fast sender cannot hold the
+/// loop while the others wait.
+const MAX_READS_PER_WAKEUP: usize = 16;
+
+/// One `recv` reads at most this much.
+const READ_CHUNK: usize = 64 << 10;
+
+/// Events taken per `epoll_wait`; more ready ones stay queued in the kernel
+/// for the next call, none is lost.
+const MAX_EVENTS: usize = 1024;
+
+/// The flags as `epoll_event.events` holds them (`libc` defines them as `i32`).
+const EPOLLIN: u32 = libc::EPOLLIN as u32;
+const EPOLLOUT: u32 = libc::EPOLLOUT as u32;
+const EPOLLRDHUP: u32 = libc::EPOLLRDHUP as u32;
+const EPOLLHUP: u32 = libc::EPOLLHUP as u32;
+const EPOLLERR: u32 = libc::EPOLLERR as u32;
+const EPOLLET: u32 = libc::EPOLLET as u32;
+const EPOLLEXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
+
+/// How a token on the ready list is served: as if the kernel had reported it
+/// readable again. `EPOLLRDHUP` because we no longer know whether the peer's
+/// FIN was already queued: read on to `EAGAIN` (see `on_readable`).
+const OWED: u32 = EPOLLIN | EPOLLRDHUP;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("epoll: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> io::Result<()> {
+    // First, before any thread exists: threads inherit the signal mask, so
+    // SIGINT/SIGTERM stay blocked in every loop and pending for the signalfd.
+    let signals = SignalFd::install(&[])?;
+    let workers = cli.common.workers_or(1);
+    let listeners = bind_listeners(cli.common.addr, workers, cli.share)?;
+    listeners[0].announce()?;
+    let stats = Stats::new()?;
+    let results: Vec<io::Result<()>> = thread::scope(|scope| {
+        let loops: Vec<_> = (0..workers)
+            .map(|i| {
+                // `--share exclusive`: one listener, shared by every loop.
+                let listener = &listeners[i % listeners.len()];
+                let (signals, stats) = (&signals, &stats);
+                thread::Builder::new()
+                    .name(format!("epoll-loop-{i}"))
+                    .spawn_scoped(scope, move || {
+                        let _stop_the_others = StopAllOnExit;
+                        serve(
+                            listener,
+                            signals,
+                            stats,
+                            cli.common.max_conns,
+                            cli.mode,
+                            cli.share,
+                        )
+                    })
+                    .inspect_err(|_| stop_all_loops())
+            })
+            .collect();
+        loops
+            .into_iter()
+            .map(|spawned| match spawned {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("an event loop panicked"))),
+                Err(e) => Err(lab::sys::named(e, "pthread_create".into())),
+            })
+            .collect()
+    });
+    results.into_iter().collect::<io::Result<()>>()?;
+    let model = match cli.mode {
+        Trigger::Level => "epoll:level",
+        Trigger::Edge => "epoll:edge",
+    };
+    stats.print_summary(model)
+}
+
+/// `--share exclusive`: one listener. `--share reuseport`: one per loop, on
+/// one port; the first binds (port 0 becomes a real one), the others bind
+/// the port it got. A single loop needs no `SO_REUSEPORT`, and without it no
+/// other process can bind our port and take a share of our connections.
+fn bind_listeners(
+    addr: std::net::SocketAddr,
+    workers: usize,
+    share: Share,
+) -> io::Result<Vec<Listener>> {
+    if share == Share::Exclusive || workers == 1 {
+        let listener = Listener::bind(addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
+        return Ok(vec![listener]);
+    }
+    let first = Listener::bind(addr, IoMode::NonBlocking, PortSharing::ReusePort)?;
+    let port = first.local_addr();
+    let mut all = vec![first];
+    for _ in 1..workers {
+        all.push(Listener::bind(
+            port,
+            IoMode::NonBlocking,
+            PortSharing::ReusePort,
+        )?);
+    }
+    Ok(all)
+}
+
+/// When one loop ends, for whatever reason (SIGTERM, an error, a panic), it
+/// stops the others, so that `run` can join them all.
+struct StopAllOnExit;
+
+impl Drop for StopAllOnExit {
+    fn drop(&mut self) {
+        stop_all_loops();
+    }
+}
+
+/// Raises SIGTERM at our own process: every loop watches the same signalfd,
+/// so every loop stops. Standard signals do not queue: a second SIGTERM
+/// while one is pending changes nothing.
+fn stop_all_loops() {
+    // SAFETY: kill has no memory arguments; SIGTERM is blocked in every
+    // thread, so it only becomes pending for the signalfd.
+    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+}
+
+fn serve(
+    listener: &Listener,
+    signals: &SignalFd,
+    stats: &Stats,
+    max_conns: Option<u64>,
+    mode: Trigger,
+    share: Share,
+) -> io::Result<()> {
+    let ep = Epoll::new()?;
+    // Level-triggered, and nobody reads it: every loop's epoll holds the same
+    // signalfd and keeps reporting the pending SIGTERM, so all of them stop.
+    ep.add(signals.as_raw_fd(), SIGNALS, EPOLLIN)?;
+    let mut listen_events = match mode {
+        Trigger::Level => EPOLLIN,
+        Trigger::Edge => EPOLLIN | EPOLLET,
+    };
+    if share == Share::Exclusive {
+        // Wake one (or a few) of the loops waiting on this listener, not all.
+        listen_events |= EPOLLEXCLUSIVE;
+    }
+    ep.add(listener.as_raw_fd(), LISTENER, listen_events)?;
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut spare = Spare::new()?;
+    let mut scratch = vec![0u8; READ_CHUNK];
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
+    // Edge mode: tokens the kernel will not report again though work is left
+    // (a set: a token is owed once). Always empty in level mode.
+    let mut ready: HashSet<u64> = HashSet::new();
+    loop {
+        // Work is owed: look for new events, but do not sleep.
+        let timeout = if ready.is_empty() { -1 } else { 0 };
+        let n = match ep.wait(&mut events, timeout) {
+            Ok(n) => n,
+            // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let owed = std::mem::take(&mut ready);
+        // What the kernel reported, then what we owe from earlier wake-ups.
+        let reported = events[..n].iter().map(|ev| (ev.u64, ev.events));
+        for (token, flags) in reported.chain(owed.into_iter().map(|token| (token, OWED))) {
+            let left = match token {
+                // SIGINT or SIGTERM is pending: stop serving; `run` summarises.
+                SIGNALS => return Ok(()),
+                LISTENER => accept_all(
+                    &ep, listener, &mut spare, &mut conns, stats, max_conns, mode,
+                )?,
+                fd => on_ready(
+                    &ep,
+                    &mut conns,
+                    fd as RawFd,
+                    flags,
+                    &mut scratch,
+                    stats,
+                    mode,
+                ),
+            };
+            match mode {
+                // What is left stays ready, and the kernel reports it again.
+                Trigger::Level => {}
+                // The kernel will not report again what was already there
+                // at the edge (queued connections, unread data): we must.
+                Trigger::Edge => {
+                    if left == Left::Maybe {
+                        ready.insert(token);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a pass may have left work in a descriptor: data unread, or
+/// connections not accepted. Edge mode must remember it: the kernel reported
+/// that readiness once and will not report it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Left {
+    Nothing,
+    Maybe,
+}
+
+/// Accepts what is pending (up to the fairness cap) and watches it.
+fn accept_all(
+    ep: &Epoll,
+    listener: &Listener,
+    spare: &mut Spare,
+    conns: &mut Vec<Option<Conn>>,
+    stats: &Stats,
+    max_conns: Option<u64>,
+    mode: Trigger,
+) -> io::Result<Left> {
+    let events = match mode {
+        Trigger::Level => EPOLLIN,
+        // Once, for everything: never an epoll_ctl again for this socket.
+        Trigger::Edge => EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+    };
+    for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
+        let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Left::Nothing),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // ECONNABORTED: the client reset before we got to it; next.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+            // EMFILE/ENFILE: the connection stays queued and the listener
+            // stays readable, so a level loop would spin; refuse it with the spare.
+            Err(e) if is_descriptor_exhaustion(&e) => {
+                if !spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
+                    return Ok(Left::Nothing);
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if !stats.admit(max_conns) {
+            // --max-conns reached: connection N+1 is closed at once.
+            continue;
+        }
+        let raw = fd.as_raw_fd();
+        // Data that arrived before this call is not lost: ADD checks the
+        // socket's readiness at once and queues an event if it is ready.
+        if let Err(e) = ep.add(raw, raw as u64, events) {
+            // ENOMEM, or ENOSPC (the user's fs.epoll.max_user_watches is
+            // reached): this connection cannot be watched; close it only.
+            eprintln!("epoll: {e}");
+            stats.release();
+            continue;
+        }
+        let slot = raw as usize;
+        if conns.len() <= slot {
+            conns.resize_with(slot + 1, || None);
+        }
+        conns[slot] = Some(Conn::new(fd));
+    }
+    Ok(Left::Maybe)
+}
+
+/// The kernel reported `fd` with `flags` (or we owe it a read): read, write,
+/// then arrange to hear about this socket again, as each mode needs.
+fn on_ready(
+    ep: &Epoll,
+    conns: &mut [Option<Conn>],
+    fd: RawFd,
+    flags: u32,
+    scratch: &mut [u8],
+    stats: &Stats,
+    mode: Trigger,
+) -> Left {
+    // None: an owed token whose connection closed since (its descriptor may
+    // even belong to a new connection: then one spare `recv` gets EAGAIN).
+    let Some(conn) = conns[fd as usize].as_mut() else {
+        return Left::Nothing;
+    };
+    let was = interest(conn);
+    // EPOLLHUP/EPOLLERR arrive whatever we asked for. The next `recv` or
+    // `send` returns the EOF or the error, which ends the connection.
+    let hangup = flags & (EPOLLHUP | EPOLLERR) != 0;
+    let mut next = Next::Keep;
+    let mut left = Left::Nothing;
+    if (flags & EPOLLIN != 0 || hangup) && conn.wants_read() {
+        let reads = match mode {
+            // The kernel reports the rest: one read per wake-up, as poll.
+            Trigger::Level => 1,
+            // No new edge comes for data already there: read until drained.
+            Trigger::Edge => MAX_READS_PER_WAKEUP,
+        };
+        let fin_queued = flags & (EPOLLRDHUP | EPOLLHUP) != 0;
+        (next, left) = on_readable(conn, scratch, stats, reads, fin_queued);
+    }
+    if next == Next::Keep && (flags & EPOLLOUT != 0 || hangup) {
+        next = on_writable(conn, stats);
+    }
+    if next == Next::Close || conn.is_finished() {
+        close_conn(conns, fd, stats);
+        return Left::Nothing;
+    }
+    match mode {
+        // The kernel's interest follows the buffer: EPOLLOUT while a reply
+        // is pending, EPOLLIN while there is room. In ping-pong neither
+        // changes, so no epoll_ctl per request.
+        Trigger::Level => {
+            let now = interest(conn);
+            if now != was {
+                if let Err(e) = ep.modify(fd, fd as u64, now) {
+                    drop_on(e);
+                    close_conn(conns, fd, stats);
+                }
+            }
+            Left::Nothing
+        }
+        // Unread data gets no new edge: data left at the cap, or data left
+        // in the socket while back-pressure paused reading, which the
+        // EPOLLOUT edge that drained the buffer has just resumed.
+        Trigger::Edge => {
+            let resumed = was & EPOLLIN == 0;
+            if conn.wants_read() && (left == Left::Maybe || resumed) {
+                Left::Maybe
+            } else {
+                Left::Nothing
+            }
+        }
+    }
+}
+
+/// The peer sent something (or closed): read what fits in the output
+/// buffer, transform it, send it back, and keep what the socket did not take.
+/// At most `reads` times, stopping once the socket is drained.
+fn on_readable(
+    conn: &mut Conn,
+    scratch: &mut [u8],
+    stats: &Stats,
+    reads: usize,
+    fin_queued: bool,
+) -> (Next, Left) {
+    let fd = conn.raw();
+    for _ in 0..reads {
+        let want = conn.out.room().min(scratch.len());
+        if want == 0 {
+            // Back-pressure: the peer must read its replies first.
+            return (Next::Keep, Left::Maybe);
+        }
+        // SAFETY: `scratch` is valid for writes of `want <= scratch.len()` bytes.
+        let got = syscall!(
+            unsafe { libc::recv(fd, scratch.as_mut_ptr().cast(), want, 0) },
+            "recv(fd {fd})"
+        );
+        match got {
+            Ok(0) => {
+                // EOF: the peer shut down its write side. Send what is still
+                // owed, then close (half-close).
+                conn.peer_closed = true;
+                return (Next::Keep, Left::Nothing);
+            }
+            Ok(n) => {
+                let n = n as usize;
+                let reply = &mut scratch[..n];
+                lab::echo::transform_in_place(reply);
+                if conn.out.is_empty() {
+                    // Usually the whole reply fits in the socket buffer: send it
+                    // now instead of waiting for EPOLLOUT.
+                    match send(fd, reply, stats) {
+                        Ok(sent) => conn.out.push(&reply[sent..]),
+                        Err(e) => return (drop_on(e), Left::Nothing),
+                    }
+                } else {
+                    // Bytes already queued go first, or the stream reorders.
+                    conn.out.push(reply);
+                }
+                // A short read emptied the receive queue; whatever arrives
+                // later is a new edge. This saves the `recv` that would say
+                // EAGAIN (tokio does the same). Not if the FIN was already
+                // queued at the edge: it takes one more `recv`, returning 0,
+                // and no new edge announces it.
+                if n < want && !fin_queued {
+                    return (Next::Keep, Left::Nothing);
+                }
+            }
+            // Drained (or the readiness was stale): the kernel reports new data.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (Next::Keep, Left::Nothing),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return (drop_on(e), Left::Nothing),
+        }
+    }
+    (Next::Keep, Left::Maybe)
+}
+
+/// The socket has buffer space again: send what is owed. One `send` of
+/// everything pending either takes it all or stops short because the socket
+/// buffer is full, which is what a further `send` would say with EAGAIN: in
+/// edge mode too, the next EPOLLOUT edge comes when the peer has read.
+fn on_writable(conn: &mut Conn, stats: &Stats) -> Next {
+    if conn.out.is_empty() {
+        return Next::Keep;
+    }
+    match send(conn.raw(), conn.out.pending(), stats) {
+        Ok(sent) => {
+            conn.out.consume(sent);
+            Next::Keep
+        }
+        Err(e) => drop_on(e),
+    }
+}
+
+/// One `send`; returns how much the kernel took (a short write is normal on
+/// a non-blocking socket: the rest waits for EPOLLOUT). `MSG_NOSIGNAL`: a
+/// peer that closed gives EPIPE here, not a SIGPIPE that kills the server.
+fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
+    // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes.
+    let sent = syscall!(
+        unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) },
+        "send(fd {fd})"
+    );
+    match sent {
+        Ok(n) => {
+            stats.echoed(n as usize);
+            Ok(n as usize)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An error ends this connection only. ECONNRESET/EPIPE are the peer's
+/// doing and not worth a line; anything else is reported.
+fn drop_on(err: io::Error) -> Next {
+    if !is_peer_gone(&err) {
+        eprintln!("epoll: {err}");
+    }
+    Next::Close
+}
+
+/// Closes the connection on `fd`. Closing the descriptor also removes it
+/// from the epoll set (no `EPOLL_CTL_DEL`): it is this file's only
+/// descriptor, never `dup`ed nor inherited by a child.
+fn close_conn(conns: &mut [Option<Conn>], fd: RawFd, stats: &Stats) {
+    conns[fd as usize] = None;
+    stats.release();
+}
+
+/// What level mode asks epoll for, from the connection's state.
+fn interest(conn: &Conn) -> u32 {
+    let mut events = 0;
+    if conn.wants_read() {
+        events |= EPOLLIN;
+    }
+    if conn.wants_write() {
+        events |= EPOLLOUT;
+    }
+    events
+}
+
+/// The three epoll calls, each through `lab::syscall!`, so that a failure
+/// names the call and the descriptor: `epoll_ctl(ADD, fd 7): ...`.
+struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    fn new() -> io::Result<Epoll> {
+        // SAFETY: no pointer arguments; returns a new descriptor or -1.
+        let raw = syscall!(
+            unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) },
+            "epoll_create1"
+        )?;
+        // SAFETY: epoll_create1 returned a new descriptor that nothing else owns.
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+        })
+    }
+
+    /// Watches `fd`; its events come back with `token` in `epoll_event.u64`.
+    fn add(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, "ADD", fd, token, events)
+    }
+
+    /// Changes what `fd` is watched for.
+    fn modify(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, "MOD", fd, token, events)
+    }
+
+    fn ctl(&self, op: i32, name: &str, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        let mut event = libc::epoll_event { events, u64: token };
+        let ep = self.fd.as_raw_fd();
+        // SAFETY: `event` is a live epoll_event; the kernel copies it in.
+        syscall!(
+            unsafe { libc::epoll_ctl(ep, op, fd, &mut event) },
+            "epoll_ctl({name}, fd {fd})"
+        )?;
+        Ok(())
+    }
+
+    /// Blocks until something is ready or `timeout_ms` passes (-1: no
+    /// timeout); returns how many entries of `events` the kernel filled.
+    /// EINTR is returned to the caller, as for any other call.
+    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
+        let ep = self.fd.as_raw_fd();
+        let max = events.len().min(i32::MAX as usize) as i32;
+        // SAFETY: `events` is writable for `max` entries; the kernel fills at most that many.
+        let n = syscall!(
+            unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), max, timeout_ms) },
+            "epoll_wait(fd {ep})"
+        )?;
+        Ok(n as usize)
+    }
 }

@@ -6,5 +6,6 @@ pub mod check;
 pub mod compare;
 pub mod load;
 pub mod measurement;
+pub mod report;
 pub mod run;
 pub mod server;

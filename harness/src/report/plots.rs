@@ -1,0 +1,278 @@
+//! The report's SVG figures, drawn with plotters: one line per model
+//! (median of the repeats, with a bar from the smallest to the largest), or
+//! one bar per model.
+
+use std::error::Error;
+use std::io;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::stats::{si, Spread};
+
+/// One model's points: (index on the x axis, spread of the repeats).
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(usize, Spread)>,
+}
+
+/// A line chart over categorical x positions (connection counts, idle
+/// counts, percentiles): evenly spaced, which for 1/10/100/1000 is a
+/// logarithmic axis.
+pub struct LineChart<'a> {
+    pub title: &'a str,
+    pub x_desc: &'a str,
+    pub x_labels: &'a [String],
+    pub y_desc: &'a str,
+    pub log_y: bool,
+    pub series: &'a [Series],
+}
+
+type Drawn = Result<(), Box<dyn Error>>;
+
+fn wrap(path: &Path, drawn: Drawn) -> io::Result<()> {
+    drawn.map_err(|e| io::Error::other(format!("drawing {}: {e}", path.display())))
+}
+
+fn y_bounds(values: impl Iterator<Item = f64>, log: bool) -> Option<(f64, f64)> {
+    let v: Vec<f64> = values
+        .filter(|x| x.is_finite() && (!log || *x > 0.0))
+        .collect();
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+    if v.is_empty() {
+        return None;
+    }
+    Some(if log {
+        (lo / 1.5, hi * 1.5)
+    } else {
+        (0.0, if hi > 0.0 { hi * 1.1 } else { 1.0 })
+    })
+}
+
+/// Draws `chart` to `path`. Returns `false` (and writes nothing) when no
+/// series has a point.
+pub fn line_chart(path: &Path, chart: &LineChart) -> io::Result<bool> {
+    let values = chart
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().flat_map(|(_, p)| [p.min, p.max]));
+    let Some((lo, hi)) = y_bounds(values, chart.log_y) else {
+        return Ok(false);
+    };
+    wrap(path, draw_lines(path, chart, lo, hi))?;
+    Ok(true)
+}
+
+fn draw_lines(path: &Path, chart: &LineChart, lo: f64, hi: f64) -> Drawn {
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = chart.x_labels.len().max(1);
+    let x_range = -0.3..(n as f64 - 0.7);
+    let labels = chart.x_labels.to_vec();
+    let x_fmt = move |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 0.01 && i >= 0.0 {
+            labels.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(chart.title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80);
+    // The two axis types differ, hence two near-identical blocks.
+    if chart.log_y {
+        let mut c = builder.build_cartesian_2d(x_range, (lo..hi).log_scale())?;
+        c.configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 10)
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&|y| si(*y))
+            .x_desc(chart.x_desc)
+            .y_desc(chart.y_desc)
+            .draw()?;
+        for (i, s) in chart.series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, Spread)> = s.points.iter().map(|(x, p)| (*x as f64, *p)).collect();
+            c.draw_series(LineSeries::new(
+                pts.iter().map(|(x, p)| (*x, p.median)),
+                color.stroke_width(2),
+            ))?
+            .label(s.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+            c.draw_series(
+                pts.iter()
+                    .map(|(x, p)| PathElement::new(vec![(*x, p.min.max(lo)), (*x, p.max)], color)),
+            )?;
+            c.draw_series(
+                pts.iter()
+                    .map(|(x, p)| Circle::new((*x, p.median), 3, color.filled())),
+            )?;
+        }
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
+    } else {
+        let mut c = builder.build_cartesian_2d(x_range, lo..hi)?;
+        c.configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 10)
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&|y| si(*y))
+            .x_desc(chart.x_desc)
+            .y_desc(chart.y_desc)
+            .draw()?;
+        for (i, s) in chart.series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, Spread)> = s.points.iter().map(|(x, p)| (*x as f64, *p)).collect();
+            c.draw_series(LineSeries::new(
+                pts.iter().map(|(x, p)| (*x, p.median)),
+                color.stroke_width(2),
+            ))?
+            .label(s.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+            c.draw_series(
+                pts.iter()
+                    .map(|(x, p)| PathElement::new(vec![(*x, p.min), (*x, p.max)], color)),
+            )?;
+            c.draw_series(
+                pts.iter()
+                    .map(|(x, p)| Circle::new((*x, p.median), 3, color.filled())),
+            )?;
+        }
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Horizontal bars, one per model (median, with a line from min to max).
+/// Returns `false` (and writes nothing) when there is no bar.
+pub fn bar_chart(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    bars: &[(String, Spread)],
+) -> io::Result<bool> {
+    let Some((_, hi)) = y_bounds(bars.iter().map(|(_, s)| s.max), false) else {
+        return Ok(false);
+    };
+    wrap(path, draw_bars(path, title, x_desc, bars, hi))?;
+    Ok(true)
+}
+
+fn draw_bars(path: &Path, title: &str, x_desc: &str, bars: &[(String, Spread)], hi: f64) -> Drawn {
+    let height = 120 + 40 * bars.len() as u32;
+    let root = SVGBackend::new(path, (960, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = bars.len();
+    let names: Vec<String> = bars.iter().map(|(name, _)| name.clone()).collect();
+    let y_fmt = move |y: &f64| {
+        let i = y.round();
+        if (y - i).abs() < 0.01 && i >= 0.0 {
+            // Row 0 at the top.
+            names.get(n - 1 - i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let mut c = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(150)
+        .build_cartesian_2d(0.0..hi, -0.6..(n as f64 - 0.4))?;
+    c.configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n * 10)
+        .y_label_formatter(&y_fmt)
+        .x_label_formatter(&|x| si(*x))
+        .x_desc(x_desc)
+        .draw()?;
+    for (i, (_, s)) in bars.iter().enumerate() {
+        let row = (n - 1 - i) as f64;
+        let color = Palette99::pick(i).to_rgba();
+        c.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, row - 0.35), (s.median, row + 0.35)],
+            color.mix(0.7).filled(),
+        )))?;
+        c.draw_series(std::iter::once(PathElement::new(
+            vec![(s.min, row), (s.max, row)],
+            BLACK.stroke_width(2),
+        )))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spread(v: &[f64]) -> Spread {
+        Spread::of(v.iter().copied()).expect("values")
+    }
+
+    #[test]
+    fn charts_write_svg_with_every_series_name() {
+        let dir = std::env::temp_dir().join(format!("lab-plots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let series = vec![
+            Series {
+                name: "model-a".into(),
+                points: vec![(0, spread(&[1.0, 2.0])), (1, spread(&[3.0]))],
+            },
+            Series {
+                name: "model-b".into(),
+                points: vec![(1, spread(&[10.0, 12.0, 11.0]))],
+            },
+        ];
+        let labels = vec!["1".to_string(), "10".to_string()];
+        for log_y in [false, true] {
+            let path = dir.join(format!("lines-{log_y}.svg"));
+            let chart = LineChart {
+                title: "t",
+                x_desc: "connections",
+                x_labels: &labels,
+                y_desc: "y",
+                log_y,
+                series: &series,
+            };
+            assert!(line_chart(&path, &chart).expect("drawn"));
+            let svg = std::fs::read_to_string(&path).expect("svg written");
+            assert!(svg.starts_with("<svg") && svg.contains("model-a") && svg.contains("model-b"));
+        }
+        let path = dir.join("bars.svg");
+        let bars = vec![("model-a".to_string(), spread(&[5.0, 6.0]))];
+        assert!(bar_chart(&path, "t", "x", &bars).expect("drawn"));
+        assert!(std::fs::read_to_string(&path)
+            .expect("svg")
+            .contains("model-a"));
+        let empty = LineChart {
+            title: "t",
+            x_desc: "x",
+            x_labels: &labels,
+            y_desc: "y",
+            log_y: false,
+            series: &[],
+        };
+        assert!(!line_chart(&dir.join("empty.svg"), &empty).expect("no error"));
+        assert!(!dir.join("empty.svg").exists());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

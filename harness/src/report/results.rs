@@ -1,0 +1,132 @@
+//! What `harness compare` collected: the matrix it ran, every raw
+//! measurement, and why any cell or run is missing.
+
+use serde::{Deserialize, Serialize};
+
+use super::env::Environment;
+use crate::measurement::Measurement;
+
+/// One workload of the standard matrix (request size fixed per compare run).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Workload {
+    /// Closed-loop ping-pong over `conns` connections.
+    Pingpong { conns: usize },
+    /// Connect, one request, close; `conns` connections in flight.
+    Connect { conns: usize },
+    /// `idle` connections held open plus `active` ping-pong ones.
+    Idle { idle: usize, active: usize },
+    /// Open loop: `rate` requests/s scheduled over `conns` connections.
+    OpenLoop { conns: usize, rate: u64 },
+}
+
+impl Workload {
+    /// A short name, also used in file names.
+    pub fn label(&self) -> String {
+        match self {
+            Workload::Pingpong { conns } => format!("pingpong c={conns}"),
+            Workload::Connect { conns } => format!("connect c={conns}"),
+            Workload::Idle { idle, active } => format!("idle {idle} + {active} active"),
+            Workload::OpenLoop { conns, rate } => format!("open loop {rate}/s c={conns}"),
+        }
+    }
+
+    /// Connections the server must hold at once.
+    pub fn concurrent_conns(&self) -> usize {
+        match *self {
+            Workload::Pingpong { conns }
+            | Workload::Connect { conns }
+            | Workload::OpenLoop { conns, .. } => conns,
+            Workload::Idle { idle, active } => idle + active,
+        }
+    }
+
+    /// The `results/*.json` file its raw runs go to.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Workload::Pingpong { .. } => "pingpong",
+            Workload::Connect { .. } => "connect",
+            Workload::Idle { .. } => "idle",
+            Workload::OpenLoop { .. } => "openloop",
+        }
+    }
+}
+
+/// Why a run was made: timing runs feed rates, latencies and CPU; a
+/// syscall run has the syscall tracepoints on (which slow every syscall
+/// down) and feeds only the syscall table.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Timing,
+    Syscalls,
+}
+
+/// A model:mode and whether it could be run at all.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ModelStatus {
+    /// `epoll:level`.
+    pub model: String,
+    /// The binary used, if found.
+    pub binary: Option<String>,
+    /// Extra server arguments compare passed (e.g. `--workers 128`).
+    pub server_args: Vec<String>,
+    /// Why the model was not run (binary missing, failed to start).
+    pub unavailable: Option<String>,
+}
+
+/// One repeat of one cell that produced no measurement.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunFailure {
+    pub repeat: usize,
+    pub reason: String,
+}
+
+/// One model on one workload: every repeat's measurement, or why not.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Cell {
+    pub model: String,
+    pub workload: Workload,
+    pub purpose: Purpose,
+    pub runs: Vec<Measurement>,
+    pub failures: Vec<RunFailure>,
+    /// Set when the cell was not attempted, with the reason (a limit of
+    /// the model, e.g. `select` and FD_SETSIZE).
+    pub not_run: Option<String>,
+}
+
+/// Everything one `harness compare` produced.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CompareResults {
+    /// The command line, as typed.
+    pub command: String,
+    pub quick: bool,
+    pub repeats: usize,
+    /// Request size, bytes.
+    pub size: usize,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    /// Per-run timeout, seconds.
+    pub cell_timeout_s: f64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub elapsed_s: f64,
+    pub environment: Environment,
+    pub models: Vec<ModelStatus>,
+    /// The workloads of the matrix, in the order they were run.
+    pub workloads: Vec<Workload>,
+    pub cells: Vec<Cell>,
+}
+
+impl CompareResults {
+    pub fn cell(&self, model: &str, workload: &Workload, purpose: Purpose) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|c| c.model == model && c.workload == *workload && c.purpose == purpose)
+    }
+
+    /// The models that were run, in matrix order.
+    pub fn available_models(&self) -> impl Iterator<Item = &ModelStatus> {
+        self.models.iter().filter(|m| m.unavailable.is_none())
+    }
+}

@@ -662,6 +662,15 @@ impl Server {
         tree_pids(self.pid())
     }
 
+    /// Processes of the tree that exited and were not reaped by their
+    /// parent (state `Z`).
+    pub fn tree_zombies(&self) -> Vec<i32> {
+        self.tree_pids()
+            .into_iter()
+            .filter(|&pid| read_stat(pid).is_some_and(|s| s.state == b'Z'))
+            .collect()
+    }
+
     /// Descriptors, RSS and CPU summed over the tree.
     pub fn tree_usage(&self) -> TreeUsage {
         tree_usage(self.pid())

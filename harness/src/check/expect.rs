@@ -1,0 +1,143 @@
+//! The one table of limits each model has by design.
+//!
+//! An entry excuses one case's *specific limitation* (a stall, a CPU figure,
+//! connections not all held at once) for one model:mode, with the reason a
+//! reader should learn from it. It never excuses a crash, a lost or wrong
+//! byte, or a leaked descriptor: those are FAIL whatever the table says. An
+//! entry whose limitation does not show in a run is reported as PASS, with a
+//! note, so the table cannot hide a change of behaviour.
+
+use super::Case;
+
+/// How an expected limit is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The case's limitation is excused as it shows.
+    Limit,
+    /// `select` and 2000 connections: excused only if the server survived,
+    /// the connections below `FD_SETSIZE` were served, the others closed at
+    /// once, and its stderr named `FD_SETSIZE`.
+    FdSetSize,
+}
+
+pub struct Entry {
+    pub model: &'static str,
+    /// A mode name, or `*` for every mode of the model.
+    pub mode: &'static str,
+    pub case: Case,
+    pub expect: Expect,
+    pub reason: &'static str,
+}
+
+const ITERATIVE: &str = "iterative";
+
+pub const TABLE: &[Entry] = &[
+    Entry {
+        model: "blocking",
+        mode: ITERATIVE,
+        case: Case::Concurrent,
+        expect: Expect::Limit,
+        reason: "iterative serves one client at a time: the others wait in the listen backlog until it closes",
+    },
+    Entry {
+        model: "blocking",
+        mode: ITERATIVE,
+        case: Case::Slowloris,
+        expect: Expect::Limit,
+        reason: "iterative blocks in read() on the slow client, so nobody else is accepted until it finishes",
+    },
+    Entry {
+        model: "blocking",
+        mode: ITERATIVE,
+        case: Case::NeverReader,
+        expect: Expect::Limit,
+        reason: "iterative blocks in write() to the client that never reads, so nobody else is served",
+    },
+    Entry {
+        model: "blocking",
+        mode: ITERATIVE,
+        case: Case::Conns2000,
+        expect: Expect::Limit,
+        reason: "iterative holds one connection at a time: the other 1999 are never served while it stays open",
+    },
+    Entry {
+        model: "blocking",
+        mode: ITERATIVE,
+        case: Case::MaxConns,
+        expect: Expect::Limit,
+        reason: "iterative serves one connection at a time, so N connections cannot be open and served at once",
+    },
+    Entry {
+        model: "blocking",
+        mode: "pool",
+        case: Case::Conns2000,
+        expect: Expect::Limit,
+        reason: "a pool of --workers threads serves --workers connections at once; the rest wait until one closes",
+    },
+    Entry {
+        model: "blocking",
+        mode: "prefork",
+        case: Case::Conns2000,
+        expect: Expect::Limit,
+        reason: "prefork's --workers processes serve --workers connections at once; the rest wait until one closes",
+    },
+    Entry {
+        model: "nonblocking",
+        mode: "spin",
+        case: Case::Idle,
+        expect: Expect::Limit,
+        reason: "spin busy-polls every socket without ever blocking: it burns a whole core even with no client",
+    },
+    Entry {
+        model: "nonblocking",
+        mode: "spin",
+        case: Case::Emfile,
+        expect: Expect::Limit,
+        reason: "spin burns a core whatever happens, flood or not; this case can only check that it survives and serves again",
+    },
+    Entry {
+        model: "select",
+        mode: "*",
+        case: Case::Conns2000,
+        expect: Expect::FdSetSize,
+        reason: "select's fd_set is a bitmap of FD_SETSIZE (1024) bits: descriptors at or above 1024 cannot be watched and are closed",
+    },
+];
+
+/// The entry for `model:mode` and `case`, if its limit is expected.
+pub fn lookup(model: &str, mode: Option<&str>, case: Case) -> Option<&'static Entry> {
+    TABLE
+        .iter()
+        .find(|e| e.model == model && e.case == case && (e.mode == "*" || Some(e.mode) == mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_and_exact_modes_match_and_others_do_not() {
+        assert!(lookup("select", None, Case::Conns2000).is_some());
+        assert!(lookup("blocking", Some("iterative"), Case::Slowloris).is_some());
+        assert!(lookup("blocking", Some("thread"), Case::Slowloris).is_none());
+        assert!(lookup("blocking", None, Case::Slowloris).is_none());
+        assert!(lookup("epoll", Some("edge"), Case::Idle).is_none());
+    }
+
+    #[test]
+    fn at_most_one_entry_per_model_mode_case() {
+        for (i, a) in TABLE.iter().enumerate() {
+            for b in &TABLE[i + 1..] {
+                assert!(
+                    !(a.model == b.model
+                        && a.case == b.case
+                        && (a.mode == b.mode || a.mode == "*" || b.mode == "*")),
+                    "{}:{} {:?} twice",
+                    a.model,
+                    a.mode,
+                    a.case
+                );
+            }
+        }
+    }
+}

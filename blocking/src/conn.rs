@@ -24,9 +24,9 @@ use lab::{syscall, Stats};
 /// On the heap, so that a thread's stack can stay small (see `thread.rs`).
 const BUF_LEN: usize = 16 << 10;
 
-/// How long to back off when `accept` fails for a transient reason the
-/// kernel will not signal the end of (`ENOBUFS`, a full descriptor table
-/// that the spare could not relieve): without it the loop would spin.
+/// How long to back off when `accept` fails for a reason whose end the
+/// kernel does not signal (`ENOBUFS`, a full descriptor table with no
+/// client waiting): without it the loop would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Serves one connection until the peer's EOF, a reset, or the stop thread's
@@ -126,17 +126,19 @@ pub fn accept_conn(
                 | libc::EOPNOTSUPP
                 | libc::ENETUNREACH,
             ) => continue,
-            // EMFILE/ENFILE: Linux reserves the descriptor before it waits
-            // for a connection, so this returns at once, forever, until a
-            // descriptor frees. Refuse one pending connection with the spare;
-            // if even that failed (another thread took the freed slot), back
-            // off instead of spinning.
+            // EMFILE/ENFILE. Linux reserves the descriptor before it waits
+            // for a connection, so this fails at once, pending connection
+            // or not, and no call blocks until a descriptor frees. A client
+            // that is waiting is refused with the spare (closed at once,
+            // not left hanging in the backlog); with none waiting, back off
+            // and try again, since threads ending free descriptors.
             _ if net::is_descriptor_exhaustion(&err) => {
                 warn_once(
                     &DESCRIPTORS_WARNED,
                     &format!("{err}; refusing connections until descriptors free up"),
                 );
-                if !spare.refuse_one(listener, IoMode::Blocking) {
+                if !(connection_pending(listener)? && spare.refuse_one(listener, IoMode::Blocking))
+                {
                     std::thread::sleep(ACCEPT_BACKOFF);
                 }
             }
@@ -148,6 +150,25 @@ pub fn accept_conn(
             _ => return Err(err),
         }
     }
+}
+
+/// Whether a connection waits in the listener's accept queue: a check, not
+/// a wait (timeout 0). Without it, `Spare::refuse_one` would block in
+/// `accept` until the next client and refuse it even if descriptors had
+/// freed up meanwhile. (With several acceptors another may take the
+/// connection first; then the refusal waits for the next one.)
+fn connection_pending(listener: RawFd) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: listener,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+    let ready = syscall!(
+        unsafe { libc::poll(&mut pfd, 1, 0) },
+        "poll(fd {listener}, POLLIN, timeout 0)"
+    )?;
+    Ok(ready == 1 && pfd.revents & libc::POLLIN != 0)
 }
 
 static DESCRIPTORS_WARNED: AtomicBool = AtomicBool::new(false);

@@ -27,10 +27,11 @@ use crate::conn::{accept_conn, warn_once, Registry};
 /// whole reservation counts against the address space and, under strict
 /// overcommit (`vm.overcommit_memory=2`), against the commit limit: 2000
 /// connections would reserve 4 GiB. A connection thread needs little: its
-/// buffer is on the heap, and the deepest path is a panic's report. A
-/// thread that overflowed its stack would abort the whole process, so this
-/// is tested with `RUST_BACKTRACE=1` (tests/modes.rs).
-const CONN_STACK: usize = 128 << 10;
+/// buffer is on the heap, and its deepest path is a panic's report with a
+/// symbolised backtrace, which fits in 32 KiB here (16 KiB overflows). A
+/// thread that overflows its stack aborts the whole process, hence twice
+/// that, and the test below.
+const CONN_STACK: usize = 64 << 10;
 
 static SPAWN_WARNED: AtomicBool = AtomicBool::new(false);
 
@@ -74,4 +75,25 @@ pub fn serve(
             );
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_stack_holds_a_panic_with_a_symbolised_backtrace() {
+        let thread = thread::Builder::new()
+            .stack_size(CONN_STACK)
+            .spawn(|| {
+                let trace = std::backtrace::Backtrace::force_capture().to_string();
+                panic!("deliberate panic after a {}-byte backtrace", trace.len());
+            })
+            .expect("spawn");
+        // A stack overflow would abort the test binary instead of failing here.
+        assert!(
+            thread.join().is_err(),
+            "the panic must unwind and be caught"
+        );
+    }
 }

@@ -1,0 +1,100 @@
+//! `--max-conns` holds across threads and across processes (the counters
+//! live in a MAP_SHARED mapping); a full descriptor table neither kills
+//! nor spins the server.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn max_conns_holds_across_threads_and_processes() {
+    // prefork: 4 processes, each of which would gladly accept a client; the
+    // shared count admits 2 in all.
+    for mode in ["thread", "pool", "fork", "prefork"] {
+        let mut server = Server::start(&["--mode", mode, "--workers", "4", "--max-conns", "2"]);
+        let mut first = connect(server.addr);
+        let mut second = connect(server.addr);
+        ping(&mut first, b"one");
+        ping(&mut second, b"two");
+        for _ in 0..3 {
+            let mut extra = connect(server.addr);
+            assert!(
+                closed_without_answer(&mut extra, ANSWER_LIMIT),
+                "mode {mode}: connection 3 must be closed at once"
+            );
+        }
+        // The admitted ones are undisturbed.
+        ping(&mut first, b"still one");
+        ping(&mut second, b"still two");
+        // A slot is given back before the server closes the connection:
+        // once the client has seen the server's FIN, the slot is free.
+        first
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown(SHUT_WR)");
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut first, &mut rest).expect("EOF from the server");
+        assert!(rest.is_empty());
+        let mut third = connect(server.addr);
+        ping(&mut third, b"three");
+        drop((first, second, third));
+        let stderr = server.stop();
+        let (conns, _) = summary_counts(&stderr, &format!("blocking:{mode}"));
+        assert_eq!(conns, 3, "mode {mode}: refused connections are not counted");
+    }
+}
+
+#[test]
+fn thread_mode_survives_a_full_descriptor_table_without_spinning() {
+    let mut server = Server::start_with_nofile(&["--mode", "thread"], 64);
+    let mut flood: Vec<_> = (0..100).map(|_| connect(server.addr)).collect();
+    // Ask every connection for an answer: the first ~58 get one, the rest
+    // are refused (closed) by the spare-descriptor trick, none hangs.
+    let before = cpu_ticks(server.pid());
+    let start = Instant::now();
+    let mut answered = 0;
+    let mut refused = 0;
+    for c in &mut flood {
+        if closed_without_answer(c, Duration::from_secs(2)) {
+            refused += 1;
+        } else {
+            answered += 1;
+        }
+    }
+    thread::sleep(Duration::from_millis(500));
+    let ticks = cpu_ticks(server.pid()) - before;
+    let elapsed = start.elapsed();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu = ticks as f64 / hz / elapsed.as_secs_f64();
+    assert!(
+        cpu < 0.5,
+        "server used {:.0} % CPU while flooded",
+        cpu * 100.0
+    );
+    assert_eq!(answered + refused, 100);
+    assert!(
+        answered > 0 && refused > 0,
+        "{answered} answered, {refused} refused"
+    );
+    assert!(
+        server.stderr().contains("Too many open files"),
+        "{}",
+        server.stderr()
+    );
+    drop(flood);
+    // Serving again once descriptors are free (threads end as their
+    // clients leave; give them a moment).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut c = connect(server.addr);
+        if !closed_without_answer(&mut c, ANSWER_LIMIT) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not serving after the flood");
+        thread::sleep(Duration::from_millis(50));
+    }
+    server.stop();
+}

@@ -88,7 +88,7 @@ fn run(cli: &lab::cli::Common) -> io::Result<()> {
     listener.announce()?;
     let stats = Stats::new()?;
     serve(&listener, &signals, &stats, cli.max_conns)?;
-    stats.print_summary("select")
+    stats.print_summary("select:loop")
 }
 
 fn serve(

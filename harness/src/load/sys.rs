@@ -158,9 +158,9 @@ impl RawAddr {
     }
 }
 
-/// A non-blocking TCP socket with Nagle off (a client-side delay would be
-/// charged to the server's latency).
-pub fn tcp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+/// A non-blocking TCP socket; `nodelay` turns Nagle off (a client-side
+/// delay would be charged to the server's latency).
+pub fn tcp_socket(addr: &SocketAddr, nodelay: bool) -> io::Result<OwnedFd> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -175,7 +175,9 @@ pub fn tcp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
     })?;
     // SAFETY: fresh descriptor nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    setsockopt_int(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    if nodelay {
+        setsockopt_int(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    }
     Ok(fd)
 }
 

@@ -137,8 +137,7 @@ pub fn accept_conn(
                     &DESCRIPTORS_WARNED,
                     &format!("{err}; refusing connections until descriptors free up"),
                 );
-                if !(connection_pending(listener)? && spare.refuse_one(listener, IoMode::Blocking))
-                {
+                if !(connection_pending(listener) && spare.refuse_one(listener, IoMode::Blocking)) {
                     std::thread::sleep(ACCEPT_BACKOFF);
                 }
             }
@@ -157,7 +156,7 @@ pub fn accept_conn(
 /// `accept` until the next client and refuse it even if descriptors had
 /// freed up meanwhile. (With several acceptors another may take the
 /// connection first; then the refusal waits for the next one.)
-fn connection_pending(listener: RawFd) -> io::Result<bool> {
+fn connection_pending(listener: RawFd) -> bool {
     let mut pfd = libc::pollfd {
         fd: listener,
         events: libc::POLLIN,
@@ -167,8 +166,10 @@ fn connection_pending(listener: RawFd) -> io::Result<bool> {
     let ready = syscall!(
         unsafe { libc::poll(&mut pfd, 1, 0) },
         "poll(fd {listener}, POLLIN, timeout 0)"
-    )?;
-    Ok(ready == 1 && pfd.revents & libc::POLLIN != 0)
+    );
+    // A failed check (EINTR, ENOMEM) counts as "none waiting": the caller
+    // then backs off and asks again.
+    matches!(ready, Ok(1)) && pfd.revents & libc::POLLIN != 0
 }
 
 static DESCRIPTORS_WARNED: AtomicBool = AtomicBool::new(false);

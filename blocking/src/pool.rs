@@ -6,7 +6,8 @@
 //! phase 2 (copying) blocks in `send` while that client does not read. An
 //! idle worker blocks in `accept`: the kernel queues waiters on the listener
 //! exclusively and wakes one per connection, so no lock around `accept` is
-//! needed (UNP wraps it in a mutex for kernels that woke them all).
+//! needed (UNP's version holds a mutex around it, for systems where
+//! concurrent `accept` calls were unsafe or woke every waiter).
 //! Cannot: serve more than N clients at once; client N+1 waits in the
 //! listen backlog until a worker is free, so N silent clients stall all the
 //! others. Cheaper than `thread` per connection: no thread is created after

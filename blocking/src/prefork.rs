@@ -9,9 +9,10 @@
 //! "thundering herd": kernels that woke every process sleeping in `accept`
 //! for each connection, all but one going back to sleep (and, on some
 //! systems, `accept` across processes needed a lock around it). Linux has
-//! queued blocking `accept` waiters exclusively since the 2.3 series (2.4
-//! released), waking one per connection; the herd came back with `select`
-//! and `epoll` on a shared listener (see `epoll --share exclusive`).
+//! queued blocking `accept` waiters exclusively since 2.4 (wake-one wait
+//! queues, added during 2.3), so one process wakes per connection; the
+//! herd came back with `select` and `epoll` on a shared listener (see
+//! `epoll --share exclusive`).
 //! The counters and `--max-conns` are in a MAP_SHARED mapping: they hold
 //! across the children.
 //!

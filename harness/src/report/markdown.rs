@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::results::{Cell, CompareResults, Purpose, Workload};
-use super::stats::{self, mib, micros, si, Metric, Spread};
+use super::stats::{self, mib, micros, si, Compared, Metric, Spread};
 use super::Figure;
+use crate::account::AGREEMENT_TOLERANCE;
 
 /// A markdown table.
 struct Table {
@@ -279,85 +280,88 @@ fn syscall_table(r: &CompareResults, w: &Workload) -> Option<String> {
     Some(t.render())
 }
 
-/// Findings: statements each computed from the table data, made only where
-/// the repeats' ranges do not overlap.
+/// Findings: statements each computed from the table data. A difference is
+/// stated only where `Spread::compare` finds one (at least two repeats on
+/// each side, ranges disjoint).
 pub fn findings(r: &CompareResults) -> Vec<String> {
     let mut out = Vec::new();
+    let cpu = |m: &str, w: &Workload| timing(r, m, w).and_then(|c| c.spread(stats::server_cpu));
     let idle = idles(r);
     if let (Some(first), true) = (idle.first(), idle.len() >= 2) {
+        let Workload::Idle { idle: n0, .. } = *first else {
+            unreachable!("idles() holds idle workloads only")
+        };
         for model in models(r) {
-            let Some(base) = timing(r, &model, first).and_then(|c| c.spread(stats::server_cpu))
-            else {
+            let Some(base) = cpu(&model, first) else {
                 continue;
             };
             // The largest idle count this model was measured at.
-            let Some((w, top)) = idle[1..]
-                .iter()
-                .rev()
-                .find_map(|w| Some((w, timing(r, &model, w)?.spread(stats::server_cpu)?)))
-            else {
+            let Some((n, top)) = idle[1..].iter().rev().find_map(|w| match *w {
+                Workload::Idle { idle, .. } => Some((idle, cpu(&model, w)?)),
+                _ => None,
+            }) else {
                 continue;
             };
-            let Workload::Idle { idle: n, .. } = w else {
-                continue;
-            };
-            let Workload::Idle { idle: n0, .. } = first else {
-                continue;
-            };
+            let (t, b) = (micros(top.median), micros(base.median));
             let x = top.median / base.median;
-            if top.clearly_above(&base) {
-                out.push(format!(
-                    "{model}'s server CPU per request at {n} idle connections is {x:.1}× its cost at {n0} \
-                     ({} vs {}; every repeat higher).",
-                    micros(top.median),
-                    micros(base.median)
-                ));
-            } else if base.clearly_above(&top) {
-                out.push(format!(
-                    "{model}'s server CPU per request is lower at {n} idle connections than at {n0} \
-                     ({} vs {}): the active connections were batched more, not less, work.",
-                    micros(top.median),
-                    micros(base.median)
-                ));
-            } else {
-                out.push(format!(
-                    "{model}'s server CPU per request shows no measurable change from {n0} to {n} idle \
-                     connections ({} vs {}; the repeats' ranges overlap).",
-                    micros(base.median),
-                    micros(top.median)
-                ));
+            match top.compare(&base) {
+                Compared::Higher if x >= 1.1 => out.push(format!(
+                    "{model}'s server CPU per request at {n} idle connections is {x:.1}× its cost \
+                     at {n0} ({t} vs {b}; every repeat higher)."
+                )),
+                Compared::Higher => out.push(format!(
+                    "{model}'s server CPU per request is {:.0} % higher at {n} idle connections \
+                     than at {n0} ({t} vs {b}; every repeat higher).",
+                    (x - 1.0) * 100.0
+                )),
+                Compared::Lower => out.push(format!(
+                    "{model}'s server CPU per request is lower at {n} idle connections than at \
+                     {n0} ({t} vs {b}; every repeat lower)."
+                )),
+                Compared::Overlap => out.push(format!(
+                    "{model}'s server CPU per request shows no measurable change from {n0} to {n} \
+                     idle connections ({b} vs {t}; the repeats' ranges overlap)."
+                )),
+                Compared::TooFewRepeats => {}
             }
         }
     }
-    for w in pingpongs(r) {
-        let mut ranked: Vec<(String, Spread)> = models(r)
+    let ranked = |w: &Workload| {
+        let mut v: Vec<(String, Spread)> = models(r)
             .into_iter()
-            .filter_map(|m| Some((m.clone(), timing(r, &m, &w)?.spread(stats::rate)?)))
+            .filter_map(|m| Some((m.clone(), timing(r, &m, w)?.spread(stats::rate)?)))
             .collect();
-        if ranked.len() < 2 {
+        v.sort_by(|a, b| b.1.median.total_cmp(&a.1.median));
+        v
+    };
+    for w in pingpongs(r) {
+        let v = ranked(&w);
+        let (Some((best, b)), Some((second, s)), Some((worst, lo))) =
+            (v.first(), v.get(1), v.last())
+        else {
             continue;
-        }
-        ranked.sort_by(|a, b| b.1.median.total_cmp(&a.1.median));
-        let (best, b) = &ranked[0];
-        let (worst, lo) = &ranked[ranked.len() - 1];
-        let (second, s) = &ranked[1];
-        let lead = if b.clearly_above(s) {
-            format!(", clearly ahead of {second} ({})", si(s.median))
-        } else {
-            format!(" (within the spread of {second}'s {})", si(s.median))
+        };
+        let lead = match b.compare(s) {
+            Compared::Higher => format!(", clearly ahead of {second} ({})", si(s.median)),
+            Compared::TooFewRepeats => continue,
+            _ => format!(" (within the spread of {second}'s {})", si(s.median)),
+        };
+        let tail = match b.compare(lo) {
+            Compared::Higher => format!(
+                "; the fewest: {worst}, {} ({:.1}× less)",
+                si(lo.median),
+                b.median / lo.median
+            ),
+            _ => String::new(),
         };
         out.push(format!(
-            "Ping-pong at {}: {best} served the most, {} requests/s{lead}; the fewest: {worst}, {} ({:.1}× less).",
+            "Ping-pong at {}: {best} served the most, {} requests/s{lead}{tail}.",
             column_label(&w),
-            si(b.median),
-            si(lo.median),
-            b.median / lo.median
+            si(b.median)
         ));
     }
     // The cost of a thread or process per connection, against one loop.
-    let last_pp = pingpongs(r).last().copied();
-    if let Some(w) = last_pp {
-        let cpu = |m: &str| timing(r, m, &w).and_then(|c| c.spread(stats::server_cpu));
+    if let Some(w) = pingpongs(r).last().copied() {
         let vol = |m: &str| timing(r, m, &w).and_then(|c| c.spread(stats::ctx_voluntary));
         for model in [
             "blocking:thread",
@@ -365,38 +369,34 @@ pub fn findings(r: &CompareResults) -> Vec<String> {
             "blocking:prefork",
             "blocking:pool",
         ] {
-            if let (Some(a), Some(e)) = (cpu(model), cpu("epoll:level")) {
-                if a.clearly_above(&e) {
-                    let switches = match (vol(model), vol("epoll:level")) {
-                        (Some(v), Some(ve)) => format!(
-                            "; voluntary context switches per request {:.2} vs {:.2}",
-                            v.median, ve.median
-                        ),
-                        _ => String::new(),
-                    };
-                    out.push(format!(
-                        "At {}, {model} spends {:.1}× the server CPU per request of epoll:level ({} vs {}){switches}.",
-                        column_label(&w),
-                        a.median / e.median,
-                        micros(a.median),
-                        micros(e.median)
-                    ));
-                }
+            let (Some(a), Some(e)) = (cpu(model, &w), cpu("epoll:level", &w)) else {
+                continue;
+            };
+            if a.compare(&e) != Compared::Higher {
+                continue;
             }
+            let switches = match (vol(model), vol("epoll:level")) {
+                (Some(v), Some(ve)) => format!(
+                    "; voluntary context switches per request {:.2} vs {:.2}",
+                    v.median, ve.median
+                ),
+                _ => String::new(),
+            };
+            out.push(format!(
+                "At {}, {model} spends {:.1}× the server CPU per request of epoll:level ({} vs {}){switches}.",
+                column_label(&w),
+                a.median / e.median,
+                micros(a.median),
+                micros(e.median)
+            ));
         }
     }
     for w in connects(r) {
-        let mut ranked: Vec<(String, Spread)> = models(r)
-            .into_iter()
-            .filter_map(|m| Some((m.clone(), timing(r, &m, &w)?.spread(stats::rate)?)))
-            .collect();
-        if ranked.len() < 2 {
+        let v = ranked(&w);
+        let (Some((best, b)), Some((worst, lo))) = (v.first(), v.last()) else {
             continue;
-        }
-        ranked.sort_by(|a, b| b.1.median.total_cmp(&a.1.median));
-        let (best, b) = &ranked[0];
-        let (worst, lo) = &ranked[ranked.len() - 1];
-        if b.clearly_above(lo) {
+        };
+        if b.compare(lo) == Compared::Higher {
             out.push(format!(
                 "Connections per second ({}): {best} accepted the most, {}/s; {worst} the fewest, {}/s.",
                 column_label(&w),
@@ -458,19 +458,26 @@ fn efficiency(r: &CompareResults) -> String {
     )
 }
 
-/// The whole-run cross-check of every timing run that has one.
+/// The whole-run cross-check of every run that has one.
 fn cross_check(r: &CompareResults) -> String {
     let mut total = 0;
     let mut agreeing = 0;
+    let mut by_floor = 0;
     let mut outliers = Vec::new();
-    let mut worst: f64 = 0.0;
+    // The largest relative difference among runs judged by the 5 % rule.
+    let mut worst: Option<f64> = None;
     for c in r.cells.iter() {
         for (i, m) in c.runs.iter().enumerate() {
             let Some(a) = &m.server.summary_agreement else {
                 continue;
             };
             total += 1;
-            worst = worst.max((a.ratio - 1.0).abs());
+            if a.tolerance_s > AGREEMENT_TOLERANCE * a.summary_cpu_s {
+                by_floor += 1;
+            } else {
+                let rel = (a.ratio - 1.0).abs();
+                worst = Some(worst.map_or(rel, |w| w.max(rel)));
+            }
             if a.agrees {
                 agreeing += 1;
             } else {
@@ -490,12 +497,23 @@ fn cross_check(r: &CompareResults) -> String {
             .into();
     }
     let mut out = format!(
-        "Over each whole run, the harness' reading of the server's CPU (from `/proc`, every thread, live \
-         descendant and reaped child) was compared with the server's own exit summary (`getrusage` \
-         SELF + CHILDREN). {agreeing} of {total} runs agreed within 5 % (or two clock ticks for tiny \
-         totals); the largest relative difference was {:.1} %.\n",
-        worst * 100.0
+        "Over each whole run, the harness' reading of the server's CPU (from `/proc`, every thread, \
+         live descendant and reaped child, read just before SIGTERM) was compared with the server's \
+         own exit summary (`getrusage` SELF + CHILDREN). {agreeing} of {total} runs agreed within \
+         5 %{}.",
+        match worst {
+            Some(w) => format!("; the largest difference among runs long enough for 5 % to exceed the \
+                                 clock-tick rounding was {:.1} %", w * 100.0),
+            None => String::new(),
+        }
     );
+    if by_floor > 0 {
+        out.push_str(&format!(
+            " {by_floor} runs used so little CPU that 5 % is less than two clock ticks; they were \
+             held to two ticks instead."
+        ));
+    }
+    out.push('\n');
     if !outliers.is_empty() {
         out.push_str("\nRuns that did not agree:\n\n");
         for o in outliers {
@@ -807,8 +825,15 @@ pub fn render(r: &CompareResults, figures: &[Figure]) -> String {
     }
     let found = findings(r);
     let _ = writeln!(w, "## Findings\n");
-    if found.is_empty() {
-        let _ = writeln!(w, "The data of this run supports no comparison yet.\n");
+    if r.repeats < 2 {
+        let _ = writeln!(
+            w,
+            "None: a finding needs at least two repeats of each cell to show that a difference is \
+             larger than the run-to-run spread, and this run made {}.\n",
+            r.repeats
+        );
+    } else if found.is_empty() {
+        let _ = writeln!(w, "The data of this run supports no comparison.\n");
     } else {
         let _ = writeln!(
             w,

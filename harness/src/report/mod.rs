@@ -59,9 +59,13 @@ pub fn load(path: &Path) -> io::Result<CompareResults> {
 
 /// One line per model over the workloads `ws` (x axis in their order).
 fn series(r: &CompareResults, ws: &[Workload], metric: Metric) -> Vec<Series> {
-    r.available_models()
-        .map(|m| Series {
+    r.models
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.unavailable.is_none())
+        .map(|(color, m)| Series {
             name: m.model.clone(),
+            color,
             points: ws
                 .iter()
                 .enumerate()
@@ -126,7 +130,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
         title,
         x_desc: "connections",
         x_labels: &conns_labels,
-        y_desc: "server CPU µs/request (log)",
+        y_desc: "server CPU µs/request",
         log_y: true,
         series: &s,
     };
@@ -148,7 +152,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
         title: &title,
         x_desc: "idle connections",
         x_labels: &idle_labels,
-        y_desc: "server CPU µs/request (log)",
+        y_desc: "server CPU µs/request",
         log_y: true,
         series: &s,
     };
@@ -160,12 +164,14 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
 
     let file = "connections_per_second.svg";
     let title = "Connections per second (connect, one request, close)";
-    let bars: Vec<(String, Spread)> = match connect.first() {
+    let bars: Vec<(String, usize, Spread)> = match connect.first() {
         Some(w) => r
-            .available_models()
-            .filter_map(|m| {
+            .models
+            .iter()
+            .enumerate()
+            .filter_map(|(color, m)| {
                 let c = r.cell(&m.model, w, Purpose::Timing)?;
-                Some((m.model.clone(), c.spread(stats::rate)?))
+                Some((m.model.clone(), color, c.spread(stats::rate)?))
             })
             .collect(),
         None => Vec::new(),
@@ -193,8 +199,10 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
     let pct_labels = vec!["p50".to_string(), "p99".to_string(), "p99.9".to_string()];
     let s: Vec<Series> = match reference {
         Some(w) => r
-            .available_models()
-            .filter_map(|m| {
+            .models
+            .iter()
+            .enumerate()
+            .filter_map(|(color, m)| {
                 let c = r.cell(&m.model, &w, Purpose::Timing)?;
                 let metrics: [Metric; 3] = [stats::p50, stats::p99, stats::p999];
                 let points: Vec<(usize, Spread)> = metrics
@@ -204,6 +212,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
                     .collect();
                 (!points.is_empty()).then(|| Series {
                     name: m.model.clone(),
+                    color,
                     points,
                 })
             })
@@ -214,7 +223,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
         title: &title,
         x_desc: "percentile",
         x_labels: &pct_labels,
-        y_desc: "latency µs (log)",
+        y_desc: "latency µs",
         log_y: true,
         series: &s,
     };
@@ -232,7 +241,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
             title,
             x_desc: "requests/s scheduled",
             x_labels: &rate_labels,
-            y_desc: "p99 latency µs, from the scheduled time (log)",
+            y_desc: "p99 latency µs, from the scheduled time",
             log_y: true,
             series: &s,
         };

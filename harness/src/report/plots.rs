@@ -13,7 +13,29 @@ use super::stats::{si, Spread};
 /// One model's points: (index on the x axis, spread of the repeats).
 pub struct Series {
     pub name: String,
+    /// Index into the palette: the model's place in the matrix, so that a
+    /// model has the same colour in every figure.
+    pub color: usize,
     pub points: Vec<(usize, Spread)>,
+}
+
+/// Tableau's ten colours and black: distinguishable, also in print.
+const PALETTE: [RGBColor; 11] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x17, 0xbe, 0xcf),
+    RGBColor(0x00, 0x00, 0x00),
+];
+
+pub fn color(i: usize) -> RGBAColor {
+    PALETTE[i % PALETTE.len()].to_rgba()
 }
 
 /// A line chart over categorical x positions (connection counts, idle
@@ -58,14 +80,27 @@ pub fn line_chart(path: &Path, chart: &LineChart) -> io::Result<bool> {
         .series
         .iter()
         .flat_map(|s| s.points.iter().flat_map(|(_, p)| [p.min, p.max]));
-    let Some((lo, hi)) = y_bounds(values, chart.log_y) else {
+    let values: Vec<f64> = values.collect();
+    let Some((lo, hi)) = y_bounds(values.iter().copied(), chart.log_y) else {
         return Ok(false);
     };
-    wrap(path, draw_lines(path, chart, lo, hi))?;
+    // plotters labels a log axis at powers of ten only: over less than
+    // about one decade that leaves the axis bare, so draw it linear.
+    if chart.log_y && hi / lo < 20.0 {
+        let (lo, hi) = y_bounds(values.into_iter(), false).unwrap_or((0.0, 1.0));
+        wrap(path, draw_lines(path, chart, false, lo, hi))?;
+    } else {
+        wrap(path, draw_lines(path, chart, chart.log_y, lo, hi))?;
+    }
     Ok(true)
 }
 
-fn draw_lines(path: &Path, chart: &LineChart, lo: f64, hi: f64) -> Drawn {
+fn draw_lines(path: &Path, chart: &LineChart, log_y: bool, lo: f64, hi: f64) -> Drawn {
+    let y_desc = if log_y {
+        format!("{} (log scale)", chart.y_desc)
+    } else {
+        chart.y_desc.to_string()
+    };
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let n = chart.x_labels.len().max(1);
@@ -86,18 +121,19 @@ fn draw_lines(path: &Path, chart: &LineChart, lo: f64, hi: f64) -> Drawn {
         .x_label_area_size(48)
         .y_label_area_size(80);
     // The two axis types differ, hence two near-identical blocks.
-    if chart.log_y {
+    if log_y {
         let mut c = builder.build_cartesian_2d(x_range, (lo..hi).log_scale())?;
         c.configure_mesh()
             .disable_x_mesh()
-            .x_labels(n * 10)
+            .light_line_style(TRANSPARENT)
+            .x_labels(n * 2)
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&|y| si(*y))
             .x_desc(chart.x_desc)
-            .y_desc(chart.y_desc)
+            .y_desc(&y_desc)
             .draw()?;
-        for (i, s) in chart.series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+        for s in chart.series {
+            let color = color(s.color);
             let pts: Vec<(f64, Spread)> = s.points.iter().map(|(x, p)| (*x as f64, *p)).collect();
             c.draw_series(LineSeries::new(
                 pts.iter().map(|(x, p)| (*x, p.median)),
@@ -125,14 +161,15 @@ fn draw_lines(path: &Path, chart: &LineChart, lo: f64, hi: f64) -> Drawn {
         let mut c = builder.build_cartesian_2d(x_range, lo..hi)?;
         c.configure_mesh()
             .disable_x_mesh()
-            .x_labels(n * 10)
+            .light_line_style(TRANSPARENT)
+            .x_labels(n * 2)
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&|y| si(*y))
             .x_desc(chart.x_desc)
-            .y_desc(chart.y_desc)
+            .y_desc(&y_desc)
             .draw()?;
-        for (i, s) in chart.series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+        for s in chart.series {
+            let color = color(s.color);
             let pts: Vec<(f64, Spread)> = s.points.iter().map(|(x, p)| (*x as f64, *p)).collect();
             c.draw_series(LineSeries::new(
                 pts.iter().map(|(x, p)| (*x, p.median)),
@@ -167,21 +204,27 @@ pub fn bar_chart(
     path: &Path,
     title: &str,
     x_desc: &str,
-    bars: &[(String, Spread)],
+    bars: &[(String, usize, Spread)],
 ) -> io::Result<bool> {
-    let Some((_, hi)) = y_bounds(bars.iter().map(|(_, s)| s.max), false) else {
+    let Some((_, hi)) = y_bounds(bars.iter().map(|(_, _, s)| s.max), false) else {
         return Ok(false);
     };
     wrap(path, draw_bars(path, title, x_desc, bars, hi))?;
     Ok(true)
 }
 
-fn draw_bars(path: &Path, title: &str, x_desc: &str, bars: &[(String, Spread)], hi: f64) -> Drawn {
+fn draw_bars(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    bars: &[(String, usize, Spread)],
+    hi: f64,
+) -> Drawn {
     let height = 120 + 40 * bars.len() as u32;
     let root = SVGBackend::new(path, (960, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let n = bars.len();
-    let names: Vec<String> = bars.iter().map(|(name, _)| name.clone()).collect();
+    let names: Vec<String> = bars.iter().map(|(name, _, _)| name.clone()).collect();
     let y_fmt = move |y: &f64| {
         let i = y.round();
         if (y - i).abs() < 0.01 && i >= 0.0 {
@@ -199,14 +242,15 @@ fn draw_bars(path: &Path, title: &str, x_desc: &str, bars: &[(String, Spread)], 
         .build_cartesian_2d(0.0..hi, -0.6..(n as f64 - 0.4))?;
     c.configure_mesh()
         .disable_y_mesh()
-        .y_labels(n * 10)
+        .light_line_style(TRANSPARENT)
+        .y_labels(n * 2)
         .y_label_formatter(&y_fmt)
         .x_label_formatter(&|x| si(*x))
         .x_desc(x_desc)
         .draw()?;
-    for (i, (_, s)) in bars.iter().enumerate() {
+    for (i, (_, palette_index, s)) in bars.iter().enumerate() {
         let row = (n - 1 - i) as f64;
-        let color = Palette99::pick(i).to_rgba();
+        let color = color(*palette_index);
         c.draw_series(std::iter::once(Rectangle::new(
             [(0.0, row - 0.35), (s.median, row + 0.35)],
             color.mix(0.7).filled(),
@@ -235,10 +279,12 @@ mod tests {
         let series = vec![
             Series {
                 name: "model-a".into(),
+                color: 0,
                 points: vec![(0, spread(&[1.0, 2.0])), (1, spread(&[3.0]))],
             },
             Series {
                 name: "model-b".into(),
+                color: 1,
                 points: vec![(1, spread(&[10.0, 12.0, 11.0]))],
             },
         ];
@@ -258,7 +304,7 @@ mod tests {
             assert!(svg.starts_with("<svg") && svg.contains("model-a") && svg.contains("model-b"));
         }
         let path = dir.join("bars.svg");
-        let bars = vec![("model-a".to_string(), spread(&[5.0, 6.0]))];
+        let bars = vec![("model-a".to_string(), 0, spread(&[5.0, 6.0]))];
         assert!(bar_chart(&path, "t", "x", &bars).expect("drawn"));
         assert!(std::fs::read_to_string(&path)
             .expect("svg")

@@ -37,10 +37,19 @@ impl Spread {
         })
     }
 
-    /// True when every repeat of `self` is above every repeat of `other`:
-    /// the only case in which the report calls one larger than the other.
-    pub fn clearly_above(&self, other: &Spread) -> bool {
-        self.min > other.max
+    /// How `self` compares with `other`: one is called higher only when
+    /// every repeat of it lies above every repeat of the other, and only
+    /// with at least two repeats on each side.
+    pub fn compare(&self, other: &Spread) -> Compared {
+        if self.n < 2 || other.n < 2 {
+            Compared::TooFewRepeats
+        } else if self.min > other.max {
+            Compared::Higher
+        } else if self.max < other.min {
+            Compared::Lower
+        } else {
+            Compared::Overlap
+        }
     }
 
     /// `median (min–max)`, each value through `f`; just the median for a
@@ -52,6 +61,16 @@ impl Spread {
             format!("{} ({}–{})", f(self.median), f(self.min), f(self.max))
         }
     }
+}
+
+/// The outcome of `Spread::compare`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compared {
+    Higher,
+    Lower,
+    /// The ranges overlap: no difference can be claimed.
+    Overlap,
+    TooFewRepeats,
 }
 
 /// A number a reader can take in at a glance: three significant digits,
@@ -184,13 +203,15 @@ mod tests {
     }
 
     #[test]
-    fn clearly_above_needs_disjoint_ranges() {
+    fn a_difference_needs_disjoint_ranges_and_two_repeats() {
         let low = Spread::of([1.0, 2.0, 3.0]).expect("values");
         let high = Spread::of([3.5, 4.0, 9.0]).expect("values");
         let overlapping = Spread::of([2.5, 5.0, 6.0]).expect("values");
-        assert!(high.clearly_above(&low));
-        assert!(!overlapping.clearly_above(&low));
-        assert!(!low.clearly_above(&high));
+        let single = Spread::of([100.0]).expect("values");
+        assert_eq!(high.compare(&low), Compared::Higher);
+        assert_eq!(low.compare(&high), Compared::Lower);
+        assert_eq!(overlapping.compare(&low), Compared::Overlap);
+        assert_eq!(single.compare(&low), Compared::TooFewRepeats);
     }
 
     #[test]

@@ -267,6 +267,21 @@ fn findings_are_made_only_where_ranges_do_not_overlap() {
 }
 
 #[test]
+fn a_single_repeat_gives_no_findings() {
+    let mut r = results();
+    r.repeats = 1;
+    for c in &mut r.cells {
+        c.runs.truncate(1);
+    }
+    assert_eq!(findings(&r), Vec::<String>::new());
+    let md = markdown::render(&r, &[]);
+    assert!(
+        md.contains("None: a finding needs at least two repeats"),
+        "{md}"
+    );
+}
+
+#[test]
 fn report_has_every_section_and_reason() {
     let dir = std::env::temp_dir().join(format!("lab-report-{}", std::process::id()));
     let written = write(&dir, &results()).expect("written");

@@ -21,7 +21,7 @@ use crate::measurement::{
 };
 use crate::server::{describe_status, ModelSpec, Server, ServerConfig};
 use nix::sys::signal::Signal;
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -579,13 +579,18 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
 pub fn main(args: RunArgs) -> io::Result<ExitCode> {
     let spec = spec_from_args(&args.opts)?;
     let m = measure(&spec)?;
-    if args.opts.json {
-        let text = serde_json::to_string_pretty(&m).map_err(io::Error::other)?;
-        println!("{text}");
+    let text = if args.opts.json {
+        serde_json::to_string_pretty(&m).map_err(io::Error::other)? + "\n"
     } else {
-        print!("{}", m.to_table());
+        m.to_table()
+    };
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // A reader that stopped early (`| head`) is not a failed measurement.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(sys::named("write(stdout)", e)),
+        Ok(()) => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

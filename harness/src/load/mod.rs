@@ -134,6 +134,9 @@ fn validate(spec: &LoadSpec) -> io::Result<()> {
         if !(r.is_finite() && r > 0.0) {
             return bad(format!("rate must be positive, not {r}"));
         }
+        if spec.conns == 0 {
+            return bad("--rate needs at least one active connection".into());
+        }
     }
     Ok(())
 }

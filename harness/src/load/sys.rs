@@ -66,7 +66,7 @@ impl Epoll {
     pub fn wait(&self, events: &mut [libc::epoll_event], timeout: Duration) -> io::Result<usize> {
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
         let max = events.len().min(i32::MAX as usize) as i32;
         // SAFETY: `events` is writable for `max` entries; `ts` outlives the call.

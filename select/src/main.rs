@@ -186,9 +186,11 @@ fn accept_all(
         };
         if !fits_fd_set(fd.as_raw_fd()) {
             // FD_SETSIZE reached: this descriptor can never go into an
-            // `fd_set` (see `fd_set_add`), so the connection is closed at
-            // once. Its number is free again for the next accept, which
-            // meets the same answer while the table stays this full.
+            // `fd_set` (glibc's fortified FD_SET would abort the process,
+            // Rust's `libc::FD_SET` panic: see `fd_set_add`), so the
+            // connection is closed at once. Its number is free again for the
+            // next accept, which meets the same answer while the table stays
+            // this full.
             warn_fd_setsize(fd.as_raw_fd());
             continue;
         }

@@ -80,7 +80,7 @@ fn run(cli: &lab::cli::Common) -> io::Result<()> {
     listener.announce()?;
     let stats = Stats::new()?;
     serve(&listener, &signals, &stats, cli.max_conns)?;
-    stats.print_summary("poll")
+    stats.print_summary("poll:loop")
 }
 
 fn serve(

@@ -95,6 +95,13 @@ impl<'a> Window<'a> {
                 }
             ));
         }
+        if !tree.settled {
+            notes.push(format!(
+                "children kept being reaped while the server's process tree was read \
+                 ({} attempts): its CPU may miss or double-count a child",
+                procfs::SNAPSHOT_ATTEMPTS
+            ));
+        }
         if let Some(e) = &rss.error {
             notes.push(format!("peak RSS sampling stopped early: {e}"));
         }

@@ -153,6 +153,35 @@ pub(crate) fn thread_ids(pid: i32) -> Vec<i32> {
     tids
 }
 
+/// Scans in a row before a snapshot settles for one during which a reap
+/// happened (see `consistent_tree_stats`).
+pub(crate) const SNAPSHOT_ATTEMPTS: usize = 10;
+
+/// Like `tree_stats`, but free of the reaping race: a child reaped while the
+/// tree is being read would be counted twice (its own entry, then in its
+/// parent's `cutime`) or not at all (parent read first, child gone when
+/// reached). Every member's `cutime`/`cstime` is read again after the scan;
+/// if one changed, a reap happened meanwhile and the scan is repeated. When
+/// many connections close at once (the end of a run), every child of a
+/// fork-per-connection server is reaped within milliseconds, so this is not
+/// a corner case. Returns the tree and whether it settled.
+fn consistent_tree_stats(root: i32) -> io::Result<(Vec<ProcStat>, bool)> {
+    let mut tree = tree_stats(root)?;
+    for _ in 1..SNAPSHOT_ATTEMPTS {
+        let settled = tree.iter().all(|before| match read_stat(before.pid) {
+            Ok(now) => now.cutime == before.cutime && now.cstime == before.cstime,
+            // Gone: its own parent's cutime moved (or it was reparented
+            // away); either way this scan is stale.
+            Err(_) => false,
+        });
+        if settled {
+            return Ok((tree, true));
+        }
+        tree = tree_stats(root)?;
+    }
+    Ok((tree, false))
+}
+
 /// Pids of the live tree rooted at `root`, root first, parents before
 /// children.
 pub(crate) fn tree_pids(root: i32) -> io::Result<Vec<i32>> {
@@ -189,6 +218,9 @@ pub struct Snapshot {
     pub pids: BTreeSet<i32>,
     /// (voluntary, involuntary) context switches of every live thread.
     pub switches: BTreeMap<i32, (u64, u64)>,
+    /// False when children kept being reaped during every attempt to read
+    /// the tree: the CPU sums may then miss or double-count one child each.
+    pub settled: bool,
 }
 
 impl Snapshot {
@@ -196,7 +228,7 @@ impl Snapshot {
     /// cannot be read (it has exited, or `/proc` is not Linux's).
     pub fn take(root_pid: i32) -> io::Result<Snapshot> {
         let at = Instant::now();
-        let tree = tree_stats(root_pid)?;
+        let (tree, settled) = consistent_tree_stats(root_pid)?;
         let mut switches = BTreeMap::new();
         for stat in &tree {
             for tid in thread_ids(stat.pid) {
@@ -213,6 +245,7 @@ impl Snapshot {
             rss_bytes: tree.iter().map(|s| s.rss_pages * page).sum(),
             pids: tree.iter().map(|s| s.pid).collect(),
             switches,
+            settled,
         })
     }
 
@@ -251,6 +284,7 @@ impl Snapshot {
             processes_before: before.pids.len() as u64,
             processes_after: after.pids.len() as u64,
             threads_after: after.switches.len() as u64,
+            settled: before.settled && after.settled,
         }
     }
 }
@@ -269,6 +303,9 @@ pub struct TreeDelta {
     pub processes_before: u64,
     pub processes_after: u64,
     pub threads_after: u64,
+    /// Both snapshots were read without a reap in between (see
+    /// `Snapshot::settled`).
+    pub settled: bool,
 }
 
 impl TreeDelta {

@@ -159,6 +159,43 @@ fn reaped_child_cpu_is_counted_through_cutime() {
 }
 
 #[test]
+fn snapshots_never_lose_a_child_being_reaped() {
+    let mut h = Helper::spawn("fork_loop");
+    h.expect("ready");
+    let mut last = Snapshot::take(h.pid()).expect("first");
+    let mut drops = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut snapshots = 0;
+    while Instant::now() < deadline {
+        let next = Snapshot::take(h.pid()).expect("snapshot");
+        let (a, b) = (
+            last.user_ticks + last.sys_ticks,
+            next.user_ticks + next.sys_ticks,
+        );
+        // Every child is reaped by the helper, so the tree's total can only
+        // grow; a drop means a reaped child was missed by one snapshot.
+        if b < a {
+            drops.push((a, b));
+        }
+        last = next;
+        snapshots += 1;
+    }
+    h.send("stop");
+    let done = h.expect("done");
+    assert!(
+        done["children"] >= 20,
+        "only {} children forked",
+        done["children"]
+    );
+    assert!(
+        drops.is_empty(),
+        "CPU total dropped {} times in {snapshots} snapshots: {drops:?}",
+        drops.len()
+    );
+    h.finish();
+}
+
+#[test]
 fn live_grandchild_cpu_is_counted_through_the_tree_walk() {
     let mut h = Helper::spawn_with("relay", Some("spin"));
     let ready = h.expect("ready");
@@ -337,6 +374,15 @@ fn per_request_divides_and_keeps_nonzero_syscalls() {
 
 // ---- the helper child ----------------------------------------------------
 
+/// One line of stdin, `None` at EOF.
+fn read_line() -> Option<String> {
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line),
+    }
+}
+
 fn usage_us(who: UsageWho) -> u64 {
     let u = Usage::of(who).expect("getrusage");
     (u.cpu_s() * 1e6) as u64
@@ -358,9 +404,7 @@ fn child_helper() {
     let Ok(mode) = std::env::var(MODE_VAR) else {
         return;
     };
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
-    let mut wait_line = move || lines.next().and_then(|l| l.ok());
+    let wait_line = read_line;
     let cpu = || usage_us(UsageWho::RUSAGE_SELF);
     let children = || usage_us(UsageWho::RUSAGE_CHILDREN);
     let say = |text: String| {
@@ -399,6 +443,37 @@ fn child_helper() {
             ));
         }
         "spin_once" => spin_thread(SPIN_MS),
+        "fork_loop" => {
+            // Forks short-lived spinning children back to back, reaping
+            // each, until told to stop.
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = std::sync::Arc::clone(&stop);
+            let waiter = std::thread::spawn(move || {
+                read_line();
+                flag.store(true, std::sync::atomic::Ordering::Release);
+            });
+            let mut children = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                // SAFETY: the child only spins on getrusage and calls
+                // _exit: no allocation or lock that another thread of this
+                // process could have held at the fork.
+                let pid = unsafe { libc::fork() };
+                assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+                if pid == 0 {
+                    spin_thread(15);
+                    // SAFETY: _exit ends the child without running atexit
+                    // handlers or unwinding.
+                    unsafe { libc::_exit(0) };
+                }
+                let mut status = 0;
+                // SAFETY: status is a valid out-pointer.
+                let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert_eq!(reaped, pid, "waitpid: {}", std::io::Error::last_os_error());
+                children += 1;
+            }
+            say(format!("@@done children={children}"));
+            waiter.join().expect("stdin thread");
+        }
         "relay" => {
             let inner = std::env::var(GRANDCHILD_VAR).expect("grandchild mode");
             let mut g = Helper::spawn(&inner);

@@ -112,6 +112,10 @@ impl Matrix {
                     Workload::Connect { conns: 4 },
                     idle(0),
                     idle(500),
+                    Workload::OpenLoop {
+                        conns: 10,
+                        rate: 2_000,
+                    },
                 ],
                 vec![Workload::Pingpong { conns: 100 }],
             )
@@ -159,10 +163,11 @@ impl Matrix {
         }
     }
 
-    /// Seconds a run may take before it is killed: the window, plus time to
-    /// start the server, open up to 10 000 connections and stop it.
-    pub fn run_timeout_s(&self) -> f64 {
-        self.warmup_s + self.duration_s + 30.0
+    /// Seconds a run of `w` may take before it is killed: the window, plus
+    /// time to start and stop the server and to open the connections (a
+    /// fork-per-connection server forks once for each).
+    pub fn run_timeout_s(&self, w: &Workload) -> f64 {
+        self.warmup_s + self.duration_s + 30.0 + w.concurrent_conns() as f64 / 500.0
     }
 }
 
@@ -436,7 +441,6 @@ pub fn run_matrix(matrix: &Matrix, exe: &Path, command: String, quick: bool) -> 
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(250));
-    let timeout = Duration::from_secs_f64(matrix.run_timeout_s());
     // ABAB: each repeat runs every model once before the next repeat.
     for (w, purpose, reps) in &plan {
         for repeat in 0..*reps {
@@ -461,6 +465,7 @@ pub fn run_matrix(matrix: &Matrix, exe: &Path, command: String, quick: bool) -> 
                     repeat + 1
                 ));
                 let args = run_args(matrix, model, w, *purpose, repeat);
+                let timeout = Duration::from_secs_f64(matrix.run_timeout_s(w));
                 match run_child(exe, &args, timeout) {
                     Ok(m) => cell.runs.push(m),
                     Err(reason) => {
@@ -484,7 +489,11 @@ pub fn run_matrix(matrix: &Matrix, exe: &Path, command: String, quick: bool) -> 
         size: matrix.size,
         warmup_s: matrix.warmup_s,
         duration_s: matrix.duration_s,
-        cell_timeout_s: matrix.run_timeout_s(),
+        cell_timeout_s: matrix
+            .workloads
+            .iter()
+            .map(|w| matrix.run_timeout_s(w))
+            .fold(0.0, f64::max),
         started_at,
         finished_at: now(),
         elapsed_s: t0.elapsed().as_secs_f64(),

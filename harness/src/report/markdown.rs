@@ -405,6 +405,30 @@ pub fn findings(r: &CompareResults) -> Vec<String> {
             ));
         }
     }
+    // Syscall counts come from one counting run per model: counts, not
+    // timings, so they are stated, with how they were measured.
+    for w in r.workloads.iter() {
+        let total = |m: &str| {
+            let c = r.cell(m, w, Purpose::Syscalls)?;
+            (c.runs.len() == 1).then(|| c.syscall("total")).flatten()
+        };
+        let Some(base) = total("epoll:level") else {
+            continue;
+        };
+        for model in models(r) {
+            let Some(t) = total(&model) else { continue };
+            let x = t.median / base.median;
+            if x >= 2.0 {
+                out.push(format!(
+                    "In the syscall-counting run at {}, {model} made {:.2} syscalls per request, \
+                     {x:.1}× epoll:level's {:.2} (one counting run each).",
+                    w.label(),
+                    t.median,
+                    base.median
+                ));
+            }
+        }
+    }
     let mut with_errors = Vec::new();
     for c in r.cells.iter().filter(|c| c.purpose == Purpose::Timing) {
         let total: u64 = c.runs.iter().map(|m| m.errors.total()).sum();
@@ -735,9 +759,10 @@ pub fn render(r: &CompareResults, figures: &[Figure]) -> String {
            part of it spent in user mode. **client CPU/req**: the load generator's own CPU per \
            request. **vol./invol. cs**: voluntary (blocked) and involuntary (preempted) context \
            switches of the server per request. **peak RSS**: the largest resident set summed over \
-           the server's processes, sampled during the window.\n\
+           the server's processes, sampled during the window (a page shared by forked processes \
+           counts once per process, so fork and prefork are overstated).\n\
          - A cell that cannot run (a model's documented limit) says so instead of hanging; every run \
-           has a timeout of {} s. † marks a cell explained under *Cells not run or failed*.\n",
+           has a timeout (up to {} s). † marks a cell explained under *Cells not run or failed*.\n",
         r.repeats, r.warmup_s, r.duration_s, r.size, r.cell_timeout_s
     );
     let _ = writeln!(w, "## Models\n\n{}", models_table(r));

@@ -106,7 +106,8 @@ pub struct CompareResults {
     pub size: usize,
     pub warmup_s: f64,
     pub duration_s: f64,
-    /// Per-run timeout, seconds.
+    /// The longest per-run timeout, seconds (runs that open more connections
+    /// get more time).
     pub cell_timeout_s: f64,
     pub started_at: String,
     pub finished_at: String,

@@ -605,6 +605,93 @@ mod tests {
         assert_eq!(default_cpus(&[3]), (vec![3], vec![3]));
     }
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> io::Result<MeasureSpec> {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        spec_from_args(&cli.run.opts)
+    }
+
+    #[test]
+    fn command_lines_become_the_spec_they_say() {
+        let s = parse(&[
+            "epoll:edge",
+            "--conns",
+            "100",
+            "--quick",
+            "--",
+            "--workers",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(s.server.label(), "epoll:edge");
+        assert_eq!(
+            (s.kind, s.conns, s.size, s.idle),
+            (WorkloadKind::Pingpong, 100, 64, 0)
+        );
+        assert_eq!(
+            (s.warmup, s.duration),
+            (Duration::from_millis(200), Duration::from_secs(1))
+        );
+        assert_eq!(s.server_args, ["--workers", "2"]);
+        assert!(!s.count_syscalls);
+
+        let s = parse(&[
+            "select",
+            "--workload",
+            "idle",
+            "--idle",
+            "1500",
+            "--active",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!((s.kind, s.idle, s.conns), (WorkloadKind::Idle, 1500, 10));
+        let s = parse(&["poll", "--workload", "idle"]).unwrap();
+        assert_eq!((s.idle, s.conns), (1000, 50));
+
+        let s = parse(&[
+            "--target",
+            "127.0.0.1:7",
+            "--workload",
+            "connect",
+            "--close",
+            "fin",
+        ])
+        .unwrap();
+        assert!(matches!(s.server, ServerChoice::Target(a) if a.port() == 7));
+        assert_eq!((s.close, s.conns), (CloseMode::Fin, 4));
+    }
+
+    #[test]
+    fn contradictory_command_lines_are_refused() {
+        for bad in [
+            &["epoll", "--target", "127.0.0.1:7"][..],
+            &[][..],
+            &["epoll", "--idle", "10"][..],
+            &[
+                "epoll",
+                "--workload",
+                "idle",
+                "--conns",
+                "1",
+                "--active",
+                "2",
+            ][..],
+            &["epoll", "--duration", "-1"][..],
+            &["epoll", "--size", "0"][..],
+            &["epoll:", "--quick"][..],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
     #[test]
     fn labels_name_model_and_mode() {
         assert_eq!(

@@ -48,6 +48,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{is_peer_gone, Conn, Next};
@@ -108,6 +109,10 @@ const MAX_READS_PER_WAKEUP: usize = 16;
 /// One `recv` reads at most this much.
 const READ_CHUNK: usize = 64 << 10;
 
+/// How long the listener stays out of the interest set when not one
+/// descriptor is to be had (nginx waits its `accept_mutex_delay`, 500 ms).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// Events taken per `epoll_wait`; more ready ones stay queued in the kernel
 /// for the next call, none is lost.
 const MAX_EVENTS: usize = 1024;
@@ -143,11 +148,24 @@ fn run(cli: &Cli) -> io::Result<()> {
     let signals = SignalFd::install(&[])?;
     let workers = cli.common.workers_or(1);
     let listeners = bind_listeners(cli.common.addr, workers, cli.share)?;
-    listeners[0].announce()?;
+    // Every loop's own descriptors exist before the first client can
+    // connect: a connect flood that fills the descriptor table must not find
+    // a loop still without its epoll instance or its spare.
+    let loops = (0..workers)
+        .map(|_| Ok((Epoll::new()?, Spare::new()?)))
+        .collect::<io::Result<Vec<_>>>()?;
     let stats = Stats::new()?;
+    listeners[0].announce()?;
+    let cfg = Config {
+        mode: cli.mode,
+        share: cli.share,
+        max_conns: cli.common.max_conns,
+    };
     let results: Vec<io::Result<()>> = thread::scope(|scope| {
-        let loops: Vec<_> = (0..workers)
-            .map(|i| {
+        let handles: Vec<_> = loops
+            .into_iter()
+            .enumerate()
+            .map(|(i, (ep, spare))| {
                 // `--share exclusive`: one listener, shared by every loop.
                 let listener = &listeners[i % listeners.len()];
                 let (signals, stats) = (&signals, &stats);
@@ -155,19 +173,12 @@ fn run(cli: &Cli) -> io::Result<()> {
                     .name(format!("epoll-loop-{i}"))
                     .spawn_scoped(scope, move || {
                         let _stop_the_others = StopAllOnExit;
-                        serve(
-                            listener,
-                            signals,
-                            stats,
-                            cli.common.max_conns,
-                            cli.mode,
-                            cli.share,
-                        )
+                        serve(ep, spare, listener, signals, stats, cfg)
                     })
                     .inspect_err(|_| stop_all_loops())
             })
             .collect();
-        loops
+        handles
             .into_iter()
             .map(|spawned| match spawned {
                 Ok(handle) => handle
@@ -230,15 +241,27 @@ fn stop_all_loops() {
     unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
 }
 
+/// What every loop is told; the same for all.
+#[derive(Clone, Copy)]
+struct Config {
+    mode: Trigger,
+    share: Share,
+    max_conns: Option<u64>,
+}
+
 fn serve(
+    ep: Epoll,
+    mut spare: Spare,
     listener: &Listener,
     signals: &SignalFd,
     stats: &Stats,
-    max_conns: Option<u64>,
-    mode: Trigger,
-    share: Share,
+    cfg: Config,
 ) -> io::Result<()> {
-    let ep = Epoll::new()?;
+    let Config {
+        mode,
+        share,
+        max_conns,
+    } = cfg;
     // Level-triggered, and nobody reads it: every loop's epoll holds the same
     // signalfd and keeps reporting the pending SIGTERM, so all of them stop.
     ep.add(signals.as_raw_fd(), SIGNALS, EPOLLIN)?;
@@ -252,21 +275,35 @@ fn serve(
     }
     ep.add(listener.as_raw_fd(), LISTENER, listen_events)?;
     let mut conns: Vec<Option<Conn>> = Vec::new();
-    let mut spare = Spare::new()?;
     let mut scratch = vec![0u8; READ_CHUNK];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
     // Edge mode: tokens the kernel will not report again though work is left
     // (a set: a token is owed once). Always empty in level mode.
     let mut ready: HashSet<u64> = HashSet::new();
+    // Set while the descriptor table is full: the listener is out of the
+    // interest set until then.
+    let mut accept_paused_until: Option<Instant> = None;
     loop {
-        // Work is owed: look for new events, but do not sleep.
-        let timeout = if ready.is_empty() { -1 } else { 0 };
+        let timeout = if !ready.is_empty() {
+            // Work is owed: look for new events, but do not sleep.
+            0
+        } else if let Some(until) = accept_paused_until {
+            let left = until.saturating_duration_since(Instant::now());
+            left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
+        } else {
+            -1
+        };
         let n = match ep.wait(&mut events, timeout) {
             Ok(n) => n,
             // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        if accept_paused_until.is_some_and(|until| Instant::now() >= until) {
+            // ADD reports the listener at once if connections are queued.
+            ep.add(listener.as_raw_fd(), LISTENER, listen_events)?;
+            accept_paused_until = None;
+        }
         let owed = std::mem::take(&mut ready);
         // What the kernel reported, then what we owe from earlier wake-ups.
         let reported = events[..n].iter().map(|ev| (ev.u64, ev.events));
@@ -274,9 +311,24 @@ fn serve(
             let left = match token {
                 // SIGINT or SIGTERM is pending: stop serving; `run` summarises.
                 SIGNALS => return Ok(()),
-                LISTENER => accept_all(
+                // An owed entry from before the pause began.
+                LISTENER if accept_paused_until.is_some() => Left::Nothing,
+                LISTENER => match accept_all(
                     &ep, listener, &mut spare, &mut conns, stats, max_conns, mode,
-                )?,
+                )? {
+                    Accept::Drained => Left::Nothing,
+                    Accept::Capped => Left::Maybe,
+                    // Connections stay queued and not one descriptor is to be
+                    // had: another loop took the one our spare freed, or the
+                    // system's table is full. Level mode would be woken at
+                    // once, forever. Stop watching the listener for a while,
+                    // as nginx does; closing connections free descriptors.
+                    Accept::TableFull => {
+                        ep.delete(listener.as_raw_fd())?;
+                        accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                        Left::Nothing
+                    }
+                },
                 fd => on_ready(
                     &ep,
                     &mut conns,
@@ -311,6 +363,17 @@ enum Left {
     Maybe,
 }
 
+/// How an accept pass ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accept {
+    /// EAGAIN: nothing more is queued.
+    Drained,
+    /// The fairness cap: more may be queued.
+    Capped,
+    /// EMFILE/ENFILE, and the spare could not refuse a connection either.
+    TableFull,
+}
+
 /// Accepts what is pending (up to the fairness cap) and watches it.
 fn accept_all(
     ep: &Epoll,
@@ -320,7 +383,7 @@ fn accept_all(
     stats: &Stats,
     max_conns: Option<u64>,
     mode: Trigger,
-) -> io::Result<Left> {
+) -> io::Result<Accept> {
     let events = match mode {
         Trigger::Level => EPOLLIN,
         // Once, for everything: never an epoll_ctl again for this socket.
@@ -329,7 +392,7 @@ fn accept_all(
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Left::Nothing),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Accept::Drained),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // ECONNABORTED: the client reset before we got to it; next.
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
@@ -337,7 +400,7 @@ fn accept_all(
             // stays readable, so a level loop would spin; refuse it with the spare.
             Err(e) if is_descriptor_exhaustion(&e) => {
                 if !spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
-                    return Ok(Left::Nothing);
+                    return Ok(Accept::TableFull);
                 }
                 continue;
             }
@@ -363,7 +426,7 @@ fn accept_all(
         }
         conns[slot] = Some(Conn::new(fd));
     }
-    Ok(Left::Maybe)
+    Ok(Accept::Capped)
 }
 
 /// The kernel reported `fd` with `flags` (or we owe it a read): read, write,
@@ -589,6 +652,11 @@ impl Epoll {
     /// Watches `fd`; its events come back with `token` in `epoll_event.u64`.
     fn add(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, "ADD", fd, token, events)
+    }
+
+    /// Stops watching `fd`.
+    fn delete(&self, fd: RawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, "DEL", fd, 0, 0)
     }
 
     /// Changes what `fd` is watched for.

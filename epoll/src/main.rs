@@ -47,14 +47,15 @@ use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{is_peer_gone, Conn, Next};
-use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Spare};
+use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, Spare};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
+
+mod workers;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Trigger {
@@ -147,7 +148,7 @@ fn run(cli: &Cli) -> io::Result<()> {
     // SIGINT/SIGTERM stay blocked in every loop and pending for the signalfd.
     let signals = SignalFd::install(&[])?;
     let workers = cli.common.workers_or(1);
-    let listeners = bind_listeners(cli.common.addr, workers, cli.share)?;
+    let listeners = workers::bind_listeners(cli.common.addr, workers, cli.share)?;
     // Every loop's own descriptors exist before the first client can
     // connect: a connect flood that fills the descriptor table must not find
     // a loop still without its epoll instance or its spare.
@@ -161,84 +162,14 @@ fn run(cli: &Cli) -> io::Result<()> {
         share: cli.share,
         max_conns: cli.common.max_conns,
     };
-    let results: Vec<io::Result<()>> = thread::scope(|scope| {
-        let handles: Vec<_> = loops
-            .into_iter()
-            .enumerate()
-            .map(|(i, (ep, spare))| {
-                // `--share exclusive`: one listener, shared by every loop.
-                let listener = &listeners[i % listeners.len()];
-                let (signals, stats) = (&signals, &stats);
-                thread::Builder::new()
-                    .name(format!("epoll-loop-{i}"))
-                    .spawn_scoped(scope, move || {
-                        let _stop_the_others = StopAllOnExit;
-                        serve(ep, spare, listener, signals, stats, cfg)
-                    })
-                    .inspect_err(|_| stop_all_loops())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|spawned| match spawned {
-                Ok(handle) => handle
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("an event loop panicked"))),
-                Err(e) => Err(lab::sys::named(e, "pthread_create".into())),
-            })
-            .collect()
-    });
-    results.into_iter().collect::<io::Result<()>>()?;
+    workers::run_loops(loops, &listeners, |ep, spare, listener| {
+        serve(ep, spare, listener, &signals, &stats, cfg)
+    })?;
     let model = match cli.mode {
         Trigger::Level => "epoll:level",
         Trigger::Edge => "epoll:edge",
     };
     stats.print_summary(model)
-}
-
-/// `--share exclusive`: one listener. `--share reuseport`: one per loop, on
-/// one port; the first binds (port 0 becomes a real one), the others bind
-/// the port it got. A single loop needs no `SO_REUSEPORT`, and without it no
-/// other process can bind our port and take a share of our connections.
-fn bind_listeners(
-    addr: std::net::SocketAddr,
-    workers: usize,
-    share: Share,
-) -> io::Result<Vec<Listener>> {
-    if share == Share::Exclusive || workers == 1 {
-        let listener = Listener::bind(addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
-        return Ok(vec![listener]);
-    }
-    let first = Listener::bind(addr, IoMode::NonBlocking, PortSharing::ReusePort)?;
-    let port = first.local_addr();
-    let mut all = vec![first];
-    for _ in 1..workers {
-        all.push(Listener::bind(
-            port,
-            IoMode::NonBlocking,
-            PortSharing::ReusePort,
-        )?);
-    }
-    Ok(all)
-}
-
-/// When one loop ends, for whatever reason (SIGTERM, an error, a panic), it
-/// stops the others, so that `run` can join them all.
-struct StopAllOnExit;
-
-impl Drop for StopAllOnExit {
-    fn drop(&mut self) {
-        stop_all_loops();
-    }
-}
-
-/// Raises SIGTERM at our own process: every loop watches the same signalfd,
-/// so every loop stops. Standard signals do not queue: a second SIGTERM
-/// while one is pending changes nothing.
-fn stop_all_loops() {
-    // SAFETY: kill has no memory arguments; SIGTERM is blocked in every
-    // thread, so it only becomes pending for the signalfd.
-    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
 }
 
 /// What every loop is told; the same for all.

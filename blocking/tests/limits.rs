@@ -98,3 +98,50 @@ fn thread_mode_survives_a_full_descriptor_table_without_spinning() {
     }
     server.stop();
 }
+
+#[test]
+fn thread_mode_closes_a_connection_it_gets_no_thread_for_and_goes_on() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "skipped: RLIMIT_NPROC binds only a non-root user, and only root can switch to one"
+        );
+        return;
+    }
+    // 6 tasks for user nobody: main, stop and 4 connection threads (the
+    // binary must be readable by nobody, as it is in target/).
+    let mut server = Server::start_as_nobody_with_nproc(&["--mode", "thread"], 6);
+    let mut served = Vec::new();
+    for i in 0..4 {
+        let mut c = connect(server.addr);
+        ping(&mut c, format!("client {i}").as_bytes());
+        served.push(c);
+    }
+    for _ in 0..3 {
+        let mut c = connect(server.addr);
+        assert!(
+            closed_without_answer(&mut c, ANSWER_LIMIT),
+            "no thread, so closed at once"
+        );
+    }
+    for c in &mut served {
+        ping(c, b"undisturbed");
+    }
+    assert!(
+        server.stderr().contains("pthread_create"),
+        "{}",
+        server.stderr()
+    );
+    // Threads end as their clients leave: the server serves again.
+    drop(served);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut c = connect(server.addr);
+        if !closed_without_answer(&mut c, ANSWER_LIMIT) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not serving after threads ended");
+        thread::sleep(Duration::from_millis(50));
+    }
+    server.stop();
+}

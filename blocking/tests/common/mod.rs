@@ -29,26 +29,43 @@ impl Server {
 
     /// Starts the server with `RLIMIT_NOFILE` set to `nofile`.
     pub fn start_with_nofile(args: &[&str], nofile: u64) -> Server {
-        Server::spawn(args, Some(nofile))
+        Server::spawn(args, Some((libc::RLIMIT_NOFILE, nofile, None)))
     }
 
-    fn spawn(args: &[&str], nofile: Option<u64>) -> Server {
+    /// Starts the server as user `nobody` (65534) with `RLIMIT_NPROC` set
+    /// to `nproc` tasks. Needs root: the limit does not apply to root.
+    pub fn start_as_nobody_with_nproc(args: &[&str], nproc: u64) -> Server {
+        Server::spawn(args, Some((libc::RLIMIT_NPROC, nproc, Some(65534))))
+    }
+
+    fn spawn(
+        args: &[&str],
+        limit: Option<(libc::__rlimit_resource_t, u64, Option<u32>)>,
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_blocking"));
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(n) = nofile {
-            // SAFETY: between fork and exec only setrlimit runs, which is
-            // async-signal-safe and allocates nothing.
+        if let Some((resource, n, user)) = limit {
+            // SAFETY: between fork and exec only setrlimit, setgroups,
+            // setgid and setuid run: async-signal-safe, no allocation.
             unsafe {
                 cmd.pre_exec(move || {
                     let lim = libc::rlimit {
                         rlim_cur: n,
                         rlim_max: n,
                     };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == -1 {
+                    if libc::setrlimit(resource, &lim) == -1 {
                         return Err(std::io::Error::last_os_error());
+                    }
+                    if let Some(id) = user {
+                        if libc::setgroups(0, std::ptr::null()) == -1
+                            || libc::setgid(id) == -1
+                            || libc::setuid(id) == -1
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
                     }
                     Ok(())
                 })

@@ -790,8 +790,9 @@ fn emfile(managed: &Managed) -> Findings {
     }
     if share >= 0.5 {
         f.limit(format!(
-            "{:.0} % of a CPU while flooded (limit 50 %): accept keeps failing with EMFILE and the loop spins",
-            share * 100.0
+            "{:.0} % of a CPU while flooded (limit 50 %): accept keeps failing with EMFILE and the loop spins; stderr: {}",
+            share * 100.0,
+            tail(&server.stderr_so_far(), 300)
         ));
     }
     match answers_again(addr, Duration::from_secs(3)) {
@@ -969,9 +970,13 @@ fn stop_with(managed: &Managed, signal: Signal) -> Findings {
 }
 
 fn check_summary(f: &mut Findings, s: &Summary, managed: &Managed, answered: u64) {
-    let ok_model = match &managed.mode {
-        Some(mode) => s.model == format!("{}:{mode}", managed.model),
-        None => s.model == managed.model || s.model.starts_with(&format!("{}:", managed.model)),
+    // It must name the model; if it names a mode, the one running (a model
+    // with a single mode, like `poll`, may name none).
+    let ok_model = match s.model.split_once(':') {
+        None => s.model == managed.model,
+        Some((model, mode)) => {
+            model == managed.model && managed.mode.as_deref().is_none_or(|m| m == mode)
+        }
     };
     if !ok_model {
         f.fatal(format!(

@@ -71,6 +71,7 @@ pub fn main(args: CheckArgs) -> io::Result<ExitCode> {
         }
         (None, None) => return Err(io::Error::other("give MODEL[:MODE] or --target HOST:PORT")),
     };
+    let _one_per_machine = machine_lock();
     let report = run(&target, &only, &mut |line| println!("{line}"))?;
     println!("{}", report.tally());
     Ok(if report.failures().is_empty() {
@@ -639,12 +640,50 @@ fn after_case(ctx: &mut Ctx, findings: &mut Findings) {
 /// other's timing cases on a 2-core machine.
 static SUITE: Mutex<()> = Mutex::new(());
 
+/// Serialises suites across processes too (`cargo nextest` runs test
+/// binaries side by side): `flock(LOCK_EX)` on a file in the temp directory,
+/// released by the kernel when the holder exits, however it exits. `None`
+/// (with a warning) if the lock cannot be had: the suite then runs anyway.
+fn machine_lock() -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join("lab-conformance.lock");
+    let file = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!(
+                "harness check: open({}): {e}; suites not serialised across processes",
+                path.display()
+            );
+            return None;
+        }
+    };
+    loop {
+        // SAFETY: flock on a descriptor we own, for as long as `file` lives.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Some(file);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            eprintln!(
+                "harness check: flock({}, LOCK_EX): {e}; suites not serialised across processes",
+                path.display()
+            );
+            return None;
+        }
+    }
+}
+
 /// Runs the whole suite against `binary` (named like its model crate) in
 /// `mode` with `extra_args`, prints the table, and panics listing every FAIL.
 /// For the model crates' `tests/conformance.rs`, with
 /// `env!("CARGO_BIN_EXE_<model>")`.
 pub fn assert_conforms(binary: &Path, mode: Option<&str>, extra_args: &[&str]) {
     let _one_at_a_time = SUITE.lock().unwrap_or_else(|p| p.into_inner());
+    let _one_per_machine = machine_lock();
     let model = binary
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

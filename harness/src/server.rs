@@ -313,6 +313,8 @@ pub struct Leftover {
 /// Resource use summed over a process and all its descendants.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TreeUsage {
+    /// Processes of the tree that still run (zombies not counted: they hold
+    /// no descriptor and no memory).
     pub processes: usize,
     /// Entries of `/proc/PID/fd`: threads share one table, so it is counted
     /// once per process.
@@ -396,7 +398,9 @@ pub fn tree_usage(root: i32) -> TreeUsage {
     let mut usage = TreeUsage::default();
     for pid in tree_pids(root) {
         let Some(stat) = read_stat(pid) else { continue };
-        usage.processes += 1;
+        if stat.state != b'Z' {
+            usage.processes += 1;
+        }
         usage.cpu_ticks += stat.cpu_ticks;
         if let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) {
             usage.fds += fds.count();

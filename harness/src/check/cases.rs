@@ -59,6 +59,9 @@ pub(crate) fn run_own(case: Case, managed: &Managed) -> Findings {
 /// The last `max` bytes of `text` (at a char boundary), one line.
 pub(crate) fn tail(text: &str, max: usize) -> String {
     let text = text.trim_end();
+    if text.is_empty() {
+        return "(empty)".to_owned();
+    }
     let mut from = text.len().saturating_sub(max);
     while !text.is_char_boundary(from) {
         from += 1;
@@ -228,17 +231,29 @@ fn half_close(addr: SocketAddr) -> Findings {
     f
 }
 
-/// Polls until the tree's descriptor count is at most `baseline`; the count
-/// last seen otherwise.
-fn fds_back_to(server: &Server, baseline: usize, within: Duration) -> Result<Duration, usize> {
+/// How the descriptor count of a server's tree came back (or not).
+enum FdsBack {
+    /// At most the baseline, after this long.
+    Back(Duration),
+    /// Still above the baseline when time ran out: the count last seen.
+    Above(usize),
+    /// The server is gone: nothing to count (its death is reported apart).
+    Gone,
+}
+
+/// Polls until the tree's descriptor count is at most `baseline`.
+fn fds_back_to(server: &Server, baseline: usize, within: Duration) -> FdsBack {
     let start = Instant::now();
     loop {
-        let now = server.tree_usage().fds;
-        if now <= baseline {
-            return Ok(start.elapsed());
+        let usage = server.tree_usage();
+        if usage.processes == 0 {
+            return FdsBack::Gone;
+        }
+        if usage.fds <= baseline {
+            return FdsBack::Back(start.elapsed());
         }
         if start.elapsed() >= within {
-            return Err(now);
+            return FdsBack::Above(usage.fds);
         }
         thread::sleep(Duration::from_millis(25));
     }
@@ -286,14 +301,15 @@ fn rst_50(ctx: &mut Ctx) -> Findings {
     match (ctx.server.as_ref(), baseline) {
         (Some(server), Some(baseline)) => {
             match fds_back_to(server, baseline, Duration::from_secs(2)) {
-                Ok(t) => f.note(format!(
+                FdsBack::Back(t) => f.note(format!(
                     "descriptors back to {baseline} in {:.0} ms",
                     t.as_secs_f64() * 1e3
                 )),
-                Err(now) => f.fatal(format!(
+                FdsBack::Above(now) => f.fatal(format!(
                     "descriptors: {now} after 2 s, {baseline} before the resets ({} leaked)",
                     now - baseline
                 )),
+                FdsBack::Gone => {}
             }
         }
         _ => f.note("partly: descriptor count not checked (--target: no process to read)"),
@@ -582,10 +598,10 @@ fn conns_2000(ctx: &mut Ctx, nofile: libc::rlim_t) -> Findings {
     }
     let fdsetsize = ctx.expect(Case::Conns2000).map(|e| e.expect) == Some(Expect::FdSetSize);
     let baseline = ctx.server.as_ref().map(settled_fds);
+    let t = Instant::now();
     let mut conns: Vec<Conn> = (0..N as u64)
         .map(|i| Conn::connect(ctx.addr, seeded_bytes(0x2000_0000 + i, 64)).parked())
         .collect();
-    let t = Instant::now();
     // Phase 1: every connection open at once.
     drive(&mut conns, Duration::from_secs(2), Duration::from_secs(10));
     let connected = conns.iter().filter(|c| c.is_connected()).count();
@@ -692,15 +708,16 @@ fn descriptors(ctx: &mut Ctx) -> Findings {
         return Findings::skip("needs the server's process (--target given)");
     };
     match fds_back_to(server, start, Duration::from_secs(2)) {
-        Ok(_) => f.note(format!(
+        FdsBack::Back(_) => f.note(format!(
             "{} descriptors over {} process(es), as at start",
             server.tree_usage().fds,
             server.tree_usage().processes
         )),
-        Err(now) => f.fatal(format!(
+        FdsBack::Above(now) => f.fatal(format!(
             "{now} descriptors after every client closed, {start} at start ({} leaked)",
             now - start
         )),
+        FdsBack::Gone => {}
     }
     let zombies = server.tree_zombies();
     if !zombies.is_empty() {
@@ -963,7 +980,7 @@ fn stop_with(managed: &Managed, signal: Signal) -> Findings {
         f.fatal(format!("left behind after exit: {}", list.join(", ")));
     }
     f.note(format!(
-        "{connected} open, {answered} answered; exit 0 after {:.0} ms",
+        "{connected} open, {answered} answered; exited {:.0} ms after the signal",
         secs * 1e3
     ));
     f

@@ -376,9 +376,32 @@ impl Findings {
     }
 }
 
+/// The messages in order, each once, with `(×N)` when it came N > 1 times
+/// (fifty clients failing alike make one line, not fifty).
+fn joined(messages: &[String]) -> String {
+    let mut unique: Vec<(&str, usize)> = Vec::new();
+    for m in messages {
+        match unique.iter_mut().find(|(u, _)| *u == m.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => unique.push((m, 1)),
+        }
+    }
+    let parts: Vec<String> = unique
+        .into_iter()
+        .map(|(m, n)| {
+            if n > 1 {
+                format!("{m} (×{n})")
+            } else {
+                m.to_owned()
+            }
+        })
+        .collect();
+    parts.join("; ")
+}
+
 /// Applies the expectations to a case's findings.
 fn judge(findings: Findings, expected: Option<&expect::Entry>) -> (Verdict, String) {
-    let notes = findings.notes.join("; ");
+    let notes = joined(&findings.notes);
     let with_notes = |text: String| {
         if notes.is_empty() {
             text
@@ -392,14 +415,14 @@ fn judge(findings: Findings, expected: Option<&expect::Entry>) -> (Verdict, Stri
         return (Verdict::Skip, reason);
     }
     if !findings.fatal.is_empty() {
-        let mut text = findings.fatal.join("; ");
+        let mut text = joined(&findings.fatal);
         if !findings.limits.is_empty() {
-            text.push_str(&format!(" (and: {})", findings.limits.join("; ")));
+            text.push_str(&format!(" (and: {})", joined(&findings.limits)));
         }
         return (Verdict::Fail, with_notes(text));
     }
     if !findings.limits.is_empty() {
-        let seen = findings.limits.join("; ");
+        let seen = joined(&findings.limits);
         return match expected {
             Some(entry) => (
                 Verdict::ExpectedLimit,
@@ -740,6 +763,15 @@ mod tests {
         let (verdict, detail) = judge(Findings::default(), Some(&expect::TABLE[0]));
         assert_eq!(verdict, Verdict::Pass);
         assert!(detail.contains("did not show"));
+    }
+
+    #[test]
+    fn repeated_messages_are_counted_not_repeated() {
+        let m = |s: &str| s.to_owned();
+        assert_eq!(
+            joined(&[m("reset"), m("late"), m("reset"), m("reset")]),
+            "reset (×3); late"
+        );
     }
 
     #[test]

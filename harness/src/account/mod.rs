@@ -250,6 +250,37 @@ pub struct Agreement {
     pub agrees: bool,
 }
 
+/// The server tree's CPU over its whole run so far, and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WholeRunCpu {
+    pub cpu_s: f64,
+    /// `perf task-clock` (with `/proc` for the time before the attach) or
+    /// `/proc` alone.
+    pub source: String,
+}
+
+/// The tree's CPU since it started, for the cross-check with its exit
+/// summary: from the perf counters when they count task-clock (exact), else
+/// from a `/proc` snapshot (each live process rounded down to a tick).
+/// Read it just before SIGTERM.
+pub fn whole_run_cpu(
+    root_pid: i32,
+    counters: &Result<TreeCounters, String>,
+) -> io::Result<WholeRunCpu> {
+    if let Ok(c) = counters {
+        if let Some(cpu_s) = c.cpu_since_start_s()? {
+            return Ok(WholeRunCpu {
+                cpu_s,
+                source: "perf task-clock since attach + /proc before".into(),
+            });
+        }
+    }
+    Ok(WholeRunCpu {
+        cpu_s: Snapshot::take(root_pid)?.cpu_s(),
+        source: "/proc utime+stime+cutime+cstime".into(),
+    })
+}
+
 /// The relative tolerance of the cross-check (issue 5: within 5 %).
 pub const AGREEMENT_TOLERANCE: f64 = 0.05;
 

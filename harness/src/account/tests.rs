@@ -19,7 +19,13 @@ struct Helper {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
+    /// Set when the helper was waited for; until then the watchdog may kill it.
+    finished: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// A helper still running after this long is killed, so that a test whose
+/// helper hangs fails (its next read sees EOF) instead of hanging `cargo test`.
+const HELPER_WATCHDOG: Duration = Duration::from_secs(60);
 
 fn helper_command(mode: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
@@ -49,10 +55,22 @@ impl Helper {
         let mut child = cmd.spawn().expect("spawn helper");
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&finished);
+        let pid = child.id() as i32;
+        std::thread::spawn(move || {
+            std::thread::sleep(HELPER_WATCHDOG);
+            if !flag.load(std::sync::atomic::Ordering::Acquire) {
+                // SAFETY: kill has no memory-safety preconditions; the pid is
+                // our unreaped child (not waited for yet), so not reused.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
         Helper {
             child,
             stdin,
             stdout,
+            finished,
         }
     }
 
@@ -91,7 +109,10 @@ impl Helper {
 
     fn finish(mut self) {
         drop(self.stdin.take());
-        let status = self.child.wait().expect("wait helper");
+        let status = self.child.wait();
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Release);
+        let status = status.expect("wait helper");
         assert!(status.success(), "helper failed: {status}");
     }
 }
@@ -192,6 +213,29 @@ fn snapshots_never_lose_a_child_being_reaped() {
         "CPU total dropped {} times in {snapshots} snapshots: {drops:?}",
         drops.len()
     );
+    h.finish();
+}
+
+#[test]
+fn whole_run_cpu_of_many_processes_agrees_with_their_own_usage() {
+    let mut h = Helper::spawn("many_children");
+    h.expect("ready");
+    let counters = TreeCounters::attach(h.pid(), &CounterSet::cpu_only());
+    assert!(
+        counters.is_ok(),
+        "perf counters (running as root): {counters:?}",
+        counters = counters.as_ref().err()
+    );
+    h.send("go");
+    h.expect("spun");
+    let whole = whole_run_cpu(h.pid(), &counters).expect("whole run");
+    assert!(whole.source.starts_with("perf"), "{whole:?}");
+    h.send("reap");
+    let done = h.expect("done");
+    // What a server's exit summary reports: RUSAGE_SELF + RUSAGE_CHILDREN,
+    // read after every child was reaped.
+    let agreement = cpu_agreement(whole.cpu_s, secs(done["cpu_us"] + done["children_us"]), 0.0);
+    assert!(agreement.agrees, "{agreement:?}");
     h.finish();
 }
 
@@ -443,6 +487,63 @@ fn child_helper() {
             ));
         }
         "spin_once" => spin_thread(SPIN_MS),
+        "many_children" => {
+            wait_line();
+            // 64 children, each spinning less than a clock tick and then
+            // blocked until the pipe closes: /proc rounds each one down.
+            let mut fds = [0; 2];
+            let mut spun = [0; 2];
+            // SAFETY: both are valid two-int out-arrays.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::pipe(spun.as_mut_ptr()) }, 0, "pipe");
+            let mut pids = Vec::new();
+            for _ in 0..64 {
+                // SAFETY: the child only spins on getrusage, reads a pipe
+                // and calls _exit: nothing another thread could hold a lock
+                // on at the fork.
+                let pid = unsafe { libc::fork() };
+                assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+                if pid == 0 {
+                    // SAFETY: closing the child's copy of the write end, so
+                    // that EOF comes once the parent closes its own.
+                    unsafe { libc::close(fds[1]) };
+                    spin_thread(8);
+                    // SAFETY: one byte from a valid buffer: "done spinning".
+                    unsafe { libc::write(spun[1], b"s".as_ptr().cast(), 1) };
+                    let mut b = [0u8; 1];
+                    // SAFETY: b is one writable byte; EOF when the parent
+                    // closes the write end.
+                    unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), 1) };
+                    // SAFETY: _exit ends the child without unwinding.
+                    unsafe { libc::_exit(0) };
+                }
+                pids.push(pid);
+            }
+            for _ in 0..pids.len() {
+                let mut b = [0u8; 1];
+                // SAFETY: b is one writable byte.
+                let n = unsafe { libc::read(spun[0], b.as_mut_ptr().cast(), 1) };
+                assert_eq!(n, 1, "read(spun)");
+            }
+            say("@@spun".to_string());
+            wait_line();
+            // SAFETY: closing our own descriptors; the children see EOF.
+            unsafe {
+                libc::close(fds[1]);
+                libc::close(fds[0]);
+            }
+            for pid in pids {
+                let mut status = 0;
+                // SAFETY: status is a valid out-pointer.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+            }
+            say(format!(
+                "@@done cpu_us={} children_us={}",
+                cpu(),
+                children()
+            ));
+        }
         "fork_loop" => {
             // Forks short-lived spinning children back to back, reaping
             // each, until told to stop.

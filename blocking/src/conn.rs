@@ -30,7 +30,7 @@ const BUF_LEN: usize = 16 << 10;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Serves one connection until the peer's EOF, a reset, or the stop thread's
-/// `shutdown`. Every reply byte is counted in `stats` once the kernel took it.
+/// `shutdown`. Each reply is counted in `stats` just before it is sent.
 ///
 /// A peer that went away (`ECONNRESET`, `EPIPE`, `ETIMEDOUT`) ends this
 /// connection with `Ok`: it is the peer's business, not an error of ours.
@@ -53,7 +53,13 @@ pub fn serve_conn(fd: RawFd, stats: &Stats) -> io::Result<()> {
         };
         let reply = &mut buf[..n];
         lab::echo::transform_in_place(reply);
-        match write_all(fd, reply, stats) {
+        // Counted before the send: on loopback the client may read the
+        // reply before `send` even returns, and a `fork`/`prefork` child
+        // may be killed by its parent's SIGTERM right then. The summary
+        // must not show fewer bytes than the clients got; a connection that
+        // fails mid-reply over-counts the unsent rest of that one reply.
+        stats.echoed(n);
+        match write_all(fd, reply) {
             Ok(()) => {}
             Err(e) if peer_gone(&e) => return Ok(()),
             Err(e) => return Err(e),
@@ -62,7 +68,7 @@ pub fn serve_conn(fd: RawFd, stats: &Stats) -> io::Result<()> {
 }
 
 /// Sends all of `bytes`, blocking while the socket's send buffer is full.
-fn write_all(fd: RawFd, mut bytes: &[u8], stats: &Stats) -> io::Result<()> {
+fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         // MSG_NOSIGNAL: a peer that closed gives EPIPE here, not SIGPIPE.
         // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes during the call.
@@ -76,7 +82,6 @@ fn write_all(fd: RawFd, mut bytes: &[u8], stats: &Stats) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        stats.echoed(sent);
         // A short write: the kernel took what fit (a signal, or SO_SNDTIMEO);
         // the rest goes in the next call.
         bytes = &bytes[sent..];

@@ -373,7 +373,16 @@ fn now() -> String {
 }
 
 /// Runs `matrix` and returns everything measured. `command` is recorded.
-pub fn run_matrix(matrix: &Matrix, exe: &Path, command: String, quick: bool) -> CompareResults {
+/// After every run, what was measured so far is written to `partial` (if
+/// given), so that an interrupted comparison can still be reported with
+/// `--report-from`.
+pub fn run_matrix(
+    matrix: &Matrix,
+    exe: &Path,
+    command: String,
+    quick: bool,
+    partial: Option<&Path>,
+) -> CompareResults {
     let started_at = now();
     let t0 = Instant::now();
     let environment = Environment::read();
@@ -432,6 +441,26 @@ pub fn run_matrix(matrix: &Matrix, exe: &Path, command: String, quick: bool) -> 
                 .count()
         })
         .sum();
+    let mut results = CompareResults {
+        command,
+        quick,
+        repeats: matrix.repeats,
+        size: matrix.size,
+        warmup_s: matrix.warmup_s,
+        duration_s: matrix.duration_s,
+        cell_timeout_s: matrix
+            .workloads
+            .iter()
+            .map(|w| matrix.run_timeout_s(w))
+            .fold(0.0, f64::max),
+        started_at,
+        finished_at: "(in progress)".into(),
+        elapsed_s: 0.0,
+        environment,
+        models: models.clone(),
+        workloads: matrix.workloads.clone(),
+        cells,
+    };
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -445,7 +474,8 @@ pub fn run_matrix(matrix: &Matrix, exe: &Path, command: String, quick: bool) -> 
     for (w, purpose, reps) in &plan {
         for repeat in 0..*reps {
             for model in &runnable {
-                let Some(cell) = cells
+                let Some(cell) = results
+                    .cells
                     .iter_mut()
                     .find(|c| c.model == *model && c.workload == *w && c.purpose == *purpose)
                 else {
@@ -454,7 +484,7 @@ pub fn run_matrix(matrix: &Matrix, exe: &Path, command: String, quick: bool) -> 
                 if cell.not_run.is_some() {
                     continue;
                 }
-                bar.set_message(format!(
+                let label = format!(
                     "{model} · {}{} · repeat {}/{reps}",
                     w.label(),
                     if *purpose == Purpose::Syscalls {
@@ -463,45 +493,42 @@ pub fn run_matrix(matrix: &Matrix, exe: &Path, command: String, quick: bool) -> 
                         ""
                     },
                     repeat + 1
-                ));
+                );
+                // Not a terminal (a log, CI): one line per run instead of
+                // the bar, which indicatif then hides.
+                if bar.is_hidden() {
+                    eprintln!("[{}/{total}] {label}", bar.position() + 1);
+                }
+                bar.set_message(label);
                 let args = run_args(matrix, model, w, *purpose, repeat);
                 let timeout = Duration::from_secs_f64(matrix.run_timeout_s(w));
                 match run_child(exe, &args, timeout) {
                     Ok(m) => cell.runs.push(m),
                     Err(reason) => {
-                        bar.println(format!(
-                            "{model} / {}: repeat {}: {reason}",
-                            w.label(),
-                            repeat + 1
-                        ));
+                        let line =
+                            format!("{model} / {}: repeat {}: {reason}", w.label(), repeat + 1);
+                        if bar.is_hidden() {
+                            eprintln!("{line}");
+                        } else {
+                            bar.println(line);
+                        }
                         cell.failures.push(RunFailure { repeat, reason });
                     }
                 }
                 bar.inc(1);
+                if let Some(path) = partial {
+                    results.elapsed_s = t0.elapsed().as_secs_f64();
+                    if let Err(e) = report::write_json(path, &results) {
+                        eprintln!("harness compare: {e}");
+                    }
+                }
             }
         }
     }
     bar.finish_with_message("done");
-    CompareResults {
-        command,
-        quick,
-        repeats: matrix.repeats,
-        size: matrix.size,
-        warmup_s: matrix.warmup_s,
-        duration_s: matrix.duration_s,
-        cell_timeout_s: matrix
-            .workloads
-            .iter()
-            .map(|w| matrix.run_timeout_s(w))
-            .fold(0.0, f64::max),
-        started_at,
-        finished_at: now(),
-        elapsed_s: t0.elapsed().as_secs_f64(),
-        environment,
-        models,
-        workloads: matrix.workloads.clone(),
-        cells,
-    }
+    results.finished_at = now();
+    results.elapsed_s = t0.elapsed().as_secs_f64();
+    results
 }
 
 /// The command line as typed, for the report.
@@ -543,8 +570,17 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
     }
     let exe = std::env::current_exe()
         .map_err(|e| io::Error::new(e.kind(), format!("current_exe: {e}")))?;
-    let results = run_matrix(&matrix, &exe, command_line(), args.quick);
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| io::Error::new(e.kind(), format!("mkdir {}: {e}", args.out.display())))?;
+    let partial = args.out.join("compare.partial.json");
+    let results = run_matrix(&matrix, &exe, command_line(), args.quick, Some(&partial));
     let written = report::write(&args.out, &results)?;
+    // Complete now: the partial record would only confuse.
+    if let Err(e) = std::fs::remove_file(&partial) {
+        if e.kind() != io::ErrorKind::NotFound {
+            eprintln!("harness compare: remove {}: {e}", partial.display());
+        }
+    }
     eprintln!(
         "harness compare: {:.0} s; wrote {}",
         results.elapsed_s,

@@ -737,6 +737,14 @@ pub fn render(r: &CompareResults, figures: &[Figure]) -> String {
          the raw runs are in [`compare.json`](compare.json).\n",
         r.command, r.started_at, r.finished_at, r.elapsed_s
     );
+    if r.finished_at == "(in progress)" {
+        let _ = writeln!(
+            w,
+            "> This comparison did not finish: the report covers the {:.0} s measured before it \
+             stopped (`compare.partial.json`); cells after that point are empty.\n",
+            r.elapsed_s
+        );
+    }
     if r.quick {
         let _ = writeln!(
             w,

@@ -46,7 +46,8 @@ fn write_file(path: &Path, text: &str) -> io::Result<()> {
     fs::write(path, text).map_err(|e| io_err(path, e))
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
+/// Writes `value` as pretty JSON to `path`.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| io_err(path, e))?;
     write_file(path, &(text + "\n"))
 }

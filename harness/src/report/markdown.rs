@@ -593,14 +593,35 @@ fn distortions(r: &CompareResults) -> String {
     let _ = writeln!(
         out,
         "- **CPU time resolution.** `/proc` reports CPU in {} Hz ticks; where perf was available \
-         the per-request CPU comes from perf `task-clock` (nanoseconds). Syscall counts come from \
-         separate runs, because the syscall tracepoints slow every syscall on the machine.",
+         the per-request CPU comes from perf `task-clock` (nanoseconds), counted by perf events \
+         attached to every server thread, which add a little to each of its context switches.",
         env.clock_ticks_per_sec
     );
+    // What counting syscalls costs, from the runs that did both.
+    let mut slowdown = Vec::new();
+    for c in r.cells.iter().filter(|c| c.purpose == Purpose::Syscalls) {
+        let counted = c.spread(stats::server_cpu);
+        let timed = timing(r, &c.model, &c.workload).and_then(|t| t.spread(stats::server_cpu));
+        if let (Some(a), Some(b)) = (counted, timed) {
+            slowdown.push(a.median / b.median);
+        }
+    }
+    if let Some(s) = Spread::of(slowdown) {
+        let _ = writeln!(
+            out,
+            "- **Counting syscalls costs.** With the syscall tracepoints on, the servers' CPU per \
+             request was {:.1}× (from {:.1}× to {:.1}×, over {} model/workload pairs) what it was \
+             in the timing runs: every syscall takes the tracing path. That is why syscall counts \
+             come from separate runs that feed no other table.",
+            s.median, s.min, s.max, s.n
+        );
+    }
     // Cells where the client, not the server, may have set the rate.
     let mut client_bound = Vec::new();
+    let mut measured = 0;
     for c in r.cells.iter().filter(|c| c.purpose == Purpose::Timing) {
         if let (Some(cl), Some(sv)) = (c.spread(stats::client_cpu), c.spread(stats::server_cpu)) {
+            measured += 1;
             if cl.median > sv.median {
                 client_bound.push(format!("{} / {}", c.model, c.workload.label()));
             }
@@ -615,8 +636,9 @@ fn distortions(r: &CompareResults) -> String {
     } else {
         let _ = writeln!(
             out,
-            "- **Client cost.** In {} cells the load generator used more CPU per request than the \
-             server, so their rates may be the client's limit as much as the server's: {}.",
+            "- **Client cost.** In {} of {measured} cells the load generator used more CPU per \
+             request than the server (medians), so their rates may be the client's limit as much \
+             as the server's: {}.",
             client_bound.len(),
             client_bound.join("; ")
         );

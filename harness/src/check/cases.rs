@@ -353,6 +353,14 @@ fn pings_within(
     (answered, worst)
 }
 
+fn slowest(answered: u64, worst: Duration) -> String {
+    if answered == 0 {
+        String::new()
+    } else {
+        format!(" (slowest {:.1} ms)", worst.as_secs_f64() * 1e3)
+    }
+}
+
 fn slowloris(addr: SocketAddr) -> Findings {
     let mut f = Findings::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -408,8 +416,8 @@ fn slowloris(addr: SocketAddr) -> Findings {
     stop.store(true, Ordering::Relaxed);
     match slow.join().unwrap_or_else(|p| std::panic::resume_unwind(p)) {
         Ok(n) => f.note(format!(
-            "{answered} of 20 others answered within 1 s (slowest {:.1} ms); the slow client's {n} bytes echoed",
-            worst.as_secs_f64() * 1e3
+            "{answered} of 20 others answered within 1 s{}; the slow client's {n} bytes echoed",
+            slowest(answered, worst)
         )),
         Err(e) => f.fatal(e),
     }
@@ -515,11 +523,11 @@ fn never_reader(ctx: &mut Ctx) -> Findings {
     close_with_rst(stream);
     let mib = |b: u64| b as f64 / MIB as f64;
     f.note(format!(
-        "wrote {:.1} MiB before the server pushed back{}; {} of 10 others answered within 1 s (slowest {:.1} ms)",
+        "wrote {:.1} MiB before the server pushed back{}; {} of 10 others answered within 1 s{}",
         mib(stalled_at),
         if total >= LIMIT { " (never did)" } else { "" },
         a1 + a2,
-        w1.max(w2).as_secs_f64() * 1e3
+        slowest(a1 + a2, w1.max(w2))
     ));
     match rss0 {
         Some(rss0) => {
@@ -824,6 +832,9 @@ fn emfile(managed: &Managed) -> Findings {
 
 fn max_conns(managed: &Managed) -> Findings {
     let mut f = Findings::default();
+    // Below the pool's and prefork's default of 4 workers: with N above it,
+    // connection N would wait for a worker and the case would test the pool
+    // size, not the limit.
     const N: usize = 3;
     let n_text = N.to_string();
     let Some(server) = start_own(managed, &["--max-conns", &n_text], None, &mut f) else {

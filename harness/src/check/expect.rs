@@ -35,13 +35,6 @@ pub const TABLE: &[Entry] = &[
     Entry {
         model: "blocking",
         mode: ITERATIVE,
-        case: Case::Concurrent,
-        expect: Expect::Limit,
-        reason: "iterative serves one client at a time: the others wait in the listen backlog until it closes",
-    },
-    Entry {
-        model: "blocking",
-        mode: ITERATIVE,
         case: Case::Slowloris,
         expect: Expect::Limit,
         reason: "iterative blocks in read() on the slow client, so nobody else is accepted until it finishes",

@@ -55,6 +55,11 @@ pub struct CheckArgs {
 pub fn main(args: CheckArgs) -> io::Result<ExitCode> {
     let only = parse_only(&args.only)?;
     let target = match (args.target, args.spec) {
+        (Some(addr), _) if !addr.ip().is_loopback() => {
+            return Err(io::Error::other(format!(
+                "--target {addr}: the lab only talks to loopback (127.0.0.0/8, ::1)"
+            )))
+        }
         (Some(addr), _) => Target::Address(addr),
         (None, Some(spec)) => {
             let spec: ModelSpec = spec.parse().map_err(io::Error::other)?;

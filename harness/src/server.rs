@@ -293,6 +293,9 @@ pub struct Stopped {
     pub timed_out: bool,
     /// Everything the server wrote to stderr.
     pub stderr: String,
+    /// What it wrote to stdout after the `listening on` line (the contract
+    /// allows nothing).
+    pub stdout_after_ready: String,
     /// The summary line, parsed; `Err` if present but malformed.
     pub summary: Result<Option<Summary>, String>,
     /// Processes of the server's tree (seen just before the signal) still
@@ -466,20 +469,23 @@ impl Captured {
 
 type Shared = Arc<(Mutex<Captured>, Condvar)>;
 
-fn capture(mut pipe: impl Read + Send + 'static, into: Shared) {
-    thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => lock(&into.0).push(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
+fn capture(pipe: impl Read + Send + 'static, into: Shared) {
+    thread::spawn(move || drain(pipe, &into));
+}
+
+/// Appends everything read from `pipe` to `into` until EOF, then marks it.
+fn drain(mut pipe: impl Read, into: &Shared) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => lock(&into.0).push(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
         }
-        lock(&into.0).eof = true;
-        into.1.notify_all();
-    });
+    }
+    lock(&into.0).eof = true;
+    into.1.notify_all();
 }
 
 fn lock(m: &Mutex<Captured>) -> std::sync::MutexGuard<'_, Captured> {
@@ -564,9 +570,10 @@ impl Server {
             let first = reader.read_line(&mut line).map(|_| line);
             // The receiver may have given up (timeout): nothing to tell then.
             let _ = line_tx.send(first);
-            let mut rest_buf = Vec::new();
-            let _ = reader.read_to_end(&mut rest_buf);
-            lock(&rest.0).push(&rest_buf);
+            // Whatever the reader buffered past the first line, then the
+            // rest of the pipe until EOF.
+            lock(&rest.0).push(reader.buffer());
+            drain(reader.into_inner(), &rest);
         });
 
         let mut server = Server {
@@ -741,35 +748,39 @@ impl Server {
         let pids: Vec<i32> = leftovers.iter().map(|l| l.pid).collect();
         signal_all(&pids, Signal::SIGKILL);
 
-        let stderr = self.wait_stderr_eof(Duration::from_millis(500));
+        let stderr = wait_eof(&self.stderr, Duration::from_millis(500));
+        let stdout_after_ready = wait_eof(&self.stdout_rest, Duration::from_millis(100));
         let summary = Summary::find(&stderr);
         Ok(Stopped {
             status,
             elapsed,
             timed_out,
             stderr,
+            stdout_after_ready,
             summary,
             leftovers,
         })
     }
 
-    fn wait_stderr_eof(&self, timeout: Duration) -> String {
-        let (lock_, cond) = &*self.stderr;
-        let guard = lock(lock_);
-        let (guard, _) = cond
-            .wait_timeout_while(guard, timeout, |c| !c.eof)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        guard.text()
-    }
-
-    /// SIGKILL for the server and every descendant. Children first seen in
-    /// the same scan as the parent, so a fork in between is the only escape
-    /// (and the parent is stopped first to prevent it).
+    /// SIGKILL for the server and every descendant. The server is stopped
+    /// (SIGSTOP) first, so it cannot fork a child between the scan of its
+    /// tree and the kills.
     fn kill_tree(&mut self) {
         let _ = kill(Pid::from_raw(self.pid()), Signal::SIGSTOP);
         let tree = self.tree_pids();
         signal_all(&tree, Signal::SIGKILL);
     }
+}
+
+/// The captured text once its pipe reached EOF, or as it is after `timeout`
+/// (a leftover process may still hold the pipe open).
+fn wait_eof(shared: &Shared, timeout: Duration) -> String {
+    let (captured, cond) = &**shared;
+    let guard = lock(captured);
+    let (guard, _) = cond
+        .wait_timeout_while(guard, timeout, |c| !c.eof)
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    guard.text()
 }
 
 impl Drop for Server {

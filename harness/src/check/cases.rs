@@ -976,6 +976,12 @@ fn stop_with(managed: &Managed, signal: Signal) -> Findings {
         )),
         Err(e) => f.fatal(e.clone()),
     }
+    if !stopped.stdout_after_ready.is_empty() {
+        f.fatal(format!(
+            "wrote to stdout after the `listening on` line (the contract allows one line): {}",
+            tail(&stopped.stdout_after_ready, 200)
+        ));
+    }
     if !stopped.leftovers.is_empty() {
         let list: Vec<String> = stopped
             .leftovers

@@ -443,14 +443,6 @@ impl Conn {
         self.failure.as_ref()
     }
 
-    pub fn received(&self) -> usize {
-        self.received
-    }
-
-    pub fn sent(&self) -> usize {
-        self.sent
-    }
-
     pub fn take_stream(&mut self) -> Option<TcpStream> {
         self.stream.take()
     }

@@ -355,6 +355,8 @@ impl Usage {
 pub struct RssPeak {
     pub peak_bytes: u64,
     pub samples: u64,
+    /// The longest pause between two samples (the interval asked for, or
+    /// longer when reading the tree was slow).
     pub interval_ms: u64,
     /// CPU the sampler thread itself used (it runs inside the harness, so
     /// it is taken out of the client's CPU).
@@ -408,6 +410,9 @@ impl RssSampler {
     }
 }
 
+/// The sampler pauses at least this many times as long as a scan took.
+const SAMPLER_DUTY_INVERSE: u32 = 9;
+
 fn sample_until_stopped(
     root: i32,
     interval: Duration,
@@ -417,7 +422,9 @@ fn sample_until_stopped(
     let page = page_size();
     let mut peak = 0;
     let mut error = None;
+    let mut longest = interval;
     loop {
+        let scan = Instant::now();
         match tree_stats(root) {
             Ok(tree) => peak = peak.max(tree.iter().map(|s| s.rss_pages * page).sum()),
             Err(e) => {
@@ -426,7 +433,12 @@ fn sample_until_stopped(
             }
         }
         samples.fetch_add(1, Ordering::AcqRel);
-        match stopped.recv_timeout(interval) {
+        // The sampler shares the load generator's CPU: a tree of thousands
+        // of processes takes tens of milliseconds to read, so the pause
+        // grows to keep sampling under a tenth of that CPU.
+        let pause = interval.max(scan.elapsed() * SAMPLER_DUTY_INVERSE);
+        longest = longest.max(pause);
+        match stopped.recv_timeout(pause) {
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             // One last sample was just taken above the stop request.
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -439,7 +451,7 @@ fn sample_until_stopped(
     RssPeak {
         peak_bytes: peak,
         samples: samples.load(Ordering::Acquire),
-        interval_ms: interval.as_millis() as u64,
+        interval_ms: longest.as_millis() as u64,
         sampler_cpu_s,
         error,
     }

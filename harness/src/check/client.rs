@@ -676,7 +676,6 @@ pub fn drive(conns: &mut [Conn], stall: Duration, cap: Duration) {
             }
             return;
         }
-        // A parked connection told to go is writable at once: no need to wait.
         // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
         if n == -1 {

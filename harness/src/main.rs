@@ -9,7 +9,10 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(version, about = "Conformance checks and measurements for the I/O-model lab")]
+#[command(
+    version,
+    about = "Conformance checks and measurements for the I/O-model lab"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

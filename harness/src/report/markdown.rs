@@ -521,13 +521,16 @@ fn cross_check(r: &CompareResults) -> String {
             .into();
     }
     let mut out = format!(
-        "Over each whole run, the harness' reading of the server's CPU (from `/proc`, every thread, \
-         live descendant and reaped child, read just before SIGTERM) was compared with the server's \
+        "Over each whole run, the harness' reading of the server's CPU (every thread, live \
+         descendant and reaped child, read just before SIGTERM) was compared with the server's \
          own exit summary (`getrusage` SELF + CHILDREN). {agreeing} of {total} runs agreed within \
          5 %{}.",
         match worst {
-            Some(w) => format!("; the largest difference among runs long enough for 5 % to exceed the \
-                                 clock-tick rounding was {:.1} %", w * 100.0),
+            Some(w) => format!(
+                "; the largest difference among runs long enough for 5 % to exceed the \
+                                 clock-tick rounding was {:.1} %",
+                w * 100.0
+            ),
             None => String::new(),
         }
     );
@@ -609,10 +612,11 @@ fn distortions(r: &CompareResults) -> String {
     if let Some(s) = Spread::of(slowdown) {
         let _ = writeln!(
             out,
-            "- **Counting syscalls costs.** With the syscall tracepoints on, the servers' CPU per \
-             request was {:.1}× (from {:.1}× to {:.1}×, over {} model/workload pairs) what it was \
-             in the timing runs: every syscall takes the tracing path. That is why syscall counts \
-             come from separate runs that feed no other table.",
+            "- **Counting syscalls.** In the syscall-counting runs the servers' CPU per request \
+             was {:.1}× (from {:.1}× to {:.1}×, over {} model/workload pairs) that of the timing \
+             runs. The counts come from separate runs because a syscall tracepoint sends every \
+             syscall on the machine through the kernel's tracing path; those runs feed no other \
+             table.",
             s.median, s.min, s.max, s.n
         );
     }

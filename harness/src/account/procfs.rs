@@ -9,17 +9,21 @@
 //! (with what those children had reaped), so a fork-per-connection server's
 //! short-lived children are counted once their parent waits for them.
 //!
-//! Caveats, each bounded and stated in the report:
+//! Caveats, each stated where it applies:
 //! - a descendant that exits inside the window and is not reaped by a member
 //!   of the tree (reparented to init or a subreaper) takes its CPU with it;
-//! - a child reaped while a snapshot is being taken may be counted twice or
-//!   not at all in that snapshot (at most one child's CPU per snapshot);
+//! - a child reaped while the tree is being read would be counted twice or
+//!   not at all: snapshots are re-read until no reap happened during the
+//!   scan (`Snapshot::settled` says whether that succeeded);
 //! - context switches come from `/proc/PID/task/TID/status`, per live
 //!   thread: a thread that exits inside the window takes its switches since
 //!   the first snapshot with it (`TreeDelta::tasks_exited` counts them; the
 //!   perf counter in `super::perf` has the exact total);
 //! - `/proc` CPU times are in clock ticks (`sysconf(_SC_CLK_TCK)`, usually
-//!   100 Hz): each reading is rounded to 10 ms.
+//!   100 Hz), and each live process's user and system time is rounded down
+//!   to a tick: over hundreds of processes an absolute reading loses
+//!   seconds (a difference of two readings does not drift that way). The
+//!   perf `task-clock` in `super::perf` is exact.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;

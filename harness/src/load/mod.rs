@@ -89,6 +89,11 @@ pub struct Running {
     window_started: SystemTime,
     spec: LoadSpec,
     threads: Vec<JoinHandle<io::Result<WorkerReport>>>,
+    /// Dropped by `join`: until then every worker keeps its connections
+    /// open after the window, so the server's per-connection threads and
+    /// processes are still there (with their counters) when the caller
+    /// reads the server's side of the window.
+    hold: Vec<mpsc::Sender<()>>,
 }
 
 /// The target must be loopback unless the caller said otherwise: a load
@@ -160,6 +165,7 @@ pub fn start(spec: LoadSpec) -> io::Result<Running> {
     let n = cpus.len();
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut go = Vec::with_capacity(n);
+    let mut hold = Vec::with_capacity(n);
     let mut threads = Vec::with_capacity(n);
     let mut next_global = 0;
     for (t, cpu) in cpus.into_iter().enumerate() {
@@ -173,6 +179,8 @@ pub fn start(spec: LoadSpec) -> io::Result<Running> {
         next_global += active;
         let (go_tx, go_rx) = mpsc::channel();
         go.push(go_tx);
+        let (hold_tx, hold_rx) = mpsc::channel();
+        hold.push(hold_tx);
         let ready = ready_tx.clone();
         let spec = spec.clone();
         let h = std::thread::Builder::new()
@@ -185,7 +193,7 @@ pub fn start(spec: LoadSpec) -> io::Result<Running> {
                     }
                 }
                 match Worker::new(spec, &plan) {
-                    Ok(w) => w.run(plan.thread, ready, go_rx),
+                    Ok(w) => w.run(plan.thread, ready, go_rx, hold_rx),
                     Err(e) => {
                         let _ = ready.send(plan.thread);
                         Err(e)
@@ -227,12 +235,14 @@ pub fn start(spec: LoadSpec) -> io::Result<Running> {
         window_started,
         spec,
         threads,
+        hold,
     })
 }
 
 impl Running {
     /// Waits for every thread and merges what they measured.
     pub fn join(self) -> io::Result<LoadReport> {
+        drop(self.hold);
         let mut latency = Recorder::new()?;
         let mut errors = Errors::default();
         let (mut requests, mut bytes) = (0u64, 0u64);

@@ -245,6 +245,7 @@ impl Worker {
         thread: usize,
         ready: Sender<usize>,
         go: Receiver<Timeline>,
+        hold: Receiver<()>,
     ) -> io::Result<WorkerReport> {
         let setup = self.setup();
         let _ = ready.send(thread);
@@ -277,6 +278,9 @@ impl Worker {
         let (u1, s1) = sys::thread_cpu()?;
         let (u0, s0) = cpu0.unwrap_or((u1, s1));
         let idle = self.final_idle_check();
+        // Connections stay open until `Running::join` (bounded, in case the
+        // caller never joins): see `Running::hold`.
+        let _ = hold.recv_timeout(Duration::from_secs(30));
         self.close_all();
         Ok(WorkerReport {
             requests: self.requests_done,

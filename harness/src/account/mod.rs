@@ -245,48 +245,18 @@ pub struct Agreement {
     pub ratio: f64,
     /// The allowed difference: 5 % of the summary, but never less than two
     /// clock ticks plus the summary's 1 ms rounding, since `/proc` rounds
-    /// each reading to a tick.
+    /// the root's `cutime` and `cstime` each down to a tick.
     pub tolerance_s: f64,
     pub agrees: bool,
-}
-
-/// The server tree's CPU over its whole run so far, and where it came from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WholeRunCpu {
-    pub cpu_s: f64,
-    /// `perf task-clock` (with `/proc` for the time before the attach) or
-    /// `/proc` alone.
-    pub source: String,
-}
-
-/// The tree's CPU since it started, for the cross-check with its exit
-/// summary: from the perf counters when they count task-clock (exact), else
-/// from a `/proc` snapshot (each live process rounded down to a tick).
-/// Read it just before SIGTERM.
-pub fn whole_run_cpu(
-    root_pid: i32,
-    counters: &Result<TreeCounters, String>,
-) -> io::Result<WholeRunCpu> {
-    if let Ok(c) = counters {
-        if let Some(cpu_s) = c.cpu_since_start_s()? {
-            return Ok(WholeRunCpu {
-                cpu_s,
-                source: "perf task-clock since attach + /proc before".into(),
-            });
-        }
-    }
-    Ok(WholeRunCpu {
-        cpu_s: Snapshot::take(root_pid)?.cpu_s(),
-        source: "/proc utime+stime+cutime+cstime".into(),
-    })
 }
 
 /// The relative tolerance of the cross-check (issue 5: within 5 %).
 pub const AGREEMENT_TOLERANCE: f64 = 0.05;
 
-/// Compares `harness_cpu_s` (e.g. `Snapshot::take(pid)?.cpu_s()` just
-/// before SIGTERM) with the server's summary. The summary also counts the
-/// CPU of its shutdown, which the harness cannot see; it is small.
+/// Compares `harness_cpu_s` (`Snapshot::take(pid)?.cpu_s()` just before
+/// SIGTERM: each live process's CPU clock, exact, plus the root's
+/// `cutime + cstime`) with the server's summary. The summary also counts
+/// the CPU of its shutdown, which the harness cannot see; it is small.
 pub fn cpu_agreement(harness_cpu_s: f64, summary_user_s: f64, summary_sys_s: f64) -> Agreement {
     let summary_cpu_s = summary_user_s + summary_sys_s;
     let tick = 1.0 / clock_ticks_per_sec() as f64;

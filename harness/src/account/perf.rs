@@ -28,7 +28,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
-use super::procfs::{thread_ids, tree_pids, Snapshot};
+use super::procfs::{thread_ids, tree_pids};
 
 /// The syscalls counted by name by default: what the lab's models use to
 /// wait, accept, read, write and hand work between threads and processes.
@@ -288,9 +288,6 @@ pub struct TreeCounters {
     missing: Vec<String>,
     syscalls_unavailable: Option<String>,
     tasks: usize,
-    /// The tree's CPU before counting began (from `/proc`, right after the
-    /// attach) and the counters at that moment: `cpu_since_start_s`.
-    baseline: Option<(f64, Reading)>,
 }
 
 impl TreeCounters {
@@ -334,19 +331,10 @@ impl TreeCounters {
             missing,
             syscalls_unavailable,
             tasks: 0,
-            baseline: None,
         };
         for _ in 0..ATTACH_ATTEMPTS {
             match counters.try_attach(root_pid) {
-                Ok(()) => {
-                    // An idle server's CPU moves little between the two
-                    // reads; a tick counted twice or not at all is within
-                    // the cross-check's tolerance.
-                    let cpu = Snapshot::take(root_pid).map_err(|e| e.to_string())?.cpu_s();
-                    let reading = counters.read().map_err(|e| e.to_string())?;
-                    counters.baseline = Some((cpu, reading));
-                    return Ok(counters);
-                }
+                Ok(()) => return Ok(counters),
                 Err(Attach::Failed(e)) => {
                     // Tracepoints refused (e.g. not permitted): keep the
                     // software counters if they alone can be opened.
@@ -401,23 +389,6 @@ impl TreeCounters {
         self.tasks = tasks_before.len();
         self.fds = fds;
         Ok(())
-    }
-
-    /// The tree's CPU since it started, as precisely as it can be had:
-    /// `/proc` (clock ticks) up to the attach, perf `task-clock`
-    /// (nanoseconds) since. `/proc` alone rounds every live process's user
-    /// and system time down to a tick, which over a pool of 128 processes
-    /// loses more than a second. `None` when task-clock is not counted.
-    pub fn cpu_since_start_s(&self) -> io::Result<Option<f64>> {
-        let Some(i) = self.events.iter().position(|e| *e == Event::TaskClock) else {
-            return Ok(None);
-        };
-        let Some((cpu, at_attach)) = &self.baseline else {
-            return Ok(None);
-        };
-        let now = self.read()?;
-        let ns = now.values[i].saturating_sub(at_attach.values[i]);
-        Ok(Some(cpu + ns as f64 / 1e9))
     }
 
     /// Threads that were given their own events (not counting inherited).

@@ -23,7 +23,10 @@
 //!   100 Hz), and each live process's user and system time is rounded down
 //!   to a tick: over hundreds of processes an absolute reading loses
 //!   seconds (a difference of two readings does not drift that way). The
-//!   perf `task-clock` in `super::perf` is exact.
+//!   user/system split of a snapshot keeps that rounding; its total
+//!   (`Snapshot::cpu_ns`) reads each live process's CPU-time clock instead,
+//!   exact to the nanosecond, so only `cutime`/`cstime` stay rounded (two
+//!   ticks at most per process that reaped children).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -69,6 +72,8 @@ struct ProcStat {
     cutime: u64,
     cstime: u64,
     rss_pages: u64,
+    /// The process's CPU-time clock (see `process_cpu_ns`), when read.
+    cpu_ns: Option<u64>,
 }
 
 /// Parses `/proc/PID/stat`. The command name sits in parentheses and may
@@ -91,7 +96,37 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
         cutime: signed(16)?,
         cstime: signed(17)?,
         rss_pages: signed(24)?,
+        cpu_ns: None,
     })
+}
+
+/// User + system CPU of a whole process in nanoseconds, every thread
+/// included (exited ones too, from `signal->sum_sched_runtime`), from its
+/// CPU-time clock (`clock_getcpuclockid` + `clock_gettime`): the same
+/// `sum_exec_runtime` that `getrusage` splits into user and system, with no
+/// tick rounding. Linux lets any process read another's process clock.
+/// `None` when the process is gone.
+fn process_cpu_ns(pid: i32) -> Option<u64> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: clock is a valid out-pointer; glibc checks that the pid
+    // exists (ESRCH otherwise).
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer; a clock of a process that exited
+    // since gives EINVAL, not undefined behaviour.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+fn ticks_to_ns(ticks: u64) -> u64 {
+    ticks * (1_000_000_000 / clock_ticks_per_sec())
 }
 
 fn read_stat(pid: i32) -> io::Result<ProcStat> {
@@ -170,7 +205,15 @@ pub(crate) const SNAPSHOT_ATTEMPTS: usize = 10;
 /// fork-per-connection server is reaped within milliseconds, so this is not
 /// a corner case. Returns the tree and whether it settled.
 fn consistent_tree_stats(root: i32) -> io::Result<(Vec<ProcStat>, bool)> {
-    let mut tree = tree_stats(root)?;
+    // Each member's CPU clock is read between the scan and the re-check,
+    // so that a reap racing with it is caught like one racing the scan.
+    let with_clocks = |mut tree: Vec<ProcStat>| {
+        for stat in &mut tree {
+            stat.cpu_ns = process_cpu_ns(stat.pid);
+        }
+        tree
+    };
+    let mut tree = with_clocks(tree_stats(root)?);
     for _ in 1..SNAPSHOT_ATTEMPTS {
         let settled = tree.iter().all(|before| match read_stat(before.pid) {
             Ok(now) => now.cutime == before.cutime && now.cstime == before.cstime,
@@ -181,7 +224,7 @@ fn consistent_tree_stats(root: i32) -> io::Result<(Vec<ProcStat>, bool)> {
         if settled {
             return Ok((tree, true));
         }
-        tree = tree_stats(root)?;
+        tree = with_clocks(tree_stats(root)?);
     }
     Ok((tree, false))
 }
@@ -216,6 +259,11 @@ pub struct Snapshot {
     pub user_ticks: u64,
     /// System CPU of the tree, likewise.
     pub sys_ticks: u64,
+    /// User + system CPU of the tree in nanoseconds: each live process's
+    /// CPU clock (exact; its `/proc` ticks if the clock could not be read)
+    /// plus what each reaped (`cutime + cstime`, in ticks: rounded down
+    /// once per reaping process, not once per child).
+    pub cpu_ns: u64,
     /// Resident set summed over the tree's processes (pages shared between
     /// forked processes are counted once per process).
     pub rss_bytes: u64,
@@ -246,6 +294,13 @@ impl Snapshot {
             at,
             user_ticks: tree.iter().map(|s| s.utime + s.cutime).sum(),
             sys_ticks: tree.iter().map(|s| s.stime + s.cstime).sum(),
+            cpu_ns: tree
+                .iter()
+                .map(|s| {
+                    s.cpu_ns.unwrap_or(ticks_to_ns(s.utime + s.stime))
+                        + ticks_to_ns(s.cutime + s.cstime)
+                })
+                .sum(),
             rss_bytes: tree.iter().map(|s| s.rss_pages * page).sum(),
             pids: tree.iter().map(|s| s.pid).collect(),
             switches,
@@ -253,10 +308,10 @@ impl Snapshot {
         })
     }
 
-    /// CPU the tree has used since it started (user + system, seconds):
-    /// what the server's own exit summary should agree with.
+    /// CPU the tree has used since it started (user + system, seconds,
+    /// from `cpu_ns`): what the server's own exit summary should agree with.
     pub fn cpu_s(&self) -> f64 {
-        (self.user_ticks + self.sys_ticks) as f64 / clock_ticks_per_sec() as f64
+        self.cpu_ns as f64 / 1e9
     }
 
     /// What happened between two snapshots of the same tree.
@@ -480,6 +535,7 @@ mod tests {
                 cutime: 7,
                 cstime: 0,
                 rss_pages: 321,
+                cpu_ns: None,
             }
         );
     }

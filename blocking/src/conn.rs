@@ -142,7 +142,9 @@ pub fn accept_conn(
                     &DESCRIPTORS_WARNED,
                     &format!("{err}; refusing connections until descriptors free up"),
                 );
-                if !(connection_pending(listener) && spare.refuse_one(listener, IoMode::Blocking)) {
+                if !(connection_pending(listener)
+                    && spare.refuse_one(listener, IoMode::Blocking) == net::Refusal::Refused)
+                {
                     std::thread::sleep(ACCEPT_BACKOFF);
                 }
             }

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{is_peer_gone, Conn, Next};
-use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, Spare};
+use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, Refusal, Spare};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -320,6 +320,8 @@ fn accept_all(
         // Once, for everything: never an epoll_ctl again for this socket.
         Trigger::Edge => EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
     };
+    // A spare lost to a full table is taken back as soon as a descriptor frees.
+    spare.refill();
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
@@ -330,10 +332,11 @@ fn accept_all(
             // EMFILE/ENFILE: the connection stays queued and the listener
             // stays readable, so a level loop would spin; refuse it with the spare.
             Err(e) if is_descriptor_exhaustion(&e) => {
-                if !spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
-                    return Ok(Accept::TableFull);
+                match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
+                    Refusal::Refused => continue,
+                    Refusal::NothingPending => return Ok(Accept::Drained),
+                    Refusal::TableFull => return Ok(Accept::TableFull),
                 }
-                continue;
             }
             Err(e) => return Err(e),
         };

@@ -128,6 +128,19 @@ pub struct Spare {
     fd: Option<OwnedFd>,
 }
 
+/// What [`Spare::refuse_one`] achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// One pending connection was accepted and closed.
+    Refused,
+    /// `EAGAIN` or `ECONNABORTED`: nothing (left) to refuse.
+    NothingPending,
+    /// Not one descriptor to be had: the spare was already lost (another
+    /// thread took the slot it freed) or `accept` failed again. The
+    /// connection stays queued; retrying at once would spin.
+    TableFull,
+}
+
 impl Spare {
     pub fn new() -> io::Result<Spare> {
         Ok(Spare {
@@ -135,14 +148,46 @@ impl Spare {
         })
     }
 
+    /// Takes the spare back if it was lost: after `refuse_one`, a sibling
+    /// thread may have taken the freed slot, and until a descriptor closes
+    /// the spare cannot be reopened. Without this a spare lost once is lost
+    /// for good, and the next `EMFILE` finds nothing to free.
+    pub fn refill(&mut self) {
+        if self.fd.is_none() {
+            self.fd = open_dev_null().ok();
+        }
+    }
+
     /// Refuses one pending connection; call it when `accept` said
-    /// `EMFILE`/`ENFILE`. Returns whether a connection was refused (false:
-    /// nothing was pending or the table was still full).
-    pub fn refuse_one(&mut self, listener: RawFd, io: IoMode) -> bool {
-        self.fd = None;
-        let refused = accept(listener, io).is_ok();
-        self.fd = open_dev_null().ok();
-        refused
+    /// `EMFILE`/`ENFILE`.
+    ///
+    /// On a BLOCKING listener this blocks until a connection arrives if
+    /// none is pending: check for one first (`poll` with timeout 0).
+    pub fn refuse_one(&mut self, listener: RawFd, io: IoMode) -> Refusal {
+        let Some(spare) = self.fd.take() else {
+            self.refill();
+            return Refusal::TableFull;
+        };
+        drop(spare);
+        let outcome = loop {
+            match accept(listener, io) {
+                // Dropped at once: the client sees EOF.
+                Ok(_) => break Refusal::Refused,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    break Refusal::NothingPending
+                }
+                // EMFILE again (another thread took the slot) or ENFILE.
+                Err(_) => break Refusal::TableFull,
+            }
+        };
+        self.refill();
+        outcome
     }
 }
 
@@ -336,9 +381,36 @@ mod tests {
         let mut spare = Spare::new().expect("spare");
         // connect() returns once the handshake is done; the connection is
         // then in the accept queue.
-        assert!(spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking));
+        assert_eq!(
+            spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking),
+            Refusal::Refused
+        );
         let mut byte = [0u8; 1];
         assert_eq!(client.read(&mut byte).expect("EOF"), 0);
         assert!(spare.fd.is_some(), "spare must be taken back");
+        assert_eq!(
+            spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking),
+            Refusal::NothingPending
+        );
+        assert!(spare.fd.is_some(), "spare must be taken back");
+    }
+
+    #[test]
+    fn a_lost_spare_reports_table_full_and_refill_takes_it_back() {
+        let listener = Listener::bind(
+            "127.0.0.1:0".parse().expect("addr"),
+            IoMode::NonBlocking,
+            PortSharing::Exclusive,
+        )
+        .expect("bind");
+        let mut spare = Spare::new().expect("spare");
+        spare.fd = None;
+        assert_eq!(
+            spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking),
+            Refusal::TableFull
+        );
+        spare.fd = None;
+        spare.refill();
+        assert!(spare.fd.is_some(), "refill must reopen the spare");
     }
 }

@@ -34,11 +34,11 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser, ValueEnum};
 use lab::conn::{is_peer_gone, Conn, Next};
-use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Spare};
+use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -74,6 +74,10 @@ const DEFAULT_SLEEP_US: u64 = 10_000;
 /// most this many per sweep (Redis' MAX_ACCEPTS_PER_CALL). The next sweep
 /// tries the listener again anyway.
 const MAX_ACCEPTS_PER_SWEEP: usize = 1000;
+
+/// How long the listener is left alone when not one
+/// descriptor is to be had (nginx waits its `accept_mutex_delay`, 500 ms).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// One `recv` reads at most this much.
 const READ_CHUNK: usize = 64 << 10;
@@ -125,6 +129,9 @@ fn serve(
     let mut conns: Vec<Conn> = Vec::new();
     let mut spare = Spare::new()?;
     let mut scratch = vec![0u8; READ_CHUNK];
+    // Set while the descriptor table is full: the listener is not asked
+    // until then.
+    let mut accept_paused_until: Option<Instant> = None;
     loop {
         // One sweep: every descriptor is asked, whether or not anything
         // happened to it. `busy` records whether any call did something.
@@ -135,7 +142,21 @@ fn serve(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        let mut busy = accept_all(listener, &mut spare, &mut conns, stats, max_conns)?;
+        let mut busy = false;
+        if accept_paused_until.is_none_or(|until| Instant::now() >= until) {
+            accept_paused_until = None;
+            let accepted = accept_all(
+                listener, &mut spare, &mut conns, stats, max_conns, &mut busy,
+            )?;
+            if accepted == Accept::TableFull {
+                // Connections stay queued and not one descriptor is to be
+                // had: the spare was lost earlier, or the system's table is
+                // full. Every sweep would meet them again, at once, forever.
+                // Leave the listener alone for a while, as nginx does;
+                // closing connections free descriptors.
+                accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+            }
+        }
         // Backwards, so that `close_conn` moving the last connection into the
         // hole never moves one we have not visited yet.
         for i in (0..conns.len()).rev() {
@@ -163,7 +184,18 @@ fn serve(
     }
 }
 
-/// Accepts what is pending (up to the fairness cap); returns whether there
+/// How an accept pass ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accept {
+    /// EAGAIN: nothing more is queued.
+    Drained,
+    /// The fairness cap: more may be queued.
+    Capped,
+    /// EMFILE/ENFILE, and the spare could not refuse a connection either.
+    TableFull,
+}
+
+/// Accepts what is pending (up to the fairness cap); sets `busy` if there
 /// was anything (EAGAIN at once: nothing was).
 fn accept_all(
     listener: &Listener,
@@ -171,34 +203,39 @@ fn accept_all(
     conns: &mut Vec<Conn>,
     stats: &Stats,
     max_conns: Option<u64>,
-) -> io::Result<bool> {
-    let mut busy = false;
+    busy: &mut bool,
+) -> io::Result<Accept> {
+    // A spare lost to a full table is taken back as soon as a descriptor frees.
+    spare.refill();
     for _ in 0..MAX_ACCEPTS_PER_SWEEP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(busy),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Accept::Drained),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // ECONNABORTED: the client reset before we got to it; next.
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
             // EMFILE/ENFILE: the connection stays queued, and every sweep
             // would meet it again; refuse it with the spare.
             Err(e) if is_descriptor_exhaustion(&e) => {
-                if !spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
-                    return Ok(busy);
+                match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
+                    Refusal::Refused => {
+                        *busy = true;
+                        continue;
+                    }
+                    Refusal::NothingPending => return Ok(Accept::Drained),
+                    Refusal::TableFull => return Ok(Accept::TableFull),
                 }
-                busy = true;
-                continue;
             }
             Err(e) => return Err(e),
         };
-        busy = true;
+        *busy = true;
         if !stats.admit(max_conns) {
             // --max-conns reached: connection N+1 is closed at once.
             continue;
         }
         conns.push(Conn::new(fd));
     }
-    Ok(busy)
+    Ok(Accept::Capped)
 }
 
 /// Try to read: the peer may have sent something (or closed). Read what fits

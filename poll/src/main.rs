@@ -22,10 +22,11 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{is_peer_gone, Conn, Next};
-use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Spare};
+use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -58,6 +59,10 @@ const FIRST_CONN: usize = 2;
 /// most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL). Level-triggered
 /// `poll` reports the listener again if more are pending.
 const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
+
+/// How long the listener stays out of the interest set when not one
+/// descriptor is to be had (nginx waits its `accept_mutex_delay`, 500 ms).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// One `recv` reads at most this much.
 const READ_CHUNK: usize = 64 << 10;
@@ -96,12 +101,21 @@ fn serve(
     let mut conns: Vec<Conn> = Vec::new();
     let mut spare = Spare::new()?;
     let mut scratch = vec![0u8; READ_CHUNK];
+    // Set while the descriptor table is full: the listener's slot holds -1,
+    // which poll skips, until then.
+    let mut accept_paused_until: Option<Instant> = None;
     loop {
+        let timeout = if let Some(until) = accept_paused_until {
+            let left = until.saturating_duration_since(Instant::now());
+            left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
+        } else {
+            -1
+        };
         let watched = pollfds.len();
         // SAFETY: `pollfds` is a live array of `watched` pollfd structs; the
         // kernel writes only their `revents`.
         let ready = syscall!(
-            unsafe { libc::poll(pollfds.as_mut_ptr(), watched as libc::nfds_t, -1) },
+            unsafe { libc::poll(pollfds.as_mut_ptr(), watched as libc::nfds_t, timeout) },
             "poll({watched} fds)"
         );
         match ready {
@@ -110,12 +124,18 @@ fn serve(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        if accept_paused_until.is_some_and(|until| Instant::now() >= until) {
+            // Level-triggered: the next poll reports the listener at once if
+            // connections are queued.
+            pollfds[LISTENER].fd = listener.as_raw_fd();
+            accept_paused_until = None;
+        }
         if pollfds[SIGNALS].revents != 0 {
             // SIGINT or SIGTERM is pending: stop serving; the caller summarises.
             return Ok(());
         }
         if pollfds[LISTENER].revents != 0 {
-            accept_all(
+            let accepted = accept_all(
                 listener,
                 &mut spare,
                 &mut pollfds,
@@ -123,6 +143,16 @@ fn serve(
                 stats,
                 max_conns,
             )?;
+            if accepted == Accept::TableFull {
+                // Connections stay queued and not one descriptor is to be
+                // had: the spare was lost earlier, or the system's table is
+                // full. Level-triggered poll would report the listener at
+                // once, forever. Stop watching it for a while, as nginx does;
+                // closing connections free descriptors. poll skips a negative
+                // fd (revents 0).
+                pollfds[LISTENER].fd = -1;
+                accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+            }
         }
         // Backwards, so that `close_conn` moving the last connection into the
         // hole never moves one we have not visited yet. Connections accepted
@@ -154,6 +184,17 @@ fn serve(
     }
 }
 
+/// How an accept pass ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accept {
+    /// EAGAIN: nothing more is queued.
+    Drained,
+    /// The fairness cap: more may be queued.
+    Capped,
+    /// EMFILE/ENFILE, and the spare could not refuse a connection either.
+    TableFull,
+}
+
 /// Accepts what is pending (up to the fairness cap) and watches it.
 fn accept_all(
     listener: &Listener,
@@ -162,21 +203,24 @@ fn accept_all(
     conns: &mut Vec<Conn>,
     stats: &Stats,
     max_conns: Option<u64>,
-) -> io::Result<()> {
+) -> io::Result<Accept> {
+    // A spare lost to a full table is taken back as soon as a descriptor frees.
+    spare.refill();
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Accept::Drained),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // ECONNABORTED: the client reset before we got to it; next.
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
             // EMFILE/ENFILE: the connection stays queued and the listener
             // stays readable, so poll would spin; refuse it with the spare.
             Err(e) if is_descriptor_exhaustion(&e) => {
-                if !spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
-                    return Ok(());
+                match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
+                    Refusal::Refused => continue,
+                    Refusal::NothingPending => return Ok(Accept::Drained),
+                    Refusal::TableFull => return Ok(Accept::TableFull),
                 }
-                continue;
             }
             Err(e) => return Err(e),
         };
@@ -187,7 +231,7 @@ fn accept_all(
         pollfds.push(pollfd(fd.as_raw_fd(), libc::POLLIN));
         conns.push(Conn::new(fd));
     }
-    Ok(())
+    Ok(Accept::Capped)
 }
 
 /// The peer sent something (or closed): read what fits in the output

@@ -32,10 +32,11 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
 use std::sync::Once;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{is_peer_gone, Conn, Next};
-use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Spare};
+use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -66,6 +67,10 @@ const FD_SETSIZE: RawFd = libc::FD_SETSIZE as RawFd;
 /// most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL). Level-triggered
 /// `select` reports the listener again if more are pending.
 const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
+
+/// How long the listener stays out of the interest set when not one
+/// descriptor is to be had (nginx waits its `accept_mutex_delay`, 500 ms).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// One `recv` reads at most this much.
 const READ_CHUNK: usize = 64 << 10;
@@ -100,11 +105,27 @@ fn serve(
     let mut conns: Vec<Conn> = Vec::new();
     let mut spare = Spare::new()?;
     let mut scratch = vec![0u8; READ_CHUNK];
+    // Set while the descriptor table is full: the listener is out of the
+    // read set until then.
+    let mut accept_paused_until: Option<Instant> = None;
     loop {
-        let (mut readfds, mut writefds, nfds) = interest(listener, signals, &conns)?;
+        let watch_listener = accept_paused_until.is_none();
+        let (mut readfds, mut writefds, nfds) =
+            interest(listener, watch_listener, signals, &conns)?;
+        // None: no timeout, wait until something is ready.
+        let mut timeout = accept_paused_until.map(|until| {
+            let left = until.saturating_duration_since(Instant::now());
+            libc::timeval {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_usec: left.subsec_micros() as libc::suseconds_t,
+            }
+        });
+        let timeout_ptr = timeout
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |t| t as *mut libc::timeval);
         // SAFETY: both sets are live fd_sets holding descriptors below
-        // `nfds`; the kernel rewrites them in place. No exception set, and a
-        // null timeout: wait until something is ready.
+        // `nfds`; the kernel rewrites them in place. No exception set; the
+        // timeout is null or a live timeval the kernel may update.
         let ready = syscall!(
             unsafe {
                 libc::select(
@@ -112,7 +133,7 @@ fn serve(
                     &mut readfds,
                     &mut writefds,
                     std::ptr::null_mut(),
-                    std::ptr::null_mut(),
+                    timeout_ptr,
                 )
             },
             "select(nfds {nfds})"
@@ -124,12 +145,25 @@ fn serve(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        if accept_paused_until.is_some_and(|until| Instant::now() >= until) {
+            // Level-triggered: the next select reports the listener at once
+            // if connections are queued.
+            accept_paused_until = None;
+        }
         if fd_isset(&readfds, signals.as_raw_fd()) {
             // SIGINT or SIGTERM is pending: stop serving; the caller summarises.
             return Ok(());
         }
-        if fd_isset(&readfds, listener.as_raw_fd()) {
-            accept_all(listener, &mut spare, &mut conns, stats, max_conns)?;
+        if watch_listener && fd_isset(&readfds, listener.as_raw_fd()) {
+            let accepted = accept_all(listener, &mut spare, &mut conns, stats, max_conns)?;
+            if accepted == Accept::TableFull {
+                // Connections stay queued and not one descriptor is to be
+                // had: the spare was lost earlier, or the system's table is
+                // full. Level-triggered select would report the listener at
+                // once, forever. Stop watching it for a while, as nginx does;
+                // closing connections free descriptors.
+                accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+            }
         }
         // Backwards, so that `close_conn` moving the last connection into the
         // hole never moves one we have not visited yet. Connections accepted
@@ -159,6 +193,17 @@ fn serve(
     }
 }
 
+/// How an accept pass ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accept {
+    /// EAGAIN: nothing more is queued.
+    Drained,
+    /// The fairness cap: more may be queued.
+    Capped,
+    /// EMFILE/ENFILE, and the spare could not refuse a connection either.
+    TableFull,
+}
+
 /// Accepts what is pending (up to the fairness cap) and watches it.
 fn accept_all(
     listener: &Listener,
@@ -166,21 +211,24 @@ fn accept_all(
     conns: &mut Vec<Conn>,
     stats: &Stats,
     max_conns: Option<u64>,
-) -> io::Result<()> {
+) -> io::Result<Accept> {
+    // A spare lost to a full table is taken back as soon as a descriptor frees.
+    spare.refill();
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Accept::Drained),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // ECONNABORTED: the client reset before we got to it; next.
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
             // EMFILE/ENFILE: the connection stays queued and the listener
             // stays readable, so select would spin; refuse it with the spare.
             Err(e) if is_descriptor_exhaustion(&e) => {
-                if !spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
-                    return Ok(());
+                match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
+                    Refusal::Refused => continue,
+                    Refusal::NothingPending => return Ok(Accept::Drained),
+                    Refusal::TableFull => return Ok(Accept::TableFull),
                 }
-                continue;
             }
             Err(e) => return Err(e),
         };
@@ -200,7 +248,7 @@ fn accept_all(
         }
         conns.push(Conn::new(fd));
     }
-    Ok(())
+    Ok(Accept::Capped)
 }
 
 /// The peer sent something (or closed): read what fits in the output
@@ -304,13 +352,16 @@ fn close_conn(conns: &mut Vec<Conn>, i: usize, stats: &Stats) {
 /// write set (connections with a reply pending) and `nfds`.
 fn interest(
     listener: &Listener,
+    watch_listener: bool,
     signals: &SignalFd,
     conns: &[Conn],
 ) -> io::Result<(libc::fd_set, libc::fd_set, RawFd)> {
     let mut readfds = fd_set_new();
     let mut writefds = fd_set_new();
     // Opened before any connection, so their numbers are small.
-    fd_set_add(&mut readfds, listener.as_raw_fd())?;
+    if watch_listener {
+        fd_set_add(&mut readfds, listener.as_raw_fd())?;
+    }
     fd_set_add(&mut readfds, signals.as_raw_fd())?;
     let mut nfds = listener.as_raw_fd().max(signals.as_raw_fd()) + 1;
     for conn in conns {

@@ -402,14 +402,7 @@ fn fill_server_side(
     side.user_s = Some(acc.user_s);
     side.sys_s = Some(acc.sys_s);
     side.cpu_s = Some(acc.server_cpu_s());
-    side.cpu_source = Some(
-        if acc.task_clock_s.is_some() {
-            "perf task-clock"
-        } else {
-            "/proc utime+stime (clock ticks)"
-        }
-        .into(),
-    );
+    side.cpu_source = Some("process CPU-time clocks (clock_gettime)".into());
     side.ctx_voluntary = Some(acc.voluntary_switches);
     side.ctx_involuntary = Some(acc.involuntary_switches);
     side.peak_rss_kib = Some(acc.peak_rss_bytes / 1024);

@@ -145,6 +145,7 @@ fn spinning_threads_cpu_is_measured_within_ten_percent() {
     assert!(counters.tasks_attached() >= 1);
     let task_clock = account.task_clock_s.expect("task-clock counted");
     assert_within(task_clock, own, 0.10, "perf task-clock");
+    assert_within(account.clock_cpu_s, own, 0.05, "process CPU clocks");
     assert!(account.rss_samples >= 1 && account.peak_rss_bytes > 0);
     // Whole-run cross-check: the tree's CPU since start vs the helper's own
     // RUSAGE_SELF + RUSAGE_CHILDREN, as a server's exit summary reports it.
@@ -382,6 +383,7 @@ fn per_request_divides_and_keeps_nonzero_syscalls() {
         window_s: 1.0,
         user_s: 0.25,
         sys_s: 0.75,
+        clock_cpu_s: 1.0,
         task_clock_s: None,
         voluntary_switches: 2000,
         involuntary_switches: 10,

@@ -595,9 +595,15 @@ fn distortions(r: &CompareResults) -> String {
     );
     let _ = writeln!(
         out,
-        "- **CPU time resolution.** `/proc` reports CPU in {} Hz ticks; where perf was available \
-         the per-request CPU comes from perf `task-clock` (nanoseconds), counted by perf events \
-         attached to every server thread, which add a little to each of its context switches.",
+        "- **CPU time resolution.** `/proc` reports CPU in {} Hz ticks, rounded down per \
+         process; the per-request CPU therefore comes from each server process's CPU-time \
+         clock (`clock_getcpuclockid` + `clock_gettime`, nanoseconds, exited threads \
+         included: what `getrusage` reports), and only the user/system split (the user \
+         share column) from `/proc`. That split is sampled at ticks: a server that runs in \
+         short bursts between sleeps can be missed by most ticks, so on this machine its \
+         user share can read 0 % or n/a while its CPU is plainly not zero. \
+         The perf counters attached to every server thread (for syscall and context-switch \
+         counts) add a little to each of its context switches.",
         env.clock_ticks_per_sec
     );
     // What counting syscalls costs, from the runs that did both.

@@ -78,7 +78,7 @@ impl Children {
             wait_for_sigchld(left)?;
         }
         for pid in std::mem::take(&mut self.pids) {
-            eprintln!("blocking: child {pid} ignored SIGTERM for {grace:?}; sending SIGKILL");
+            lab::log!("blocking: child {pid} ignored SIGTERM for {grace:?}; sending SIGKILL");
             signal(pid, libc::SIGKILL)?;
             let mut status = 0;
             // SAFETY: `status` is a valid out-pointer for the call.

@@ -186,7 +186,7 @@ static MEMORY_WARNED: AtomicBool = AtomicBool::new(false);
 /// per connection must not flood the log.
 pub fn warn_once(flag: &AtomicBool, message: &str) {
     if !flag.swap(true, Ordering::Relaxed) {
-        eprintln!("blocking: {message} (reported once)");
+        lab::log!("blocking: {message} (reported once)");
     }
 }
 
@@ -259,7 +259,7 @@ fn shutdown(fd: RawFd) {
         "shutdown(fd {fd}, SHUT_RDWR)"
     ) {
         if lab::sys::errno(&e) != Some(libc::ENOTCONN) {
-            eprintln!("blocking: {e}");
+            lab::log!("blocking: {e}");
         }
     }
 }
@@ -280,9 +280,9 @@ impl Conn<'_> {
         let fd = self.fd.as_raw_fd();
         match panic::catch_unwind(AssertUnwindSafe(|| serve_conn(fd, self.stats))) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("blocking: {e}; connection closed"),
+            Ok(Err(e)) => lab::log!("blocking: {e}; connection closed"),
             // The panic message was printed by the panic hook.
-            Err(_) => eprintln!("blocking: fd {fd}: handler panicked; connection closed"),
+            Err(_) => lab::log!("blocking: fd {fd}: handler panicked; connection closed"),
         }
     }
 }

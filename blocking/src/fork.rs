@@ -128,12 +128,12 @@ fn reap_until_stop(
         }
         let reaped = lock(children).reap(|pid, status| {
             if !libc::WIFEXITED(status) {
-                eprintln!("blocking: child {pid} {}", children::describe(status));
+                lab::log!("blocking: child {pid} {}", children::describe(status));
             }
             give_back_slot(stats, status);
         });
         if let Err(e) = reaped {
-            eprintln!("blocking: {e}");
+            lab::log!("blocking: {e}");
         }
     }
 }

@@ -90,7 +90,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // Returning from main ends the process, with any thread still
             // blocked (the stop thread in read(signalfd)).
-            eprintln!("blocking: {e}");
+            lab::log!("blocking: {e}");
             ExitCode::FAILURE
         }
     }
@@ -103,7 +103,7 @@ fn run(cli: &Cli) -> io::Result<()> {
     let stats = Arc::new(Stats::new()?);
     let listener = Listener::bind(cli.common.addr, IoMode::Blocking, PortSharing::Exclusive)?;
     if cli.common.workers.is_some() && !cli.mode.uses_workers() {
-        eprintln!(
+        lab::log!(
             "blocking: --workers is ignored by --mode {}",
             cli.mode.name()
         );

@@ -73,7 +73,7 @@ fn run_pool(
         }
         let mut killed = 0;
         children.reap(|pid, status| {
-            eprintln!("blocking: worker {pid} {}", children::describe(status));
+            lab::log!("blocking: worker {pid} {}", children::describe(status));
             // A child that exited reported its own error, which a new
             // child would only repeat; one a signal killed is replaced.
             if libc::WIFSIGNALED(status) {

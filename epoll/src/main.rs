@@ -137,7 +137,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("epoll: {e}");
+            lab::log!("epoll: {e}");
             ExitCode::FAILURE
         }
     }
@@ -350,7 +350,7 @@ fn accept_all(
         if let Err(e) = ep.add(raw, raw as u64, events) {
             // ENOMEM, or ENOSPC (the user's fs.epoll.max_user_watches is
             // reached): this connection cannot be watched; close it only.
-            eprintln!("epoll: {e}");
+            lab::log!("epoll: {e}");
             stats.release();
             continue;
         }
@@ -539,7 +539,7 @@ fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
 /// doing and not worth a line; anything else is reported.
 fn drop_on(err: io::Error) -> Next {
     if !is_peer_gone(&err) {
-        eprintln!("epoll: {err}");
+        lab::log!("epoll: {err}");
     }
     Next::Close
 }

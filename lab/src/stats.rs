@@ -111,7 +111,8 @@ impl Stats {
     pub fn print_summary(&self, model: &str) -> io::Result<()> {
         let own = rusage(libc::RUSAGE_SELF)?;
         let children = rusage(libc::RUSAGE_CHILDREN)?;
-        eprintln!(
+        // Not `?`: a closed stderr must not turn a clean stop into a failure.
+        crate::log!(
             "summary: model={model} connections={} bytes={} user={:.3}s sys={:.3}s",
             self.connections(),
             self.bytes(),

@@ -89,6 +89,18 @@ pub fn errno(err: &io::Error) -> Option<i32> {
     })
 }
 
+/// `eprintln!` that cannot kill the server. SIGPIPE is ignored, so a write
+/// to a closed stderr fails with EPIPE, and `eprintln!` panics on that: a
+/// warning a client can trigger would end the process. A line that cannot
+/// be written is lost instead.
+#[macro_export]
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,7 +96,7 @@ fn main() -> ExitCode {
     match run(&cli.common, cli.mode, nap) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nonblocking: {e}");
+            lab::log!("nonblocking: {e}");
             ExitCode::FAILURE
         }
     }
@@ -333,7 +333,7 @@ fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
 /// doing and not worth a line; anything else is reported.
 fn drop_on(err: io::Error) -> Next {
     if !is_peer_gone(&err) {
-        eprintln!("nonblocking: {err}");
+        lab::log!("nonblocking: {err}");
     }
     Next::Close
 }

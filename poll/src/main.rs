@@ -73,7 +73,7 @@ fn main() -> ExitCode {
     match run(&cli.common) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("poll: {e}");
+            lab::log!("poll: {e}");
             ExitCode::FAILURE
         }
     }
@@ -318,7 +318,7 @@ fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
 /// doing and not worth a line; anything else is reported.
 fn drop_on(err: io::Error) -> Next {
     if !is_peer_gone(&err) {
-        eprintln!("poll: {err}");
+        lab::log!("poll: {err}");
     }
     Next::Close
 }

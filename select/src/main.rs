@@ -81,7 +81,7 @@ fn main() -> ExitCode {
     match run(&cli.common) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("select: {e}");
+            lab::log!("select: {e}");
             ExitCode::FAILURE
         }
     }
@@ -335,7 +335,7 @@ fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
 /// doing and not worth a line; anything else is reported.
 fn drop_on(err: io::Error) -> Next {
     if !is_peer_gone(&err) {
-        eprintln!("select: {err}");
+        lab::log!("select: {err}");
     }
     Next::Close
 }
@@ -419,7 +419,7 @@ fn fd_set_new() -> libc::fd_set {
 fn warn_fd_setsize(fd: RawFd) {
     static WARNED: Once = Once::new();
     WARNED.call_once(|| {
-        eprintln!(
+        lab::log!(
             "select: closed a connection on fd {fd}: select(2) can only watch descriptors \
              below FD_SETSIZE ({FD_SETSIZE}); every such connection is closed at once \
              (this warning is printed once)"

@@ -513,25 +513,23 @@ fn on_writable(conn: &mut Conn, stats: &Stats) -> Next {
 /// a non-blocking socket: the rest waits for EPOLLOUT). `MSG_NOSIGNAL`: a
 /// peer that closed gives EPIPE here, not a SIGPIPE that kills the server.
 fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
-    // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes.
-    let sent = syscall!(
-        unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) },
-        "send(fd {fd})"
-    );
-    match sent {
-        Ok(n) => {
-            stats.echoed(n as usize);
-            Ok(n as usize)
-        }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) =>
-        {
-            Ok(0)
-        }
-        Err(e) => Err(e),
+    loop {
+        // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes.
+        let sent = syscall!(
+            unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) },
+            "send(fd {fd})"
+        );
+        return match sent {
+            Ok(n) => {
+                stats.echoed(n as usize);
+                Ok(n as usize)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            // EINTR: nothing was sent though the socket may have room (for
+            // which edge-triggered epoll reports no new edge); try again now.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
     }
 }
 

@@ -546,6 +546,12 @@ fn cross_check(r: &CompareResults) -> String {
         for o in outliers {
             let _ = writeln!(out, "- {o}");
         }
+        out.push_str(
+            "\nThe harness reads the server's CPU just before it sends SIGTERM; the summary also \
+             counts what the server spends after that: stopping, and for a forking server every \
+             child's exit, charged to the child and reaped into the parent's `RUSAGE_CHILDREN`. \
+             With thousands of children alive at the end, that work alone can exceed 5 %.\n",
+        );
     }
     out
 }

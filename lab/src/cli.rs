@@ -66,7 +66,7 @@ mod tests {
         for args in [
             &["model", "--addr", "nowhere"][..],
             &["model", "--workers", "0"],
-            &["model", "--max-conns", "-3"],
+            &["model", "--max-conns", "0"],
             &["model", "--frobnicate"],
         ] {
             let err = Cli::try_parse_from(args).expect_err("must be rejected");

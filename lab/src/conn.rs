@@ -57,8 +57,8 @@ pub enum Next {
 
 /// Errors that end one connection and say nothing about the server: the
 /// peer reset it (`ECONNRESET`), or closed before taking its reply
-/// (`EPIPE`), or vanished (`ETIMEDOUT`, `EHOSTUNREACH`). Logged at most as a
-/// note, never fatal.
+/// (`EPIPE`), or vanished (`ETIMEDOUT`, `EHOSTUNREACH`), or the socket is
+/// no longer connected (`ENOTCONN`). Logged at most as a note, never fatal.
 pub fn is_peer_gone(err: &io::Error) -> bool {
     matches!(
         crate::sys::errno(err),

@@ -98,10 +98,6 @@ impl Stats {
         self.counters().bytes.load(Ordering::Relaxed)
     }
 
-    pub fn active(&self) -> u64 {
-        self.counters().active.load(Ordering::Relaxed)
-    }
-
     /// The one-line exit summary, to stderr:
     /// `summary: model=epoll:edge connections=12 bytes=3456 user=0.120s sys=0.340s`.
     ///
@@ -163,7 +159,6 @@ mod tests {
         stats.release();
         assert!(stats.admit(Some(2)));
         assert_eq!(stats.connections(), 3);
-        assert_eq!(stats.active(), 2);
     }
 
     #[test]

@@ -95,8 +95,9 @@ fn spin_burns_a_core_while_idle() {
 fn sleep_uses_almost_no_cpu_while_idle() {
     let server = start("sleep");
     let (cpu, _, wall) = idle_cpu_share(&server, Duration::from_secs(2));
+    // The contract's bound for a model with nothing to do.
     assert!(
-        cpu < 0.05 * wall,
+        cpu < 0.02 * wall,
         "sleep used {cpu:.3} s of CPU in {wall:.3} s while idle"
     );
     assert_echoes(&server);

@@ -406,11 +406,13 @@ fn fd_isset(set: &libc::fd_set, fd: RawFd) -> bool {
 
 /// An empty `fd_set`.
 fn fd_set_new() -> libc::fd_set {
-    // SAFETY: an fd_set is an array of integers; all-zero is a valid value.
-    let mut set: libc::fd_set = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a live, writable fd_set.
-    unsafe { libc::FD_ZERO(&mut set) };
-    set
+    let mut set = std::mem::MaybeUninit::<libc::fd_set>::uninit();
+    // SAFETY: FD_ZERO writes every word of the set, so it is initialised
+    // before `assume_init` reads it.
+    unsafe {
+        libc::FD_ZERO(set.as_mut_ptr());
+        set.assume_init()
+    }
 }
 
 /// Once, not per connection: a flood past the limit would fill stderr.

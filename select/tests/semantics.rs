@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use harness::server::{Server, ServerConfig};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::Signal;
 
 const FD_SETSIZE: usize = 1024;
@@ -20,6 +21,10 @@ const FD_SETSIZE: usize = 1024;
 /// Connections opened past the point where the server's table reaches
 /// `FD_SETSIZE`.
 const BEYOND: usize = 40;
+
+/// The server's RLIMIT_NOFILE: room past FD_SETSIZE, so that the only limit
+/// in play is select's.
+const NEEDED_NOFILE: u64 = 2048;
 
 /// The descriptor numbers a process has open, from `/proc/PID/fd`.
 fn open_fds(pid: i32) -> BTreeSet<usize> {
@@ -78,8 +83,18 @@ fn assert_closed_by_server(stream: &mut TcpStream, what: &str) {
 
 #[test]
 fn select_refuses_fd_at_fd_setsize() {
+    // Both sides need descriptors past FD_SETSIZE: the server to be offered
+    // them, this test to hold ~1070 clients. Raise our own soft limit and
+    // give the server a known one, whatever the caller's `ulimit -n` is.
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if hard < 2 * NEEDED_NOFILE {
+        eprintln!("skipped: hard RLIMIT_NOFILE {hard} < {}", 2 * NEEDED_NOFILE);
+        return;
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, 2 * NEEDED_NOFILE, hard).expect("setrlimit");
     let mut server =
-        Server::start(&ServerConfig::new(env!("CARGO_BIN_EXE_select"))).expect("start select");
+        Server::start(&ServerConfig::new(env!("CARGO_BIN_EXE_select")).nofile(NEEDED_NOFILE))
+            .expect("start select");
     let pid = server.pid();
 
     // One served client first: the loop then runs and holds everything it

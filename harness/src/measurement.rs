@@ -40,7 +40,13 @@ pub struct Measurement {
     /// from the time the request was *scheduled*, so a late server is not
     /// hidden by a client that waited for it (no coordinated omission).
     /// Connect: from `connect()` to the last reply byte.
+    /// In open loop also the requests of `openloop_missed`, each at
+    /// `window_end - scheduled`: a lower bound, as wrk2 counts them.
     pub latency: Option<Latency>,
+    /// Open loop only: requests scheduled before the window's end but not
+    /// answered by then (never sent, or still in flight). Not in `requests`.
+    #[serde(default)]
+    pub openloop_missed: Option<u64>,
     pub errors: Errors,
     /// Reply bytes compared with the echo transform of what was sent, over
     /// the whole run (setup and warm-up included): every one matched, or it
@@ -336,6 +342,12 @@ impl Measurement {
                 self.requests
             ),
         );
+        if let Some(m) = self.openloop_missed {
+            row(
+                "open loop: due, unanswered",
+                format!("{m} (latency counted to the window's end, a lower bound)"),
+            );
+        }
         match &self.latency {
             Some(l) => row(
                 "latency p50/p99/p99.9/max",

@@ -446,10 +446,17 @@ fn assemble(
     server_cpus: Vec<usize>,
     r: LoadReport,
     server: ServerSide,
-    notes: Vec<String>,
+    mut notes: Vec<String>,
 ) -> Measurement {
     let (ms, stamp) = wall_clock(r.window_started);
     let window_s = r.window.as_secs_f64();
+    let rate = r.requests as f64 / window_s;
+    if let Some(note) = spec
+        .rate
+        .and_then(|offered| shortfall_note(offered, rate, r.openloop_missed))
+    {
+        notes.push(note);
+    }
     Measurement {
         schema: SCHEMA_VERSION,
         model: spec.server.label(),
@@ -472,13 +479,14 @@ fn assemble(
         started_unix_ms: ms,
         window_s,
         requests: r.requests,
-        rate: r.requests as f64 / window_s,
+        rate,
         rate_unit: if spec.kind == WorkloadKind::Connect {
             RateUnit::ConnectionsPerSec
         } else {
             RateUnit::RequestsPerSec
         },
         latency: r.latency,
+        openloop_missed: r.openloop_missed,
         errors: r.errors,
         bytes_verified: r.bytes_verified,
         client: r.client,
@@ -487,6 +495,23 @@ fn assemble(
         connect: r.connect,
         notes,
     }
+}
+
+/// Open loop: below this share of the offered rate the run says so.
+pub const OFFERED_SHARE: f64 = 0.95;
+
+/// The note an open-loop run carries when it did not reach the rate asked.
+fn shortfall_note(offered: f64, achieved: f64, missed: Option<u64>) -> Option<String> {
+    if achieved >= offered * OFFERED_SHARE {
+        return None;
+    }
+    let missed = missed.map_or(String::new(), |m| {
+        format!(" ({m} requests due by the window's end were not answered by then)")
+    });
+    Some(format!(
+        "offered {offered:.0}/s, achieved {achieved:.0}/s: the server (or client) could not \
+         keep up{missed}; latencies beyond the window are lower bounds"
+    ))
 }
 
 fn secs(name: &str, v: f64) -> io::Result<Duration> {
@@ -589,6 +614,15 @@ pub fn main(args: RunArgs) -> io::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_loop_shortfall_is_noted_below_95_percent_only() {
+        assert_eq!(shortfall_note(1000.0, 960.0, Some(3)), None);
+        let n = shortfall_note(400_000.0, 175_000.0, Some(550_000)).unwrap();
+        assert!(n.contains("offered 400000/s, achieved 175000/s"), "{n}");
+        assert!(n.contains("550000 requests due by the window"), "{n}");
+        assert!(n.contains("lower bounds"), "{n}");
+    }
 
     #[test]
     fn default_cpu_split_keeps_load_and_server_apart() {

@@ -81,6 +81,9 @@ pub struct LoadReport {
     pub client: ClientCpu,
     pub idle: Option<IdleOutcome>,
     pub connect: Option<ConnectOutcome>,
+    /// Open loop only: requests due before the window's end but not
+    /// answered by then.
+    pub openloop_missed: Option<u64>,
 }
 
 /// A run in progress: connections made, the window's times fixed.
@@ -250,6 +253,7 @@ impl Running {
         let mut idle = IdleOutcome::default();
         let mut sources = [0u64; 4];
         let mut exhausted = 0;
+        let mut missed = 0;
         let threads = self.threads.len();
         let mut first_err = None;
         for h in self.threads {
@@ -279,6 +283,7 @@ impl Running {
                 *a |= b;
             }
             exhausted += r.ports_exhausted;
+            missed += r.openloop_missed;
         }
         if let Some(e) = first_err {
             return Err(e);
@@ -304,6 +309,7 @@ impl Running {
                 source_addresses: spread.max(1),
                 ports_exhausted: exhausted,
             }),
+            openloop_missed: self.spec.rate.map(|_| missed),
         })
     }
 }

@@ -42,6 +42,29 @@ impl Schedule {
         (n as f64 * self.ns_per_request) as u64
     }
 
+    /// Nanoseconds between two requests of one slot.
+    pub fn slot_period_ns(&self) -> u64 {
+        (self.slots as f64 * self.ns_per_request) as u64
+    }
+
+    /// How many of requests `k, k+1, ...` of `slot` are scheduled before
+    /// `end_ns`.
+    pub fn due_before(&self, slot: usize, k: u64, end_ns: u64) -> u64 {
+        // First guess from the closed form, then corrected against
+        // `send_time_ns` itself so float rounding cannot miscount.
+        let guess = ((end_ns as f64 / self.ns_per_request - slot as f64) / self.slots as f64)
+            .ceil()
+            .max(0.0) as u64;
+        let mut k_end = guess.max(k);
+        while k_end > k && self.send_time_ns(slot, k_end - 1) >= end_ns {
+            k_end -= 1;
+        }
+        while self.send_time_ns(slot, k_end) < end_ns {
+            k_end += 1;
+        }
+        k_end - k
+    }
+
     /// Request `k` of `slot`, asked at `now_ns`.
     pub fn next(&self, slot: usize, k: u64, now_ns: u64) -> Next {
         let t = self.send_time_ns(slot, k);
@@ -102,6 +125,23 @@ mod tests {
                 scheduled_ns: 30_000_000
             }
         );
+    }
+
+    #[test]
+    fn due_before_counts_exactly_the_scheduled_requests() {
+        for (rate, slots) in [(1000.0, 4), (333.0, 7), (400_000.0, 50)] {
+            let s = Schedule::new(rate, slots).unwrap();
+            for slot in [0, slots - 1] {
+                for k in [0u64, 3, 50] {
+                    for end in [0u64, 1, 2_999_999, 10_000_000, 123_456_789] {
+                        let brute = (k..100_000)
+                            .take_while(|&j| s.send_time_ns(slot, j) < end)
+                            .count() as u64;
+                        assert_eq!(s.due_before(slot, k, end), brute, "{rate} {slot} {k} {end}");
+                    }
+                }
+            }
+        }
     }
 
     /// One connection at 100 requests/s against a server answering in 1 ms,

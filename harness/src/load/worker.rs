@@ -61,6 +61,9 @@ pub struct WorkerReport {
     pub idle: IdleOutcome,
     pub sources: [u64; 4],
     pub ports_exhausted: u64,
+    /// Open loop: requests scheduled before the window's end but not
+    /// answered by then (their latencies, as lower bounds, are in `latency`).
+    pub openloop_missed: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -277,6 +280,7 @@ impl Worker {
         }
         let (u1, s1) = sys::thread_cpu()?;
         let (u0, s0) = cpu0.unwrap_or((u1, s1));
+        let openloop_missed = self.count_missed(tl);
         let idle = self.final_idle_check();
         // Connections stay open until `Running::join` (bounded, in case the
         // caller never joins): see `Running::hold`.
@@ -292,7 +296,37 @@ impl Worker {
             idle,
             sources: self.sources,
             ports_exhausted: self.ports_exhausted,
+            openloop_missed,
         })
+    }
+
+    /// Open loop, at the window's end: every request that was due before
+    /// it but not answered — the one in flight and those never sent, since
+    /// a connection has one request outstanding — is counted and its
+    /// latency recorded as `window_end - scheduled`, a lower bound (as
+    /// wrk2 does). Without this a server that cannot keep up would show
+    /// only the requests it managed to answer.
+    fn count_missed(&mut self, tl: Timeline) -> u64 {
+        let Some(sched) = self.schedule else {
+            return 0;
+        };
+        let end_ns = u64::try_from((tl.window_end - tl.epoch).as_nanos()).unwrap_or(u64::MAX);
+        let period = Duration::from_nanos(sched.slot_period_ns());
+        let mut missed = 0;
+        for s in self.slots.iter().filter(|s| s.role == Role::Active) {
+            if matches!(s.state, State::Sending | State::Receiving) && s.origin < tl.window_end {
+                missed += 1;
+                self.latency.record(tl.window_end - s.origin);
+            }
+            let n = sched.due_before(s.global, s.k, end_ns);
+            if n > 0 {
+                let first = tl.epoch + Duration::from_nanos(sched.send_time_ns(s.global, s.k));
+                self.latency
+                    .record_descending(tl.window_end - first, period, n);
+                missed += n;
+            }
+        }
+        missed
     }
 
     /// Connects every ping-pong and idle slot (idle ones also get their one

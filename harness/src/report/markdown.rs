@@ -9,6 +9,7 @@ use super::results::{Cell, CompareResults, Purpose, Workload};
 use super::stats::{self, mib, micros, si, Compared, Metric, Spread};
 use super::Figure;
 use crate::account::AGREEMENT_TOLERANCE;
+use crate::run::OFFERED_SHARE;
 
 /// A markdown table.
 struct Table {
@@ -195,6 +196,58 @@ fn detail(r: &CompareResults, w: &Workload) -> String {
     t.render()
 }
 
+/// Repeats of an open-loop cell that answered less than `OFFERED_SHARE` of
+/// the rate asked for in the window.
+fn short_of_rate(cell: Option<&Cell>) -> usize {
+    cell.map_or(0, |c| {
+        c.runs
+            .iter()
+            .filter(|m| {
+                m.workload
+                    .rate
+                    .is_some_and(|offered| m.rate < offered * OFFERED_SHARE)
+            })
+            .count()
+    })
+}
+
+/// The mark on an open-loop cell that fell short of its rate.
+const SHORT_MARK: &str = "‡";
+
+fn short_footnote() -> String {
+    format!(
+        "{SHORT_MARK} achieved less than {:.0} % of the offered rate in the repeats counted: \
+         the server (or client) could not keep up, and requests still unanswered at the \
+         window's end are counted at their wait so far — those latencies are lower bounds.\n",
+        OFFERED_SHARE * 100.0
+    )
+}
+
+/// Open-loop p99 by model and rate, short cells marked.
+fn open_loop_grid(r: &CompareResults, ws: &[Workload]) -> (String, bool) {
+    let mut head = vec!["model".to_string()];
+    head.extend(ws.iter().map(column_label));
+    let mut t = Table {
+        head,
+        rows: Vec::new(),
+    };
+    let mut any = false;
+    for model in models(r) {
+        let mut row = vec![model.clone()];
+        for w in ws {
+            let c = timing(r, &model, w);
+            let mut text = show(c, stats::p99, us);
+            if short_of_rate(c) > 0 {
+                any = true;
+                text.push_str(&format!(" {SHORT_MARK}"));
+            }
+            row.push(text);
+        }
+        t.rows.push(row);
+    }
+    (t.render(), any)
+}
+
 fn open_loop_detail(r: &CompareResults, w: &Workload) -> String {
     let mut t = Table::new(&[
         "model",
@@ -207,11 +260,23 @@ fn open_loop_detail(r: &CompareResults, w: &Workload) -> String {
         "client CPU/req",
         "errors",
     ]);
+    let mut any_short = false;
     for model in models(r) {
         let c = timing(r, &model, w);
+        let mut achieved = show(c, stats::rate, num);
+        let short = short_of_rate(c);
+        if short > 0 {
+            any_short = true;
+            let offered = match w {
+                Workload::OpenLoop { rate, .. } => num(*rate as f64),
+                _ => "?".into(),
+            };
+            let runs = c.map_or(0, |c| c.runs.len());
+            achieved = format!("{achieved} of {offered}/s {SHORT_MARK} ({short}/{runs} short)");
+        }
         t.rows.push(vec![
             model.clone(),
-            show(c, stats::rate, num),
+            achieved,
             show(c, stats::p50, us),
             show(c, stats::p99, us),
             show(c, stats::p999, us),
@@ -221,7 +286,12 @@ fn open_loop_detail(r: &CompareResults, w: &Workload) -> String {
             show(c, stats::errors, count),
         ]);
     }
-    t.render()
+    let mut out = t.render();
+    if any_short {
+        out.push('\n');
+        out.push_str(&short_footnote());
+    }
+    out
 }
 
 /// Syscalls per request for every syscall-counting cell of a workload.
@@ -867,7 +937,11 @@ pub fn render(r: &CompareResults, figures: &[Figure]) -> String {
              request was due, so a server that falls behind is not hidden by a client that waits \
              for it.\n"
         );
-        let _ = writeln!(w, "### Latency p99\n\n{}", grid(r, &ol, stats::p99, us));
+        let (p99, any_short) = open_loop_grid(r, &ol);
+        let _ = writeln!(w, "### Latency p99\n\n{p99}");
+        if any_short {
+            let _ = writeln!(w, "{}", short_footnote());
+        }
         for wl in &ol {
             let _ = writeln!(
                 w,

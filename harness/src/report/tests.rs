@@ -68,6 +68,7 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
             max_us: 200.0,
             mean_us: 55.0,
         }),
+        openloop_missed: None,
         errors: Errors::default(),
         bytes_verified: 1,
         client: ClientCpu {
@@ -337,4 +338,43 @@ fn report_has_every_section_and_reason() {
         "REPORT.md differs when rewritten from compare.json"
     );
     std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn open_loop_cells_short_of_the_offered_rate_are_marked() {
+    let mut r = results();
+    let ol = Workload::OpenLoop {
+        conns: 50,
+        rate: 400_000,
+    };
+    let run = |achieved: f64| {
+        let mut m = record("epoll:level", &ol, achieved, 5.0, 5.0);
+        m.workload.rate = Some(400_000.0);
+        m
+    };
+    r.workloads.push(ol);
+    r.cells.push(cell(
+        "epoll:level",
+        ol,
+        Purpose::Timing,
+        vec![run(175e3), run(390e3), run(180e3)],
+    ));
+    let md = markdown::render(&r, &[]);
+    assert!(md.contains("of 400k/s ‡ (2/3 short)"), "{md}");
+    assert!(
+        md.contains("‡ achieved less than 95 % of the offered rate"),
+        "{md}"
+    );
+    // All at the rate: no mark.
+    let mut ok = results();
+    ok.workloads.push(ol);
+    ok.cells.push(cell(
+        "epoll:level",
+        ol,
+        Purpose::Timing,
+        vec![run(399e3), run(400e3), run(398e3)],
+    ));
+    let md = markdown::render(&ok, &[]);
+    assert!(md.contains("## Open loop"), "{md}");
+    assert!(!md.contains('‡'), "{md}");
 }

@@ -54,10 +54,15 @@ fn show(cell: Option<&Cell>, metric: Metric, f: fn(f64) -> String) -> String {
     if cell.runs.is_empty() {
         return "failed †".into();
     }
-    let text = cell
-        .spread(metric)
-        .map(|s| s.show(f))
-        .unwrap_or_else(|| "n/a".into());
+    // A failed run, or one without this figure (no request completed, so
+    // no latency), leaves fewer values than attempts: said, not hidden.
+    let text = match cell.spread(metric) {
+        Some(s) if s.n < cell.attempted() => {
+            format!("{} [{}/{}]", s.show(f), s.n, cell.attempted())
+        }
+        Some(s) => s.show(f),
+        None => "n/a".into(),
+    };
     if cell.failures.is_empty() {
         text
     } else {

@@ -113,8 +113,10 @@ pub fn mib(kib: f64) -> String {
 /// A value read out of one measurement.
 pub type Metric = fn(&Measurement) -> Option<f64>;
 
+/// A run that completed nothing counts as rate 0, not as a missing value:
+/// dropping it would make a cell look better than its repeats were.
 pub fn rate(m: &Measurement) -> Option<f64> {
-    (m.requests > 0).then_some(m.rate)
+    Some(m.rate)
 }
 pub fn p50(m: &Measurement) -> Option<f64> {
     m.latency.as_ref().map(|l| l.p50_us)
@@ -171,6 +173,11 @@ impl Cell {
                 .as_ref()
                 .map(|s| s.get(name).copied().unwrap_or(0.0))
         }))
+    }
+
+    /// How many runs were attempted: those kept and those that failed.
+    pub fn attempted(&self) -> usize {
+        self.runs.len() + self.failures.len()
     }
 
     /// Why nothing can be shown for the cell, if nothing can.

@@ -378,3 +378,32 @@ fn open_loop_cells_short_of_the_offered_rate_are_marked() {
     assert!(md.contains("## Open loop"), "{md}");
     assert!(!md.contains('‡'), "{md}");
 }
+
+#[test]
+fn a_cell_with_fewer_usable_runs_than_attempts_says_so() {
+    let w = Workload::Pingpong { conns: 7 };
+    let mut empty = record("select", &w, 0.0, 1.0, 1.0);
+    empty.latency = None;
+    let mut c = cell(
+        "select",
+        w,
+        Purpose::Timing,
+        vec![record("select", &w, 10e3, 1.0, 1.0), empty],
+    );
+    c.failures.push(RunFailure {
+        repeat: 2,
+        reason: "killed".into(),
+    });
+    // The empty run stays in the rate spread as 0; its missing latency and
+    // the failed run shrink the p99 cell, and the count says by how much.
+    assert_eq!(stats::rate(&c.runs[1]), Some(0.0));
+    let mut r = results();
+    r.workloads.push(w);
+    r.cells.push(c);
+    let md = markdown::render(&r, &[]);
+    assert!(
+        md.contains("5.00k (0.00–10.0k) [2/3] (1 of 3 failed †)"),
+        "{md}"
+    );
+    assert!(md.contains("90.0 µs [1/3] (1 of 3 failed †)"), "{md}");
+}

@@ -81,8 +81,18 @@ impl Stats {
     }
 
     /// An admitted connection was closed.
+    ///
+    /// Saturates at zero: a release counted twice (a forked child killed
+    /// between its own release and `_exit`, then released again by the
+    /// parent that reaped it) must not wrap the count and refuse every
+    /// later connection.
     pub fn release(&self) {
-        self.counters().active.fetch_sub(1, Ordering::AcqRel);
+        let _ = self
+            .counters()
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                open.checked_sub(1)
+            });
     }
 
     /// `n` reply bytes were written to a peer.
@@ -159,6 +169,17 @@ mod tests {
         stats.release();
         assert!(stats.admit(Some(2)));
         assert_eq!(stats.connections(), 3);
+        assert!(!stats.admit(Some(2)));
+    }
+
+    #[test]
+    fn a_release_too_many_does_not_wrap_the_count() {
+        let stats = Stats::new().expect("mmap");
+        assert!(stats.admit(Some(1)));
+        stats.release();
+        stats.release();
+        assert!(stats.admit(Some(1)), "the count wrapped below zero");
+        assert!(!stats.admit(Some(1)));
     }
 
     #[test]

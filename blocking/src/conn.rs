@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -214,12 +214,19 @@ impl Registry {
 
     /// Registers an admitted connection, or closes it and gives its
     /// `--max-conns` slot back if we are already stopping (the stop thread
-    /// has swept the registry and would never wake it).
-    pub fn register<'a>(&'a self, fd: OwnedFd, stats: &'a Stats) -> Option<Conn<'a>> {
+    /// has swept the registry and would never wake it). `held` is a
+    /// `prefork` worker's flag "this process holds a slot" (see
+    /// `prefork.rs`), cleared just before the slot is given back.
+    pub fn register<'a>(
+        &'a self,
+        fd: OwnedFd,
+        stats: &'a Stats,
+        held: Option<&'a AtomicU8>,
+    ) -> Option<Conn<'a>> {
         let mut open = self.lock();
         if self.is_stopping() {
             drop(open);
-            stats.release();
+            give_back(stats, held);
             return None;
         }
         open.insert(fd.as_raw_fd());
@@ -227,6 +234,7 @@ impl Registry {
             fd,
             registry: self,
             stats,
+            held,
         })
     }
 
@@ -272,6 +280,7 @@ pub struct Conn<'a> {
     fd: OwnedFd,
     registry: &'a Registry,
     stats: &'a Stats,
+    held: Option<&'a AtomicU8>,
 }
 
 impl Conn<'_> {
@@ -290,6 +299,16 @@ impl Conn<'_> {
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.fd.as_raw_fd());
-        self.stats.release();
+        give_back(self.stats, self.held);
     }
+}
+
+/// Gives a `--max-conns` slot back. The `held` flag is cleared first: a
+/// worker killed between the two leaves the slot taken (a leak of one),
+/// whereas the other order could have its parent release it twice.
+fn give_back(stats: &Stats, held: Option<&AtomicU8>) {
+    if let Some(held) = held {
+        held.store(0, Ordering::Release);
+    }
+    stats.release();
 }

@@ -13,18 +13,22 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use lab::net::{Listener, Spare};
 use lab::Stats;
 
 use crate::conn::{accept_conn, Registry};
 
-/// Runs until the stop thread shuts the listener down.
+/// Runs until the stop thread shuts the listener down. `held` is set
+/// while a `--max-conns` slot is taken (a `prefork` worker's flag, read by
+/// its parent if the worker is killed; `None` elsewhere).
 pub fn serve(
     listener: &Listener,
     stats: &Stats,
     registry: &Registry,
     max_conns: Option<u64>,
+    held: Option<&AtomicU8>,
 ) -> io::Result<()> {
     let mut spare = Spare::new()?;
     loop {
@@ -36,7 +40,10 @@ pub fn serve(
             drop(fd);
             continue;
         }
-        let Some(conn) = registry.register(fd, stats) else {
+        if let Some(held) = held {
+            held.store(1, Ordering::Release);
+        }
+        let Some(conn) = registry.register(fd, stats, held) else {
             return Ok(());
         };
         conn.serve();

@@ -128,7 +128,7 @@ fn run(cli: &Cli) -> io::Result<()> {
                     .map_err(|e| lab::sys::named(e, "pthread_create(stop)".into()))?
             };
             match cli.mode {
-                Mode::Iterative => iterative::serve(&listener, &stats, &registry, max_conns)?,
+                Mode::Iterative => iterative::serve(&listener, &stats, &registry, max_conns, None)?,
                 Mode::Thread => thread::serve(&listener, &stats, &registry, max_conns)?,
                 _ => pool::serve(&listener, &stats, &registry, max_conns, workers)?,
             }

@@ -19,13 +19,20 @@
 //! The parent serves nothing: it is single-threaded and blocks in
 //! `read(signalfd)`. SIGCHLD → reap, and replace a child a signal killed;
 //! SIGTERM → SIGTERM to every child, reap them all, print the summary.
+//! A worker killed while serving cannot give its `--max-conns` slot back:
+//! each worker sets its byte of a MAP_SHARED array while it holds a slot,
+//! and the parent gives back the slot of a reaped worker whose byte is set.
 //! Cannot: serve more than N clients at once (client N+1 waits in the
-//! listen backlog); N silent clients stall all the others. A child killed
-//! while serving leaves its `--max-conns` slot taken.
+//! listen backlog); N silent clients stall all the others. A worker killed
+//! in the instant between taking a slot and setting its byte (or clearing
+//! it and giving the slot back) leaks that slot.
 //! Run: `cargo run --release -p blocking -- --mode prefork --workers 8`
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use lab::net::Listener;
 use lab::signals::SignalFd;
@@ -59,8 +66,13 @@ fn run_pool(
     max_conns: Option<u64>,
     workers: usize,
 ) -> io::Result<()> {
-    for _ in 0..workers {
-        children.insert(spawn_worker(listener, stats, sigfd, max_conns)?);
+    let held = Held::new(workers)?;
+    // Worker pid -> its index in `held`; a replacement takes the index over.
+    let mut index = HashMap::with_capacity(workers);
+    for i in 0..workers {
+        let pid = spawn_worker(listener, stats, sigfd, max_conns, held.get(i))?;
+        children.insert(pid);
+        index.insert(pid, i);
     }
     loop {
         let sig = match sigfd.read() {
@@ -71,21 +83,81 @@ fn run_pool(
         if sig != Signal::SIGCHLD {
             return Ok(());
         }
-        let mut killed = 0;
+        let mut killed = Vec::new();
         children.reap(|pid, status| {
             lab::log!("blocking: worker {pid} {}", children::describe(status));
+            let Some(i) = index.remove(&pid) else {
+                return;
+            };
+            // The byte is set only while the worker held a slot it had not
+            // given back: a killed one cannot, so we do. Checked whatever
+            // the end (a clean exit leaves it clear).
+            if held.get(i).swap(0, Ordering::AcqRel) == 1 {
+                stats.release();
+            }
             // A child that exited reported its own error, which a new
             // child would only repeat; one a signal killed is replaced.
             if libc::WIFSIGNALED(status) {
-                killed += 1;
+                killed.push(i);
             }
         })?;
-        for _ in 0..killed {
-            children.insert(spawn_worker(listener, stats, sigfd, max_conns)?);
+        for i in killed {
+            let pid = spawn_worker(listener, stats, sigfd, max_conns, held.get(i))?;
+            children.insert(pid);
+            index.insert(pid, i);
         }
         if children.is_empty() {
             return Err(io::Error::other("every worker process has ended"));
         }
+    }
+}
+
+/// One byte per worker, in a MAP_SHARED anonymous mapping: 1 while the
+/// worker holds a `--max-conns` slot. The parent reads the byte of a worker
+/// it reaped; a plain variable would be the child's copy-on-write copy.
+struct Held {
+    bytes: NonNull<AtomicU8>,
+    len: usize,
+}
+
+impl Held {
+    fn new(len: usize) -> io::Result<Held> {
+        // SAFETY: an anonymous mapping with no address hint; the kernel
+        // returns zeroed memory, valid `AtomicU8`s (all 0) of any alignment.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len.max(1),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(lab::sys::named(
+                io::Error::last_os_error(),
+                "mmap(MAP_SHARED|MAP_ANONYMOUS)".into(),
+            ));
+        }
+        let bytes = NonNull::new(ptr.cast::<AtomicU8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        Ok(Held { bytes, len })
+    }
+
+    fn get(&self, i: usize) -> &AtomicU8 {
+        assert!(i < self.len, "worker index {i} out of {}", self.len);
+        // SAFETY: `i` is within the mapping, which lives as long as `self`
+        // and is only accessed through atomics.
+        unsafe { &*self.bytes.as_ptr().add(i) }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, with its length; no reference
+        // from `get` outlives `self`.
+        unsafe { libc::munmap(self.bytes.as_ptr().cast(), self.len.max(1)) };
     }
 }
 
@@ -95,6 +167,7 @@ fn spawn_worker(
     stats: &Stats,
     sigfd: &SignalFd,
     max_conns: Option<u64>,
+    held: &AtomicU8,
 ) -> io::Result<libc::pid_t> {
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
@@ -112,7 +185,7 @@ fn spawn_worker(
     // Never stopped: SIGTERM from the parent ends this process, wherever
     // it blocks. The kernel closes its connection.
     let registry = Registry::new(listener.as_raw_fd());
-    match iterative::serve(listener, stats, &registry, max_conns) {
+    match iterative::serve(listener, stats, &registry, max_conns, Some(held)) {
         Ok(()) => children::exit_child(0),
         Err(e) => {
             children::child_log(&e.to_string());

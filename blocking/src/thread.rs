@@ -60,7 +60,7 @@ pub fn serve(
             drop(fd);
             continue;
         }
-        let Some(conn) = registry.register(fd, stats) else {
+        let Some(conn) = registry.register(fd, stats, None) else {
             return Ok(());
         };
         let spawned = thread::Builder::new()

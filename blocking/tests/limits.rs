@@ -145,3 +145,36 @@ fn thread_mode_closes_a_connection_it_gets_no_thread_for_and_goes_on() {
     }
     server.stop();
 }
+
+#[test]
+fn a_process_killed_while_serving_gives_its_slot_back() {
+    // The reviewer's experiment: the one slot is taken, every process that
+    // could hold it is SIGKILLed, the client leaves. Before the parent gave
+    // a killed prefork worker's slot back, every later client was closed.
+    for mode in ["fork", "prefork"] {
+        let mut server = Server::start(&["--mode", mode, "--workers", "2", "--max-conns", "1"]);
+        let mut client = connect(server.addr);
+        ping(&mut client, b"served");
+        let children: Vec<i32> = server.children().iter().map(|p| p.pid).collect();
+        assert!(!children.is_empty(), "mode {mode}: no child serves");
+        for pid in children {
+            // SAFETY: kill takes no pointers; `pid` is the server's child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        drop(client);
+        // The parent reaps (and prefork replaces) its children: give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let mut c = connect(server.addr);
+            if !closed_without_answer(&mut c, ANSWER_LIMIT) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mode {mode}: the killed child's slot was never given back"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        server.stop();
+    }
+}

@@ -158,6 +158,19 @@ pub fn enter_child(parent: libc::pid_t) -> io::Result<()> {
     lab::signals::unblock_all_in_child()
 }
 
+/// Blocks every signal that can be blocked (SIGKILL and SIGSTOP cannot)
+/// in the calling thread. Cannot fail with a valid `how` and set, and a
+/// child that could not block them would only keep today's small window.
+pub fn block_signals() {
+    // SAFETY: sigfillset initialises `set`, which lives for both calls;
+    // no old mask is asked for.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Leaves a child without running destructors or atexit handlers: they
 /// belong to the parent's state (its listener, its threads' buffers).
 pub fn exit_child(code: i32) -> ! {

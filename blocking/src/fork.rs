@@ -167,6 +167,10 @@ fn child(conn: OwnedFd, inherited: &[RawFd], stats: &Stats, parent: libc::pid_t)
         Err(_) => 1,
     };
     if code == 0 {
+        // From here to `_exit` no signal can end us: the parent gives the
+        // slot back for any end but exit 0, so a SIGTERM landing between
+        // this release and `_exit` would have it released twice.
+        children::block_signals();
         stats.release();
     }
     drop(conn);

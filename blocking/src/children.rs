@@ -130,9 +130,17 @@ fn wait_for_sigchld(timeout: Duration) -> io::Result<()> {
 
 /// `fork(2)`: the child gets 0.
 pub fn fork() -> io::Result<libc::pid_t> {
-    // SAFETY: the callers run only async-signal-safe-ish code in the child
-    // (raw syscalls, atomics on shared memory, glibc's malloc, which its
-    // fork leaves usable) and leave it with `exit_child`, never returning.
+    // SAFETY: the child holds only the calling thread and must never
+    // return into the caller's code; each caller keeps that, and leaves the
+    // child with `exit_child` (`_exit`), never unwinding out of it.
+    // - `fork` mode: the parent is multi-threaded (its reaper thread), so
+    //   a lock another thread held at fork stays locked in the child. The
+    //   child takes no std lock (no `eprintln!`: `child_log`), and relies on
+    //   glibc's fork resetting its malloc locks for the one buffer it
+    //   allocates (`serve_conn`, `child_log`); it catches a panic.
+    // - `prefork`: the parent is single-threaded at fork time, so the child
+    //   inherits no held lock and may use std freely; its body runs under
+    //   `catch_unwind`, then `_exit`.
     syscall!(unsafe { libc::fork() }, "fork")
 }
 

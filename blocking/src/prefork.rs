@@ -31,6 +31,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::panic::AssertUnwindSafe;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -177,19 +178,24 @@ fn spawn_worker(
     }
     // The parent is single-threaded, so the child inherits no lock held by
     // a vanished thread: the iterative loop may use std freely.
-    if let Err(e) = children::enter_child(parent) {
-        children::child_log(&e.to_string());
-        children::exit_child(1);
-    }
-    children::close_inherited(sigfd.as_raw_fd());
-    // Never stopped: SIGTERM from the parent ends this process, wherever
-    // it blocks. The kernel closes its connection.
-    let registry = Registry::new(listener.as_raw_fd());
-    match iterative::serve(listener, stats, &registry, max_conns, Some(held)) {
-        Ok(()) => children::exit_child(0),
-        Err(e) => {
+    // A panic must not unwind out of here into the parent's code (its
+    // loop, its `terminate`) running in the child: caught, then `_exit`.
+    let worked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if let Err(e) = children::enter_child(parent) {
             children::child_log(&e.to_string());
-            children::exit_child(1)
+            return 1;
         }
-    }
+        children::close_inherited(sigfd.as_raw_fd());
+        // Never stopped: SIGTERM from the parent ends this process, wherever
+        // it blocks. The kernel closes its connection.
+        let registry = Registry::new(listener.as_raw_fd());
+        match iterative::serve(listener, stats, &registry, max_conns, Some(held)) {
+            Ok(()) => 0,
+            Err(e) => {
+                children::child_log(&e.to_string());
+                1
+            }
+        }
+    }));
+    children::exit_child(worked.unwrap_or(1))
 }

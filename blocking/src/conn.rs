@@ -73,7 +73,7 @@ fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
         // MSG_NOSIGNAL: a peer that closed gives EPIPE here, not SIGPIPE.
         // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes during the call.
         let sent = match syscall!(
-            unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL,) },
+            unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) },
             "send(fd {fd})"
         ) {
             Ok(sent) => sent as usize,

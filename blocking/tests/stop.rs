@@ -80,6 +80,10 @@ fn a_client_that_never_reads_does_not_delay_the_stop() {
                 Err(e) => panic!("mode {mode}: write: {e}"),
             }
         }
+        assert!(
+            stalled >= 20,
+            "mode {mode}: our writes never blocked, so the server never blocked in send"
+        );
         let children: Vec<i32> = server.children().iter().map(|p| p.pid).collect();
         server.stop();
         assert_all_gone(&children, mode);

@@ -6,6 +6,8 @@ use std::error::Error;
 use std::io;
 use std::path::Path;
 
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::stats::{si, Spread};
@@ -120,81 +122,70 @@ fn draw_lines(path: &Path, chart: &LineChart, log_y: bool, lo: f64, hi: f64) -> 
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(80);
-    // The two axis types differ, hence two near-identical blocks.
+    // The two axis types differ in type only: one generic body draws both.
     if log_y {
-        let mut c = builder.build_cartesian_2d(x_range, (lo..hi).log_scale())?;
-        c.configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(TRANSPARENT)
-            .x_labels(n * 2)
-            .x_label_formatter(&x_fmt)
-            .y_label_formatter(&|y| si(*y))
-            .x_desc(chart.x_desc)
-            .y_desc(&y_desc)
-            .draw()?;
-        for s in chart.series {
-            let color = color(s.color);
-            let pts: Vec<(f64, Spread)> = s.points.iter().map(|(x, p)| (*x as f64, *p)).collect();
-            c.draw_series(LineSeries::new(
-                pts.iter().map(|(x, p)| (*x, p.median)),
-                color.stroke_width(2),
-            ))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-            c.draw_series(
-                pts.iter()
-                    .map(|(x, p)| PathElement::new(vec![(*x, p.min.max(lo)), (*x, p.max)], color)),
-            )?;
-            c.draw_series(
-                pts.iter()
-                    .map(|(x, p)| Circle::new((*x, p.median), 3, color.filled())),
-            )?;
-        }
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
+        let c = builder.build_cartesian_2d(x_range, (lo..hi).log_scale())?;
+        // A log axis has no zero: a bar's foot is cut at the axis bottom.
+        draw_series(c, chart, n, &x_fmt, &y_desc, Some(lo))?;
     } else {
-        let mut c = builder.build_cartesian_2d(x_range, lo..hi)?;
-        c.configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(TRANSPARENT)
-            .x_labels(n * 2)
-            .x_label_formatter(&x_fmt)
-            .y_label_formatter(&|y| si(*y))
-            .x_desc(chart.x_desc)
-            .y_desc(&y_desc)
-            .draw()?;
-        for s in chart.series {
-            let color = color(s.color);
-            let pts: Vec<(f64, Spread)> = s.points.iter().map(|(x, p)| (*x as f64, *p)).collect();
-            c.draw_series(LineSeries::new(
-                pts.iter().map(|(x, p)| (*x, p.median)),
-                color.stroke_width(2),
-            ))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-            c.draw_series(
-                pts.iter()
-                    .map(|(x, p)| PathElement::new(vec![(*x, p.min), (*x, p.max)], color)),
-            )?;
-            c.draw_series(
-                pts.iter()
-                    .map(|(x, p)| Circle::new((*x, p.median), 3, color.filled())),
-            )?;
-        }
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
+        let c = builder.build_cartesian_2d(x_range, lo..hi)?;
+        draw_series(c, chart, n, &x_fmt, &y_desc, None)?;
     }
     root.present()?;
+    Ok(())
+}
+
+/// Draws the axes, one line per series with its min-max bars, and the
+/// legend into `c`, whose y axis is linear or logarithmic. `bar_floor` cuts
+/// the bars' feet (a log axis cannot draw down to zero).
+fn draw_series<'a, Y>(
+    mut c: ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    chart: &LineChart,
+    n: usize,
+    x_fmt: &dyn Fn(&f64) -> String,
+    y_desc: &str,
+    bar_floor: Option<f64>,
+) -> Drawn
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    c.configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(TRANSPARENT)
+        .x_labels(n * 2)
+        .x_label_formatter(x_fmt)
+        .y_label_formatter(&|y| si(*y))
+        .x_desc(chart.x_desc)
+        .y_desc(y_desc)
+        .draw()?;
+    for s in chart.series {
+        let color = color(s.color);
+        let pts: Vec<(f64, Spread)> = s.points.iter().map(|(x, p)| (*x as f64, *p)).collect();
+        c.draw_series(LineSeries::new(
+            pts.iter().map(|(x, p)| (*x, p.median)),
+            color.stroke_width(2),
+        ))?
+        .label(s.name.clone())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        c.draw_series(pts.iter().map(|(x, p)| {
+            PathElement::new(
+                vec![
+                    (*x, bar_floor.map_or(p.min, |lo| p.min.max(lo))),
+                    (*x, p.max),
+                ],
+                color,
+            )
+        }))?;
+        c.draw_series(
+            pts.iter()
+                .map(|(x, p)| Circle::new((*x, p.median), 3, color.filled())),
+        )?;
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
     Ok(())
 }
 

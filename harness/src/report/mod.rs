@@ -87,6 +87,11 @@ fn figure(file: &str, title: &str, drawn: io::Result<bool>) -> io::Result<Figure
     })
 }
 
+/// Draws `chart` to `file` in `dir`, titled as the chart.
+fn line_figure(dir: &Path, file: &str, chart: &LineChart) -> io::Result<Figure> {
+    figure(file, chart.title, plots::line_chart(&dir.join(file), chart))
+}
+
 fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
     let of = |keep: fn(&Workload) -> bool| -> Vec<Workload> {
         r.workloads.iter().copied().filter(&keep).collect()
@@ -118,11 +123,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
         log_y: false,
         series: &s,
     };
-    out.push(figure(
-        file,
-        title,
-        plots::line_chart(&dir.join(file), &chart),
-    )?);
+    out.push(line_figure(dir, file, &chart)?);
 
     let file = "cpu_per_request_vs_connections.svg";
     let title = "Ping-pong: server CPU per request vs connections";
@@ -135,11 +136,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
         log_y: true,
         series: &s,
     };
-    out.push(figure(
-        file,
-        title,
-        plots::line_chart(&dir.join(file), &chart),
-    )?);
+    out.push(line_figure(dir, file, &chart)?);
 
     let file = "cpu_per_request_vs_idle.svg";
     let active = idle.first().map_or(0, |w| match w {
@@ -157,11 +154,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
         log_y: true,
         series: &s,
     };
-    out.push(figure(
-        file,
-        &title,
-        plots::line_chart(&dir.join(file), &chart),
-    )?);
+    out.push(line_figure(dir, file, &chart)?);
 
     let file = "connections_per_second.svg";
     let title = "Connections per second (connect, one request, close)";
@@ -228,11 +221,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
         log_y: true,
         series: &s,
     };
-    out.push(figure(
-        file,
-        &title,
-        plots::line_chart(&dir.join(file), &chart),
-    )?);
+    out.push(line_figure(dir, file, &chart)?);
 
     if !open.is_empty() {
         let file = "open_loop_latency.svg";
@@ -246,11 +235,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
             log_y: true,
             series: &s,
         };
-        out.push(figure(
-            file,
-            title,
-            plots::line_chart(&dir.join(file), &chart),
-        )?);
+        out.push(line_figure(dir, file, &chart)?);
     }
     Ok(out)
 }

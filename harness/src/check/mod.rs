@@ -163,6 +163,15 @@ impl Case {
             Case::Idle => "idle",
         }
     }
+
+    /// The cases that start servers of their own (see the module doc); the
+    /// others share the main server.
+    fn has_own_server(self) -> bool {
+        matches!(
+            self,
+            Case::Emfile | Case::MaxConns | Case::Sigterm | Case::Sigint
+        )
+    }
 }
 
 impl fmt::Display for Case {
@@ -529,19 +538,11 @@ pub fn run(target: &Target, only: &[Case], out: &mut dyn FnMut(String)) -> io::R
     };
 
     let mut reports: Vec<CaseReport> = Vec::new();
-    let sequential = [
-        Case::Echo,
-        Case::AllBytes,
-        Case::Random8M,
-        Case::Concurrent,
-        Case::HalfClose,
-        Case::Rst,
-        Case::Slowloris,
-        Case::NeverReader,
-        Case::Conns2000,
-        Case::Descriptors,
-    ];
-    for case in sequential.into_iter().filter(|&c| selected(c)) {
+    // One after another on the main server, in the report's order; idle last.
+    let sequential = Case::ALL
+        .into_iter()
+        .filter(|&c| c != Case::Idle && !c.has_own_server());
+    for case in sequential.filter(|&c| selected(c)) {
         let t = Instant::now();
         let mut findings = cases::run_main(case, &mut ctx, nofile);
         after_case(&mut ctx, &mut findings);
@@ -551,9 +552,9 @@ pub fn run(target: &Target, only: &[Case], out: &mut dyn FnMut(String)) -> io::R
     }
 
     // Idle, beside the cases with their own servers (see the module doc).
-    let own: Vec<Case> = [Case::Emfile, Case::MaxConns, Case::Sigterm, Case::Sigint]
+    let own: Vec<Case> = Case::ALL
         .into_iter()
-        .filter(|&c| selected(c))
+        .filter(|&c| c.has_own_server() && selected(c))
         .collect();
     let run_own = |out: &mut dyn FnMut(String)| -> Vec<CaseReport> {
         own.iter()

@@ -5,11 +5,12 @@
 //! The transform is written here again on purpose: the suite must not trust
 //! the code it checks (`lab::echo`).
 
+use crate::load::sys::{self, RawAddr};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// The contract's echo transform: ASCII `a`-`z` to `A`-`Z`, nothing else.
@@ -34,70 +35,12 @@ pub fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
 /// kernel drop our SYN and retry it (1 s, 3 s, ...), which a blocking
 /// `connect` would wait out one connection at a time.
 pub fn start_connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2) call; the result is checked below.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd == -1 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("socket(): {e}")));
-    }
-    // SAFETY: `fd` is a fresh socket we own; the stream closes it on drop.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: `storage` holds a valid sockaddr of length `len` for the call.
-    let ret = unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
-    if ret == -1 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(io::Error::new(e.kind(), format!("connect({addr}): {e}")));
-        }
-    }
+    let fd = sys::tcp_socket(&addr, false)
+        .map_err(|e| io::Error::new(e.kind(), format!("socket(): {e}")))?;
+    let stream = TcpStream::from(fd);
+    sys::connect(stream.as_raw_fd(), &RawAddr::new(&addr))
+        .map_err(|e| io::Error::new(e.kind(), format!("connect({addr}): {e}")))?;
     Ok(stream)
-}
-
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
 }
 
 /// `SO_LINGER {on, 0}`: the next `close` sends RST and discards whatever is

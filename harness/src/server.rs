@@ -332,13 +332,7 @@ pub struct TreeUsage {
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of
 /// [`TreeUsage::cpu_ticks`].
 pub fn clock_ticks() -> u64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as u64
-    } else {
-        100
-    }
+    crate::account::clock_ticks_per_sec()
 }
 
 /// The fields of `/proc/PID/stat` this module uses.

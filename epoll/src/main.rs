@@ -50,7 +50,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use lab::conn::{is_peer_gone, Conn, Next};
+use lab::conn::{drop_on, Conn, Next};
 use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, Refusal, Spare};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
@@ -410,7 +410,7 @@ fn on_ready(
             let now = interest(conn);
             if now != was {
                 if let Err(e) = ep.modify(fd, fd as u64, now) {
-                    drop_on(e);
+                    drop_on("epoll", e);
                     close_conn(conns, fd, stats);
                 }
             }
@@ -468,7 +468,7 @@ fn on_readable(
                     // now instead of waiting for EPOLLOUT.
                     match send(fd, reply, stats) {
                         Ok(sent) => conn.out.push(&reply[sent..]),
-                        Err(e) => return (drop_on(e), Left::Nothing),
+                        Err(e) => return (drop_on("epoll", e), Left::Nothing),
                     }
                 } else {
                     // Bytes already queued go first, or the stream reorders.
@@ -486,7 +486,7 @@ fn on_readable(
             // Drained (or the readiness was stale): the kernel reports new data.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (Next::Keep, Left::Nothing),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return (drop_on(e), Left::Nothing),
+            Err(e) => return (drop_on("epoll", e), Left::Nothing),
         }
     }
     (Next::Keep, Left::Maybe)
@@ -505,7 +505,7 @@ fn on_writable(conn: &mut Conn, stats: &Stats) -> Next {
             conn.out.consume(sent);
             Next::Keep
         }
-        Err(e) => drop_on(e),
+        Err(e) => drop_on("epoll", e),
     }
 }
 
@@ -531,15 +531,6 @@ fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
             Err(e) => Err(e),
         };
     }
-}
-
-/// An error ends this connection only. ECONNRESET/EPIPE are the peer's
-/// doing and not worth a line; anything else is reported.
-fn drop_on(err: io::Error) -> Next {
-    if !is_peer_gone(&err) {
-        lab::log!("epoll: {err}");
-    }
-    Next::Close
 }
 
 /// Closes the connection on `fd`. Closing the descriptor also removes it

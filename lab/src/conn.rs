@@ -55,11 +55,21 @@ pub enum Next {
     Close,
 }
 
+/// An error ends this connection only: ECONNRESET/EPIPE are the peer's
+/// doing and not worth a line; anything else is reported, prefixed with the
+/// model's name. Never fatal to the server.
+pub fn drop_on(model: &str, err: io::Error) -> Next {
+    if !is_peer_gone(&err) {
+        crate::log!("{model}: {err}");
+    }
+    Next::Close
+}
+
 /// Errors that end one connection and say nothing about the server: the
 /// peer reset it (`ECONNRESET`), or closed before taking its reply
 /// (`EPIPE`), or vanished (`ETIMEDOUT`, `EHOSTUNREACH`), or the socket is
 /// no longer connected (`ENOTCONN`). Logged at most as a note, never fatal.
-pub fn is_peer_gone(err: &io::Error) -> bool {
+fn is_peer_gone(err: &io::Error) -> bool {
     matches!(
         crate::sys::errno(err),
         Some(

@@ -37,7 +37,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser, ValueEnum};
-use lab::conn::{is_peer_gone, Conn, Next};
+use lab::conn::{drop_on, Conn, Next};
 use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
@@ -266,7 +266,7 @@ fn on_readable(conn: &mut Conn, scratch: &mut [u8], stats: &Stats, busy: &mut bo
                 // now instead of waiting a sweep.
                 match send(fd, reply, stats) {
                     Ok(sent) => conn.out.push(&reply[sent..]),
-                    Err(e) => return drop_on(e),
+                    Err(e) => return drop_on("nonblocking", e),
                 }
             } else {
                 // Bytes already queued go first, or the stream reorders.
@@ -279,7 +279,7 @@ fn on_readable(conn: &mut Conn, scratch: &mut [u8], stats: &Stats, busy: &mut bo
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Next::Keep,
         Err(e) => {
             *busy = true;
-            drop_on(e)
+            drop_on("nonblocking", e)
         }
     }
 }
@@ -298,7 +298,7 @@ fn on_writable(conn: &mut Conn, stats: &Stats, busy: &mut bool) -> Next {
         }
         Err(e) => {
             *busy = true;
-            drop_on(e)
+            drop_on("nonblocking", e)
         }
     }
 }
@@ -325,15 +325,6 @@ fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
             Err(e) => Err(e),
         };
     }
-}
-
-/// An error ends this connection only. ECONNRESET/EPIPE are the peer's
-/// doing and not worth a line; anything else is reported.
-fn drop_on(err: io::Error) -> Next {
-    if !is_peer_gone(&err) {
-        lab::log!("nonblocking: {err}");
-    }
-    Next::Close
 }
 
 /// Closes `conns[i]` in O(1): the last connection moves into the hole.

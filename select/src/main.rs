@@ -35,7 +35,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use lab::conn::{is_peer_gone, Conn, Next};
+use lab::conn::{drop_on, Conn, Next};
 use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
@@ -276,7 +276,7 @@ fn on_readable(conn: &mut Conn, scratch: &mut [u8], stats: &Stats) -> Next {
                 // now instead of waiting a round for the write set.
                 match send(fd, reply, stats) {
                     Ok(sent) => conn.out.push(&reply[sent..]),
-                    Err(e) => return drop_on(e),
+                    Err(e) => return drop_on("select", e),
                 }
             } else {
                 // Bytes already queued go first, or the stream reorders.
@@ -287,7 +287,7 @@ fn on_readable(conn: &mut Conn, scratch: &mut [u8], stats: &Stats) -> Next {
         // Readiness can be stale by the time we read: nothing lost, wait again.
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Next::Keep,
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Next::Keep,
-        Err(e) => drop_on(e),
+        Err(e) => drop_on("select", e),
     }
 }
 
@@ -301,7 +301,7 @@ fn on_writable(conn: &mut Conn, stats: &Stats) -> Next {
             conn.out.consume(sent);
             Next::Keep
         }
-        Err(e) => drop_on(e),
+        Err(e) => drop_on("select", e),
     }
 }
 
@@ -327,15 +327,6 @@ fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
             Err(e) => Err(e),
         };
     }
-}
-
-/// An error ends this connection only. ECONNRESET/EPIPE are the peer's
-/// doing and not worth a line; anything else is reported.
-fn drop_on(err: io::Error) -> Next {
-    if !is_peer_gone(&err) {
-        lab::log!("select: {err}");
-    }
-    Next::Close
 }
 
 /// Closes `conns[i]` in O(1): the last connection moves into the hole. The

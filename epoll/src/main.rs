@@ -47,11 +47,11 @@ use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, Refusal, Spare};
+use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -109,10 +109,6 @@ const MAX_READS_PER_WAKEUP: usize = 16;
 
 /// One `recv` reads at most this much.
 const READ_CHUNK: usize = 64 << 10;
-
-/// How long the listener stays out of the interest set when not one
-/// descriptor is to be had (nginx waits its `accept_mutex_delay`, 500 ms).
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Events taken per `epoll_wait`; more ready ones stay queued in the kernel
 /// for the next call, none is lost.

@@ -119,6 +119,12 @@ pub fn is_descriptor_exhaustion(err: &io::Error) -> bool {
     matches!(crate::sys::errno(err), Some(libc::EMFILE | libc::ENFILE))
 }
 
+/// How long an event loop leaves its listener alone when
+/// [`Spare::refuse_one`] says [`Refusal::TableFull`]: not one descriptor is to
+/// be had, and a listener kept in the interest set would be reported ready
+/// on every wait (nginx waits its `accept_mutex_delay`, 500 ms).
+pub const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The spare-descriptor answer to `EMFILE` (libev, libuv): hold one spare
 /// descriptor; when `accept` fails for lack of descriptors, free the spare,
 /// accept the pending connection and close it at once, then take the spare

@@ -38,7 +38,9 @@ use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare};
+use lab::net::{
+    accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE,
+};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -74,10 +76,6 @@ const DEFAULT_SLEEP_US: u64 = 10_000;
 /// most this many per sweep (Redis' MAX_ACCEPTS_PER_CALL). The next sweep
 /// tries the listener again anyway.
 const MAX_ACCEPTS_PER_SWEEP: usize = 1000;
-
-/// How long the listener is left alone when not one
-/// descriptor is to be had (nginx waits its `accept_mutex_delay`, 500 ms).
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// One `recv` reads at most this much.
 const READ_CHUNK: usize = 64 << 10;

@@ -22,11 +22,13 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare};
+use lab::net::{
+    accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE,
+};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -59,10 +61,6 @@ const FIRST_CONN: usize = 2;
 /// most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL). Level-triggered
 /// `poll` reports the listener again if more are pending.
 const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
-
-/// How long the listener stays out of the interest set when not one
-/// descriptor is to be had (nginx waits its `accept_mutex_delay`, 500 ms).
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// One `recv` reads at most this much.
 const READ_CHUNK: usize = 64 << 10;

@@ -408,21 +408,11 @@ fn fill_server_side(
     side.peak_rss_kib = Some(acc.peak_rss_bytes / 1024);
     let rate = report.requests as f64 / report.window.as_secs_f64();
     let served = rate * acc.window_s;
-    if served > 0.0 {
-        side.cpu_per_request_us = Some(acc.server_cpu_s() * 1e6 / served);
-        side.ctx_voluntary_per_request = Some(acc.voluntary_switches as f64 / served);
-        side.ctx_involuntary_per_request = Some(acc.involuntary_switches as f64 / served);
-        side.syscalls_per_request = acc.syscalls.as_ref().map(|s| {
-            let mut per: std::collections::BTreeMap<String, f64> = s
-                .by_name
-                .iter()
-                .filter(|(_, &n)| n > 0)
-                .map(|(k, &n)| (k.clone(), n as f64 / served))
-                .collect();
-            per.insert("total".into(), s.total as f64 / served);
-            per.insert("other".into(), s.other() as f64 / served);
-            per
-        });
+    if let Some(per) = acc.per_request(served) {
+        side.cpu_per_request_us = Some(per.server_cpu_us);
+        side.ctx_voluntary_per_request = Some(per.voluntary_switches);
+        side.ctx_involuntary_per_request = Some(per.involuntary_switches);
+        side.syscalls_per_request = per.syscalls;
     }
     side.syscalls_na_reason = if !counted_syscalls {
         Some("not counted (--syscalls: tracepoints slow every server syscall)".into())

@@ -14,7 +14,7 @@
 //! let window = Window::begin(server_pid, &counters, Duration::from_millis(50))?;
 //! // ... the timed window ...
 //! let account = window.end()?;
-//! let per_request = account.per_request(123_456);
+//! let per_request = account.per_request(123_456.0);
 //! # Ok(()) }
 //! ```
 //!
@@ -197,13 +197,14 @@ impl ServerAccount {
         self.client_user_s + self.client_sys_s
     }
 
-    /// Costs per request (or per connection, for a connect workload);
-    /// `None` when nothing was served.
-    pub fn per_request(&self, requests: u64) -> Option<PerRequest> {
-        if requests == 0 {
+    /// Costs per request (or per connection, for a connect workload), given
+    /// how many were served in this window (a rate times the window can be
+    /// fractional); `None` when nothing was served.
+    pub fn per_request(&self, served: f64) -> Option<PerRequest> {
+        if served.is_nan() || served <= 0.0 {
             return None;
         }
-        let n = requests as f64;
+        let n = served;
         let syscalls = self.syscalls.as_ref().map(|s| {
             let mut per: BTreeMap<String, f64> = s
                 .by_name

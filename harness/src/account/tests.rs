@@ -407,8 +407,8 @@ fn per_request_divides_and_keeps_nonzero_syscalls() {
         sampler_cpu_s: 0.0,
         notes: vec![],
     };
-    assert_eq!(account.per_request(0), None);
-    let per = account.per_request(1000).expect("requests served");
+    assert_eq!(account.per_request(0.0), None);
+    let per = account.per_request(1000.0).expect("requests served");
     assert!((per.server_cpu_us - 1000.0).abs() < 1e-9);
     assert!((per.client_cpu_us - 200.0).abs() < 1e-9);
     assert!((per.voluntary_switches - 2.0).abs() < 1e-9);

@@ -15,19 +15,15 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
-use lab::net::{self, IoMode, Spare};
+use lab::conn::is_peer_gone;
+use lab::net::{self, IoMode, Spare, ACCEPT_PAUSE};
+use lab::policy::AcceptError;
 use lab::{syscall, Stats};
 
 /// One read's worth of request, transformed in place and written back.
 /// On the heap, so that a thread's stack can stay small (see `thread.rs`).
 const BUF_LEN: usize = 16 << 10;
-
-/// How long to back off when `accept` fails for a reason whose end the
-/// kernel does not signal (`ENOBUFS`, a full descriptor table with no
-/// client waiting): without it the loop would spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Serves one connection until the peer's EOF, a reset, or the stop thread's
 /// `shutdown`. Each reply is counted in `stats` just before it is sent.
@@ -48,7 +44,7 @@ pub fn serve_conn(fd: RawFd, stats: &Stats) -> io::Result<()> {
             Ok(n) => n as usize,
             // A signal handler ran before any byte arrived; nothing was read.
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if peer_gone(&e) => return Ok(()),
+            Err(e) if is_peer_gone(&e) => return Ok(()),
             Err(e) => return Err(e),
         };
         let reply = &mut buf[..n];
@@ -61,7 +57,7 @@ pub fn serve_conn(fd: RawFd, stats: &Stats) -> io::Result<()> {
         stats.echoed(n);
         match write_all(fd, reply) {
             Ok(()) => {}
-            Err(e) if peer_gone(&e) => return Ok(()),
+            Err(e) if is_peer_gone(&e) => return Ok(()),
             Err(e) => return Err(e),
         }
     }
@@ -89,15 +85,6 @@ fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// The errors by which a peer tells us it is gone: reset, closed while we
-/// wrote, or a keepalive that went unanswered.
-fn peer_gone(err: &io::Error) -> bool {
-    matches!(
-        lab::sys::errno(err),
-        Some(libc::ECONNRESET | libc::EPIPE | libc::ETIMEDOUT | libc::ENOTCONN)
-    )
-}
-
 /// Accepts the next connection, blocking in `accept4` until one is pending.
 /// `Ok(None)`: the stop thread shut the listener down.
 ///
@@ -113,47 +100,34 @@ pub fn accept_conn(
             Ok(fd) => return Ok(Some(fd)),
             Err(err) => err,
         };
-        match lab::sys::errno(&err) {
-            // `shutdown(listener)` makes a blocked accept return EINVAL on
-            // Linux, and every later one too: that is how we are stopped.
-            _ if registry.is_stopping() => return Ok(None),
-            Some(libc::EINTR) => continue,
-            // The peer gave up between its handshake and our accept, or (man
-            // accept(2)) a pending network error of that connection: retry.
-            Some(
-                libc::ECONNABORTED
-                | libc::EPROTO
-                | libc::ENETDOWN
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::EOPNOTSUPP
-                | libc::ENETUNREACH,
-            ) => continue,
+        // `shutdown(listener)` makes a blocked accept return EINVAL on
+        // Linux, and every later one too: that is how we are stopped.
+        if registry.is_stopping() {
+            return Ok(None);
+        }
+        match AcceptError::classify(&err).warned("blocking", &err) {
+            // EAGAIN cannot come from a blocking listener but means the same.
+            AcceptError::Drained | AcceptError::Retry => continue,
+            // The peer gave up between its handshake and our accept, a
+            // firewall refused it (EPERM), or (man accept(2)) a pending
+            // network error of that connection: take the next.
+            AcceptError::Skip => continue,
             // EMFILE/ENFILE. Linux reserves the descriptor before it waits
             // for a connection, so this fails at once, pending connection
             // or not, and no call blocks until a descriptor frees. A client
             // that is waiting is refused with the spare (closed at once,
             // not left hanging in the backlog); with none waiting, back off
             // and try again, since threads ending free descriptors.
-            _ if net::is_descriptor_exhaustion(&err) => {
-                warn_once(
-                    &DESCRIPTORS_WARNED,
-                    &format!("{err}; refusing connections until descriptors free up"),
-                );
+            AcceptError::Exhausted => {
                 if !(connection_pending(listener)
                     && spare.refuse_one(listener, IoMode::Blocking) == net::Refusal::Refused)
                 {
-                    std::thread::sleep(ACCEPT_BACKOFF);
+                    std::thread::sleep(ACCEPT_PAUSE);
                 }
             }
             // Kernel memory is short: nothing will wake us when it is back.
-            Some(libc::ENOBUFS | libc::ENOMEM) => {
-                warn_once(&MEMORY_WARNED, &format!("{err}; backing off"));
-                std::thread::sleep(ACCEPT_BACKOFF);
-            }
-            _ => return Err(err),
+            AcceptError::BackOff => std::thread::sleep(ACCEPT_PAUSE),
+            AcceptError::Fatal => return Err(err),
         }
     }
 }
@@ -178,9 +152,6 @@ fn connection_pending(listener: RawFd) -> bool {
     // then backs off and asks again.
     matches!(ready, Ok(1)) && pfd.revents & libc::POLLIN != 0
 }
-
-static DESCRIPTORS_WARNED: AtomicBool = AtomicBool::new(false);
-static MEMORY_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Prints `message` to stderr the first time only: a condition that repeats
 /// per connection must not flood the log.

@@ -51,7 +51,8 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{accept, is_descriptor_exhaustion, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
+use lab::net::{accept, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
+use lab::policy::{AcceptError, WaitError};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -222,9 +223,18 @@ fn serve(
         };
         let n = match ep.wait(&mut events, timeout) {
             Ok(n) => n,
-            // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => match WaitError::classify(&e).warned("epoll", &e) {
+                // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
+                WaitError::Retry => continue,
+                // epoll_wait(2) lists no ENOMEM, but a wait that fails for
+                // lack of memory is not the loop's end.
+                WaitError::BackOff => {
+                    std::thread::sleep(ACCEPT_PAUSE);
+                    continue;
+                }
+                // EBADF, EFAULT, EINVAL: our arguments are wrong.
+                WaitError::Fatal => return Err(e),
+            },
         };
         if accept_paused_until.is_some_and(|until| Instant::now() >= until) {
             // ADD reports the listener at once if connections are queued.
@@ -250,7 +260,7 @@ fn serve(
                     // system's table is full. Level mode would be woken at
                     // once, forever. Stop watching the listener for a while,
                     // as nginx does; closing connections free descriptors.
-                    Accept::TableFull => {
+                    Accept::Paused => {
                         ep.delete(listener.as_raw_fd())?;
                         accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                         Left::Nothing
@@ -297,8 +307,10 @@ enum Accept {
     Drained,
     /// The fairness cap: more may be queued.
     Capped,
-    /// EMFILE/ENFILE, and the spare could not refuse a connection either.
-    TableFull,
+    /// Leave the listener alone for `ACCEPT_PAUSE`: EMFILE/ENFILE and the
+    /// spare could not refuse a connection either, or kernel memory is
+    /// short (ENOBUFS/ENOMEM). Either way retrying at once would spin.
+    Paused,
 }
 
 /// Accepts what is pending (up to the fairness cap) and watches it.
@@ -321,20 +333,23 @@ fn accept_all(
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Accept::Drained),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // ECONNABORTED: the client reset before we got to it; next.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            // EMFILE/ENFILE: the connection stays queued and the listener
-            // stays readable, so a level loop would spin; refuse it with the spare.
-            Err(e) if is_descriptor_exhaustion(&e) => {
-                match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
-                    Refusal::Refused => continue,
-                    Refusal::NothingPending => return Ok(Accept::Drained),
-                    Refusal::TableFull => return Ok(Accept::TableFull),
+            Err(e) => match AcceptError::classify(&e).warned("epoll", &e) {
+                AcceptError::Drained => return Ok(Accept::Drained),
+                AcceptError::Retry => continue,
+                // That one connection failed while queued: take the next.
+                AcceptError::Skip => continue,
+                // The connection stays queued and the listener stays
+                // readable, so a level loop would spin; refuse it with the spare.
+                AcceptError::Exhausted => {
+                    match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
+                        Refusal::Refused => continue,
+                        Refusal::NothingPending => return Ok(Accept::Drained),
+                        Refusal::TableFull => return Ok(Accept::Paused),
+                    }
                 }
-            }
-            Err(e) => return Err(e),
+                AcceptError::BackOff => return Ok(Accept::Paused),
+                AcceptError::Fatal => return Err(e),
+            },
         };
         if !stats.admit(max_conns) {
             // --max-conns reached: connection N+1 is closed at once.

@@ -69,7 +69,7 @@ pub fn drop_on(model: &str, err: io::Error) -> Next {
 /// peer reset it (`ECONNRESET`), or closed before taking its reply
 /// (`EPIPE`), or vanished (`ETIMEDOUT`, `EHOSTUNREACH`), or the socket is
 /// no longer connected (`ENOTCONN`). Logged at most as a note, never fatal.
-fn is_peer_gone(err: &io::Error) -> bool {
+pub fn is_peer_gone(err: &io::Error) -> bool {
     matches!(
         crate::sys::errno(err),
         Some(

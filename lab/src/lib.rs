@@ -1,8 +1,9 @@
 //! `lab` — what every model of the I/O-model lab shares, and nothing more.
 //!
 //! The echo transform, the command line, listener setup, signals as a
-//! descriptor, the exit summary, the bounded output buffer and the one
-//! syscall wrapper. Deliberately absent: any wait, read or write on a
+//! descriptor, the exit summary, the bounded output buffer, the one
+//! syscall wrapper, and the error policy (what an `accept` or wait errno
+//! means for the loop). Deliberately absent: any wait, read or write on a
 //! connection. Those belong to the model's own file, where a reader can see
 //! which phase (waiting for data, copying it) blocks and where.
 
@@ -13,6 +14,7 @@ pub mod conn;
 pub mod echo;
 pub mod net;
 pub mod outbuf;
+pub mod policy;
 pub mod signals;
 pub mod stats;
 

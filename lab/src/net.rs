@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::policy::AcceptError;
 use crate::syscall;
 
 /// Whether a descriptor's calls may block. Event-loop models need
@@ -97,9 +98,8 @@ impl AsFd for Listener {
 /// `accept4` with `SOCK_CLOEXEC` (a forked child must not inherit other
 /// clients' sockets across exec) and, for event loops, `SOCK_NONBLOCK`.
 ///
-/// Errors are the caller's to handle, visibly: `EAGAIN` (no more pending),
-/// `EINTR`, `ECONNABORTED` (the peer gave up before we accepted), and
-/// `EMFILE`/`ENFILE` (see [`Spare`]).
+/// Errors are the caller's to handle, visibly, by their class
+/// ([`crate::policy::AcceptError::classify`]).
 pub fn accept(listener: RawFd, io: IoMode) -> io::Result<OwnedFd> {
     let mut flags = libc::SOCK_CLOEXEC;
     if io == IoMode::NonBlocking {
@@ -114,15 +114,12 @@ pub fn accept(listener: RawFd, io: IoMode) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// `EMFILE` (our table is full) or `ENFILE` (the system's is).
-pub fn is_descriptor_exhaustion(err: &io::Error) -> bool {
-    matches!(crate::sys::errno(err), Some(libc::EMFILE | libc::ENFILE))
-}
-
-/// How long an event loop leaves its listener alone when
-/// [`Spare::refuse_one`] says [`Refusal::TableFull`]: not one descriptor is to
-/// be had, and a listener kept in the interest set would be reported ready
-/// on every wait (nginx waits its `accept_mutex_delay`, 500 ms).
+/// How long a model leaves its listener alone when [`Spare::refuse_one`]
+/// says [`Refusal::TableFull`] (not one descriptor is to be had) or `accept`
+/// says kernel memory is short ([`crate::policy::AcceptError::BackOff`]):
+/// a listener kept in the interest set would be reported ready on every
+/// wait, and nothing tells us when the shortage ends (nginx waits its
+/// `accept_mutex_delay`, 500 ms).
 pub const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The spare-descriptor answer to `EMFILE` (libev, libuv): hold one spare
@@ -179,17 +176,16 @@ impl Spare {
             match accept(listener, io) {
                 // Dropped at once: the client sees EOF.
                 Ok(_) => break Refusal::Refused,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    break Refusal::NothingPending
-                }
-                // EMFILE again (another thread took the slot) or ENFILE.
-                Err(_) => break Refusal::TableFull,
+                Err(e) => match AcceptError::classify(&e) {
+                    AcceptError::Retry => continue,
+                    // The pending one failed by itself: nothing to refuse.
+                    AcceptError::Drained | AcceptError::Skip => break Refusal::NothingPending,
+                    // EMFILE again (another thread took the slot), ENFILE,
+                    // or memory short: the caller leaves the listener alone.
+                    AcceptError::Exhausted | AcceptError::BackOff | AcceptError::Fatal => {
+                        break Refusal::TableFull
+                    }
+                },
             }
         };
         self.refill();

@@ -38,9 +38,8 @@ use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{
-    accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE,
-};
+use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
+use lab::policy::AcceptError;
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -146,10 +145,10 @@ fn serve(
             let accepted = accept_all(
                 listener, &mut spare, &mut conns, stats, max_conns, &mut busy,
             )?;
-            if accepted == Accept::TableFull {
+            if accepted == Accept::Paused {
                 // Connections stay queued and not one descriptor is to be
-                // had: the spare was lost earlier, or the system's table is
-                // full. Every sweep would meet them again, at once, forever.
+                // had (the spare was lost earlier, or the system's table is
+                // full), or kernel memory is short. Every sweep would meet them again, at once, forever.
                 // Leave the listener alone for a while, as nginx does;
                 // closing connections free descriptors.
                 accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
@@ -189,8 +188,10 @@ enum Accept {
     Drained,
     /// The fairness cap: more may be queued.
     Capped,
-    /// EMFILE/ENFILE, and the spare could not refuse a connection either.
-    TableFull,
+    /// Leave the listener alone for `ACCEPT_PAUSE`: EMFILE/ENFILE and the
+    /// spare could not refuse a connection either, or kernel memory is
+    /// short (ENOBUFS/ENOMEM). Either way retrying at once would spin.
+    Paused,
 }
 
 /// Accepts what is pending (up to the fairness cap); sets `busy` if there
@@ -208,23 +209,26 @@ fn accept_all(
     for _ in 0..MAX_ACCEPTS_PER_SWEEP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Accept::Drained),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // ECONNABORTED: the client reset before we got to it; next.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            // EMFILE/ENFILE: the connection stays queued, and every sweep
-            // would meet it again; refuse it with the spare.
-            Err(e) if is_descriptor_exhaustion(&e) => {
-                match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
-                    Refusal::Refused => {
-                        *busy = true;
-                        continue;
+            Err(e) => match AcceptError::classify(&e).warned("nonblocking", &e) {
+                AcceptError::Drained => return Ok(Accept::Drained),
+                AcceptError::Retry => continue,
+                // That one connection failed while queued: take the next.
+                AcceptError::Skip => continue,
+                // The connection stays queued and the listener stays
+                // readable, so every sweep would meet it again; refuse it with the spare.
+                AcceptError::Exhausted => {
+                    match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
+                        Refusal::Refused => {
+                            *busy = true;
+                            continue;
+                        }
+                        Refusal::NothingPending => return Ok(Accept::Drained),
+                        Refusal::TableFull => return Ok(Accept::Paused),
                     }
-                    Refusal::NothingPending => return Ok(Accept::Drained),
-                    Refusal::TableFull => return Ok(Accept::TableFull),
                 }
-            }
-            Err(e) => return Err(e),
+                AcceptError::BackOff => return Ok(Accept::Paused),
+                AcceptError::Fatal => return Err(e),
+            },
         };
         *busy = true;
         if !stats.admit(max_conns) {

@@ -26,9 +26,8 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{
-    accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE,
-};
+use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
+use lab::policy::{AcceptError, WaitError};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -118,9 +117,16 @@ fn serve(
         );
         match ready {
             Ok(_) => {}
-            // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => match WaitError::classify(&e).warned("poll", &e) {
+                // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
+                WaitError::Retry => continue,
+                // ENOMEM: the kernel could not copy the array in; try again later.
+                WaitError::BackOff => {
+                    std::thread::sleep(ACCEPT_PAUSE);
+                    continue;
+                }
+                WaitError::Fatal => return Err(e),
+            },
         }
         if accept_paused_until.is_some_and(|until| Instant::now() >= until) {
             // Level-triggered: the next poll reports the listener at once if
@@ -141,10 +147,10 @@ fn serve(
                 stats,
                 max_conns,
             )?;
-            if accepted == Accept::TableFull {
+            if accepted == Accept::Paused {
                 // Connections stay queued and not one descriptor is to be
-                // had: the spare was lost earlier, or the system's table is
-                // full. Level-triggered poll would report the listener at
+                // had (the spare was lost earlier, or the system's table is
+                // full), or kernel memory is short. Level-triggered poll would report the listener at
                 // once, forever. Stop watching it for a while, as nginx does;
                 // closing connections free descriptors. poll skips a negative
                 // fd (revents 0).
@@ -189,8 +195,10 @@ enum Accept {
     Drained,
     /// The fairness cap: more may be queued.
     Capped,
-    /// EMFILE/ENFILE, and the spare could not refuse a connection either.
-    TableFull,
+    /// Leave the listener alone for `ACCEPT_PAUSE`: EMFILE/ENFILE and the
+    /// spare could not refuse a connection either, or kernel memory is
+    /// short (ENOBUFS/ENOMEM). Either way retrying at once would spin.
+    Paused,
 }
 
 /// Accepts what is pending (up to the fairness cap) and watches it.
@@ -207,20 +215,23 @@ fn accept_all(
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Accept::Drained),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // ECONNABORTED: the client reset before we got to it; next.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            // EMFILE/ENFILE: the connection stays queued and the listener
-            // stays readable, so poll would spin; refuse it with the spare.
-            Err(e) if is_descriptor_exhaustion(&e) => {
-                match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
-                    Refusal::Refused => continue,
-                    Refusal::NothingPending => return Ok(Accept::Drained),
-                    Refusal::TableFull => return Ok(Accept::TableFull),
+            Err(e) => match AcceptError::classify(&e).warned("poll", &e) {
+                AcceptError::Drained => return Ok(Accept::Drained),
+                AcceptError::Retry => continue,
+                // That one connection failed while queued: take the next.
+                AcceptError::Skip => continue,
+                // The connection stays queued and the listener stays
+                // readable, so poll would report it again at once; refuse it with the spare.
+                AcceptError::Exhausted => {
+                    match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
+                        Refusal::Refused => continue,
+                        Refusal::NothingPending => return Ok(Accept::Drained),
+                        Refusal::TableFull => return Ok(Accept::Paused),
+                    }
                 }
-            }
-            Err(e) => return Err(e),
+                AcceptError::BackOff => return Ok(Accept::Paused),
+                AcceptError::Fatal => return Err(e),
+            },
         };
         if !stats.admit(max_conns) {
             // --max-conns reached: connection N+1 is closed at once.

@@ -36,9 +36,8 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{
-    accept, is_descriptor_exhaustion, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE,
-};
+use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
+use lab::policy::{AcceptError, WaitError};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -138,10 +137,17 @@ fn serve(
         );
         match ready {
             Ok(_) => {}
-            // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the
-            // wait short; the sets are then unspecified, and rebuilt anyway.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => match WaitError::classify(&e).warned("select", &e) {
+                // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut
+                // the wait short; the sets are then unspecified, and rebuilt anyway.
+                WaitError::Retry => continue,
+                // ENOMEM: the kernel could not allocate its copy of the sets.
+                WaitError::BackOff => {
+                    std::thread::sleep(ACCEPT_PAUSE);
+                    continue;
+                }
+                WaitError::Fatal => return Err(e),
+            },
         }
         if accept_paused_until.is_some_and(|until| Instant::now() >= until) {
             // Level-triggered: the next select reports the listener at once
@@ -154,10 +160,10 @@ fn serve(
         }
         if watch_listener && fd_isset(&readfds, listener.as_raw_fd()) {
             let accepted = accept_all(listener, &mut spare, &mut conns, stats, max_conns)?;
-            if accepted == Accept::TableFull {
+            if accepted == Accept::Paused {
                 // Connections stay queued and not one descriptor is to be
-                // had: the spare was lost earlier, or the system's table is
-                // full. Level-triggered select would report the listener at
+                // had (the spare was lost earlier, or the system's table is
+                // full), or kernel memory is short. Level-triggered select would report the listener at
                 // once, forever. Stop watching it for a while, as nginx does;
                 // closing connections free descriptors.
                 accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
@@ -198,8 +204,10 @@ enum Accept {
     Drained,
     /// The fairness cap: more may be queued.
     Capped,
-    /// EMFILE/ENFILE, and the spare could not refuse a connection either.
-    TableFull,
+    /// Leave the listener alone for `ACCEPT_PAUSE`: EMFILE/ENFILE and the
+    /// spare could not refuse a connection either, or kernel memory is
+    /// short (ENOBUFS/ENOMEM). Either way retrying at once would spin.
+    Paused,
 }
 
 /// Accepts what is pending (up to the fairness cap) and watches it.
@@ -215,20 +223,23 @@ fn accept_all(
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Accept::Drained),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // ECONNABORTED: the client reset before we got to it; next.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            // EMFILE/ENFILE: the connection stays queued and the listener
-            // stays readable, so select would spin; refuse it with the spare.
-            Err(e) if is_descriptor_exhaustion(&e) => {
-                match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
-                    Refusal::Refused => continue,
-                    Refusal::NothingPending => return Ok(Accept::Drained),
-                    Refusal::TableFull => return Ok(Accept::TableFull),
+            Err(e) => match AcceptError::classify(&e).warned("select", &e) {
+                AcceptError::Drained => return Ok(Accept::Drained),
+                AcceptError::Retry => continue,
+                // That one connection failed while queued: take the next.
+                AcceptError::Skip => continue,
+                // The connection stays queued and the listener stays
+                // readable, so select would report it again at once; refuse it with the spare.
+                AcceptError::Exhausted => {
+                    match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
+                        Refusal::Refused => continue,
+                        Refusal::NothingPending => return Ok(Accept::Drained),
+                        Refusal::TableFull => return Ok(Accept::Paused),
+                    }
                 }
-            }
-            Err(e) => return Err(e),
+                AcceptError::BackOff => return Ok(Accept::Paused),
+                AcceptError::Fatal => return Err(e),
+            },
         };
         if !fits_fd_set(fd.as_raw_fd()) {
             // FD_SETSIZE reached: this descriptor can never go into an

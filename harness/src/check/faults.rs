@@ -57,6 +57,9 @@ pub const FIRES: u64 = 6;
 /// what it does meanwhile is start-up.
 const SETTLE: Duration = Duration::from_millis(300);
 
+/// The tracer, found on PATH.
+const STRACE: &str = "strace";
+
 /// strace's largest `when=` number.
 const WHEN_MAX: u64 = 65535;
 
@@ -109,6 +112,10 @@ impl Family {
                 "pselect6",
                 "rt_sigtimedwait",
                 "io_uring_enter",
+                // A model that sleeps between sweeps (`nonblocking:sleep`)
+                // waits there; glibc's nanosleep is clock_nanosleep.
+                "clock_nanosleep",
+                "nanosleep",
             ],
             Family::Create => &["clone", "clone3", "fork", "vfork"],
         }
@@ -330,7 +337,7 @@ fn strace_discovering(trace: &Path) -> Vec<String> {
 /// attach, exit or signal lines in the trace.
 fn strace_common(trace: &Path) -> Vec<String> {
     vec![
-        "strace".to_owned(),
+        STRACE.to_owned(),
         "-f".to_owned(),
         "-qq".to_owned(),
         "--seccomp-bpf".to_owned(),
@@ -341,10 +348,10 @@ fn strace_common(trace: &Path) -> Vec<String> {
     ]
 }
 
-/// `Ok` if strace runs here and may trace `binary --version` the way the
-/// fault runs do; the reason otherwise.
-fn strace_usable(binary: &Path) -> Result<(), String> {
-    let output = Command::new("strace")
+/// `Ok` if `strace` (a program on PATH, or a path) runs here and may trace
+/// `binary --version` the way the fault runs do; the reason otherwise.
+fn strace_usable(strace: &str, binary: &Path) -> Result<(), String> {
+    let output = Command::new(strace)
         .args([
             "-f",
             "-qq",
@@ -362,10 +369,10 @@ fn strace_usable(binary: &Path) -> Result<(), String> {
         .stderr(Stdio::piped())
         .output();
     match output {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Err("strace not found on PATH (Debian: apt-get install strace)".into())
-        }
-        Err(e) => Err(format!("spawn strace: {e}")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
+            "{strace} not found (Debian: apt-get install strace)"
+        )),
+        Err(e) => Err(format!("spawn {strace}: {e}")),
         Ok(out) if !out.status.success() => Err(format!(
             "strace cannot trace here ({}): {}",
             out.status,
@@ -439,6 +446,8 @@ pub struct FaultLine {
     pub fired: Option<u64>,
     pub detail: String,
     pub elapsed: Duration,
+    /// The strace output of a FAILed run, left for a reader.
+    pub trace_kept: Option<PathBuf>,
 }
 
 impl fmt::Display for FaultLine {
@@ -446,7 +455,7 @@ impl fmt::Display for FaultLine {
         let fired = self.fired.map_or_else(|| "-".to_owned(), |n| n.to_string());
         write!(
             f,
-            "{:<5} {:<20} {:<14} fired {:>5} {:>6.2}s  {}",
+            "{:<5} {:<22} {:<14} fired {:>5} {:>6.2}s  {}",
             self.outcome.as_str(),
             self.what,
             self.when.as_deref().unwrap_or("-"),
@@ -527,8 +536,9 @@ pub fn run(managed: &Managed, label: &str, out: &mut dyn FnMut(String)) -> Fault
         fired: None,
         detail,
         elapsed: Duration::ZERO,
+        trace_kept: None,
     };
-    if let Err(reason) = strace_usable(&managed.config.binary) {
+    if let Err(reason) = strace_usable(STRACE, &managed.config.binary) {
         report.discovery = "not run".into();
         for family in Family::ALL {
             push(
@@ -650,6 +660,27 @@ fn discovery_run(managed: &Managed, nofile: libc::rlim_t) -> Result<Discovery, S
     Ok(discover(&text, start_up))
 }
 
+/// Runs the cases under one given fault (`harness check --faults` chooses
+/// its own from the discovery run) and judges them: what a test of the
+/// suite itself uses to show that a fatal errno or a fault that never fires
+/// is a FAIL.
+pub fn run_one(managed: &Managed, fault: &Fault) -> FaultLine {
+    let _one_at_a_time = SUITE.lock().unwrap_or_else(|p| p.into_inner());
+    let _one_per_machine = machine_lock();
+    match strace_usable(STRACE, &managed.config.binary) {
+        Ok(()) => fault_run(managed, fault, raise_nofile()),
+        Err(reason) => FaultLine {
+            outcome: Outcome::Skip,
+            what: format!("{} {}", fault.syscall, fault.errno),
+            when: None,
+            fired: None,
+            detail: reason,
+            elapsed: Duration::ZERO,
+            trace_kept: None,
+        },
+    }
+}
+
 /// Runs the cases under one fault and judges them.
 fn fault_run(managed: &Managed, fault: &Fault, nofile: libc::rlim_t) -> FaultLine {
     let started = Instant::now();
@@ -715,6 +746,7 @@ fn fault_run(managed: &Managed, fault: &Fault, nofile: libc::rlim_t) -> FaultLin
         fired,
         detail,
         elapsed: started.elapsed(),
+        trace_kept: trace.keep.then(|| trace.path.clone()),
     }
 }
 
@@ -887,6 +919,13 @@ mod tests {
         };
         let f = &Fault::for_calls(&few)[0];
         assert_eq!((f.first, f.step), (WHEN_MAX, 2));
+    }
+
+    #[test]
+    fn a_missing_strace_is_a_reason_to_skip() {
+        let reason = strace_usable("/nonexistent/strace", Path::new("/bin/true"))
+            .expect_err("no such program");
+        assert!(reason.contains("not found"), "{reason}");
     }
 
     #[test]

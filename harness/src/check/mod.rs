@@ -7,7 +7,8 @@
 //! EXPECTED-LIMIT (the model's limit by design, from the one table in
 //! [`expect`]), or SKIP (with why). A server death, a lost or wrong byte and
 //! a leaked descriptor are FAIL whatever the table says. Exit status 0 iff no
-//! case FAILed.
+//! case FAILed. `--faults` runs a few of the cases again under injected
+//! kernel errors instead (see [`faults`]).
 //!
 //! Cases that measure a single server's timing (slowloris, never-reader,
 //! idle CPU) never run beside another case that loads the same server; the

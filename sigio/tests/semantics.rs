@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -263,6 +263,18 @@ const OVERFLOW_MESSAGE: usize = 512;
 /// make overflows more frequent).
 const SIGPENDING_LIMIT: libc::rlim_t = 4;
 
+/// A child that is killed and reaped if the test fails before it exits.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn rt_queue_overflow_falls_back_to_a_poll_sweep_and_loses_nothing() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigio"));
@@ -284,7 +296,8 @@ fn rt_queue_overflow_falls_back_to_a_poll_sweep_and_loses_nothing() {
             Ok(())
         })
     };
-    let mut child = cmd.spawn().expect("spawn sigio");
+    let mut server = Reaped(cmd.spawn().expect("spawn sigio"));
+    let child = &mut server.0;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)

@@ -15,10 +15,13 @@
 //! multi-thread runtime, N workers stealing each other's tasks.
 //!
 //! Cost, per request in ping-pong: `recv`, `send`, and a share of
-//! `epoll_wait`; a read that finds the socket drained costs one more
-//! `recv` (`EAGAIN`) before the task parks. Nothing per request for
-//! interest: edge-triggered, registered `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET`
-//! once. Measure it: `harness run peers:tokio --syscalls`.
+//! `epoll_wait`, the same calls as `epoll:level`. Nothing per request for
+//! interest: mio registers every socket once, edge-triggered
+//! (`EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET`). No `recv` that only says
+//! `EAGAIN` either: on epoll a `read` that fills less than the buffer
+//! clears tokio's readiness, so the next `read` parks the task at once
+//! (tokio issue 5866). With `--workers N`, add the `futex` calls that
+//! wake a parked worker. Measure it: `harness run peers:tokio --syscalls`.
 //!
 //! What the contract asks, the tokio way:
 //! - back-pressure: `read` is not called again until `write_all` is done,

@@ -32,7 +32,7 @@ use std::time::Instant;
 use lab::cli::Common;
 use lab::conn::{drop_on, Conn, Next};
 use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
-use lab::policy::{AcceptError, WaitError};
+use lab::policy::{AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, READ_CHUNK};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 use polling::{Event, Events, Poller};
@@ -44,14 +44,6 @@ const MODEL: &str = "peers:polling";
 /// is indexed by it; polling reserves `usize::MAX` for its own wake-up.
 const LISTENER: usize = usize::MAX - 1;
 const SIGNALS: usize = usize::MAX - 2;
-
-/// A connect flood must not starve the connections already open: accept at
-/// most this many per event (Redis' MAX_ACCEPTS_PER_CALL). Re-armed, the
-/// listener is reported again at once if more are queued.
-const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
-
-/// One `recv` reads at most this much.
-const READ_CHUNK: usize = 64 << 10;
 
 pub fn run(common: &Common) -> io::Result<()> {
     let signals = SignalFd::install(&[])?;
@@ -167,6 +159,8 @@ fn accept_all(
 ) -> io::Result<Accept> {
     // A spare lost to a full table is taken back as soon as a descriptor frees.
     spare.refill();
+    // At most MAX_ACCEPTS_PER_WAKEUP: re-armed, the listener is reported
+    // again at once if more are pending.
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,

@@ -21,7 +21,10 @@
 //! `EAGAIN` either: on epoll a `read` that fills less than the buffer
 //! clears tokio's readiness, so the next `read` parks the task at once
 //! (tokio issue 5866). With `--workers N`, add the `futex` calls that
-//! wake a parked worker. Measure it: `harness run peers:tokio --syscalls`.
+//! wake a parked worker. Per connection: `accept4` (then one more that
+//! says `EAGAIN`), `epoll_ctl(ADD)`, and `epoll_ctl(DEL)` before the
+//! `close`, since tokio deregisters a socket when it drops it. Measure it:
+//! `harness run peers:tokio --syscalls`.
 //! Memory is where it pays: each task owns its 16 KiB buffer for the life
 //! of the connection, idle or not, where the event loops share one scratch
 //! buffer and allocate a reply buffer only when a write falls short (2 000
@@ -35,10 +38,11 @@
 //!   only.
 //! - half-close: `read` returning 0 comes after every earlier reply was
 //!   written, so the task ends and dropping the stream closes it.
-//! - EMFILE/ENFILE on accept: log and sleep (`ACCEPT_PAUSE`), as hyper and
-//!   axum's accept loops do; the connections wait in the backlog. No spin:
-//!   the runtime's epoll is edge-triggered, and a sleeping accept loop is
-//!   not polled.
+//! - EMFILE/ENFILE on accept: log and sleep, as axum's `serve` does (1 s
+//!   there, after hyper 0.14's `sleep_on_errors`; the lab's `ACCEPT_PAUSE`,
+//!   100 ms, here); the connections wait in the backlog. No spin: the
+//!   runtime's epoll is edge-triggered, and a sleeping accept loop is not
+//!   polled.
 //! - SIGINT/SIGTERM: `tokio::signal`; the runtime is then dropped, which
 //!   drops every connection's task at its `.await`, and the summary is
 //!   `lab::Stats`'s like every model's.

@@ -21,9 +21,9 @@
 //! `EAGAIN` either: on epoll a `read` that fills less than the buffer
 //! clears tokio's readiness, so the next `read` parks the task at once
 //! (tokio issue 5866). With `--workers N`, add the `futex` calls that
-//! wake a parked worker. Per connection: `accept4` (then one more that
-//! says `EAGAIN`), `epoll_ctl(ADD)`, and `epoll_ctl(DEL)` before the
-//! `close`, since tokio deregisters a socket when it drops it. Measure it:
+//! wake a parked worker. Per connection: `accept4` (and, once the queue is
+//! empty, one that says `EAGAIN`), `epoll_ctl(ADD)`, and `epoll_ctl(DEL)`
+//! before the `close`: tokio deregisters a socket when it drops it. Measure it:
 //! `harness run peers:tokio --syscalls`.
 //! Memory is where it pays: each task owns its 16 KiB buffer for the life
 //! of the connection, idle or not, where the event loops share one scratch

@@ -97,7 +97,7 @@ fn serve(
             Err(e) => {
                 let e = lab::sys::named(e, "Poller::wait".into());
                 match WaitError::classify(&e).warned(MODEL, &e) {
-                    // polling retries EINTR inside `wait`; kept for the class's sake.
+                    // EINTR: polling retries it inside `wait`, so it does not come here.
                     WaitError::Retry => continue,
                     WaitError::BackOff => {
                         std::thread::sleep(ACCEPT_PAUSE);
@@ -323,6 +323,8 @@ fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
 }
 
 /// Re-arms a oneshot source for `interest` (`epoll_ctl(MOD)` on Linux).
+/// MOD allocates nothing, so its errors (`EBADF`, `ENOENT`, `EINVAL`) are
+/// bugs of ours: fatal for the listener, the end of a connection.
 fn rearm(poller: &Poller, source: impl AsFd, interest: Event) -> io::Result<()> {
     let fd = source.as_fd().as_raw_fd();
     poller

@@ -42,6 +42,8 @@ pub const STANDARD_MODELS: &[&str] = &[
     "epoll:edge",
     "sigio:plain",
     "sigio:rt",
+    "peers:tokio",
+    "peers:polling",
 ];
 
 /// Workers given to `blocking:pool` and `blocking:prefork`: each worker

@@ -40,6 +40,8 @@ pub const STANDARD_MODELS: &[&str] = &[
     "poll",
     "epoll:level",
     "epoll:edge",
+    "coroutine:stackful",
+    "coroutine:async",
 ];
 
 /// Workers given to `blocking:pool` and `blocking:prefork`: each worker

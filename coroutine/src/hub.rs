@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lab::net::{accept, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
-use lab::policy::{AcceptError, WaitError};
+use lab::policy::{AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -26,11 +26,6 @@ use lab::{syscall, Stats};
 /// in the flavour's [`Slab`], far below these two.
 const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
-
-/// A connect flood must not starve the connections already open: accept at
-/// most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL). The listener
-/// is level-triggered, so the kernel reports the rest on the next wait.
-const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
 
 /// Events taken per `epoll_wait`; more ready ones stay queued in the kernel
 /// for the next call, none is lost.
@@ -247,6 +242,8 @@ fn accept_all<T: Tasks>(
     let listener = setup.listener.as_raw_fd();
     // A spare lost to a full table is taken back as soon as a descriptor frees.
     spare.refill();
+    // The listener is level-triggered: past the cap, the kernel reports the
+    // rest on the next wait.
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener, IoMode::NonBlocking) {
             Ok(fd) => fd,

@@ -43,8 +43,13 @@ impl RunQueue {
             .push(token);
     }
 
-    fn take(&self) -> Vec<usize> {
-        std::mem::take(&mut *self.tokens.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Swaps the queued tokens into `batch` (empty), so that neither vector
+    /// is reallocated from one round to the next.
+    fn take_into(&self, batch: &mut Vec<usize>) {
+        std::mem::swap(
+            &mut *self.tokens.lock().unwrap_or_else(|e| e.into_inner()),
+            batch,
+        );
     }
 
     fn is_empty(&self) -> bool {
@@ -77,13 +82,17 @@ impl Wake for TaskWaker {
 
 struct Task<'a> {
     future: Pin<Box<dyn Future<Output = ()> + 'a>>,
-    waker: Arc<TaskWaker>,
+    state: Arc<TaskWaker>,
+    /// `state` as a `Waker`, made once.
+    waker: Waker,
 }
 
 /// The tasks of one hub, by token, and the run queue.
 pub struct Executor<'a> {
     tasks: Slab<Task<'a>>,
     queue: Arc<RunQueue>,
+    /// The tokens being polled in this round (kept for its allocation).
+    batch: Vec<usize>,
     reactor: &'a Reactor,
 }
 
@@ -92,6 +101,7 @@ impl<'a> Executor<'a> {
         Executor {
             tasks: Slab::new(),
             queue: Arc::default(),
+            batch: Vec::new(),
             reactor,
         }
     }
@@ -102,14 +112,19 @@ impl<'a> Executor<'a> {
         F: Future<Output = ()> + 'a,
     {
         let token = self.tasks.vacant();
-        let waker = Arc::new(TaskWaker {
+        let state = Arc::new(TaskWaker {
             token,
             queued: AtomicBool::new(false),
             queue: self.queue.clone(),
         });
+        let waker = Waker::from(state.clone());
         let future = Box::pin(make(token, self.reactor));
         waker.wake_by_ref();
-        self.tasks.insert(Task { future, waker });
+        self.tasks.insert(Task {
+            future,
+            state,
+            waker,
+        });
     }
 
     /// Polls task `token` once: it runs until its next `.await` that is not
@@ -120,9 +135,8 @@ impl<'a> Executor<'a> {
             return;
         };
         // Before the poll: a wake during the poll queues it again.
-        task.waker.queued.store(false, Ordering::Release);
-        let waker = Waker::from(task.waker.clone());
-        let mut cx = Context::from_waker(&waker);
+        task.state.queued.store(false, Ordering::Release);
+        let mut cx = Context::from_waker(&task.waker);
         match panic::catch_unwind(AssertUnwindSafe(|| task.future.as_mut().poll(&mut cx))) {
             Ok(Poll::Pending) => return,
             Ok(Poll::Ready(())) => {}
@@ -151,9 +165,13 @@ impl Tasks for Executor<'_> {
     }
 
     fn run(&mut self) {
-        for token in self.queue.take() {
+        let mut batch = std::mem::take(&mut self.batch);
+        self.queue.take_into(&mut batch);
+        for &token in &batch {
             self.poll(token);
         }
+        batch.clear();
+        self.batch = batch;
     }
 
     fn has_runnable(&self) -> bool {

@@ -42,6 +42,8 @@ pub const STANDARD_MODELS: &[&str] = &[
     "epoll:edge",
     "sigio:plain",
     "sigio:rt",
+    "coroutine:stackful",
+    "coroutine:async",
     "peers:tokio",
     "peers:polling",
 ];

@@ -253,6 +253,10 @@ pub struct ExitSummary {
     pub bytes: u64,
     pub user_s: f64,
     pub sys_s: f64,
+    /// Connections each loop admitted (`per_loop=`), for models that run
+    /// several loops; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_loop: Vec<u64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]

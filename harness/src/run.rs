@@ -13,10 +13,12 @@
 //! `measure` is the same thing as a library call, for tests and
 //! `harness compare`.
 
-use crate::account::{self, CounterSet, ServerAccount, TreeCounters, Window};
+use crate::account::{
+    self, CounterSet, ServerAccount, TreeCounters, WakeCounts, WakeTrace, Window, DRAIN_EVERY,
+};
 use crate::load::{self, sys, LoadReport, LoadSpec};
 use crate::measurement::{
-    wall_clock, CloseMode, ExitSummary, Measurement, RateUnit, ServerSide, WorkloadKind,
+    wall_clock, CloseMode, ExitSummary, Measurement, RateUnit, ServerSide, Wakeups, WorkloadKind,
     WorkloadParams, SCHEMA_VERSION,
 };
 use crate::server::{describe_status, ModelSpec, Server, ServerConfig};
@@ -254,9 +256,14 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
         .map(|s| TreeCounters::attach(s.pid(), &counter_set(spec)));
 
     let running = load::start(load_spec(spec, target, &cpus.load))?;
-    let account = match (&server, &counters) {
-        (Some(s), Some(c)) => Some(account_window(s.pid(), c, &running.timeline)),
-        _ => None,
+    let (account, wakes) = match (&server, &counters) {
+        (Some(s), Some(c)) => {
+            // The connect workload's wake-ups, replayed in order (see `Wakeups`).
+            let trace = spec.kind == WorkloadKind::Connect;
+            let (account, wakes) = account_window(s.pid(), c, trace, &running.timeline);
+            (Some(account), wakes)
+        }
+        _ => (None, None),
     };
     let report = running.join()?;
 
@@ -272,7 +279,11 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
             let mut side = stop_server(s, &mut notes)?;
             match account {
                 Some(Ok(acc)) => {
-                    fill_server_side(&mut side, &acc, &report, spec.count_syscalls, &mut notes)
+                    fill_server_side(&mut side, &acc, &report, spec.count_syscalls, &mut notes);
+                    side.wakeups = acc
+                        .syscall_returns
+                        .as_ref()
+                        .and_then(|returns| Wakeups::from_returns(returns, wakes));
                 }
                 Some(Err(e)) => side.na_reason = Some(format!("server accounting failed: {e}")),
                 None => side.na_reason = Some("server accounting did not run".into()),
@@ -338,12 +349,20 @@ fn start_server(spec: &MeasureSpec, cpus: &[usize]) -> io::Result<Option<Server>
 }
 
 /// What the perf counters count: syscalls by name only if asked (their
-/// tracepoints slow every syscall of the server).
+/// tracepoints slow every syscall of the server). The connect workload
+/// always counts the accept path's syscall returns (`Wakeups`): three
+/// filtered tracepoints, which put the server's syscalls on the same slow
+/// path, so its CPU figures rise a little there too.
 fn counter_set(spec: &MeasureSpec) -> CounterSet {
-    if spec.count_syscalls {
+    let set = if spec.count_syscalls {
         CounterSet::standard()
     } else {
         CounterSet::cpu_only()
+    };
+    if spec.kind == WorkloadKind::Connect {
+        set.with_herd_returns()
+    } else {
+        set
     }
 }
 
@@ -367,16 +386,32 @@ fn load_spec(spec: &MeasureSpec, target: SocketAddr, cpus: &[usize]) -> LoadSpec
 }
 
 /// Reads the server's tree over the load's timed window: sleeps until it
-/// begins, snapshots, sleeps until it ends, snapshots again.
+/// begins, snapshots, sleeps until it ends (with `trace`, tracing the
+/// wake-ups meanwhile), snapshots again.
 fn account_window(
     pid: i32,
     counters: &Result<TreeCounters, String>,
+    trace: bool,
     timeline: &load::Timeline,
-) -> io::Result<ServerAccount> {
+) -> (
+    io::Result<ServerAccount>,
+    Option<Result<WakeCounts, String>>,
+) {
     sleep_until(timeline.window_start);
-    let window = Window::begin(pid, counters, Duration::from_millis(50))?;
+    let window = match Window::begin(pid, counters, Duration::from_millis(50)) {
+        Ok(w) => w,
+        Err(e) => return (Err(e), None),
+    };
+    let wakes = trace.then(|| {
+        let mut trace = WakeTrace::attach(pid)?;
+        while Instant::now() < timeline.window_end {
+            std::thread::sleep(DRAIN_EVERY.min(timeline.window_end - Instant::now()));
+            trace.drain();
+        }
+        trace.finish().map_err(|e| e.to_string())
+    });
     sleep_until(timeline.window_end);
-    window.end()
+    (window.end(), wakes)
 }
 
 /// Stops the server with SIGTERM (SIGKILL after 2 s) and copies what it

@@ -265,10 +265,10 @@ pub struct ServerSide {
 ///   may accept several connections. `lost_records` > 0 means the ring
 ///   buffer overflowed and the replay is short by that many returns.
 ///
-/// Both miss the herd's cheapest form: a level-triggered epoll waiter woken
-/// for a listener that another loop has drained re-checks it in the
-/// kernel, finds nothing to report and sleeps again without returning to
-/// user space (no syscall returns; it shows as a context switch).
+/// The herd's cheapest form returns nothing: a waiter woken for a listener
+/// that another loop has drained re-checks it in the kernel, finds nothing
+/// and sleeps again. The replay counts those too, from the thread's
+/// switches to sleep inside one call (`WakeCounts::kernel_wasted_wakes`).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Wakeups {
     /// `accept4` calls that returned a connection (exact).
@@ -281,7 +281,8 @@ pub struct Wakeups {
     pub wait_returns_per_conn: f64,
     /// From the replay; `None` with the reason in `replay_na_reason`.
     pub replay: Option<crate::account::WakeCounts>,
-    /// `replay.wasted_wakes / replay.accepted`.
+    /// `(replay.wasted_wakes + replay.kernel_wasted_wakes) / replay.accepted`:
+    /// every wake-up, returned or not, that did not get a connection.
     pub wasted_per_conn: Option<f64>,
     pub replay_na_reason: Option<String>,
 }
@@ -309,7 +310,7 @@ impl Wakeups {
         let wasted_per_conn = replay
             .as_ref()
             .filter(|r| r.accepted > 0)
-            .map(|r| r.wasted_wakes as f64 / r.accepted as f64);
+            .map(|r| (r.wasted_wakes + r.kernel_wasted_wakes) as f64 / r.accepted as f64);
         Some(Wakeups {
             accepted,
             accept_eagain,
@@ -521,10 +522,12 @@ impl Measurement {
                 "wasted wake-ups/connection",
                 match (&w.replay, w.wasted_per_conn) {
                     (Some(r), Some(per)) => format!(
-                        "{per:.3} ({} of {} listener wake-ups got no connection, {} accepted; \
+                        "{per:.3} ({} returned with nothing to accept, of {} listener wake-ups; \
+                         {} woke in the call and slept again; {} accepted; \
                          {} records lost, {} threads untraced)",
                         r.wasted_wakes,
                         r.listener_wakes,
+                        r.kernel_wasted_wakes,
                         r.accepted,
                         r.lost_records,
                         r.threads_untraced

@@ -24,6 +24,15 @@
 //! `accept4`, and wasted if none of those returned a connection. A thread
 //! that never calls `epoll_wait` blocks in `accept4` itself: each return is
 //! a wake-up, wasted if it returned no connection.
+//!
+//! The herd also has a form no syscall return shows: a waiter woken for a
+//! listener another loop has drained meanwhile re-checks it in the kernel
+//! (`epoll_wait` polls each ready item before reporting it; blocking
+//! `accept` re-checks the queue), finds nothing, and sleeps again. So the
+//! thread's switches to sleep (`sched:sched_switch` with a sleeping
+//! `prev_state`, sampled the same way) are replayed too: every sleep inside
+//! one `epoll_wait` or `accept4` call beyond the first is a wake-up that
+//! went back to sleep (`kernel_wasted_wakes`).
 
 use std::collections::HashMap;
 use std::fs;
@@ -64,6 +73,10 @@ pub struct WakeCounts {
     pub listener_wakes: u64,
     /// Those of them that got no connection.
     pub wasted_wakes: u64,
+    /// Wake-ups inside one `epoll_wait` or `accept4` call that slept again
+    /// without returning (see the module's note).
+    #[serde(default)]
+    pub kernel_wasted_wakes: u64,
     /// `accept4` returns: a connection, `EAGAIN`.
     pub accepted: u64,
     pub accept_eagain: u64,
@@ -77,6 +90,8 @@ pub struct WakeCounts {
 enum Call {
     Accept,
     Wait,
+    /// `sched_switch` away from the thread.
+    Switch,
 }
 
 /// One thread's pass in progress: its `accept4` calls, and how many of
@@ -92,14 +107,18 @@ struct Thread {
     /// Set once the thread returned from `epoll_wait`: an event loop.
     waits: bool,
     pass: Pass,
+    /// Times the thread went to sleep since its last traced return.
+    sleeps: u64,
 }
 
 /// Sampled syscall returns of a process tree, replayed per thread.
 pub struct WakeTrace {
     /// Tracepoint id (`common_type` of a record) → which call it is.
     calls: Vec<(u16, Call)>,
-    /// Where `ret` sits in a record's raw data (from the tracepoint's format).
+    /// Where `ret` sits in a syscall return's raw data, and `prev_state` in
+    /// a switch's (from the tracepoints' formats).
     ret_offset: usize,
+    prev_state_offset: usize,
     events: Vec<OwnedFd>,
     buffers: Vec<RingBuffer>,
     root: i32,
@@ -128,9 +147,16 @@ impl WakeTrace {
         }
         let ret_offset = field_offset("syscalls", "sys_exit_accept4", "ret")
             .ok_or("syscalls:sys_exit_accept4 has no `ret` field in its format")?;
+        let switch = tracepoint_id("sched", "sched_switch")
+            .and_then(|id| u16::try_from(id).ok())
+            .ok_or("no sched:sched_switch tracepoint")?;
+        calls.push((switch, Call::Switch));
+        let prev_state_offset = field_offset("sched", "sched_switch", "prev_state")
+            .ok_or("sched:sched_switch has no `prev_state` field in its format")?;
         let mut trace = WakeTrace {
             calls,
             ret_offset,
+            prev_state_offset,
             events: Vec::new(),
             buffers: Vec::new(),
             root,
@@ -235,26 +261,44 @@ impl WakeTrace {
                 // header (8), pid (4), tid (4), raw size (4), raw data.
                 let Some(raw) = record.get(20..) else { return };
                 let tid = u32::from_ne_bytes(record[12..16].try_into().expect("4 bytes"));
-                let (Some(common_type), Some(ret)) =
-                    (raw.get(0..2), raw.get(self.ret_offset..self.ret_offset + 8))
-                else {
+                let Some(common_type) = raw.get(0..2) else {
                     return;
                 };
                 let id = u16::from_ne_bytes(common_type.try_into().expect("2 bytes"));
-                let ret = i64::from_ne_bytes(ret.try_into().expect("8 bytes"));
                 let Some(&(_, call)) = self.calls.iter().find(|(known, _)| *known == id) else {
                     return;
                 };
-                self.on_return(tid, call, ret);
+                // `ret` of a return, `prev_state` of a switch: both a long.
+                let at = match call {
+                    Call::Switch => self.prev_state_offset,
+                    Call::Accept | Call::Wait => self.ret_offset,
+                };
+                let Some(value) = raw.get(at..at + 8) else {
+                    return;
+                };
+                let value = i64::from_ne_bytes(value.try_into().expect("8 bytes"));
+                self.on_record(tid, call, value);
             }
             _ => {}
         }
     }
 
-    fn on_return(&mut self, tid: u32, call: Call, ret: i64) {
+    fn on_record(&mut self, tid: u32, call: Call, value: i64) {
         let counts = &mut self.counts;
         let thread = self.threads.entry(tid).or_default();
+        if call != Call::Switch {
+            // The call slept `sleeps` times before it returned: all but the
+            // last wake-up found nothing and slept again.
+            counts.kernel_wasted_wakes += thread.sleeps.saturating_sub(1);
+            thread.sleeps = 0;
+        }
         match call {
+            Call::Switch => {
+                // prev_state 0 is TASK_RUNNING: preempted, not asleep.
+                if value != 0 {
+                    thread.sleeps += 1;
+                }
+            }
             Call::Wait => {
                 // Accepts seen before this thread's first return from the
                 // wait (the window began mid-pass) count as one pass.
@@ -262,10 +306,10 @@ impl WakeTrace {
                 thread.waits = true;
             }
             Call::Accept => {
-                if ret >= 0 {
+                if value >= 0 {
                     counts.accepted += 1;
                     thread.pass.got += 1;
-                } else if ret == -i64::from(libc::EAGAIN) {
+                } else if value == -i64::from(libc::EAGAIN) {
                     counts.accept_eagain += 1;
                 }
                 thread.pass.accepts += 1;

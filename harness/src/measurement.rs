@@ -132,6 +132,9 @@ pub struct WorkloadParams {
     pub rate: Option<f64>,
     /// Idle connections held open (idle workload; 0 otherwise).
     pub idle: usize,
+    /// Busy ping-pong connections beside a connect workload (`--busy`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub busy: usize,
     pub warmup_s: f64,
     pub duration_s: f64,
     /// A request unanswered for this long is counted as a `timeout`.
@@ -392,10 +395,15 @@ impl Measurement {
         let shape = match w.kind {
             WorkloadKind::Pingpong => format!("{} conns, {} B", w.conns, w.size),
             WorkloadKind::Connect => format!(
-                "{} in flight, {} B, close {}",
+                "{} in flight, {} B, close {}{}",
                 w.conns,
                 w.size,
-                w.close.as_str()
+                w.close.as_str(),
+                if w.busy > 0 {
+                    format!(", beside {} busy ping-pong", w.busy)
+                } else {
+                    String::new()
+                }
             ),
             WorkloadKind::Idle => {
                 format!("{} idle + {} active, {} B", w.idle, w.conns, w.size)
@@ -643,6 +651,10 @@ fn us(v: f64) -> String {
     } else {
         format!("{v:.1} µs")
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {

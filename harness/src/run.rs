@@ -70,6 +70,11 @@ pub struct RunOptions {
     /// Idle connections held open (idle workload, default 1000).
     #[arg(long)]
     pub idle: Option<usize>,
+    /// Connect workload: this many closed-loop ping-pong connections kept
+    /// busy beside it, from before the warm-up to after the window (a
+    /// skewed load: new connections arrive while some loops are serving).
+    #[arg(long)]
+    pub busy: Option<usize>,
     /// Active ping-pong connections beside the idle ones (default 50).
     #[arg(long)]
     pub active: Option<usize>,
@@ -165,6 +170,8 @@ pub struct MeasureSpec {
     pub size: usize,
     pub rate: Option<f64>,
     pub idle: usize,
+    /// Busy ping-pong connections beside a connect workload (0: none).
+    pub busy: usize,
     pub warmup: Duration,
     pub duration: Duration,
     pub timeout: Duration,
@@ -190,6 +197,7 @@ impl MeasureSpec {
             size: 64,
             rate: None,
             idle: if kind == WorkloadKind::Idle { 100 } else { 0 },
+            busy: 0,
             warmup: Duration::from_millis(200),
             duration: Duration::from_millis(500),
             timeout: Duration::from_secs(5),
@@ -255,6 +263,7 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
         .as_ref()
         .map(|s| TreeCounters::attach(s.pid(), &counter_set(spec)));
 
+    let busy = start_busy(spec, target, &cpus.load)?;
     let running = load::start(load_spec(spec, target, &cpus.load))?;
     let (account, wakes) = match (&server, &counters) {
         (Some(s), Some(c)) => {
@@ -266,6 +275,15 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
         _ => (None, None),
     };
     let report = running.join()?;
+    if let Some(busy) = busy {
+        let busy = busy.join()?;
+        notes.push(format!(
+            "beside it, {} busy ping-pong connections: {:.0} requests/s, {} errors",
+            spec.busy,
+            busy.requests as f64 / busy.window.as_secs_f64(),
+            busy.errors.total()
+        ));
+    }
 
     let side = match &mut server {
         None => ServerSide {
@@ -383,6 +401,29 @@ fn load_spec(spec: &MeasureSpec, target: SocketAddr, cpus: &[usize]) -> LoadSpec
         seed: spec.seed,
         allow_remote: spec.allow_remote,
     }
+}
+
+/// `--busy N`: N closed-loop ping-pong connections, started before the
+/// main load and running until after its window, on the same CPUs.
+fn start_busy(
+    spec: &MeasureSpec,
+    target: SocketAddr,
+    cpus: &[usize],
+) -> io::Result<Option<load::Running>> {
+    if spec.busy == 0 {
+        return Ok(None);
+    }
+    let busy = LoadSpec {
+        kind: WorkloadKind::Pingpong,
+        conns: spec.busy,
+        rate: None,
+        idle: 0,
+        warmup: Duration::ZERO,
+        // Past the main window's end, whatever the main load's start-up took.
+        duration: spec.warmup + spec.duration + Duration::from_secs(1),
+        ..load_spec(spec, target, cpus)
+    };
+    load::start(busy).map(Some)
 }
 
 /// Reads the server's tree over the load's timed window: sleeps until it
@@ -537,6 +578,7 @@ fn assemble(
             size: spec.size,
             rate: spec.rate,
             idle: spec.idle,
+            busy: spec.busy,
             warmup_s: spec.warmup.as_secs_f64(),
             duration_s: spec.duration.as_secs_f64(),
             timeout_s: spec.timeout.as_secs_f64(),
@@ -626,6 +668,9 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
     if kind != WorkloadKind::Idle && (a.idle.is_some() || a.active.is_some()) {
         return Err(bad("--idle and --active belong to --workload idle".into()));
     }
+    if kind != WorkloadKind::Connect && a.busy.is_some() {
+        return Err(bad("--busy belongs to --workload connect".into()));
+    }
     if a.conns.is_some() && a.active.is_some() {
         return Err(bad(
             "--conns and --active mean the same for idle: give one".into()
@@ -649,6 +694,7 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
         } else {
             0
         },
+        busy: a.busy.unwrap_or(0),
         warmup: secs("warmup", a.warmup.unwrap_or(warmup))?,
         duration: secs("duration", a.duration.unwrap_or(duration))?,
         timeout: secs("timeout", a.timeout)?,
@@ -772,6 +818,7 @@ mod tests {
             &["epoll", "--target", "127.0.0.1:7"][..],
             &[][..],
             &["epoll", "--idle", "10"][..],
+            &["epoll", "--busy", "2"][..],
             &[
                 "epoll",
                 "--workload",

@@ -46,6 +46,7 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
             size: 64,
             rate: None,
             idle,
+            busy: 0,
             warmup_s: 1.0,
             duration_s: 3.0,
             timeout_s: 5.0,

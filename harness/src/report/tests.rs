@@ -448,7 +448,9 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
     let results = herd::HerdResults {
         runs: vec![
             run("shared", false, 0.9, 50.0, vec![100, 100]),
+            run("shared", false, 0.9, 50.0, vec![100, 100]),
             run("exclusive", false, 0.1, 42.0, vec![150, 50]),
+            run("reuseport", false, 0.0, 40.0, vec![110, 100]),
             run("reuseport", false, 0.0, 40.0, vec![110, 100]),
             run("exclusive", true, 0.1, 42.0, vec![150, 50]),
             run("reuseport", true, 0.0, 40.0, vec![110, 100]),
@@ -465,4 +467,15 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
     // reuseport 4 × 1e6 / 40 = 100000/s, shared 4e6 / (40 + 3 × 11.1).
     assert!(text.contains("| 4 | 100000 | 54545 |"), "{text}");
     assert!(text.contains("an estimate"), "{text}");
+    // One repeat each: no measured difference, the upper bound instead
+    // (reuseport's 40 µs over at least one wake-up).
+    let one_each = herd::HerdResults {
+        runs: vec![
+            run("shared", false, 0.9, 50.0, vec![100, 100]),
+            run("reuseport", false, 0.0, 40.0, vec![110, 100]),
+        ],
+    };
+    let text = herd::section(&one_each, None);
+    assert!(text.contains("upper bound, 40.0 µs"), "{text}");
+    assert!(text.contains("| 4 | 100000 | 25000 |"), "{text}");
 }

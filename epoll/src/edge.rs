@@ -17,7 +17,7 @@ use std::io;
 use lab::conn::{drop_on, Conn, Next};
 use lab::{syscall, Stats};
 
-use crate::{reply_or_queue, EPOLLET, EPOLLIN, EPOLLOUT, EPOLLRDHUP, LISTENER};
+use crate::{reply_or_queue, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, LISTENER};
 
 /// Once, for everything: never an epoll_ctl again for this socket.
 pub const CONN_EVENTS: u32 = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -107,7 +107,7 @@ impl Owed {
 /// triggering allows.
 pub fn on_readable(conn: &mut Conn, scratch: &mut [u8], stats: &Stats, flags: u32) -> (Next, Left) {
     let fd = conn.raw();
-    let fin_queued = flags & (EPOLLRDHUP | crate::EPOLLHUP) != 0;
+    let fin_queued = flags & (EPOLLRDHUP | EPOLLHUP) != 0;
     for _ in 0..MAX_READS_PER_WAKEUP {
         let want = conn.out.room().min(scratch.len());
         if want == 0 {

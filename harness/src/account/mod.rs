@@ -22,7 +22,7 @@
 //! `perf` adds exact counters from `perf_event_open` when permitted.
 
 mod perf;
-mod procfs;
+pub(crate) mod procfs;
 mod wakes;
 
 pub use perf::{

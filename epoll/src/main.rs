@@ -647,3 +647,21 @@ impl Epoll {
         Ok(n as usize)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_names_descriptor_and_generation_and_is_never_a_fixed_one() {
+        let t = token(7, 41);
+        assert_eq!((t as u32 as RawFd, (t >> 32) as u32), (7, 41));
+        assert_ne!(
+            token(7, 41),
+            token(7, 42),
+            "a reused descriptor gets a new token"
+        );
+        let highest = token(i32::MAX, u32::MAX);
+        assert!(highest != LISTENER && highest != SIGNALS);
+    }
+}

@@ -249,6 +249,11 @@ pub fn run_args(
     push("--duration", m.duration_s.to_string());
     push("--seed", (repeat + 1).to_string());
     a.push("--json".into());
+    if matches!(w, Workload::Connect { .. }) {
+        // The matrix compares models, not wake-ups: no trace overhead (the
+        // herd section measures wake-ups, `report::herd`).
+        a.push("--no-wakeups".into());
+    }
     if purpose == Purpose::Syscalls {
         a.push("--syscalls".into());
     }

@@ -42,6 +42,10 @@ pub const STANDARD_MODELS: &[&str] = &[
     "epoll:edge",
     "sigio:plain",
     "sigio:rt",
+    "coroutine:stackful",
+    "coroutine:async",
+    "peers:tokio",
+    "peers:polling",
 ];
 
 /// Workers given to `blocking:pool` and `blocking:prefork`: each worker

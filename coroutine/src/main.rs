@@ -15,6 +15,13 @@
 //! accept loop) and differ where a readiness event meets a task: `stackful`
 //! resumes the coroutine; `async` wakes the `Waker`, the executor polls.
 //!
+//! What the straight-line text costs: the handler learns that a socket is
+//! empty only from the `read` that says `EAGAIN`, and that is where it
+//! parks. So a ping-pong request takes three calls (`read` with data, `read`
+//! with `EAGAIN`, `send`) plus a share of `epoll_wait`, where `epoll`'s
+//! event loop makes two (it reads once per report); `blocking` makes two
+//! as well, and pays a sleep in the kernel per request instead.
+//!
 //! Phase 1 (wait for data) blocks in the hub's `epoll_wait`, for all the
 //! hub's connections together; to the handler it looks like a blocking
 //! `read`, because its coroutine stays parked until then. Phase 2 (copy

@@ -41,8 +41,12 @@
 //! touches its guard page (`PROT_NONE`): SIGSEGV. Rust's overflow handler
 //! knows only thread stacks, so it restores the default action and the
 //! whole process dies of SIGSEGV, every connection with it, with no
-//! "stack overflow" message (see `tests/semantics.rs`). Async has no stack
-//! to overflow: a task's state has a size fixed at compile time.
+//! "stack overflow" message (see `tests/semantics.rs`). The default 16 KiB
+//! holds the handler and a caught panic's report, but not a panic under
+//! `RUST_BACKTRACE=1`: the hook symbolises the backtrace on the coroutine's
+//! stack and overflows it (32 KiB suffices; give `--stack-kib 64` to debug).
+//! Async has no stack to overflow: a task's state has a size fixed at
+//! compile time, and a panic unwinds on the hub thread's own stack.
 //!
 //! Run: `cargo run --release -p coroutine -- --mode stackful --stack-kib 16`
 //! (or `--mode async`, `--workers 2`), then `nc 127.0.0.1 PORT`.

@@ -4,7 +4,8 @@
 //! buffer, leaves the hub asleep in `epoll_wait` and the others served; a
 //! hub makes far fewer voluntary context switches than a thread per
 //! connection; and a coroutine that overflows its stack kills the process
-//! with SIGSEGV.
+//! with SIGSEGV, as a panic does under `RUST_BACKTRACE=1` on the default
+//! 16 KiB stack (a plain panic is caught).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -249,7 +250,12 @@ fn one_hub_switches_far_less_often_than_a_thread_per_connection() {
     );
 }
 
-const OVERFLOW_CHILD: &str = "COROUTINE_TEST_OVERFLOW_CHILD";
+/// Set in a child copy of this test binary: what it runs on a coroutine.
+const CHILD: &str = "COROUTINE_TEST_CHILD";
+const CHILD_TEST: &str = "child_runs_on_the_default_coroutine_stack";
+
+/// The model's default stack (`--stack-kib 16`).
+const DEFAULT_STACK: usize = 16 << 10;
 
 /// Deep enough for any small stack: 1 KiB of frame per level.
 #[inline(never)]
@@ -261,33 +267,68 @@ fn recurse(depth: usize) -> u8 {
     frame[depth % 1024].wrapping_add(recurse(depth - 1))
 }
 
+/// Does nothing unless started by [`in_child`]; then runs its job on a
+/// coroutine with the default stack, resumed under `catch_unwind` as the hub
+/// does.
+#[test]
+fn child_runs_on_the_default_coroutine_stack() {
+    let Ok(job) = std::env::var(CHILD) else {
+        return;
+    };
+    let stack = corosensei::stack::DefaultStack::new(DEFAULT_STACK).expect("mmap a stack");
+    let mut co =
+        corosensei::Coroutine::with_stack(stack, move |_: &corosensei::Yielder<(), ()>, ()| {
+            match job.as_str() {
+                "overflow" => {
+                    recurse(64);
+                }
+                _ => panic!("deliberate panic in a handler"),
+            }
+        });
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| co.resume(())));
+    assert!(caught.is_err(), "the panic must reach the hub as an Err");
+}
+
+/// Runs `job` in a child copy of this test binary; returns how it ended.
+fn in_child(job: &str, backtrace: bool) -> std::process::Output {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+        .env(CHILD, job);
+    if backtrace {
+        cmd.env("RUST_BACKTRACE", "1");
+    } else {
+        cmd.env_remove("RUST_BACKTRACE");
+    }
+    cmd.output().expect("run the child")
+}
+
 #[test]
 fn a_coroutine_overflowing_its_stack_kills_the_process_with_sigsegv() {
-    if std::env::var_os(OVERFLOW_CHILD).is_some() {
-        // In the child: the model's default 16 KiB stack, and 64 KiB of frames.
-        let stack = corosensei::stack::DefaultStack::new(16 << 10).expect("mmap a stack");
-        let mut co =
-            corosensei::Coroutine::with_stack(stack, |_: &corosensei::Yielder<(), ()>, ()| {
-                recurse(64)
-            });
-        let _ = co.resume(());
-        unreachable!("the guard page was not hit");
-    }
-    let status = Command::new(std::env::current_exe().expect("current_exe"))
-        .args([
-            "--exact",
-            "a_coroutine_overflowing_its_stack_kills_the_process_with_sigsegv",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(OVERFLOW_CHILD, "1")
-        .output()
-        .expect("run the child");
+    let out = in_child("overflow", false);
     assert_eq!(
-        status.status.signal(),
+        out.status.signal(),
         Some(libc::SIGSEGV),
         "the overflow must end the whole process with SIGSEGV: {:?}\n{}",
-        status.status,
-        String::from_utf8_lossy(&status.stderr)
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_panic_on_the_default_stack_is_caught_unless_rust_backtrace_asks_for_a_backtrace() {
+    let plain = in_child("panic", false);
+    assert!(
+        plain.status.success(),
+        "without RUST_BACKTRACE the panic report fits in 16 KiB and the hub catches it: {:?}\n{}",
+        plain.status,
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    // The panic hook symbolises the backtrace on the coroutine's own stack.
+    let traced = in_child("panic", true);
+    assert_eq!(
+        traced.status.signal(),
+        Some(libc::SIGSEGV),
+        "with RUST_BACKTRACE=1 the backtrace overflows 16 KiB: {:?}",
+        traced.status
     );
 }

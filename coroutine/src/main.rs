@@ -220,3 +220,27 @@ fn stop_all_hubs() {
     // thread, so it only becomes pending for the signalfd.
     unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_stackful_on_the_small_stack() {
+        let cli = Cli::try_parse_from(["coroutine"]).expect("no flags is valid");
+        assert_eq!(cli.mode, Mode::Stackful);
+        assert_eq!(cli.stack_kib, None);
+    }
+
+    #[test]
+    fn a_stack_below_one_page_or_an_unknown_mode_is_a_usage_error() {
+        for args in [
+            &["coroutine", "--stack-kib", "2"][..],
+            &["coroutine", "--stack-kib", "0"],
+            &["coroutine", "--mode", "green"],
+        ] {
+            let err = Cli::try_parse_from(args).err().expect("must be rejected");
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+}

@@ -34,8 +34,8 @@
 //! threads, each with its own `SO_REUSEPORT` listener: coroutines are
 //! combined with threads or processes to use several cores); preempt: a
 //! handler that computes without I/O keeps the hub, and the other
-//! connections wait (`READS_PER_TURN` makes the I/O loop give up its turn,
-//! nothing else can); call anything that really blocks (a file read, a DNS
+//! connections wait (the handler gives up its turn every `READS_PER_TURN`
+//! reads, because nothing would force it to); call anything that really blocks (a file read, a DNS
 //! lookup, a lock): it stops the whole hub, which is why gevent patches the
 //! standard library. Stackful: a coroutine that overflows `--stack-kib`
 //! touches its guard page (`PROT_NONE`): SIGSEGV. Rust's overflow handler

@@ -2,7 +2,8 @@
 //! through the kernel's own accounting in /proc: one hub thread serves every
 //! connection; a coroutine parked on a silent client, or on a full send
 //! buffer, leaves the hub asleep in `epoll_wait` and the others served; a
-//! hub makes far fewer voluntary context switches than a thread per
+//! client whose socket never drains cannot keep the hub (checked: with the
+//! turn cap `READS_PER_TURN` removed, both flood tests fail); a hub makes far fewer voluntary context switches than a thread per
 //! connection; and a coroutine that overflows its stack kills the process
 //! with SIGSEGV, as a panic does under `RUST_BACKTRACE=1` on the default
 //! 16 KiB stack (a plain panic is caught).
@@ -195,6 +196,53 @@ fn stackful_coroutine_parked_on_a_full_send_buffer_resumes_when_the_client_reads
 #[test]
 fn async_task_parked_on_a_full_send_buffer_resumes_when_the_client_reads() {
     parked_writer_resumes_when_the_client_reads("async");
+}
+
+/// A client that sends and reads as fast as it can: its socket never runs
+/// dry, so its handler's `read` never says `EAGAIN` and never parks.
+fn flood_does_not_starve_the_others(mode: &str) {
+    let mut server = coroutine(mode);
+    let stream = TcpStream::connect(server.addr()).expect("connect the flood");
+    let mut writer = stream.try_clone().expect("dup");
+    let mut reader = stream;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let chunk = vec![b'f'; 64 << 10];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if writer.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown(Shutdown::Write);
+        })
+    };
+    let reading = thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0usize;
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            total += n;
+        }
+        total
+    });
+    thread::sleep(Duration::from_millis(300));
+    pings_are_answered(&server, 3, 10);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writing.join().expect("flood writer");
+    let echoed = reading.join().expect("flood reader");
+    assert!(echoed > 0, "{mode}: the flood itself was served");
+    assert!(server.is_alive());
+}
+
+#[test]
+fn stackful_flood_that_never_drains_does_not_starve_the_others() {
+    flood_does_not_starve_the_others("stackful");
+}
+
+#[test]
+fn async_flood_that_never_drains_does_not_starve_the_others() {
+    flood_does_not_starve_the_others("async");
 }
 
 const CLIENTS: usize = 50;

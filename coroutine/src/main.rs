@@ -119,10 +119,12 @@ fn run(cli: &Cli) -> io::Result<()> {
     let hubs = (0..workers)
         .map(|_| Ok((Hub::new()?, Spare::new()?)))
         .collect::<io::Result<Vec<_>>>()?;
-    let stats = Arc::new(Stats::new()?);
+    // With several hubs, the summary says how many connections each took.
+    let stats = Arc::new(Stats::with_loops(workers)?);
     listeners[0].announce()?;
-    run_hubs(hubs, &listeners, |hub, spare, listener| {
+    run_hubs(hubs, &listeners, |index, hub, spare, listener| {
         let setup = Setup {
+            index,
             listener,
             signals: &signals,
             stats: &stats,
@@ -168,11 +170,11 @@ fn bind_listeners(addr: SocketAddr, workers: usize) -> io::Result<Vec<Listener>>
     Ok(all)
 }
 
-/// Runs `serve` once per hub, each on its own thread, and returns once every
-/// hub has ended: the first error, if any failed.
+/// Runs `serve` once per hub, each on its own thread, with the hub's index,
+/// and returns once every hub has ended: the first error, if any failed.
 fn run_hubs<F>(hubs: Vec<(Hub, Spare)>, listeners: &[Listener], serve: F) -> io::Result<()>
 where
-    F: Fn(Hub, Spare, &Listener) -> io::Result<()> + Sync,
+    F: Fn(usize, Hub, Spare, &Listener) -> io::Result<()> + Sync,
 {
     let serve = &serve;
     let results: Vec<io::Result<()>> = thread::scope(|scope| {
@@ -185,7 +187,7 @@ where
                     .name(format!("coroutine-hub-{i}"))
                     .spawn_scoped(scope, move || {
                         let _stop_the_others = StopAllOnExit;
-                        serve(hub, spare, listener)
+                        serve(i, hub, spare, listener)
                     })
                     .inspect_err(|_| stop_all_hubs())
             })

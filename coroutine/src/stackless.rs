@@ -64,6 +64,8 @@ impl RunQueue {
 
 /// The hand-written `Waker` of one task: waking it queues its token, once
 /// until it is polled again (a second wake before the poll changes nothing).
+/// Made a `Waker` through `std::task::Wake`, which builds the vtable from
+/// these two functions: no `RawWaker` and no `unsafe` needed.
 struct TaskWaker {
     token: usize,
     queued: AtomicBool,

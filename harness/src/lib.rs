@@ -6,6 +6,7 @@ pub mod check;
 pub mod compare;
 pub mod load;
 pub mod measurement;
+pub mod phases;
 pub mod report;
 pub mod run;
 pub mod server;

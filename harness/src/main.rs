@@ -26,6 +26,9 @@ enum Command {
     Run(harness::run::RunArgs),
     /// Run the standard matrix over every model and write results/.
     Compare(harness::compare::CompareArgs),
+    /// Trace one request's system calls and sort them into Stevens' two
+    /// phases (wait for data, copy data).
+    Phases(harness::phases::PhasesArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Command::Check(args) => harness::check::main(args),
         Command::Run(args) => harness::run::main(args),
         Command::Compare(args) => harness::compare::main(args),
+        Command::Phases(args) => harness::phases::main(args),
     };
     match outcome {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod check;
+pub mod claims;
 pub mod compare;
 pub mod load;
 pub mod measurement;

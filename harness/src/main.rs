@@ -29,6 +29,8 @@ enum Command {
     /// Trace one request's system calls and sort them into Stevens' two
     /// phases (wait for data, copy data).
     Phases(harness::phases::PhasesArgs),
+    /// Measure the course notes' claims C1–C18 and write CLAIMS.md.
+    Claims(harness::claims::ClaimsArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Run(args) => harness::run::main(args),
         Command::Compare(args) => harness::compare::main(args),
         Command::Phases(args) => harness::phases::main(args),
+        Command::Claims(args) => harness::claims::main(args),
     };
     match outcome {
         Ok(code) => code,

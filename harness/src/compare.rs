@@ -544,7 +544,8 @@ fn command_line() -> String {
 pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
     if let Some(path) = &args.report_from {
         let results = report::load(path)?;
-        let written = report::write(&args.out, &results)?;
+        let mut written = report::write(&args.out, &results)?;
+        written.extend(report::phases::write(&args.out, false)?);
         eprintln!(
             "harness compare: rewrote {} files in {}",
             written.len(),
@@ -574,7 +575,8 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
         .map_err(|e| io::Error::new(e.kind(), format!("mkdir {}: {e}", args.out.display())))?;
     let partial = args.out.join("compare.partial.json");
     let results = run_matrix(&matrix, &exe, command_line(), args.quick, Some(&partial));
-    let written = report::write(&args.out, &results)?;
+    let mut written = report::write(&args.out, &results)?;
+    written.extend(report::phases::write(&args.out, true)?);
     // Complete now: the partial record would only confuse.
     if let Err(e) = std::fs::remove_file(&partial) {
         if e.kind() != io::ErrorKind::NotFound {

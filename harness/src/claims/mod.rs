@@ -504,15 +504,6 @@ pub fn c18_verdict(c: &Creation) -> Verdict {
 
 // ---- Measuring ----
 
-/// The five lanes of Stevens' figure, in his order.
-pub const FIVE_MODELS: &[&str] = &[
-    "blocking:iterative",
-    "nonblocking:spin",
-    "epoll:level",
-    "sigio:plain",
-    "uring:single",
-];
-
 /// Why `model` cannot be measured here, if it cannot.
 pub fn unavailable(model: &str) -> Option<String> {
     find_binary(model)

@@ -3,6 +3,7 @@
 
 mod env;
 mod markdown;
+pub mod phases;
 mod plots;
 mod results;
 mod stats;

@@ -146,25 +146,51 @@ pub fn answered_beside(spec: &ModelSpec, hog: Hog) -> io::Result<Option<f64>> {
     Ok(answered)
 }
 
-/// Threads of the server's tree while `conns` connections have each had a
-/// request answered.
-pub fn threads_serving(spec: &ModelSpec, conns: usize) -> io::Result<usize> {
+/// Nanoseconds each thread of the tree has spent on a CPU
+/// (`/proc/PID/task/TID/schedstat`, first field).
+fn run_ns_by_thread(root: i32) -> Vec<(i32, u64)> {
+    tree_pids(root)
+        .iter()
+        .flat_map(|pid| thread_ids(*pid).into_iter().map(move |tid| (*pid, tid)))
+        .filter_map(|(pid, tid)| {
+            let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+            Some((tid, text.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Requests each connection of [`threads_serving`] sends.
+const SERVING_ROUNDS: usize = 200;
+
+/// The server's threads, and how many of them ran while `conns`
+/// connections were served [`SERVING_ROUNDS`] requests each (a thread that
+/// only waits for signals, or an idle main thread, does not run).
+pub fn threads_serving(spec: &ModelSpec, conns: usize) -> io::Result<(usize, usize)> {
     let server = start(spec, &[])?;
     let mut open = Vec::with_capacity(conns);
     for _ in 0..conns {
-        let mut c = connect(&server)?;
-        if ping(&mut c, Duration::from_secs(2))?.is_none() {
-            return Err(io::Error::other("no reply within 2 s"));
-        }
-        open.push(c);
+        open.push(connect(&server)?);
     }
-    let threads = tree_pids(server.pid())
+    thread::sleep(Duration::from_millis(100));
+    let before = run_ns_by_thread(server.pid());
+    for _ in 0..SERVING_ROUNDS {
+        for c in &mut open {
+            if ping(c, Duration::from_secs(2))?.is_none() {
+                return Err(io::Error::other("no reply within 2 s"));
+            }
+        }
+    }
+    let after = run_ns_by_thread(server.pid());
+    let ran = after
         .iter()
-        .map(|p| thread_ids(*p).len())
-        .sum();
+        .filter(|(tid, ns)| {
+            let was = before.iter().find(|(t, _)| t == tid).map_or(0, |(_, n)| *n);
+            *ns > was
+        })
+        .count();
     drop(open);
     stop(server)?;
-    Ok(threads)
+    Ok((after.len(), ran))
 }
 
 /// What a zombie holds, read from `/proc` while it is one.

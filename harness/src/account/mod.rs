@@ -25,7 +25,6 @@ mod perf;
 pub(crate) mod procfs;
 
 pub use perf::{CounterSet, PerfDelta, Reading, SyscallCounts, TreeCounters, DEFAULT_SYSCALLS};
-pub(crate) use procfs::thread_ids;
 pub use procfs::{clock_ticks_per_sec, RssPeak, RssSampler, Snapshot, TreeDelta, Usage};
 
 use std::collections::BTreeMap;

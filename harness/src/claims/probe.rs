@@ -3,9 +3,10 @@
 //! misbehaving one, and micro-measurements of the kernel (thread hand-off,
 //! fork, zombies, `select` beyond `FD_SETSIZE`).
 
-use crate::account::{thread_ids, Snapshot};
+use crate::account::procfs::{thread_ids, tree_pids};
+use crate::account::Snapshot;
 use crate::load::sys;
-use crate::server::{tree_pids, ModelSpec, Server, ServerConfig};
+use crate::server::{ModelSpec, Server, ServerConfig};
 use nix::sys::signal::Signal;
 use std::fs;
 use std::hint::black_box;
@@ -65,6 +66,7 @@ pub struct IdleUse {
 /// every thread of the tree.
 fn runnable_ns(root: i32) -> u64 {
     tree_pids(root)
+        .unwrap_or_default()
         .iter()
         .flat_map(|pid| thread_ids(*pid).into_iter().map(move |tid| (*pid, tid)))
         .filter_map(|(pid, tid)| {
@@ -150,6 +152,7 @@ pub fn answered_beside(spec: &ModelSpec, hog: Hog) -> io::Result<Option<f64>> {
 /// (`/proc/PID/task/TID/schedstat`, first field).
 fn run_ns_by_thread(root: i32) -> Vec<(i32, u64)> {
     tree_pids(root)
+        .unwrap_or_default()
         .iter()
         .flat_map(|pid| thread_ids(*pid).into_iter().map(move |tid| (*pid, tid)))
         .filter_map(|(pid, tid)| {

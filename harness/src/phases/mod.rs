@@ -17,7 +17,8 @@
 //! inflated (by some µs per call); the order of the calls, which call
 //! blocks, and the share of the time each phase takes are what it shows.
 
-use crate::server::{tree_pids, ModelSpec, Server, ServerConfig};
+use crate::account::procfs::{thread_ids, tree_pids};
+use crate::server::{ModelSpec, Server, ServerConfig};
 use nix::sys::signal::Signal;
 use std::fmt::Write as _;
 use std::fs;
@@ -198,8 +199,11 @@ pub fn parse_strace(text: &str) -> Vec<Call> {
     // tid -> (start, name, args so far) of its call in progress.
     let mut pending: Vec<(i32, f64, String, String)> = Vec::new();
     for line in text.lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(tid), Some(ts), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        // strace pads the tid column: `5298  1796135544.155450 ...`.
+        let Some((tid, rest)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((ts, rest)) = rest.trim_start().split_once(' ') else {
             continue;
         };
         let (Ok(tid), Ok(ts)) = (tid.parse::<i32>(), ts.parse::<f64>()) else {
@@ -562,7 +566,7 @@ fn strace_binary() -> PathBuf {
 /// `TracerPid` of every thread of each of `pids` is set.
 fn all_traced(pids: &[i32]) -> bool {
     pids.iter().all(|pid| {
-        let tids = crate::account::thread_ids(*pid);
+        let tids = thread_ids(*pid);
         !tids.is_empty()
             && tids.iter().all(|tid| {
                 fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
@@ -581,12 +585,12 @@ fn all_traced(pids: &[i32]) -> bool {
 /// server forks its workers after it says it listens): the same list three
 /// times 50 ms apart, or whatever it is after two seconds.
 fn settled_tree(root: i32) -> Vec<i32> {
-    let mut last = tree_pids(root);
+    let mut last = tree_pids(root).unwrap_or_default();
     let mut same = 0;
     let deadline = Instant::now() + Duration::from_secs(2);
     while same < 3 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
-        let now = tree_pids(root);
+        let now = tree_pids(root).unwrap_or_default();
         same = if now == last { same + 1 } else { 0 };
         last = now;
     }

@@ -75,6 +75,9 @@ fn strace_lines_parse_with_resumed_calls_joined() {
     assert_eq!(eagain.outcome, Outcome::Error("EAGAIN".into()));
     assert_eq!(eagain.name, "recvfrom");
     assert!(parse_strace("27785 +++ exited with 0 +++\nnot a line\n").is_empty());
+    // A short tid is padded to strace's column width.
+    let padded = call("5298  1796135544.155450 close(7) = 0 <0.000010>");
+    assert_eq!((padded.tid, padded.name.as_str()), (5298, "close"));
 }
 
 #[test]

@@ -329,8 +329,9 @@ pub fn creation() -> io::Result<Creation> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Switching {
     pub thread_handoff_ns: f64,
-    /// Voluntary context switches of the pinging thread per hand-off.
-    pub switches_per_handoff: f64,
+    /// Voluntary context switches of the pinging thread per round trip
+    /// (two hand-offs): 1 when it blocks every time it waits for the reply.
+    pub switches_per_round_trip: f64,
     pub call_ns: f64,
 }
 
@@ -376,11 +377,11 @@ pub fn switching() -> io::Result<Switching> {
                 .map_err(|_| io::Error::other("pong thread gone"))?;
         }
         let ns = t0.elapsed().as_secs_f64() * 1e9 / (2 * HANDOFFS) as f64;
-        let switches = (voluntary_switches() - switches0) as f64 / (2 * HANDOFFS) as f64;
+        let switches = (voluntary_switches() - switches0) as f64 / HANDOFFS as f64;
         black_box(v);
         Ok((ns, switches))
     });
-    let (thread_handoff_ns, switches_per_handoff) = ping
+    let (thread_handoff_ns, switches_per_round_trip) = ping
         .join()
         .map_err(|_| io::Error::other("ping thread panicked"))??;
     pong.join()
@@ -398,7 +399,7 @@ pub fn switching() -> io::Result<Switching> {
     let call_ns = t0.elapsed().as_secs_f64() * 1e9 / (2 * HANDOFFS) as f64;
     Ok(Switching {
         thread_handoff_ns,
-        switches_per_handoff,
+        switches_per_round_trip,
         call_ns,
     })
 }

@@ -158,7 +158,7 @@ fn c12_switches_and_cpu_compared_beyond_noise() {
 fn c13_a_handoff_costs_more_than_a_call() {
     let s = |handoff, call| Switching {
         thread_handoff_ns: handoff,
-        switches_per_handoff: 1.0,
+        switches_per_round_trip: 1.0,
         call_ns: call,
     };
     assert_eq!(c13_verdict(&s(3_000.0, 2.0)), Verdict::Holds);

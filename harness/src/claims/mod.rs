@@ -262,7 +262,7 @@ pub fn c6_verdict(select_lost: usize, poll_lost: usize, kernel_takes_high_fd: bo
     if kernel_takes_high_fd {
         Verdict::HoldsWithCaveat(format!(
             "select fails beyond 1024, but the 1024 is glibc's FD_SETSIZE, the size of the C \
-             fd_set type: the kernel's select watched descriptor {} when handed a larger bitmap. \
+             fd_set type: the kernel's select watched a descriptor >= {} when handed a larger bitmap. \
              And poll, not only epoll, has no such limit (epoll's answer is to the O(n) scan, \
              not to the 1024)",
             probe::HIGH_FD
@@ -795,7 +795,7 @@ fn c6(commands: &mut Vec<String>) -> Measured {
         c6_verdict(sl, pl, kernel),
         format!(
             "{C6_IDLE} idle connections: select lost {sl} (closed or never served), poll lost \
-             {pl}; the kernel's pselect6 on descriptor {} with a 2048-bit bitmap: {}",
+             {pl}; the kernel's pselect6 on a descriptor >= {} with a 2048-bit bitmap: {}",
             probe::HIGH_FD,
             if kernel {
                 "reported it readable"

@@ -404,12 +404,16 @@ pub fn switching() -> io::Result<Switching> {
     })
 }
 
-/// The descriptor the `select` probe watches: above `FD_SETSIZE`.
+/// The `select` probe watches the lowest free descriptor from here: above
+/// `FD_SETSIZE`.
 pub const HIGH_FD: i32 = 1500;
+/// Bits in the probe's bitmap: room for a descriptor up to 2047.
+const BITMAP_BITS: usize = 2048;
 
 /// Whether the kernel's `pselect6` watches a descriptor >= 1024 when given
 /// a bitmap large enough for it (glibc's `fd_set` cannot hold one): a
-/// readable pipe is moved to [`HIGH_FD`] and asked about.
+/// readable pipe is duplicated to the lowest free descriptor from
+/// [`HIGH_FD`] and asked about.
 pub fn kernel_select_beyond_fd_setsize() -> io::Result<bool> {
     sys::raise_nofile_limit()?;
     let mut fds = [0i32; 2];
@@ -423,27 +427,35 @@ pub fn kernel_select_beyond_fd_setsize() -> io::Result<bool> {
     };
     // SAFETY: writes one byte from a valid buffer to our own pipe.
     let wrote = unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
-    // SAFETY: fds[0] is our pipe's read end; HIGH_FD is below the raised
-    // RLIMIT_NOFILE and unused by this process (dup3 replaces it if not).
-    let high = unsafe { libc::dup3(fds[0], HIGH_FD, libc::O_CLOEXEC) };
+    // F_DUPFD takes the lowest free descriptor >= HIGH_FD, so no descriptor
+    // of this process is replaced.
+    // SAFETY: fds[0] is our pipe's read end; fcntl only reads its arguments.
+    let high = unsafe { libc::fcntl(fds[0], libc::F_DUPFD_CLOEXEC, HIGH_FD) };
     let result = if wrote != 1 {
         Err(sys::named("write(pipe)", io::Error::last_os_error()))
-    } else if high != HIGH_FD {
-        Err(sys::named("dup3", io::Error::last_os_error()))
+    } else if high < 0 {
+        Err(sys::named(
+            "fcntl(F_DUPFD_CLOEXEC)",
+            io::Error::last_os_error(),
+        ))
+    } else if high as usize >= BITMAP_BITS {
+        Err(io::Error::other(format!(
+            "fcntl(F_DUPFD_CLOEXEC) gave descriptor {high}, beyond the probe's {BITMAP_BITS}-bit bitmap"
+        )))
     } else {
-        let mut bitmap = [0u64; 32];
-        let (word, bit) = (HIGH_FD as usize / 64, HIGH_FD as usize % 64);
+        let mut bitmap = [0u64; BITMAP_BITS / 64];
+        let (word, bit) = (high as usize / 64, high as usize % 64);
         bitmap[word] |= 1 << bit;
         let timeout = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        // SAFETY: bitmap holds 2048 bits, more than nfds = HIGH_FD + 1;
+        // SAFETY: bitmap holds BITMAP_BITS bits, more than nfds = high + 1;
         // the other sets and the sigmask are NULL, as pselect6 allows.
         let n = unsafe {
             libc::syscall(
                 libc::SYS_pselect6,
-                HIGH_FD + 1,
+                high + 1,
                 bitmap.as_mut_ptr(),
                 std::ptr::null_mut::<u64>(),
                 std::ptr::null_mut::<u64>(),
@@ -457,8 +469,8 @@ pub fn kernel_select_beyond_fd_setsize() -> io::Result<bool> {
             Ok(n == 1 && bitmap[word] & (1 << bit) != 0)
         }
     };
-    if high == HIGH_FD {
-        close(HIGH_FD);
+    if high >= 0 {
+        close(high);
     }
     close(fds[0]);
     close(fds[1]);

@@ -267,3 +267,15 @@ fn the_table_escapes_cells_and_lists_commands() {
         "{text}"
     );
 }
+
+#[test]
+fn the_kernels_select_takes_a_descriptor_beyond_fd_setsize() {
+    assert!(probe::kernel_select_beyond_fd_setsize().unwrap());
+}
+
+#[test]
+fn an_exited_child_is_a_zombie_until_waited_for_and_holds_no_memory() {
+    let z = probe::zombie().unwrap();
+    assert!(z.was_zombie && z.gone_after_wait, "{z:?}");
+    assert_eq!((z.rss_kib, z.fds), (0, 0), "{z:?}");
+}

@@ -31,11 +31,20 @@ const DATA: &str = "phases.json";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Lane {
     pub model: String,
-    /// (start ms, end ms, phase)
-    pub segments: Vec<(f64, f64, Phase)>,
+    pub segments: Vec<Span>,
     pub totals: Option<Totals>,
     pub main_wait: Option<String>,
     pub missing: Option<String>,
+}
+
+/// One segment of a lane, in ms from the request's first call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    pub start_ms: f64,
+    pub end_ms: f64,
+    pub phase: Phase,
+    /// The call, or `EAGAIN ×N` for a busy-poll run.
+    pub call: String,
 }
 
 /// Traces one model for its lane; a model that is not in the workspace or
@@ -62,7 +71,16 @@ pub fn lane(model: &str) -> Lane {
                 model: model.into(),
                 segments: phases::segments(&t.calls)
                     .iter()
-                    .map(|s| ((s.start - origin) * 1e3, (s.end - origin) * 1e3, s.phase))
+                    .map(|s| Span {
+                        start_ms: (s.start - origin) * 1e3,
+                        end_ms: (s.end - origin) * 1e3,
+                        phase: s.phase,
+                        call: if s.is_busy_poll() {
+                            format!("EAGAIN ×{}", s.calls.len())
+                        } else {
+                            s.calls[0].name.clone()
+                        },
+                    })
                     .collect(),
                 totals: Some(t.totals),
                 main_wait: phases::main_wait(&t.calls),
@@ -83,7 +101,7 @@ const MIN_COPY_MS: f64 = 0.25;
 pub fn draw(path: &Path, lanes: &[Lane]) -> io::Result<bool> {
     let end = lanes
         .iter()
-        .flat_map(|l| l.segments.iter().map(|s| s.1))
+        .flat_map(|l| l.segments.iter().map(|s| s.end_ms))
         .fold(0.0, f64::max);
     if end <= 0.0 {
         return Ok(false);
@@ -135,7 +153,8 @@ fn draw_lanes(path: &Path, lanes: &[Lane], end: f64) -> Result<(), Box<dyn std::
             )))?;
             continue;
         }
-        for &(start, stop, phase) in &lane.segments {
+        for span in &lane.segments {
+            let (start, stop, phase) = (span.start_ms, span.end_ms, span.phase);
             let rect = |a: f64, b: f64, color: RGBAColor| {
                 Rectangle::new([(a, row - 0.3), (b, row + 0.3)], color.filled())
             };
@@ -151,6 +170,14 @@ fn draw_lanes(path: &Path, lanes: &[Lane], end: f64) -> Result<(), Box<dyn std::
                 Phase::Other => vec![rect(start, stop.max(start + MIN_COPY_MS / 2.0), other)],
             };
             c.draw_series(parts)?;
+            // Name the long calls: where the lane spends its time.
+            if stop - start > end * 0.15 {
+                c.draw_series(std::iter::once(Text::new(
+                    span.call.clone(),
+                    (start + end * 0.01, row + 0.05),
+                    ("sans-serif", 14),
+                )))?;
+            }
         }
     }
     root.present()?;
@@ -236,7 +263,20 @@ mod tests {
         vec![
             Lane {
                 model: "blocking:iterative".into(),
-                segments: vec![(0.0, 20.1, Phase::WaitThenCopy), (20.2, 20.23, Phase::Copy)],
+                segments: vec![
+                    Span {
+                        start_ms: 0.0,
+                        end_ms: 20.1,
+                        phase: Phase::WaitThenCopy,
+                        call: "read".into(),
+                    },
+                    Span {
+                        start_ms: 20.2,
+                        end_ms: 20.23,
+                        phase: Phase::Copy,
+                        call: "sendto".into(),
+                    },
+                ],
                 totals: Some(Totals {
                     wait_s: 0.0201,
                     copy_s: 0.00003,
@@ -277,6 +317,8 @@ mod tests {
         assert!(draw(&path, &lanes()).unwrap());
         let svg = fs::read_to_string(&path).unwrap();
         assert!(svg.contains("blocking:iterative") && svg.contains("not yet measured"));
+        // The long call is named in its lane, the short one is not.
+        assert!(svg.contains("read") && !svg.contains("sendto"));
         assert!(!draw(&path, &lanes()[1..]).unwrap());
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -145,7 +145,14 @@ fn draw_lanes(path: &Path, lanes: &[Lane], end: f64) -> Result<(), Box<dyn std::
     for (i, lane) in lanes.iter().enumerate() {
         let row = (n - 1 - i) as f64;
         if let Some(why) = &lane.missing {
-            let text: String = why.chars().take(110).collect();
+            // The reason without its parenthesised detail (in the table).
+            let text: String = why
+                .split(" (")
+                .next()
+                .unwrap_or(why)
+                .chars()
+                .take(110)
+                .collect();
             c.draw_series(std::iter::once(Text::new(
                 text,
                 (end * 0.01, row),

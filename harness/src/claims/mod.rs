@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,11 @@ pub struct ClaimsArgs {
     /// holds only their rows.
     #[arg(long, value_delimiter = ',')]
     pub only: Option<Vec<String>>,
+    /// Run `cargo bench -p coroutine --bench switch` first (a few minutes
+    /// with its build); without it, C12 and C13 read what an earlier run
+    /// left in target/criterion, if anything.
+    #[arg(long)]
+    pub bench: bool,
 }
 
 /// A claim's outcome.
@@ -354,18 +359,61 @@ pub fn c11_verdict(idle_cpu: f64, cpu_us: f64, sys_share: f64) -> Verdict {
     }
 }
 
-/// C12 compares voluntary context switches and CPU per request of the
-/// coroutine model and `blocking:thread` at the same offered load.
+/// What `cargo bench -p coroutine --bench switch` measured (criterion's
+/// mean estimates, ns), read from `target/criterion/`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SwitchBench {
+    /// A corosensei coroutine's resume and its suspend back.
+    pub stackful_ns: f64,
+    /// One byte to another thread through a pipe and one byte back.
+    pub thread_round_trip_ns: f64,
+    /// 16 KiB transformed straight through.
+    pub straight_line_ns: f64,
+    /// The same work as a coroutine suspending after every 64 bytes.
+    pub switching_ns: f64,
+}
+
+/// C12 compares, first, a coroutine switch with a thread round trip
+/// through the kernel in the micro-benchmark: it holds if the first is
+/// under a tenth of the second. Then the voluntary context switches and
+/// CPU per request of the coroutine model and `blocking:thread` at the same
+/// offered load: unless the coroutines also save both there, the claim
+/// holds with the caveat of what a server still pays. Without the
+/// micro-benchmark, the server figures alone decide.
 pub fn c12_verdict(
+    bench: Option<&SwitchBench>,
     co_switches: &[f64],
     thread_switches: &[f64],
     co_cpu: &[f64],
     thread_cpu: &[f64],
 ) -> Verdict {
-    match (
+    let server = (
         compare(co_switches, thread_switches),
         compare(co_cpu, thread_cpu),
-    ) {
+    );
+    if let Some(b) = bench {
+        if b.stackful_ns * 10.0 >= b.thread_round_trip_ns {
+            return Verdict::DoesNotHold(format!(
+                "a coroutine switch cost {:.0} ns, a thread round trip {:.0} ns",
+                b.stackful_ns, b.thread_round_trip_ns
+            ));
+        }
+        return match server {
+            (Cmp::Less, Cmp::Less) => Verdict::Holds,
+            _ => Verdict::HoldsWithCaveat(format!(
+                "the switch itself is {:.0} ns against {:.0} ns for a round trip between two \
+                 threads through the kernel; but in a server at this load the coroutines' one \
+                 thread still sleeps in epoll_wait and is woken by the kernel (a context switch \
+                 per wake-up), and the system calls dominate a request's CPU: the server figures \
+                 differ by {} context switches and {} CPU per request",
+                b.stackful_ns,
+                b.thread_round_trip_ns,
+                cmp_word(server.0),
+                cmp_word(server.1)
+            )),
+        };
+    }
+    match server {
         (Cmp::Less, Cmp::Less) => Verdict::Holds,
         (Cmp::Less, Cmp::Same) => Verdict::HoldsWithCaveat(
             "fewer kernel context switches per request, but no measurable CPU saved at this \
@@ -380,10 +428,25 @@ pub fn c12_verdict(
     }
 }
 
-/// C13 holds if a thread hand-off with nothing to wait for costs more than
-/// ten plain calls doing the same; within that, no measurable difference.
-pub fn c13_verdict(s: &Switching) -> Verdict {
-    if s.thread_handoff_ns > 10.0 * s.call_ns.max(1.0) {
+fn cmp_word(c: Cmp) -> &'static str {
+    match c {
+        Cmp::Less => "fewer (coroutines lower)",
+        Cmp::More => "more (coroutines higher)",
+        Cmp::Same => "no measurable difference in",
+    }
+}
+
+/// C13: switching with nothing to wait for only slows a program down if
+/// the same work with a switch every 64 bytes takes measurably longer than
+/// straight through (the micro-benchmark); without it, if a thread
+/// hand-off costs more than ten plain calls. Within noise: no measurable
+/// difference.
+pub fn c13_verdict(s: &Switching, bench: Option<&SwitchBench>) -> Verdict {
+    let slower = match bench {
+        Some(b) => compare(&[b.switching_ns], &[b.straight_line_ns]) == Cmp::More,
+        None => s.thread_handoff_ns > 10.0 * s.call_ns.max(1.0),
+    };
+    if slower {
         Verdict::Holds
     } else {
         Verdict::NoMeasurableDifference
@@ -509,6 +572,75 @@ pub fn c18_verdict(c: &Creation) -> Verdict {
 
 // ---- Measuring ----
 
+/// The micro-benchmark C12 and C13 cite.
+pub const SWITCH_BENCH: &str = "cargo bench -p coroutine --bench switch";
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// Criterion's mean estimate of benchmark `id`, ns.
+fn criterion_ns(id: &str) -> Result<f64, String> {
+    let path = target_dir()
+        .join("criterion")
+        .join(id)
+        .join("new/estimates.json");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    json["mean"]["point_estimate"]
+        .as_f64()
+        .ok_or_else(|| format!("{}: no mean.point_estimate", path.display()))
+}
+
+/// Runs the micro-benchmark (`run`), then reads its estimates; `Err` says
+/// why there are none.
+fn switch_bench(run: bool) -> Result<SwitchBench, String> {
+    if run {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let status = std::process::Command::new(&cargo)
+            .args([
+                "bench",
+                "-p",
+                "coroutine",
+                "--bench",
+                "switch",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("spawn {SWITCH_BENCH}: {e}"))?;
+        if !status.success() {
+            return Err(format!("{SWITCH_BENCH}: {status}"));
+        }
+    }
+    Ok(SwitchBench {
+        stackful_ns: criterion_ns("switch/stackful_resume_suspend")?,
+        thread_round_trip_ns: criterion_ns("switch/thread_pipe_round_trip")?,
+        straight_line_ns: criterion_ns("no_io/straight_line_16KiB")?,
+        switching_ns: criterion_ns("no_io/stackful_switch_per_64B_16KiB")?,
+    })
+}
+
+fn bench_figures(bench: &Result<SwitchBench, String>) -> String {
+    match bench {
+        Ok(b) => format!(
+            "{SWITCH_BENCH}: coroutine resume+suspend {:.0} ns, thread round trip through a pipe \
+             {:.0} ns; 16 KiB transformed straight {:.0} ns, with a switch every 64 B {:.0} ns",
+            b.stackful_ns, b.thread_round_trip_ns, b.straight_line_ns, b.switching_ns
+        ),
+        Err(why) => format!(
+            "micro-benchmark not run (`harness claims --bench` runs it, or `{SWITCH_BENCH}` \
+             first): {why}"
+        ),
+    }
+}
+
 /// Why `model` cannot be measured here, if it cannot.
 pub fn unavailable(model: &str) -> Option<String> {
     find_binary(model)
@@ -616,6 +748,8 @@ fn cpu_us(m: &Measurement) -> f64 {
 struct Lab {
     traces: BTreeMap<String, Result<Traced, String>>,
     missing: BTreeMap<String, Option<String>>,
+    run_bench: bool,
+    bench: Option<Result<SwitchBench, String>>,
 }
 
 impl Lab {
@@ -625,6 +759,11 @@ impl Lab {
             .entry(name.clone())
             .or_insert_with(|| unavailable(&name))
             .clone()
+    }
+
+    fn bench(&mut self) -> Result<SwitchBench, String> {
+        let run = self.run_bench;
+        self.bench.get_or_insert_with(|| switch_bench(run)).clone()
     }
 
     fn phases(&mut self, model: &str) -> Result<Traced, String> {
@@ -932,29 +1071,38 @@ fn c12(lab: &mut Lab, commands: &mut Vec<String>) -> Measured {
             cpu[i].push(cpu_us(&m));
         }
     }
+    let bench = lab.bench();
     Ok((
-        c12_verdict(&sw[0], &sw[1], &cpu[0], &cpu[1]),
+        c12_verdict(bench.as_ref().ok(), &sw[0], &sw[1], &cpu[0], &cpu[1]),
         format!(
+            "{}. Server: {}",
+            bench_figures(&bench),
+            format_args!(
             "at {C12_RATE:.0} req/s over 50 connections: voluntary context switches per request \
              coroutine:stackful {} vs blocking:thread {}; server CPU per request {} µs vs {} µs",
             show(&sw[0], 2),
             show(&sw[1], 2),
             show(&cpu[0], 1),
             show(&cpu[1], 1)
+            )
         ),
     ))
 }
 
-fn c13() -> Measured {
+fn c13(lab: &mut Lab) -> Measured {
     let s = probe::switching().map_err(|e| e.to_string())?;
+    let bench = lab.bench();
     Ok((
-        c13_verdict(&s),
+        c13_verdict(&s, bench.as_ref().ok()),
         format!(
-            "two threads on one CPU handing a value back and forth: {:.0} ns per hand-off, each \
+            "{}. Two threads on one CPU handing a value back and forth: {:.0} ns per hand-off, each \
              thread blocking (a voluntary kernel context switch) {:.2} times per round trip; the \
              same hand-off as a function call: {:.1} ns. Where a task would block, switching \
              pays: see C2",
-            s.thread_handoff_ns, s.switches_per_round_trip, s.call_ns
+            bench_figures(&bench),
+            s.thread_handoff_ns,
+            s.switches_per_round_trip,
+            s.call_ns
         ),
     ))
 }
@@ -1108,10 +1256,13 @@ fn row(lab: &mut Lab, id: &'static str, claim: &'static str) -> Row {
             commands.push(only);
             c11(&mut commands)
         }
-        "C12" => c12(lab, &mut commands),
+        "C12" => {
+            commands.push(SWITCH_BENCH.into());
+            c12(lab, &mut commands)
+        }
         "C13" => {
-            commands.push(only);
-            c13()
+            commands.extend([SWITCH_BENCH.into(), only]);
+            c13(lab)
         }
         "C14" => c14(lab, &mut commands),
         "C15" => c15(&mut commands),
@@ -1203,7 +1354,10 @@ pub fn main(args: ClaimsArgs) -> io::Result<ExitCode> {
         ));
     }
     let started = Instant::now();
-    let mut lab = Lab::default();
+    let mut lab = Lab {
+        run_bench: args.bench,
+        ..Lab::default()
+    };
     let mut rows = Vec::new();
     for (id, claim) in CLAIMS {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == id) {

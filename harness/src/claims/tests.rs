@@ -139,18 +139,50 @@ fn c11_waiting_is_free_io_is_not() {
 #[test]
 fn c12_switches_and_cpu_compared_beyond_noise() {
     assert_eq!(
-        c12_verdict(&[0.1, 0.1], &[2.0, 2.1], &[10.0, 10.5], &[20.0, 21.0]),
+        c12_verdict(None, &[0.1, 0.1], &[2.0, 2.1], &[10.0, 10.5], &[20.0, 21.0]),
         Verdict::Holds
     );
     assert_eq!(
-        c12_verdict(&[2.0, 2.1], &[2.0, 2.1], &[10.0, 10.5], &[10.2, 10.6]),
+        c12_verdict(None, &[2.0, 2.1], &[2.0, 2.1], &[10.0, 10.5], &[10.2, 10.6]),
         Verdict::NoMeasurableDifference
     );
     assert!(refuted(&c12_verdict(
+        None,
         &[0.1, 0.1],
         &[2.0, 2.1],
         &[30.0, 31.0],
         &[20.0, 21.0]
+    )));
+}
+
+fn bench(stackful_ns: f64, switching_ns: f64) -> SwitchBench {
+    SwitchBench {
+        stackful_ns,
+        thread_round_trip_ns: 9_000.0,
+        straight_line_ns: 4_000.0,
+        switching_ns,
+    }
+}
+
+#[test]
+fn c12_with_the_micro_benchmark() {
+    let (few, many) = (&[0.1, 0.1][..], &[1.0, 1.0][..]);
+    let (low, high) = (&[10.0, 10.5][..], &[20.0, 21.0][..]);
+    let cheap = bench(20.0, 0.0);
+    assert_eq!(
+        c12_verdict(Some(&cheap), few, many, low, high),
+        Verdict::Holds
+    );
+    assert!(matches!(
+        c12_verdict(Some(&cheap), many, many, low, low),
+        Verdict::HoldsWithCaveat(c) if c.contains("20 ns against 9000 ns")
+    ));
+    assert!(refuted(&c12_verdict(
+        Some(&bench(5_000.0, 0.0)),
+        few,
+        many,
+        low,
+        high
     )));
 }
 
@@ -161,8 +193,20 @@ fn c13_a_handoff_costs_more_than_a_call() {
         switches_per_round_trip: 1.0,
         call_ns: call,
     };
-    assert_eq!(c13_verdict(&s(3_000.0, 2.0)), Verdict::Holds);
-    assert_eq!(c13_verdict(&s(5.0, 2.0)), Verdict::NoMeasurableDifference);
+    assert_eq!(c13_verdict(&s(3_000.0, 2.0), None), Verdict::Holds);
+    assert_eq!(
+        c13_verdict(&s(5.0, 2.0), None),
+        Verdict::NoMeasurableDifference
+    );
+    // With the micro-benchmark, the same work with switches decides.
+    assert_eq!(
+        c13_verdict(&s(5.0, 2.0), Some(&bench(20.0, 9_000.0))),
+        Verdict::Holds
+    );
+    assert_eq!(
+        c13_verdict(&s(3_000.0, 2.0), Some(&bench(20.0, 4_100.0))),
+        Verdict::NoMeasurableDifference
+    );
 }
 
 #[test]

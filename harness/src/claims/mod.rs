@@ -363,6 +363,8 @@ pub fn c11_verdict(idle_cpu: f64, cpu_us: f64, sys_share: f64) -> Verdict {
 /// mean estimates, ns), read from `target/criterion/`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SwitchBench {
+    /// How long before this run criterion wrote the estimates, minutes.
+    pub minutes_old: f64,
     /// A corosensei coroutine's resume and its suspend back.
     pub stackful_ns: f64,
     /// One byte to another thread through a pipe and one byte back.
@@ -581,12 +583,18 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
+/// Where criterion keeps benchmark `id`'s latest estimates (it names the
+/// directory after the id, `/` made `_`).
+fn criterion_estimates(id: &str) -> PathBuf {
+    target_dir()
+        .join("criterion")
+        .join(id.replace('/', "_"))
+        .join("new/estimates.json")
+}
+
 /// Criterion's mean estimate of benchmark `id`, ns.
 fn criterion_ns(id: &str) -> Result<f64, String> {
-    let path = target_dir()
-        .join("criterion")
-        .join(id)
-        .join("new/estimates.json");
+    let path = criterion_estimates(id);
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -594,6 +602,14 @@ fn criterion_ns(id: &str) -> Result<f64, String> {
         .as_f64()
         .ok_or_else(|| format!("{}: no mean.point_estimate", path.display()))
 }
+
+/// The benchmarks of `SWITCH_BENCH` the claims read.
+const BENCH_IDS: &[&str] = &[
+    "switch/stackful_resume_suspend",
+    "switch/thread_pipe_round_trip",
+    "no_io/straight_line_16KiB",
+    "no_io/stackful_switch_per_64B_16KiB",
+];
 
 /// Runs the micro-benchmark (`run`), then reads its estimates; `Err` says
 /// why there are none.
@@ -619,20 +635,31 @@ fn switch_bench(run: bool) -> Result<SwitchBench, String> {
             return Err(format!("{SWITCH_BENCH}: {status}"));
         }
     }
+    let minutes_old = fs::metadata(criterion_estimates(BENCH_IDS[0]))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map_or(f64::NAN, |age| age.as_secs_f64() / 60.0);
     Ok(SwitchBench {
-        stackful_ns: criterion_ns("switch/stackful_resume_suspend")?,
-        thread_round_trip_ns: criterion_ns("switch/thread_pipe_round_trip")?,
-        straight_line_ns: criterion_ns("no_io/straight_line_16KiB")?,
-        switching_ns: criterion_ns("no_io/stackful_switch_per_64B_16KiB")?,
+        minutes_old,
+        stackful_ns: criterion_ns(BENCH_IDS[0])?,
+        thread_round_trip_ns: criterion_ns(BENCH_IDS[1])?,
+        straight_line_ns: criterion_ns(BENCH_IDS[2])?,
+        switching_ns: criterion_ns(BENCH_IDS[3])?,
     })
 }
 
 fn bench_figures(bench: &Result<SwitchBench, String>) -> String {
     match bench {
         Ok(b) => format!(
-            "{SWITCH_BENCH}: coroutine resume+suspend {:.0} ns, thread round trip through a pipe \
-             {:.0} ns; 16 KiB transformed straight {:.0} ns, with a switch every 64 B {:.0} ns",
-            b.stackful_ns, b.thread_round_trip_ns, b.straight_line_ns, b.switching_ns
+            "{SWITCH_BENCH} (criterion means, written {:.0} min before this table): coroutine \
+             resume+suspend {:.0} ns, thread round trip through a pipe {:.0} ns; 16 KiB \
+             transformed straight {:.0} ns, with a switch every 64 B {:.0} ns",
+            b.minutes_old,
+            b.stackful_ns,
+            b.thread_round_trip_ns,
+            b.straight_line_ns,
+            b.switching_ns
         ),
         Err(why) => format!(
             "micro-benchmark not run (`harness claims --bench` runs it, or `{SWITCH_BENCH}` \

@@ -157,6 +157,7 @@ fn c12_switches_and_cpu_compared_beyond_noise() {
 
 fn bench(stackful_ns: f64, switching_ns: f64) -> SwitchBench {
     SwitchBench {
+        minutes_old: 0.0,
         stackful_ns,
         thread_round_trip_ns: 9_000.0,
         straight_line_ns: 4_000.0,

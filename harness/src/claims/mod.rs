@@ -406,8 +406,8 @@ pub fn c12_verdict(
                 "the switch itself is {:.0} ns against {:.0} ns for a round trip between two \
                  threads through the kernel; but in a server at this load the coroutines' one \
                  thread still sleeps in epoll_wait and is woken by the kernel (a context switch \
-                 per wake-up), and the system calls dominate a request's CPU: the server figures \
-                 differ by {} context switches and {} CPU per request",
+                 per wake-up), and the system calls dominate a request's CPU. Server, coroutines \
+                 against threads: context switches per request {}, CPU per request {}",
                 b.stackful_ns,
                 b.thread_round_trip_ns,
                 cmp_word(server.0),
@@ -432,9 +432,9 @@ pub fn c12_verdict(
 
 fn cmp_word(c: Cmp) -> &'static str {
     match c {
-        Cmp::Less => "fewer (coroutines lower)",
-        Cmp::More => "more (coroutines higher)",
-        Cmp::Same => "no measurable difference in",
+        Cmp::Less => "lower",
+        Cmp::More => "higher",
+        Cmp::Same => "no measurable difference",
     }
 }
 

@@ -249,6 +249,11 @@ pub fn run_args(
     push("--duration", m.duration_s.to_string());
     push("--seed", (repeat + 1).to_string());
     a.push("--json".into());
+    if matches!(w, Workload::Connect { .. }) {
+        // The matrix compares models, not wake-ups: no trace overhead (the
+        // herd section measures wake-ups, `report::herd`).
+        a.push("--no-wakeups".into());
+    }
     if purpose == Purpose::Syscalls {
         a.push("--syscalls".into());
     }
@@ -551,6 +556,7 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
     if let Some(path) = &args.report_from {
         let results = report::load(path)?;
         let mut written = report::write(&args.out, &results)?;
+        written.extend(report::herd::rewrite(&args.out)?);
         written.extend(report::phases::write(&args.out, false)?);
         eprintln!(
             "harness compare: rewrote {} files in {}",
@@ -582,6 +588,11 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
     let partial = args.out.join("compare.partial.json");
     let results = run_matrix(&matrix, &exe, command_line(), args.quick, Some(&partial));
     let mut written = report::write(&args.out, &results)?;
+    let herd_timeout = Duration::from_secs_f64(matrix.warmup_s + matrix.duration_s + 60.0);
+    let herd = report::herd::measure(matrix.repeats, matrix.warmup_s, matrix.duration_s, |a| {
+        run_child(&exe, a, herd_timeout)
+    });
+    written.extend(report::herd::write(&args.out, &herd)?);
     written.extend(report::phases::write(&args.out, true)?);
     // Complete now: the partial record would only confuse.
     if let Err(e) = std::fs::remove_file(&partial) {

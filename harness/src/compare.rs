@@ -557,6 +557,7 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
         let results = report::load(path)?;
         let mut written = report::write(&args.out, &results)?;
         written.extend(report::herd::rewrite(&args.out)?);
+        written.extend(report::phases::write(&args.out, false)?);
         eprintln!(
             "harness compare: rewrote {} files in {}",
             written.len(),
@@ -592,6 +593,7 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
         run_child(&exe, a, herd_timeout)
     });
     written.extend(report::herd::write(&args.out, &herd)?);
+    written.extend(report::phases::write(&args.out, true)?);
     // Complete now: the partial record would only confuse.
     if let Err(e) = std::fs::remove_file(&partial) {
         if e.kind() != io::ErrorKind::NotFound {

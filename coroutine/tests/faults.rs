@@ -1,0 +1,21 @@
+//! The lab's fault suite (`harness check --faults`) against `coroutine`,
+//! stackful and async: the `accept4` errors and EINTR on its reads, writes
+//! and `epoll_wait` (found by the discovery run). Without strace or ptrace
+//! it prints SKIP.
+
+use harness::check::faults::assert_survives_faults;
+use std::path::Path;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_coroutine"))
+}
+
+#[test]
+fn coroutine_stackful_survives_faults() {
+    assert_survives_faults(bin(), Some("stackful"), &[]);
+}
+
+#[test]
+fn coroutine_async_survives_faults() {
+    assert_survives_faults(bin(), Some("async"), &[]);
+}

@@ -1,7 +1,7 @@
-//! The lab's fault suite (`harness check --faults`) against `coroutine`,
-//! stackful and async: the `accept4` errors and EINTR on its reads, writes
-//! and `epoll_wait` (found by the discovery run). Without strace or ptrace
-//! it prints SKIP.
+//! The lab's fault suite (`harness check --faults`) against `coroutine`:
+//! stackful, async, and two hubs (`--workers 2`). The `accept4` errors and
+//! EINTR on every read, write and `epoll_wait` it makes. Without strace or
+//! ptrace it prints SKIP.
 
 use harness::check::faults::assert_survives_faults;
 use std::path::Path;
@@ -18,4 +18,9 @@ fn coroutine_stackful_survives_faults() {
 #[test]
 fn coroutine_async_survives_faults() {
     assert_survives_faults(bin(), Some("async"), &[]);
+}
+
+#[test]
+fn coroutine_stackful_workers2_survives_faults() {
+    assert_survives_faults(bin(), Some("stackful"), &["--workers", "2"]);
 }

@@ -1,7 +1,7 @@
-//! The lab's fault suite (`harness check --faults`) against `sigio`, in
-//! both modes: the `accept4` errors and EINTR on its reads, writes and
-//! `rt_sigtimedwait` (found by the discovery run). Without strace or ptrace
-//! it prints SKIP.
+//! The lab's fault suite (`harness check --faults`) against `sigio`, in both
+//! modes: the `accept4` errors and EINTR on every read, write and wait call
+//! it makes (`rt_sigtimedwait`, and `poll` if an overflow sweep runs).
+//! Without strace or ptrace it prints SKIP.
 
 use harness::check::faults::assert_survives_faults;
 use std::path::Path;

@@ -4,6 +4,7 @@
 mod env;
 pub mod herd;
 mod markdown;
+pub mod phases;
 mod plots;
 mod results;
 mod stats;

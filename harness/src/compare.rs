@@ -66,23 +66,28 @@ pub const BUDGET_QUICK_S: f64 = 120.0;
 pub const PLANNED_MODELS: usize = 20;
 
 /// What one run costs beyond its warm-up and window, seconds: the child
-/// `harness run`, server start and SIGTERM stop (measured: 0.06-0.07 s per
-/// run in a full compare on the lab machine; rounded up).
-const RUN_OVERHEAD_S: f64 = 0.1;
-/// What opening one held connection adds to a run, seconds (measured: 10 000
-/// idle connections add 0.5 s to an event loop's run and 3.7 s to thread's
-/// and fork's; planned at a mean of 2 s per 10 000).
-const CONNECT_COST_S: f64 = 0.0002;
-/// Starting and stopping each model once before the matrix (`probe`).
-const PROBE_S: f64 = 0.5;
+/// `harness run`, server start and SIGTERM stop, and the drain of a run
+/// past saturation (measured in a `--quick` compare of the 11 lab
+/// model:modes on the shared lab machine: 0.18 s for a ping-pong run, 0.7 s
+/// on average for an open-loop run, up to 2.9 s past saturation).
+const RUN_OVERHEAD_S: f64 = 0.3;
+/// What opening one held connection adds to a run, seconds (measured: 1000
+/// idle connections added 0.75 s on average over the 11 lab model:modes in
+/// the same run; earlier, 10 000 added 0.5 s to an event loop's run and
+/// 3.7 s to thread's and fork's).
+const CONNECT_COST_S: f64 = 0.0005;
+/// Starting and stopping each model once before the matrix (`probe`;
+/// measured: 1.7 s for the 11 lab model:modes).
+const PROBE_S: f64 = 0.2;
 
 /// Which matrix to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scale {
     /// One repeat of a few cells: does the pipeline work (≤ 2 minutes).
     Quick,
-    /// The rate sweep and every question at 4 repeats of short windows
-    /// (≤ 10 minutes): enough repeats for a rank test to find a difference.
+    /// The rate sweep (5k-40k/s) and every question at 4 repeats of short windows
+    /// (≤ 10 minutes): enough repeats for a rank test to find a difference;
+    /// 10 000 idle connections measured once, for their memory.
     Default,
     /// The complete matrix: more rates, counts and repeats, long windows.
     Full,
@@ -104,7 +109,7 @@ pub struct CompareArgs {
     /// Repeats of every cell (default 4; --quick 1; --full 5).
     #[arg(long)]
     pub repeats: Option<usize>,
-    /// Timed window of each run, seconds (default 0.3; --quick 0.2; --full 3).
+    /// Timed window of each run, seconds (default 0.25; --quick 0.2; --full 3).
     #[arg(long)]
     pub duration: Option<f64>,
     /// Warm-up before each window, seconds (default 0.1; --full 1).
@@ -126,6 +131,10 @@ pub struct CompareArgs {
 pub struct Matrix {
     pub models: Vec<String>,
     pub workloads: Vec<Workload>,
+    /// Timing workloads measured in one repeat only: points for figures
+    /// that need no rank test (the memory an idle connection holds), where
+    /// repeats would not fit the budget.
+    pub once: Vec<Workload>,
     /// Workloads measured once more with syscall counting on.
     pub syscall_workloads: Vec<Workload>,
     pub repeats: usize,
@@ -150,36 +159,50 @@ impl Matrix {
         };
         let pp = |conns| Workload::Pingpong { conns };
         let connect = Workload::Connect { conns: 4 };
-        let (rates, pingpong, idles, syscalls): (&[u64], &[usize], &[usize], Vec<Workload>) =
-            match scale {
-                Scale::Quick => (&[5_000, 20_000], &[100], &[1_000], vec![open(5_000)]),
-                Scale::Default => (
-                    &[5_000, 10_000, 20_000, 40_000, 80_000],
-                    &[100],
-                    &[1_000, 10_000],
-                    vec![open(10_000)],
-                ),
-                Scale::Full => (
-                    &[5_000, 10_000, 20_000, 40_000, 80_000, 160_000],
-                    &[1, 10, 100, 1000],
-                    // 500: the largest count below select's FD_SETSIZE, so
-                    // that its linear cost shows on the same axis.
-                    &[100, 500, 1_000, 10_000],
-                    vec![open(10_000), pp(1), pp(100)],
-                ),
-            };
+        type Counts = (
+            &'static [u64],
+            &'static [usize],
+            &'static [usize],
+            &'static [usize],
+        );
+        let (rates, pingpong, idles, idles_once): Counts = match scale {
+            Scale::Quick => (&[5_000, 20_000], &[100], &[1_000], &[]),
+            // Up to 40k/s: in a --quick compare of the 11 lab model:modes
+            // on the lab machine no model sustained more than 20k/s, so a
+            // rate beyond 40k/s would only cost budget; --full goes on.
+            Scale::Default => (
+                &[5_000, 10_000, 20_000, 40_000],
+                &[100],
+                &[1_000],
+                &[10_000],
+            ),
+            // 500: the largest count below select's FD_SETSIZE, so that its
+            // linear cost shows on the same axis.
+            Scale::Full => (
+                &[5_000, 10_000, 20_000, 40_000, 80_000, 160_000],
+                &[1, 10, 100, 1000],
+                &[100, 500, 1_000, 10_000],
+                &[],
+            ),
+        };
+        let syscalls = match scale {
+            Scale::Quick => vec![open(5_000)],
+            Scale::Default => vec![open(10_000)],
+            Scale::Full => vec![open(10_000), pp(1), pp(100)],
+        };
         let mut workloads: Vec<Workload> = rates.iter().map(|r| open(*r)).collect();
         workloads.extend(pingpong.iter().map(|c| pp(*c)));
         workloads.push(connect);
         workloads.extend(idles.iter().map(|n| idle(*n)));
         let (repeats, warmup_s, duration_s) = match scale {
             Scale::Quick => (1, 0.1, 0.2),
-            Scale::Default => (4, 0.1, 0.3),
+            Scale::Default => (4, 0.1, 0.25),
             Scale::Full => (5, 1.0, 3.0),
         };
         Matrix {
             models: STANDARD_MODELS.iter().map(|s| s.to_string()).collect(),
             workloads,
+            once: idles_once.iter().map(|n| idle(*n)).collect(),
             syscall_workloads: syscalls,
             repeats,
             size: 64,
@@ -203,19 +226,32 @@ impl Matrix {
             + w.concurrent_conns() as f64 * CONNECT_COST_S
     }
 
+    /// Every (workload, purpose, repeats) the matrix runs, in order: the
+    /// timing workloads, those measured once, then the syscall counts.
+    pub fn schedule(&self) -> Vec<(Workload, Purpose, usize)> {
+        let timing = self
+            .workloads
+            .iter()
+            .map(|w| (*w, Purpose::Timing, self.repeats));
+        let once = self.once.iter().map(|w| (*w, Purpose::Timing, 1));
+        let syscalls = self
+            .syscall_workloads
+            .iter()
+            .map(|w| (*w, Purpose::Syscalls, 1));
+        timing.chain(once).chain(syscalls).collect()
+    }
+
     /// The runs of `models` model:modes at most (before cells a model's
     /// limit or saturation excuses), and their planned seconds, probes
     /// included.
     pub fn plan(&self, models: usize) -> (usize, f64) {
-        let timing: f64 = self.workloads.iter().map(|w| self.planned_run_s(w)).sum();
-        let syscalls: f64 = self
-            .syscall_workloads
+        let schedule = self.schedule();
+        let runs: usize = schedule.iter().map(|(_, _, reps)| reps).sum();
+        let seconds: f64 = schedule
             .iter()
-            .map(|w| self.planned_run_s(w))
+            .map(|(w, _, reps)| *reps as f64 * self.planned_run_s(w))
             .sum();
-        let runs = models * (self.workloads.len() * self.repeats + self.syscall_workloads.len());
-        let seconds = models as f64 * (PROBE_S + timing * self.repeats as f64 + syscalls);
-        (runs, seconds)
+        (models * runs, models as f64 * (PROBE_S + seconds))
     }
 }
 
@@ -499,17 +535,7 @@ pub fn run_matrix(
 
     // Every cell, timing then syscall runs; not-run cells get their reason.
     let mut cells: Vec<Cell> = Vec::new();
-    let plan = matrix
-        .workloads
-        .iter()
-        .map(|w| (*w, Purpose::Timing, matrix.repeats))
-        .chain(
-            matrix
-                .syscall_workloads
-                .iter()
-                .map(|w| (*w, Purpose::Syscalls, 1)),
-        );
-    let plan: Vec<(Workload, Purpose, usize)> = plan.collect();
+    let plan = matrix.schedule();
     for (w, purpose, _) in &plan {
         for model in &runnable {
             let not_run = limit(model, w);
@@ -544,10 +570,9 @@ pub fn run_matrix(
         size: matrix.size,
         warmup_s: matrix.warmup_s,
         duration_s: matrix.duration_s,
-        cell_timeout_s: matrix
-            .workloads
+        cell_timeout_s: plan
             .iter()
-            .map(|w| matrix.run_timeout_s(w))
+            .map(|(w, _, _)| matrix.run_timeout_s(w))
             .fold(0.0, f64::max),
         started_at,
         finished_at: "(in progress)".into(),
@@ -556,7 +581,12 @@ pub fn run_matrix(
         steal_share: None,
         rendered_by: None,
         models: models.clone(),
-        workloads: matrix.workloads.clone(),
+        workloads: matrix
+            .workloads
+            .iter()
+            .chain(&matrix.once)
+            .copied()
+            .collect(),
         cells,
     };
     let bar = ProgressBar::new(total as u64);
@@ -801,10 +831,11 @@ mod tests {
     fn every_workload_of_the_matrices_is_unique_and_the_sweep_ascends() {
         for scale in [Scale::Quick, Scale::Default, Scale::Full] {
             let m = Matrix::standard(scale);
-            let mut seen = m.workloads.clone();
+            let mut seen: Vec<Workload> = m.workloads.iter().chain(&m.once).copied().collect();
+            let all = seen.len();
             seen.sort();
             seen.dedup();
-            assert_eq!(seen.len(), m.workloads.len());
+            assert_eq!(seen.len(), all);
             let rates: Vec<u64> = m
                 .workloads
                 .iter()
@@ -849,7 +880,13 @@ mod tests {
         let m = Matrix::standard(Scale::Default);
         let one = Workload::Pingpong { conns: 1 };
         assert!(
-            (m.planned_run_s(&one) - (0.1 + 0.3 + RUN_OVERHEAD_S + CONNECT_COST_S)).abs() < 1e-9
+            (m.planned_run_s(&one) - (0.1 + 0.25 + RUN_OVERHEAD_S + CONNECT_COST_S)).abs() < 1e-9
+        );
+        // The plan counts exactly the runs the schedule makes.
+        let (runs, _) = m.plan(1);
+        assert_eq!(
+            runs,
+            m.workloads.len() * m.repeats + m.once.len() + m.syscall_workloads.len()
         );
     }
 

@@ -190,9 +190,14 @@ fn against_yardstick(
         .collect()
 }
 
+/// The models' `metric` on `w`, smallest first; on an open-loop workload
+/// only the models that sustained its rate (past saturation a figure
+/// describes a backlog, not the load).
 fn cheapest(r: &CompareResults, w: &Workload, metric: Metric) -> Vec<(String, Spread)> {
+    let open = w.offered_rate().is_some();
     let mut v: Vec<(String, Spread)> = models(r)
         .into_iter()
+        .filter(|m| !open || sustained(timing(r, m, w)))
         .filter_map(|m| {
             let s = timing(r, &m, w)?.spread(metric)?;
             Some((m, s))
@@ -331,15 +336,33 @@ pub fn request_cost(x: &Ctx) -> Option<Answer> {
             .unwrap_or_default();
         Some(format!(
             "**A request's cost** at {} over {conns} connections: server CPU per request from {} \
-             ({}) to {} ({}){peer}.{top}",
+             ({}) to {} ({}){peer}{}.{top}",
             rate_label(&w),
             micros(lo.1.median),
             label(&lo.0),
             micros(hi.1.median),
-            label(&hi.0)
+            label(&hi.0),
+            not_sustained(r, &w)
         ))
     });
     Some(Answer { body, summary })
+}
+
+/// ", not sustained by: a, b" for the models measured on `w` that fell
+/// short of its rate, or nothing.
+fn not_sustained(r: &CompareResults, w: &Workload) -> String {
+    let short: Vec<String> = models(r)
+        .iter()
+        .filter(|m| {
+            timing(r, m, w).is_some_and(|c| !c.runs.is_empty()) && !sustained(timing(r, m, w))
+        })
+        .map(|m| label(m))
+        .collect();
+    if short.is_empty() {
+        String::new()
+    } else {
+        format!("; not sustained there by {}", short.join(", "))
+    }
 }
 
 /// Closed loop: throughput at saturation, with both sides' CPU.
@@ -488,8 +511,9 @@ pub fn idle_cost(x: &Ctx) -> Option<Answer> {
         "Idle connections (open, each answered once, then silent) are held beside {active} \
          active ones{}. The CPU per request of the active connections shows what the idle ones \
          cost the loop that serves them; the growth of the peak resident set, divided by the \
-         idle count, what each costs in memory (forked processes share pages but are counted \
-         once each, so fork and prefork are overstated).\n\n",
+         idle count, what each costs in the server's own memory (forked processes share pages but \
+         are counted once each, so fork and prefork are overstated; the kernel's socket buffers \
+         are not part of a resident set at all).\n\n",
         rate.map_or(String::new(), |r| format!(
             " that are offered {}/s",
             si(r as f64)
@@ -789,12 +813,13 @@ pub fn tail_latency(x: &Ctx) -> Option<Answer> {
             .map(|(m, s)| format!("; yardstick {}: {}", label(m), micros(s.median)))
             .unwrap_or_default();
         Some(format!(
-            "**Tail latency** at {}: p99 from {} ({}) to {} ({}){peer}.",
+            "**Tail latency** at {}: p99 from {} ({}) to {} ({}){peer}{}.",
             rate_label(&w),
             micros(lo.1.median),
             label(&lo.0),
             micros(hi.1.median),
-            label(&hi.0)
+            label(&hi.0),
+            not_sustained(r, &w)
         ))
     });
     Some(Answer { body, summary })

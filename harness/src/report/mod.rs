@@ -89,6 +89,15 @@ fn series(r: &CompareResults, points: &[(f64, Workload)], metric: Metric) -> Vec
                     Some((*x, r.cell(&m.model, w, Purpose::Timing)?.spread(metric)?))
                 })
                 .collect(),
+            short: points
+                .iter()
+                .filter(|(_, w)| w.offered_rate().is_some())
+                .filter(|(_, w)| {
+                    let c = r.cell(&m.model, w, Purpose::Timing);
+                    c.is_some_and(|c| !c.runs.is_empty()) && !questions::sustained(c)
+                })
+                .map(|(x, _)| *x)
+                .collect(),
         })
         .filter(|s| !s.points.is_empty())
         .collect()
@@ -222,6 +231,12 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
                     name: m.model.clone(),
                     color,
                     reference: is_reference(&m.model),
+                    // Past saturation the whole spectrum is a backlog's.
+                    short: if questions::sustained(Some(c)) {
+                        Vec::new()
+                    } else {
+                        points.iter().map(|(p, _)| *p).collect()
+                    },
                     points,
                 })
             })
@@ -229,7 +244,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
         let chart = LineChart {
             title: &title,
             x: Axis {
-                desc: "percentile (HdrHistogram)",
+                desc: "percentile, from the HdrHistogram",
                 scale: Scale::Nines,
                 format: percentile_tick,
             },

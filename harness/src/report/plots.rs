@@ -28,11 +28,14 @@ pub struct Series {
     /// A reference (a peer): drawn dashed, so it reads as a yardstick.
     pub reference: bool,
     pub points: Vec<(f64, Spread)>,
+    /// The x values of points whose cell fell short of its offered rate:
+    /// drawn hollow, since their figures describe a backlog.
+    pub short: Vec<f64>,
 }
 
-/// Tableau's ten colours, black and four darker shades: distinguishable,
-/// also in print, for up to fifteen model:modes.
-const PALETTE: [RGBColor; 15] = [
+/// Tableau's twenty colours, black and four darker shades: distinguishable,
+/// also in print, for up to twenty-five model:modes.
+const PALETTE: [RGBColor; 25] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x2c, 0xa0, 0x2c),
@@ -48,6 +51,16 @@ const PALETTE: [RGBColor; 15] = [
     RGBColor(0x63, 0x79, 0x39),
     RGBColor(0x84, 0x3c, 0x39),
     RGBColor(0x7b, 0x41, 0x73),
+    RGBColor(0xae, 0xc7, 0xe8),
+    RGBColor(0xff, 0xbb, 0x78),
+    RGBColor(0x98, 0xdf, 0x8a),
+    RGBColor(0xff, 0x98, 0x96),
+    RGBColor(0xc5, 0xb0, 0xd5),
+    RGBColor(0xc4, 0x9c, 0x94),
+    RGBColor(0xf7, 0xb6, 0xd2),
+    RGBColor(0xc7, 0xc7, 0xc7),
+    RGBColor(0xdb, 0xdb, 0x8d),
+    RGBColor(0x9e, 0xda, 0xe5),
 ];
 
 pub fn color(i: usize) -> RGBAColor {
@@ -312,9 +325,19 @@ fn draw_lines(path: &Path, chart: &LineChart, xb: (f64, f64), yb: (f64, f64)) ->
             };
             PathElement::new(vec![(*x, lo), (*x, ys.to_axis(p.max))], color)
         }))?;
+        let hollow = |x: f64| s.short.iter().any(|v| xs.to_axis(*v) == x);
+        c.draw_series(pts.iter().map(|(x, p)| {
+            let style = if hollow(*x) {
+                WHITE.filled()
+            } else {
+                color.filled()
+            };
+            Circle::new((*x, ys.to_axis(p.median)), 5, style)
+        }))?;
         c.draw_series(
             pts.iter()
-                .map(|(x, p)| Circle::new((*x, ys.to_axis(p.median)), 4, color.filled())),
+                .filter(|(x, _)| hollow(*x))
+                .map(|(x, p)| Circle::new((*x, ys.to_axis(p.median)), 5, color.stroke_width(2))),
         )?;
     }
     draw_legend(&legend, chart.series)?;
@@ -337,6 +360,11 @@ fn draw_legend(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, series: &
             s.name.clone()
         };
         area.draw(&Text::new(name, (42, y - 9), font.clone()))?;
+    }
+    if series.iter().any(|s| !s.short.is_empty()) {
+        let y = 70 + 24 * series.len() as i32 + 16;
+        area.draw(&Circle::new((19, y), 5, BLACK.stroke_width(2)))?;
+        area.draw(&Text::new("rate not sustained", (42, y - 9), font.clone()))?;
     }
     Ok(())
 }
@@ -461,12 +489,14 @@ mod tests {
                 color: 0,
                 reference: false,
                 points: vec![(10.0, spread(&[400.0, 500.0])), (1000.0, spread(&[3000.0]))],
+                short: vec![1000.0],
             },
             Series {
                 name: "peers:tokio".into(),
                 color: 1,
                 reference: true,
                 points: vec![(100.0, spread(&[900.0, 1200.0, 1100.0]))],
+                short: vec![],
             },
         ];
         for scale in [Scale::Linear, Scale::Log] {
@@ -489,6 +519,10 @@ mod tests {
             let svg = std::fs::read_to_string(&path).expect("svg written");
             assert!(svg.starts_with("<svg") && svg.contains("model-a"));
             assert!(svg.contains("peers:tokio (ref.)"), "a reference is marked");
+            assert!(
+                svg.contains("rate not sustained"),
+                "hollow points explained"
+            );
             assert!(
                 svg.contains("ms") && svg.contains("µs"),
                 "units on the ticks"

@@ -42,6 +42,12 @@ pub const STANDARD_MODELS: &[&str] = &[
     "poll",
     "epoll:level",
     "epoll:edge",
+    "sigio:plain",
+    "sigio:rt",
+    "coroutine:stackful",
+    "coroutine:async",
+    "peers:tokio",
+    "peers:polling",
 ];
 
 /// Workers given to `blocking:pool` and `blocking:prefork`: each worker

@@ -638,7 +638,25 @@ pub fn accept_rate(x: &Ctx) -> Option<Answer> {
     body.push_str(&t.render());
     body.push('\n');
     body.push_str(&figure_ref(x, "connections_per_second.svg"));
-    let found = against_yardstick(r, &w, Purpose::Timing, stats::rate, si, "connections/s");
+    let mut found = against_yardstick(r, &w, Purpose::Timing, stats::rate, si, "connections/s");
+    let empty: Vec<String> = models(r)
+        .iter()
+        .filter_map(|m| {
+            let c = timing(r, m, &w)?;
+            let n = c.runs.iter().filter(|run| run.requests == 0).count();
+            (n > 0).then(|| format!("{} ({n} of {})", label(m), c.runs.len()))
+        })
+        .collect();
+    if !empty.is_empty() {
+        found.push(format!(
+            "Runs that completed no connection in their {} s window, without an error: {}. \
+             Linux retransmits a SYN it got no answer to after 1 s (its initial retransmission \
+             timeout), longer than the window, so one dropped SYN per connection in flight is \
+             enough; the runs say that it happened, not why.",
+            r.duration_s,
+            empty.join(", ")
+        ));
+    }
     body.push_str(&findings_list(&found));
     let v = cheapest(r, &w, stats::rate);
     let y = yardstick(r);
@@ -856,6 +874,13 @@ fn syscall_table(r: &CompareResults, w: &Workload) -> Option<String> {
         if let Some(why) = c.why_empty() {
             row.push(why);
             row.extend(std::iter::repeat_n(String::new(), head.len() - 3));
+        } else if uncounted(c) {
+            row.push(
+                "none counted although requests were served: the counters did not reach the \
+                 processes that served them"
+                    .into(),
+            );
+            row.extend(std::iter::repeat_n(String::new(), head.len() - 3));
         } else if let Some(reason) = c
             .runs
             .iter()
@@ -891,7 +916,12 @@ pub fn syscall_workloads(r: &CompareResults) -> Vec<Workload> {
         .collect()
 }
 
+/// The median of the total syscalls per request, `None` where the counters
+/// saw none although requests were served (see `uncounted`).
 fn total_syscalls(c: &Cell) -> Option<f64> {
+    if uncounted(c) {
+        return None;
+    }
     stats::Spread::of(c.runs.iter().filter_map(|m| {
         m.server
             .syscalls_per_request
@@ -900,6 +930,20 @@ fn total_syscalls(c: &Cell) -> Option<f64> {
             .copied()
     }))
     .map(|s| s.median)
+}
+
+/// Whether a counting run served requests but counted no syscall at all:
+/// the counters did not reach the processes that served them (a count of
+/// zero there is not a measurement).
+fn uncounted(c: &Cell) -> bool {
+    c.runs.iter().any(|m| {
+        m.requests > 0
+            && m.server
+                .syscalls_per_request
+                .as_ref()
+                .and_then(|s| s.get("total"))
+                .is_some_and(|t| *t == 0.0)
+    })
 }
 
 /// Question 5: how many system calls does each make per request, by call?

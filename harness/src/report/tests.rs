@@ -462,6 +462,29 @@ fn report_has_every_section_figure_and_reason() {
 }
 
 #[test]
+fn a_syscall_count_of_zero_for_served_requests_is_not_a_measurement() {
+    let mut r = results();
+    let c = r
+        .cells
+        .iter_mut()
+        .find(|c| c.model == "select" && c.purpose == Purpose::Syscalls)
+        .expect("select syscall cell");
+    c.runs[0].server.syscalls_per_request = Some(BTreeMap::from([
+        ("total".to_string(), 0.0),
+        ("other".to_string(), 0.0),
+    ]));
+    let md = markdown::render(&Ctx {
+        r: &r,
+        figures: &[],
+    });
+    assert!(
+        md.contains("| select | 1 | none counted although requests were served"),
+        "{md}"
+    );
+    assert!(!md.contains("from 0 (select)"), "{md}");
+}
+
+#[test]
 fn a_rendering_commit_other_than_the_measured_one_is_stamped() {
     let mut r = results();
     r.rendered_by = Some("def456".into());

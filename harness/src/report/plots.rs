@@ -351,8 +351,17 @@ fn draw_legend(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, series: &
     for (i, s) in series.iter().enumerate() {
         let y = 70 + 24 * i as i32;
         let color = color(s.color);
-        let style = color.stroke_width(if s.reference { 3 } else { 2 });
-        area.draw(&PathElement::new(vec![(4, y), (34, y)], style))?;
+        if s.reference {
+            // Dashed, as the reference's line in the plot.
+            let style = color.stroke_width(3);
+            area.draw(&PathElement::new(vec![(4, y), (14, y)], style))?;
+            area.draw(&PathElement::new(vec![(24, y), (34, y)], style))?;
+        } else {
+            area.draw(&PathElement::new(
+                vec![(4, y), (34, y)],
+                color.stroke_width(2),
+            ))?;
+        }
         area.draw(&Circle::new((19, y), 4, color.filled()))?;
         let name = if s.reference {
             format!("{} (ref.)", s.name)

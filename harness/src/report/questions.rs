@@ -554,10 +554,15 @@ pub fn idle_cost(x: &Ctx) -> Option<Answer> {
     let mut found = Vec::new();
     for m in models(r) {
         let base = timing(r, &m, &points[0].1).filter(|c| !c.runs.is_empty());
-        let top = points[1..]
-            .iter()
-            .rev()
-            .find_map(|(n, w)| Some((*n, timing(r, &m, w).filter(|c| !c.runs.is_empty())?)));
+        // The largest idle count with repeats enough to test, else the
+        // largest measured (a count measured once is there for its memory).
+        let measured = |enough: usize| {
+            points[1..]
+                .iter()
+                .rev()
+                .find_map(|(n, w)| Some((*n, timing(r, &m, w).filter(|c| c.runs.len() >= enough)?)))
+        };
+        let top = measured(stats::MIN_REPEATS).or_else(|| measured(1));
         let (Some(base), Some((n, top))) = (base, top) else {
             continue;
         };

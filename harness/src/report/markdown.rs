@@ -577,7 +577,9 @@ pub fn render(x: &Ctx) -> String {
            the server with SIGTERM. Requests are {} B; every reply byte is checked.\n\
          - **server CPU/req**: the server's CPU in the window (every thread, every child process, \
            reaped children included; each process's CPU-time clock) divided by the requests \
-           completed in it. **share of a CPU**: CPU time over the window's length.\n\
+           completed in it; a run that served requests with no CPU seen at all is counted as \
+           not measured (the accounting did not reach the processes that served), which the \
+           cell's `n=… of …` shows. **share of a CPU**: CPU time over the window's length.\n\
          - **Differences**: a finding calls two cells different only when a two-sided \
            Mann–Whitney rank test over their repeats gives p < {}, which needs at least {} repeats \
            a side; otherwise it says there is no measurable difference.\n\

@@ -321,8 +321,12 @@ pub fn p999(m: &Measurement) -> Option<f64> {
 pub fn max_latency(m: &Measurement) -> Option<f64> {
     m.latency.as_ref().map(|l| l.max_us)
 }
+/// No CPU at all for requests served is not a measurement: the accounting
+/// did not reach the processes that served them. Such a run has no value.
 pub fn server_cpu(m: &Measurement) -> Option<f64> {
-    m.server.cpu_per_request_us
+    m.server
+        .cpu_per_request_us
+        .filter(|us| *us > 0.0 || m.requests == 0)
 }
 /// The server's CPU over the window as a share of one CPU (1.0: a core).
 pub fn server_utilisation(m: &Measurement) -> Option<f64> {
@@ -496,6 +500,17 @@ mod tests {
         assert_eq!(show_ratio(&a, &b), "2.51×");
         assert_eq!(show_p(0.0286), "p = 0.029");
         assert_eq!(show_p(0.0001), "p < 0.001");
+    }
+
+    #[test]
+    fn zero_server_cpu_for_served_requests_is_no_value() {
+        let mut m: Measurement =
+            serde_json::from_str(include_str!("testdata/measurement.json")).expect("fixture");
+        m.requests = 100;
+        m.server.cpu_per_request_us = Some(0.0);
+        assert_eq!(server_cpu(&m), None);
+        m.server.cpu_per_request_us = Some(3.0);
+        assert_eq!(server_cpu(&m), Some(3.0));
     }
 
     #[test]

@@ -785,7 +785,8 @@ pub fn tail_latency(x: &Ctx) -> Option<Answer> {
         ));
         body.push_str(&figure_ref(x, "latency_spectrum.svg"));
         for m in models(r) {
-            let Some(c) = timing(r, &m, &w).filter(|c| !c.runs.is_empty()) else {
+            // Past saturation the tail is the backlog's (said below).
+            let Some(c) = timing(r, &m, &w).filter(|c| sustained(Some(c))) else {
                 continue;
             };
             let (Some(p50), Some(p999)) = (c.spread(stats::p50), c.spread(stats::p999)) else {

@@ -248,8 +248,8 @@ impl Matrix {
     }
 
     /// The runs of `models` model:modes at most (before cells a model's
-    /// limit or saturation excuses), and their planned seconds, probes
-    /// included.
+    /// limit or saturation excuses), and their planned seconds, probes and
+    /// the herd section's connect runs after the matrix included.
     pub fn plan(&self, models: usize) -> (usize, f64) {
         let schedule = self.schedule();
         let runs: usize = schedule.iter().map(|(_, _, reps)| reps).sum();
@@ -257,7 +257,12 @@ impl Matrix {
             .iter()
             .map(|(w, _, reps)| *reps as f64 * self.planned_run_s(w))
             .sum();
-        (models * runs, models as f64 * (PROBE_S + seconds))
+        let herd = self.repeats * report::herd::runs_per_round();
+        let herd_s = herd as f64 * self.planned_run_s(&Workload::Connect { conns: 4 });
+        (
+            models * runs + herd,
+            models as f64 * (PROBE_S + seconds) + herd_s,
+        )
     }
 }
 
@@ -698,7 +703,8 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
             results.rendered_by =
                 Some(now.unwrap_or_else(|| "unknown (not a git checkout)".into()));
         }
-        let written = report::write(&args.out, &results)?;
+        let mut written = report::write(&args.out, &results)?;
+        written.extend(report::herd::rewrite(&args.out)?);
         eprintln!(
             "harness compare: rewrote {} files in {}",
             written.len(),
@@ -735,7 +741,12 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
         .map_err(|e| io::Error::new(e.kind(), format!("mkdir {}: {e}", args.out.display())))?;
     let partial = args.out.join("compare.partial.json");
     let results = run_matrix(&matrix, &exe, command_line(), args.quick, Some(&partial));
-    let written = report::write(&args.out, &results)?;
+    let mut written = report::write(&args.out, &results)?;
+    let herd_timeout = Duration::from_secs_f64(matrix.warmup_s + matrix.duration_s + 60.0);
+    let herd = report::herd::measure(matrix.repeats, matrix.warmup_s, matrix.duration_s, |a| {
+        run_child(&exe, a, herd_timeout)
+    });
+    written.extend(report::herd::write(&args.out, &herd)?);
     // Complete now: the partial record would only confuse.
     if let Err(e) = std::fs::remove_file(&partial) {
         if e.kind() != io::ErrorKind::NotFound {
@@ -888,11 +899,14 @@ mod tests {
         assert!(
             (m.planned_run_s(&one) - (0.1 + 0.25 + RUN_OVERHEAD_S + CONNECT_COST_S)).abs() < 1e-9
         );
-        // The plan counts exactly the runs the schedule makes.
+        // The plan counts exactly the runs the schedule and the herd make.
         let (runs, _) = m.plan(1);
         assert_eq!(
             runs,
-            m.workloads.len() * m.repeats + m.once.len() + m.syscall_workloads.len()
+            m.workloads.len() * m.repeats
+                + m.once.len()
+                + m.syscall_workloads.len()
+                + m.repeats * report::herd::runs_per_round()
         );
     }
 

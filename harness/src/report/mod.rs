@@ -3,6 +3,7 @@
 
 mod csv;
 mod env;
+pub mod herd;
 mod markdown;
 mod plots;
 mod questions;

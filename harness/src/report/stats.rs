@@ -37,6 +37,14 @@ impl Spread {
         })
     }
 
+    /// Whether every repeat of `self` lies above every repeat of `other`,
+    /// with at least `MIN_REPEATS` on each side: then the rank test's p is
+    /// at most 2/70 (4 against 4), below `SIGNIFICANCE`; with fewer repeats
+    /// disjoint ranges happen by chance too often to count.
+    pub fn all_above(&self, other: &Spread) -> bool {
+        self.n >= MIN_REPEATS && other.n >= MIN_REPEATS && self.min > other.max
+    }
+
     /// `median (min–max)`, each value through `f`; just the median for a
     /// single repeat.
     pub fn show(&self, f: impl Fn(f64) -> String) -> String {
@@ -480,6 +488,15 @@ mod tests {
         assert!(p < 0.01, "{p}");
         assert!(matches!(compare(&a, &b), Compared::Higher { .. }));
         assert!(matches!(compare(&b, &a), Compared::Lower { .. }));
+    }
+
+    #[test]
+    fn disjoint_ranges_count_only_with_enough_repeats() {
+        let low = Spread::of([1.0, 2.0, 3.0, 4.0]).expect("values");
+        let high = Spread::of([5.0, 6.0, 7.0, 8.0]).expect("values");
+        assert!(high.all_above(&low) && !low.all_above(&high));
+        let three = Spread::of([5.0, 6.0, 7.0]).expect("values");
+        assert!(!three.all_above(&low), "3 repeats: 1 in 10 by chance");
     }
 
     #[test]

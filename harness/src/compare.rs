@@ -326,7 +326,8 @@ pub fn saturated_below(cells: &[Cell], model: &str, w: &Workload) -> Option<Stri
         .min()
         .map(|r| {
             format!(
-                "saturated: every repeat at {r}/s answered less than {:.0} % of the offer, so higher rates were not asked for",
+                "{}: every repeat at {r}/s answered less than {:.0} % of the offer, so higher rates were not asked for",
+                report::SATURATED,
                 OFFERED_SHARE * 100.0
             )
         })

@@ -12,7 +12,9 @@ mod stats;
 
 pub use env::{git_commit, CpuTicks, Environment};
 pub use markdown::{render as render_markdown, Section, SECTIONS};
-pub use results::{is_reference, Cell, CompareResults, ModelStatus, Purpose, RunFailure, Workload};
+pub use results::{
+    is_reference, Cell, CompareResults, ModelStatus, Purpose, RunFailure, Workload, SATURATED,
+};
 pub use stats::{Spread, MIN_REPEATS};
 
 use std::fs;

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use super::markdown::{figure_ref, label, show, Table};
-use super::results::{is_reference, Cell, CompareResults, Purpose, Workload};
+use super::results::{is_reference, Cell, CompareResults, Purpose, Workload, SATURATED};
 use super::stats::{
     self, compare, micros, show_p, show_ratio, si, significant, Compared, Metric, Spread,
 };
@@ -351,10 +351,16 @@ pub fn request_cost(x: &Ctx) -> Option<Answer> {
 /// ", not sustained by: a, b" for the models measured on `w` that fell
 /// short of its rate, or nothing.
 fn not_sustained(r: &CompareResults, w: &Workload) -> String {
+    // Measured and short, or not asked for past an earlier saturation.
     let short: Vec<String> = models(r)
         .iter()
         .filter(|m| {
-            timing(r, m, w).is_some_and(|c| !c.runs.is_empty()) && !sustained(timing(r, m, w))
+            timing(r, m, w).is_some_and(|c| {
+                (!c.runs.is_empty() && !sustained(Some(c)))
+                    || c.not_run
+                        .as_deref()
+                        .is_some_and(|why| why.starts_with(SATURATED))
+            })
         })
         .map(|m| label(m))
         .collect();
@@ -543,7 +549,9 @@ pub fn idle_cost(x: &Ctx) -> Option<Answer> {
             None => "—".into(),
         });
         row.push(match rss_per_idle(r, &m, &points) {
-            Some((n, k)) => format!("{} (to {n})", kib_each(k)),
+            Some((n, k)) if k > 0.0 => format!("{} (to {n})", kib_each(k)),
+            // Page-granular RSS can even shrink between runs.
+            Some((n, _)) => format!("no growth measured (to {n})"),
             None => "—".into(),
         });
         t.rows.push(row);
@@ -583,6 +591,7 @@ pub fn idle_cost(x: &Ctx) -> Option<Answer> {
     let per: Vec<(String, f64)> = models(r)
         .into_iter()
         .filter_map(|m| Some((m.clone(), rss_per_idle(r, &m, &points)?.1)))
+        .filter(|(_, k)| *k > 0.0)
         .collect();
     let lo = per.iter().min_by(|a, b| a.1.total_cmp(&b.1));
     let hi = per.iter().max_by(|a, b| a.1.total_cmp(&b.1));

@@ -93,6 +93,10 @@ pub fn is_reference(model: &str) -> bool {
     model == "peers" || model.starts_with("peers:")
 }
 
+/// How a cell's `not_run` reason starts when the model was not asked for a
+/// rate past one it could not sustain (`compare::saturated_below`).
+pub const SATURATED: &str = "saturated";
+
 /// A model:mode and whether it could be run at all.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ModelStatus {

@@ -381,6 +381,11 @@ pub fn run_args(
     push("--duration", m.duration_s.to_string());
     push("--seed", (repeat + 1).to_string());
     a.push("--json".into());
+    if matches!(w, Workload::Connect { .. }) {
+        // The matrix compares models, not wake-ups: no trace overhead (the
+        // herd section measures wake-ups, `report::herd`).
+        a.push("--no-wakeups".into());
+    }
     if purpose == Purpose::Syscalls {
         a.push("--syscalls".into());
     }
@@ -706,6 +711,7 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
         }
         let mut written = report::write(&args.out, &results)?;
         written.extend(report::herd::rewrite(&args.out)?);
+        written.extend(report::phases::write(&args.out, false)?);
         eprintln!(
             "harness compare: rewrote {} files in {}",
             written.len(),
@@ -748,6 +754,7 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
         run_child(&exe, a, herd_timeout)
     });
     written.extend(report::herd::write(&args.out, &herd)?);
+    written.extend(report::phases::write(&args.out, true)?);
     // Complete now: the partial record would only confuse.
     if let Err(e) = std::fs::remove_file(&partial) {
         if e.kind() != io::ErrorKind::NotFound {

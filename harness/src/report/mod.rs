@@ -5,6 +5,7 @@ mod csv;
 mod env;
 pub mod herd;
 mod markdown;
+pub mod phases;
 mod plots;
 mod questions;
 mod results;

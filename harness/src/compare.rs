@@ -82,6 +82,9 @@ const RUN_OVERHEAD_S: f64 = 0.3;
 /// the same run; earlier, 10 000 added 0.5 s to an event loop's run and
 /// 3.7 s to thread's and fork's).
 const CONNECT_COST_S: f64 = 0.0005;
+/// The phases figure traced after the matrix (`report::phases`; measured:
+/// about 2.5 s, rounded up).
+const PHASES_S: f64 = 5.0;
 /// Starting and stopping each model once before the matrix (`probe`;
 /// measured: 1.7 s for the 11 lab model:modes).
 const PROBE_S: f64 = 0.2;
@@ -248,8 +251,9 @@ impl Matrix {
     }
 
     /// The runs of `models` model:modes at most (before cells a model's
-    /// limit or saturation excuses), and their planned seconds, probes and
-    /// the herd section's connect runs after the matrix included.
+    /// limit or saturation excuses), and their planned seconds, probes, the
+    /// herd section's connect runs and the phases traces after the matrix
+    /// included.
     pub fn plan(&self, models: usize) -> (usize, f64) {
         let schedule = self.schedule();
         let runs: usize = schedule.iter().map(|(_, _, reps)| reps).sum();
@@ -261,7 +265,7 @@ impl Matrix {
         let herd_s = herd as f64 * self.planned_run_s(&Workload::Connect { conns: 4 });
         (
             models * runs + herd,
-            models as f64 * (PROBE_S + seconds) + herd_s,
+            models as f64 * (PROBE_S + seconds) + herd_s + PHASES_S,
         )
     }
 }

@@ -40,6 +40,8 @@ pub const STANDARD_MODELS: &[&str] = &[
     "poll",
     "epoll:level",
     "epoll:edge",
+    "uring:single",
+    "uring:multishot",
 ];
 
 /// Workers given to `blocking:pool` and `blocking:prefork`: each worker

@@ -213,10 +213,12 @@ fn new_ring(sqpoll: bool) -> io::Result<IoUring> {
     builder.setup_cqsize(CQ_ENTRIES);
     if sqpoll {
         builder.setup_sqpoll(SQPOLL_IDLE_MS);
+    } else {
+        // The kernel runs our sockets' completion work at our next entry
+        // instead of interrupting the thread for each (Linux 5.19). Not
+        // with SQPOLL: io_uring_setup refuses the pair with EINVAL.
+        builder.setup_coop_taskrun();
     }
-    // The kernel runs our sockets' completion work at our next entry
-    // instead of interrupting the thread for each (Linux 5.19).
-    builder.setup_coop_taskrun();
     builder
         .build(SQ_ENTRIES)
         .map_err(|e| lab::sys::named(e, "io_uring_setup".into()))

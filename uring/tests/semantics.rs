@@ -3,7 +3,7 @@
 //! for a single submission; a one-shot RECV posts exactly one; a multishot
 //! RECV whose buffer group runs dry ends with `-ENOBUFS` and no
 //! `IORING_CQE_F_MORE`. And the model's answer to a kernel without
-//! io_uring: a clear message and exit status 2.
+//! io_uring (a clear message and exit status 2), and its `--sqpoll` ring.
 
 mod support;
 
@@ -169,4 +169,42 @@ fn a_kernel_without_io_uring_gets_a_clear_error_and_exit_status_2() {
         "nothing announced: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// `--sqpoll` sets the ring up differently (IORING_SETUP_SQPOLL, and no
+/// COOP_TASKRUN, which the kernel refuses beside it): it must start, echo,
+/// and stop on SIGTERM like the default.
+#[test]
+fn sqpoll_ring_starts_echoes_and_stops() {
+    skip_without_io_uring!();
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uring"))
+        .args(["--mode", "single", "--sqpoll"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start uring --sqpoll");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the announcement");
+    let Some(addr) = line.trim().strip_prefix("listening on ") else {
+        let _ = child.kill();
+        let mut stderr = String::new();
+        let _ = child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut stderr);
+        panic!("no announcement: {line:?}; stderr: {stderr}");
+    };
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.write_all(b"sqpoll").expect("write");
+    let mut reply = [0u8; 6];
+    conn.read_exact(&mut reply).expect("read the echo");
+    assert_eq!(&reply, b"SQPOLL");
+    // SAFETY: kill has no memory arguments; the pid is our own child's.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
 }

@@ -560,11 +560,13 @@ impl Loop<'_> {
             AcceptError::Drained | AcceptError::Retry => self.arm_accept(),
             // That one connection failed while queued: take the next.
             AcceptError::Skip => self.arm_accept(),
-            // Unlike accept4, an io_uring ACCEPT takes a descriptor slot
-            // before it looks at the queue: with our table full it fails at
-            // once, whether or not a connection is queued, so re-arming it
-            // would spin. Refuse a queued connection with the spare; if
-            // none is queued, wait until one is (a POLL_ADD on the listener).
+            // An accept takes a descriptor slot before it looks at the
+            // queue: with our table full it fails whether or not a
+            // connection is queued. A readiness loop accepts only once the
+            // listener is readable; an ACCEPT is tried as soon as it is
+            // submitted, so re-arming it at once would spin. Refuse a queued
+            // connection with the spare; if none is queued, wait until one
+            // is (a POLL_ADD on the listener), as a readiness loop would.
             AcceptError::Exhausted => {
                 self.spare.refill();
                 match self

@@ -208,3 +208,76 @@ fn sqpoll_ring_starts_echoes_and_stops() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
 }
+
+/// Set in the child process of the test below, which lowers its own
+/// `RLIMIT_NOFILE` (a limit the other tests of this process must not feel).
+const EMFILE_CHILD: &str = "URING_SEMANTICS_EMFILE_CHILD";
+
+/// An accept, `accept4` or an io_uring ACCEPT, reserves a descriptor before
+/// it looks at the listen queue: with the table full it fails with
+/// `EMFILE` although no connection is queued. A readiness loop calls
+/// `accept4` only once the listener is readable, so it never sees this; an
+/// ACCEPT is tried as soon as it is submitted, so a ring that re-armed it
+/// at once after refusing a connection would spin. The model polls the
+/// listener first.
+#[test]
+fn accept_with_a_full_table_fails_with_emfile_though_nothing_is_queued() {
+    skip_without_io_uring!();
+    if std::env::var_os(EMFILE_CHILD).is_none() {
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "accept_with_a_full_table_fails_with_emfile_though_nothing_is_queued",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(EMFILE_CHILD, "1")
+            .output()
+            .expect("run the child");
+        assert!(
+            out.status.success(),
+            "child: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut ring = IoUring::new(8).expect("io_uring_setup");
+    // The lowest free descriptor is the next one accept would get; allow
+    // exactly the ones below it.
+    let probe = std::fs::File::open("/dev/null").expect("open");
+    let next_fd = probe.as_raw_fd() as libc::rlim_t;
+    drop(probe);
+    let limit = libc::rlimit {
+        rlim_cur: next_fd,
+        rlim_max: next_fd,
+    };
+    // SAFETY: `limit` is a valid rlimit for the duration of the call.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let accept = opcode::Accept::new(
+        Fd(listener.as_raw_fd()),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    )
+    .build()
+    .user_data(RECV);
+    submit_one(&mut ring, &accept);
+    let cqe = next_cqe(&mut ring).expect("the ACCEPT completes at once");
+    assert_eq!(cqe.result(), -libc::EMFILE, "no connection is queued");
+    // SAFETY: null address pointers are allowed; it fails before using them.
+    let rc = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK,
+        )
+    };
+    assert_eq!(rc, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EMFILE),
+        "accept4 on the same full table fails the same way, queue empty or not"
+    );
+}

@@ -40,8 +40,14 @@ pub const STANDARD_MODELS: &[&str] = &[
     "poll",
     "epoll:level",
     "epoll:edge",
+    "sigio:plain",
+    "sigio:rt",
     "uring:single",
     "uring:multishot",
+    "coroutine:stackful",
+    "coroutine:async",
+    "peers:tokio",
+    "peers:polling",
 ];
 
 /// Workers given to `blocking:pool` and `blocking:prefork`: each worker

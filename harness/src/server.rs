@@ -27,9 +27,10 @@
 //!   which works on every kernel (unlike `/proc/PID/task/TID/children`,
 //!   which needs `CONFIG_PROC_CHILDREN`).
 
+use crate::account::procfs::{self, read_stat};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
@@ -335,58 +336,10 @@ pub fn clock_ticks() -> u64 {
     crate::account::clock_ticks_per_sec()
 }
 
-/// The fields of `/proc/PID/stat` this module uses.
-#[derive(Debug, Clone, Copy)]
-struct ProcStat {
-    state: u8,
-    ppid: i32,
-    cpu_ticks: u64,
-    start_time: u64,
-}
-
-fn read_stat(pid: i32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may itself contain
-    // spaces or `)`: the fields that follow start after the last `)`.
-    let after = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // `fields[0]` is field 3 (state) of proc(5).
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    Some(ProcStat {
-        state: *fields.first()?.as_bytes().first()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
-        start_time: field(22)?,
-    })
-}
-
 /// `root` and every descendant of it, found through the parent pids of
 /// `/proc/*/stat`; `root` first. Empty if `root` is gone.
-pub fn tree_pids(root: i32) -> Vec<i32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        if let Some(stat) = read_stat(pid) {
-            children.entry(stat.ppid).or_default().push(pid);
-        }
-    }
-    if read_stat(root).is_none() {
-        return Vec::new();
-    }
-    let mut tree = vec![root];
-    let mut next = 0;
-    while next < tree.len() {
-        if let Some(kids) = children.get(&tree[next]) {
-            tree.extend(kids);
-        }
-        next += 1;
-    }
-    tree
+fn tree_pids(root: i32) -> Vec<i32> {
+    procfs::tree_pids(root).unwrap_or_default()
 }
 
 /// Resource use of `root`'s tree. A process that exits while being read
@@ -394,11 +347,11 @@ pub fn tree_pids(root: i32) -> Vec<i32> {
 pub fn tree_usage(root: i32) -> TreeUsage {
     let mut usage = TreeUsage::default();
     for pid in tree_pids(root) {
-        let Some(stat) = read_stat(pid) else { continue };
+        let Ok(stat) = read_stat(pid) else { continue };
         if stat.state != b'Z' {
             usage.processes += 1;
         }
-        usage.cpu_ticks += stat.cpu_ticks;
+        usage.cpu_ticks += stat.cpu_ticks();
         if let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) {
             usage.fds += fds.count();
         }
@@ -672,7 +625,7 @@ impl Server {
     pub fn tree_zombies(&self) -> Vec<i32> {
         self.tree_pids()
             .into_iter()
-            .filter(|&pid| read_stat(pid).is_some_and(|s| s.state == b'Z'))
+            .filter(|&pid| read_stat(pid).is_ok_and(|s| s.state == b'Z'))
             .collect()
     }
 
@@ -694,7 +647,7 @@ impl Server {
         let before: Vec<(i32, u64)> = self
             .tree_pids()
             .into_iter()
-            .filter_map(|pid| read_stat(pid).map(|s| (pid, s.start_time)))
+            .filter_map(|pid| read_stat(pid).ok().map(|s| (pid, s.start_time)))
             .collect();
         let sent = Instant::now();
         if self.try_status().is_none() {
@@ -726,7 +679,7 @@ impl Server {
                 .iter()
                 .filter(|(pid, _)| *pid != self.pid())
                 .filter_map(|&(pid, start)| {
-                    let stat = read_stat(pid).filter(|s| s.start_time == start)?;
+                    let stat = read_stat(pid).ok().filter(|s| s.start_time == start)?;
                     Some(Leftover {
                         pid,
                         state: char::from(stat.state),

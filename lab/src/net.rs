@@ -95,6 +95,14 @@ impl AsFd for Listener {
     }
 }
 
+/// The listening socket itself, for a runtime that takes over a listener it
+/// did not create (`peers`: `tokio::net::TcpListener::from_std`).
+impl From<Listener> for OwnedFd {
+    fn from(listener: Listener) -> OwnedFd {
+        listener.fd
+    }
+}
+
 /// `accept4` with `SOCK_CLOEXEC` (a forked child must not inherit other
 /// clients' sockets across exec) and, for event loops, `SOCK_NONBLOCK`.
 ///

@@ -125,6 +125,15 @@ impl WaitError {
     }
 }
 
+/// A connect flood must not starve the connections already open: an event
+/// loop accepts at most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL),
+/// then serves what is ready and comes back to the listener.
+pub const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
+
+/// One `recv` of an event loop reads at most this much: large enough that
+/// a bulk sender costs few calls, small enough to stay in cache.
+pub const READ_CHUNK: usize = 64 << 10;
+
 /// The shortest time between two warning lines of one class.
 pub const WARN_INTERVAL_SECS: u64 = 10;
 

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use clap::{CommandFactory, Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
 use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
-use lab::policy::AcceptError;
+use lab::policy::{AcceptError, MAX_ACCEPTS_PER_WAKEUP, READ_CHUNK};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -70,14 +70,6 @@ struct Cli {
 
 /// The course notes' back-off: 10 ms.
 const DEFAULT_SLEEP_US: u64 = 10_000;
-
-/// A connect flood must not starve the connections already open: accept at
-/// most this many per sweep (Redis' MAX_ACCEPTS_PER_CALL). The next sweep
-/// tries the listener again anyway.
-const MAX_ACCEPTS_PER_SWEEP: usize = 1000;
-
-/// One `recv` reads at most this much.
-const READ_CHUNK: usize = 64 << 10;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -206,7 +198,9 @@ fn accept_all(
 ) -> io::Result<Accept> {
     // A spare lost to a full table is taken back as soon as a descriptor frees.
     spare.refill();
-    for _ in 0..MAX_ACCEPTS_PER_SWEEP {
+    // At most MAX_ACCEPTS_PER_WAKEUP per sweep: the next sweep tries the
+    // listener again anyway.
+    for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
             Err(e) => match AcceptError::classify(&e).warned("nonblocking", &e) {

@@ -27,7 +27,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
 use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
-use lab::policy::{AcceptError, WaitError};
+use lab::policy::{AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, READ_CHUNK};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -55,14 +55,6 @@ struct Cli {
 const LISTENER: usize = 0;
 const SIGNALS: usize = 1;
 const FIRST_CONN: usize = 2;
-
-/// A connect flood must not starve the connections already open: accept at
-/// most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL). Level-triggered
-/// `poll` reports the listener again if more are pending.
-const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
-
-/// One `recv` reads at most this much.
-const READ_CHUNK: usize = 64 << 10;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -212,6 +204,8 @@ fn accept_all(
 ) -> io::Result<Accept> {
     // A spare lost to a full table is taken back as soon as a descriptor frees.
     spare.refill();
+    // At most MAX_ACCEPTS_PER_WAKEUP: level-triggered `poll` reports the
+    // listener again if more are pending.
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,

@@ -37,7 +37,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
 use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
-use lab::policy::{AcceptError, WaitError};
+use lab::policy::{AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, READ_CHUNK};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -63,14 +63,6 @@ struct Cli {
 /// Descriptors `0..FD_SETSIZE` fit in an `fd_set`; glibc and Linux fix it
 /// at 1024.
 const FD_SETSIZE: RawFd = libc::FD_SETSIZE as RawFd;
-
-/// A connect flood must not starve the connections already open: accept at
-/// most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL). Level-triggered
-/// `select` reports the listener again if more are pending.
-const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
-
-/// One `recv` reads at most this much.
-const READ_CHUNK: usize = 64 << 10;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -220,6 +212,8 @@ fn accept_all(
 ) -> io::Result<Accept> {
     // A spare lost to a full table is taken back as soon as a descriptor frees.
     spare.refill();
+    // At most MAX_ACCEPTS_PER_WAKEUP: level-triggered `select` reports the
+    // listener again if more are pending.
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,

@@ -22,7 +22,7 @@
 //! `perf` adds exact counters from `perf_event_open` when permitted.
 
 mod perf;
-mod procfs;
+pub(crate) mod procfs;
 
 pub use perf::{CounterSet, PerfDelta, Reading, SyscallCounts, TreeCounters, DEFAULT_SYSCALLS};
 pub use procfs::{clock_ticks_per_sec, RssPeak, RssSampler, Snapshot, TreeDelta, Usage};

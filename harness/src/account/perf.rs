@@ -49,6 +49,7 @@ pub const DEFAULT_SYSCALLS: &[&str] = &[
     "epoll_pwait",
     "epoll_pwait2",
     "epoll_ctl",
+    "timerfd_settime",
     "select",
     "pselect6",
     "poll",

@@ -62,18 +62,32 @@ fn page_size() -> u64 {
     }
 }
 
-/// The fields of one `/proc/PID/stat` line that accounting uses.
+/// The fields of one `/proc/PID/stat` line that the harness uses: the one
+/// parser, for accounting and for the server's process tree alike.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct ProcStat {
-    pid: i32,
-    ppid: i32,
-    utime: u64,
-    stime: u64,
-    cutime: u64,
-    cstime: u64,
-    rss_pages: u64,
+pub(crate) struct ProcStat {
+    pub pid: i32,
+    /// Field 3: `R`, `S`, `D`, `Z` (a zombie nobody reaped yet), ...
+    pub state: u8,
+    pub ppid: i32,
+    pub utime: u64,
+    pub stime: u64,
+    pub cutime: u64,
+    pub cstime: u64,
+    /// Field 22, clock ticks after boot: with the pid, it names a process
+    /// uniquely (a pid can be reused, a (pid, start time) pair cannot).
+    pub start_time: u64,
+    pub rss_pages: u64,
     /// The process's CPU-time clock (see `process_cpu_ns`), when read.
-    cpu_ns: Option<u64>,
+    pub cpu_ns: Option<u64>,
+}
+
+impl ProcStat {
+    /// `utime + stime + cutime + cstime`, clock ticks: its own CPU and that
+    /// of its children already reaped.
+    pub fn cpu_ticks(&self) -> u64 {
+        self.utime + self.stime + self.cutime + self.cstime
+    }
 }
 
 /// Parses `/proc/PID/stat`. The command name sits in parentheses and may
@@ -90,11 +104,13 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     let signed = |n: usize| field(n)?.parse::<i64>().ok().map(|v| v.max(0) as u64);
     Some(ProcStat {
         pid,
+        state: *field(3)?.as_bytes().first()?,
         ppid: field(4)?.parse().ok()?,
         utime: unsigned(14)?,
         stime: unsigned(15)?,
         cutime: signed(16)?,
         cstime: signed(17)?,
+        start_time: unsigned(22)?,
         rss_pages: signed(24)?,
         cpu_ns: None,
     })
@@ -129,7 +145,7 @@ fn ticks_to_ns(ticks: u64) -> u64 {
     ticks * (1_000_000_000 / clock_ticks_per_sec())
 }
 
-fn read_stat(pid: i32) -> io::Result<ProcStat> {
+pub(crate) fn read_stat(pid: i32) -> io::Result<ProcStat> {
     let path = format!("/proc/{pid}/stat");
     let text = fs::read_to_string(&path)?;
     parse_stat(&text).ok_or_else(|| {
@@ -529,11 +545,13 @@ mod tests {
             stat,
             ProcStat {
                 pid: 4242,
+                state: b'S',
                 ppid: 17,
                 utime: 250,
                 stime: 31,
                 cutime: 7,
                 cstime: 0,
+                start_time: 12345,
                 rss_pages: 321,
                 cpu_ns: None,
             }

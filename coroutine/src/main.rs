@@ -1,0 +1,211 @@
+//! coroutine — each connection is written as straight-line blocking code
+//! (`read`, transform, `write_all`, until EOF: `blocking --mode thread`'s
+//! handler, line for line), and one thread serves them all: where the
+//! blocking call would sleep in the kernel, the connection's coroutine
+//! parks on the hub's epoll and the thread runs another.
+//!
+//! `--mode stackful` (`stackful.rs`): a coroutine with its own small stack
+//! per connection; `read` and `send` on `EAGAIN` switch to the hub, in user
+//! space, and epoll's report switches back. gevent's greenlets with a
+//! monkey-patched socket module, in Rust.
+//! `--mode async` (`stackless.rs`): the same handler as an `async fn`; this
+//! crate's executor (a run queue, a hand-written `Waker`, the epoll hub as
+//! reactor) polls it. Python's `yield`/asyncio, with no runtime crate.
+//! Both share the hub (`hub.rs`: the one `epoll_wait`, the dispatch, the
+//! accept loop) and differ where a readiness event meets a task: `stackful`
+//! resumes the coroutine; `async` wakes the `Waker`, the executor polls.
+//!
+//! Phase 1 (wait for data) blocks in the hub's `epoll_wait`, for all the
+//! hub's connections together; to the handler it looks like a blocking
+//! `read`, because its coroutine stays parked until then. Phase 2 (copy
+//! data) is `read`/`send` on an `O_NONBLOCK` socket: never blocks; a full
+//! send buffer parks the coroutine in `write_all` instead, and it reads
+//! nothing more meanwhile (back-pressure: one `BUF_LEN` buffer per
+//! connection at most, as in `blocking`).
+//!
+//! Cannot: use more than one core per hub (`--workers N` runs N hubs on N
+//! threads, each with its own `SO_REUSEPORT` listener: coroutines are
+//! combined with threads or processes to use several cores); preempt: a
+//! handler that computes without I/O keeps the hub, and the other
+//! connections wait (`READS_PER_TURN` makes the I/O loop give up its turn,
+//! nothing else can); call anything that really blocks (a file read, a DNS
+//! lookup, a lock): it stops the whole hub, which is why gevent patches the
+//! standard library. Stackful: a coroutine that overflows `--stack-kib`
+//! touches its guard page (`PROT_NONE`): SIGSEGV. Rust's overflow handler
+//! knows only thread stacks, so it restores the default action and the
+//! whole process dies of SIGSEGV, every connection with it, with no
+//! "stack overflow" message (see `tests/semantics.rs`). Async has no stack
+//! to overflow: a task's state has a size fixed at compile time.
+//!
+//! Run: `cargo run --release -p coroutine -- --mode stackful --stack-kib 16`
+//! (or `--mode async`, `--workers 2`), then `nc 127.0.0.1 PORT`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
+
+use clap::{Parser, ValueEnum};
+use coroutine::hub::{self, Hub, Setup};
+use coroutine::stackful::Greenlets;
+use coroutine::stackless::{Executor, Reactor};
+use lab::net::{IoMode, Listener, PortSharing, Spare};
+use lab::signals::SignalFd;
+use lab::Stats;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// A coroutine with its own stack per connection (corosensei).
+    Stackful,
+    /// An `async fn` per connection, polled by this crate's executor.
+    Async,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "coroutine",
+    version,
+    about = "Echo server: blocking-style handlers as coroutines on an epoll hub"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: lab::cli::Common,
+    #[arg(long, value_enum, default_value_t = Mode::Stackful)]
+    mode: Mode,
+    /// Stack of each coroutine in KiB, below one guard page (stackful only;
+    /// default 16).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(4..=65536))]
+    stack_kib: Option<u32>,
+}
+
+const DEFAULT_STACK_KIB: u32 = 16;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            lab::log!("coroutine: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> io::Result<()> {
+    // First, before any thread exists: threads inherit the signal mask, so
+    // SIGINT/SIGTERM stay blocked in every hub and pending for the signalfd.
+    let signals = SignalFd::install(&[])?;
+    if cli.stack_kib.is_some() && cli.mode == Mode::Async {
+        lab::log!("coroutine: --stack-kib is ignored by --mode async (a task has no stack)");
+    }
+    let stack_size = cli.stack_kib.unwrap_or(DEFAULT_STACK_KIB) as usize * 1024;
+    let workers = cli.common.workers_or(1);
+    let listeners = bind_listeners(cli.common.addr, workers)?;
+    // Every hub's own descriptors exist before the first client can
+    // connect: a connect flood that fills the descriptor table must not
+    // find a hub still without its epoll instance or its spare.
+    let hubs = (0..workers)
+        .map(|_| Ok((Hub::new()?, Spare::new()?)))
+        .collect::<io::Result<Vec<_>>>()?;
+    let stats = Arc::new(Stats::new()?);
+    listeners[0].announce()?;
+    run_hubs(hubs, &listeners, |hub, spare, listener| {
+        let setup = Setup {
+            listener,
+            signals: &signals,
+            stats: &stats,
+            max_conns: cli.common.max_conns,
+        };
+        match cli.mode {
+            Mode::Stackful => hub::serve(hub, spare, &setup, &mut Greenlets::new(stack_size)),
+            Mode::Async => {
+                // Declared first, so dropped last: a task dropped at the stop
+                // unregisters its waker from the reactor.
+                let reactor = Reactor::default();
+                let mut executor = Executor::new(&reactor);
+                hub::serve(hub, spare, &setup, &mut executor)
+            }
+        }
+    })?;
+    let model = match cli.mode {
+        Mode::Stackful => "coroutine:stackful",
+        Mode::Async => "coroutine:async",
+    };
+    stats.print_summary(model)
+}
+
+/// One listener per hub, all on one port (`SO_REUSEPORT`: the kernel hashes
+/// each connection's 4-tuple to one listener's queue); the first binds, so
+/// port 0 becomes a real one that the others bind. A single hub needs no
+/// `SO_REUSEPORT`, and without it no other process can take our connections.
+fn bind_listeners(addr: SocketAddr, workers: usize) -> io::Result<Vec<Listener>> {
+    if workers == 1 {
+        let listener = Listener::bind(addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
+        return Ok(vec![listener]);
+    }
+    let first = Listener::bind(addr, IoMode::NonBlocking, PortSharing::ReusePort)?;
+    let port = first.local_addr();
+    let mut all = vec![first];
+    for _ in 1..workers {
+        all.push(Listener::bind(
+            port,
+            IoMode::NonBlocking,
+            PortSharing::ReusePort,
+        )?);
+    }
+    Ok(all)
+}
+
+/// Runs `serve` once per hub, each on its own thread, and returns once every
+/// hub has ended: the first error, if any failed.
+fn run_hubs<F>(hubs: Vec<(Hub, Spare)>, listeners: &[Listener], serve: F) -> io::Result<()>
+where
+    F: Fn(Hub, Spare, &Listener) -> io::Result<()> + Sync,
+{
+    let serve = &serve;
+    let results: Vec<io::Result<()>> = thread::scope(|scope| {
+        let handles: Vec<_> = hubs
+            .into_iter()
+            .zip(listeners)
+            .enumerate()
+            .map(|(i, ((hub, spare), listener))| {
+                thread::Builder::new()
+                    .name(format!("coroutine-hub-{i}"))
+                    .spawn_scoped(scope, move || {
+                        let _stop_the_others = StopAllOnExit;
+                        serve(hub, spare, listener)
+                    })
+                    .inspect_err(|_| stop_all_hubs())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|spawned| match spawned {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a hub panicked"))),
+                Err(e) => Err(lab::sys::named(e, "pthread_create".into())),
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+/// When one hub ends, for whatever reason (SIGTERM, an error, a panic), it
+/// stops the others, so that `run_hubs` can join them all.
+struct StopAllOnExit;
+
+impl Drop for StopAllOnExit {
+    fn drop(&mut self) {
+        stop_all_hubs();
+    }
+}
+
+/// Raises SIGTERM at our own process: every hub's epoll watches the same
+/// signalfd, level-triggered and never read, so every hub sees it and stops.
+fn stop_all_hubs() {
+    // SAFETY: kill has no memory arguments; SIGTERM is blocked in every
+    // thread, so it only becomes pending for the signalfd.
+    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+}

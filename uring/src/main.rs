@@ -398,8 +398,11 @@ fn serve(
         bufs,
         pause: Timespec::from(ACCEPT_PAUSE),
     };
-    // Declared after `lp`, so dropped before it: closing the ring cancels
-    // every operation in flight before the buffers they point at are freed.
+    // Declared after `lp`, so dropped before it: the ring's descriptor is
+    // closed, which makes the kernel cancel what is still in flight, before
+    // the buffers those operations point at are freed. (The cancelling
+    // finishes in a kernel worker; a socket operation parked on poll writes
+    // nothing once cancelled.)
     let mut ring = ring;
     // SQE: POLL_ADD signalfd, POLLIN  // CQE: res = revents once SIGINT/SIGTERM is pending.
     // A poll, not a READ: it leaves the signal pending, so every ring sees it.

@@ -645,19 +645,28 @@ impl Loop<'_> {
         let mut next = Next::Keep;
         if res > 0 && !slot.closing {
             let n = res as usize;
-            match (picked, self.bufs.as_mut()) {
-                (Some(bid), Some(bufs)) => {
-                    let bytes = &mut bufs.buffer(bid)[..n];
-                    lab::echo::transform_in_place(bytes);
-                    queue_reply(slot, bytes);
-                }
-                _ => {
-                    // Single mode; the RECV that wrote it has completed, so
-                    // the buffer may be borrowed out of the slot meanwhile.
+            match (mode, picked, self.bufs.as_mut()) {
+                (Mode::Single, _, _) => {
+                    // The RECV that wrote it has completed, so the buffer
+                    // may be borrowed out of the slot meanwhile.
                     let mut buf = std::mem::take(&mut slot.recv_buf);
                     lab::echo::transform_in_place(&mut buf[..n]);
                     queue_reply(slot, &buf[..n]);
                     slot.recv_buf = buf;
+                }
+                (Mode::Multishot, Some(bid), Some(bufs)) => {
+                    let bytes = &mut bufs.buffer(bid)[..n];
+                    lab::echo::transform_in_place(bytes);
+                    queue_reply(slot, bytes);
+                }
+                // The kernel always names the buffer it picked; data without
+                // one cannot be echoed, so this connection ends.
+                (Mode::Multishot, _, _) => {
+                    let e = io::Error::other(format!(
+                        "RECV(fd {}): {n} bytes but no provided buffer named",
+                        slot.conn.raw()
+                    ));
+                    next = drop_on("uring", e);
                 }
             }
         } else if res == 0 {

@@ -172,6 +172,10 @@ pub struct ServerConfig {
     pub cpus: Option<Vec<usize>>,
     /// How long to wait for the `listening on` line.
     pub ready_timeout: Duration,
+    /// A program the server runs under, with its arguments (e.g. `strace`
+    /// and its options); the binary and its arguments follow them. The
+    /// process started, watched and stopped is then that program.
+    pub wrapper: Vec<String>,
 }
 
 impl ServerConfig {
@@ -183,6 +187,7 @@ impl ServerConfig {
             nofile: None,
             cpus: None,
             ready_timeout: Duration::from_secs(10),
+            wrapper: Vec::new(),
         }
     }
 
@@ -223,9 +228,19 @@ impl ServerConfig {
         self
     }
 
+    pub fn wrapped_in(mut self, wrapper: Vec<String>) -> ServerConfig {
+        self.wrapper = wrapper;
+        self
+    }
+
     /// The command line, as a user would type it (for messages).
     pub fn command_line(&self) -> String {
-        let mut line = format!("{} --addr 127.0.0.1:0", self.binary.display());
+        let mut line = String::new();
+        for arg in &self.wrapper {
+            line.push_str(arg);
+            line.push(' ');
+        }
+        line.push_str(&format!("{} --addr 127.0.0.1:0", self.binary.display()));
         if let Some(mode) = &self.mode {
             line.push_str(&format!(" --mode {mode}"));
         }
@@ -238,7 +253,9 @@ impl ServerConfig {
 }
 
 /// The exit summary line of the contract:
-/// `summary: model=epoll:edge connections=12 bytes=3456 user=0.120s sys=0.340s`.
+/// `summary: model=epoll:edge connections=12 bytes=3456 user=0.120s sys=0.340s`,
+/// optionally followed by ` per_loop=5,7` (connections each loop admitted,
+/// printed by models that run several loops).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub model: String,
@@ -246,6 +263,8 @@ pub struct Summary {
     pub bytes: u64,
     pub user_s: f64,
     pub sys_s: f64,
+    /// Empty when the line has no `per_loop=` field.
+    pub per_loop: Vec<u64>,
 }
 
 impl Summary {
@@ -259,6 +278,14 @@ impl Summary {
         let bytes = next("bytes=")?.parse().ok()?;
         let user_s = next("user=")?.strip_suffix('s')?.parse().ok()?;
         let sys_s = next("sys=")?.strip_suffix('s')?.parse().ok()?;
+        let per_loop = match fields.next() {
+            None => Vec::new(),
+            Some(field) => field
+                .strip_prefix("per_loop=")?
+                .split(',')
+                .map(|n| n.parse().ok())
+                .collect::<Option<Vec<u64>>>()?,
+        };
         if fields.next().is_some() || model.is_empty() {
             return None;
         }
@@ -268,6 +295,7 @@ impl Summary {
             bytes,
             user_s,
             sys_s,
+            per_loop,
         })
     }
 
@@ -455,7 +483,14 @@ impl Server {
     /// Spawns the server with `--addr 127.0.0.1:0 [--mode MODE] ARGS...` and
     /// waits for its `listening on HOST:PORT` line.
     pub fn start(config: &ServerConfig) -> io::Result<Server> {
-        let mut cmd = Command::new(&config.binary);
+        let mut cmd = match config.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&config.binary);
+                cmd
+            }
+            None => Command::new(&config.binary),
+        };
         cmd.args(["--addr", "127.0.0.1:0"]);
         if let Some(mode) = &config.mode {
             cmd.args(["--mode", mode]);
@@ -793,11 +828,19 @@ mod tests {
         assert_eq!(s.model, "epoll:edge");
         assert_eq!((s.connections, s.bytes), (12, 3456));
         assert!((s.user_s - 0.12).abs() < 1e-9 && (s.sys_s - 0.34).abs() < 1e-9);
+        assert!(s.per_loop.is_empty());
+        let loops = Summary::parse(
+            "summary: model=epoll:level connections=12 bytes=3456 user=0.1s sys=0.3s per_loop=5,7",
+        )
+        .expect("valid with per_loop");
+        assert_eq!(loops.per_loop, [5, 7]);
         for bad in [
             "summary: model=x connections=1 bytes=2 user=0.1s",
             "summary: model=x connections=one bytes=2 user=0.1s sys=0.2s",
             "summary: model=x connections=1 bytes=2 user=0.1 sys=0.2s",
             "summary: model=x connections=1 bytes=2 user=0.1s sys=0.2s extra",
+            "summary: model=x connections=1 bytes=2 user=0.1s sys=0.2s per_loop=1,x",
+            "summary: model=x connections=1 bytes=2 user=0.1s sys=0.2s per_loop=1 extra",
         ] {
             assert!(Summary::parse(bad).is_none(), "{bad:?}");
         }

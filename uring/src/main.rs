@@ -329,39 +329,58 @@ struct Loop<'a> {
     pause: Timespec,
 }
 
-/// Runs `serve` once per ring, each on its own thread, and returns once every
-/// loop has ended: the first error, if any loop failed.
+/// Runs `serve` once per ring: the first on the calling thread, each other
+/// on a thread of its own; returns once every loop has ended: the first
+/// error, if any loop failed. One ring needs no thread (and glibc then
+/// keeps a single heap: no per-thread arena to trim while serving).
 fn run_loops<F>(loops: Vec<(IoUring, Listener, Spare)>, serve: F) -> io::Result<()>
 where
     F: Fn(IoUring, Listener, Spare) -> io::Result<()> + Sync,
 {
     let serve = &serve;
+    let mut loops = loops.into_iter();
+    let Some((ring, listener, spare)) = loops.next() else {
+        return Ok(());
+    };
     let results: Vec<io::Result<()>> = thread::scope(|scope| {
         let handles: Vec<_> = loops
-            .into_iter()
             .enumerate()
             .map(|(i, (ring, listener, spare))| {
                 thread::Builder::new()
-                    .name(format!("uring-loop-{i}"))
+                    .name(format!("uring-loop-{}", i + 1))
                     .spawn_scoped(scope, move || {
-                        let result = serve(ring, listener, spare);
-                        stop_all_loops();
-                        result
+                        let _stop_the_others = StopAllOnExit;
+                        serve(ring, listener, spare)
                     })
                     .inspect_err(|_| stop_all_loops())
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|spawned| match spawned {
-                Ok(handle) => handle
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a ring's loop panicked"))),
-                Err(e) => Err(lab::sys::named(e, "pthread_create".into())),
-            })
+        let first = {
+            let _stop_the_others = StopAllOnExit;
+            serve(ring, listener, spare)
+        };
+        std::iter::once(first)
+            .chain(handles.into_iter().map(|spawned| {
+                match spawned {
+                    Ok(handle) => handle
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a ring's loop panicked"))),
+                    Err(e) => Err(lab::sys::named(e, "pthread_create".into())),
+                }
+            }))
             .collect()
     });
     results.into_iter().collect()
+}
+
+/// When one loop ends, for whatever reason (SIGTERM, an error, a panic), it
+/// stops the others, so that `run_loops` can join them all.
+struct StopAllOnExit;
+
+impl Drop for StopAllOnExit {
+    fn drop(&mut self) {
+        stop_all_loops();
+    }
 }
 
 /// Raises SIGTERM at our own process: every ring polls the same signalfd

@@ -1,5 +1,6 @@
 //! uring — completion-based I/O on io_uring(7): the fifth model; with
-//! `--workers N`, N threads each run such a ring.
+//! `--workers N`, N such rings, one per thread (the first on the main one),
+//! each with its own `SO_REUSEPORT` listener.
 //!
 //! The other models ask "which socket is ready?" and then copy the data
 //! themselves. Here the program hands the kernel whole operations (ACCEPT,

@@ -44,6 +44,8 @@ pub const STANDARD_MODELS: &[&str] = &[
     "epoll:edge",
     "sigio:plain",
     "sigio:rt",
+    "uring:single",
+    "uring:multishot",
     "coroutine:stackful",
     "coroutine:async",
     "peers:tokio",

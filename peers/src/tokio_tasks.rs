@@ -50,16 +50,18 @@
 //! Cannot: show its system calls in this file (they are in mio and in
 //! tokio's I/O driver); give an idle connection's buffer back; survive an
 //! error where tokio's runtime treats one as a bug and panics (tokio 1.54):
-//! an `epoll_wait` error other than EINTR ("unexpected error when polling
-//! the I/O driver", `runtime/io/driver.rs`); any error, EINTR included, from
-//! the eventfd `write` that wakes the driver from another thread, which the
-//! multi-thread runtime does all the time ("failed to wake I/O driver",
-//! same file; `harness check --faults` injecting EINTR there ends the
-//! server); any error but EAGAIN from the `read` of its signal self-pipe
-//! when SIGINT/SIGTERM arrives ("Bad read on self-pipe",
-//! `runtime/signal/mod.rs`). The kernel gives neither of the last two
-//! EINTR (on those non-blocking descriptors neither call sleeps): they
-//! bite under fault injection only.
+//! - an `epoll_wait` error other than EINTR ("unexpected error when polling
+//!   the I/O driver", `runtime/io/driver.rs`);
+//! - any error, EINTR included, from the eventfd `write` that wakes the
+//!   driver, which the multi-thread runtime makes whenever one thread wakes
+//!   another ("failed to wake I/O driver", same file; `harness check
+//!   --faults` injecting EINTR there ends the `--workers 2` server);
+//! - any error but EAGAIN from the `recvfrom` that drains its signal
+//!   self-pipe, a socketpair, when SIGINT/SIGTERM arrives ("Bad read on
+//!   self-pipe", `runtime/signal/mod.rs`).
+//!
+//! The kernel gives neither of the last two EINTR (on those non-blocking
+//! descriptors neither call sleeps): they bite under fault injection only.
 //!
 //! Run: `cargo run --release -p peers -- --mode tokio [--workers 2]`.
 

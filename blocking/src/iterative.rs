@@ -22,8 +22,11 @@ use crate::conn::{accept_conn, Registry};
 
 /// Runs until the stop thread shuts the listener down. `held` is set
 /// while a `--max-conns` slot is taken (a `prefork` worker's flag, read by
-/// its parent if the worker is killed; `None` elsewhere).
+/// its parent if the worker is killed; `None` elsewhere). `worker` is this
+/// loop's index among the `pool` or `prefork` workers (0 for `iterative`),
+/// for the per-loop count in the summary.
 pub fn serve(
+    worker: usize,
     listener: &Listener,
     stats: &Stats,
     registry: &Registry,
@@ -40,6 +43,7 @@ pub fn serve(
             drop(fd);
             continue;
         }
+        stats.served_by(worker);
         if let Some(held) = held {
             held.store(1, Ordering::Release);
         }

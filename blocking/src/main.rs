@@ -100,7 +100,6 @@ fn run(cli: &Cli) -> io::Result<()> {
     // Before any thread or child exists: each inherits the blocked mask,
     // so SIGINT/SIGTERM/SIGCHLD reach us only through this descriptor.
     let sigfd = SignalFd::install(&[Signal::SIGCHLD])?;
-    let stats = Arc::new(Stats::new()?);
     let listener = Listener::bind(cli.common.addr, IoMode::Blocking, PortSharing::Exclusive)?;
     if cli.common.workers.is_some() && !cli.mode.uses_workers() {
         lab::log!(
@@ -109,6 +108,9 @@ fn run(cli: &Cli) -> io::Result<()> {
         );
     }
     let workers = cli.common.workers_or(DEFAULT_WORKERS);
+    // `pool` and `prefork` count what each worker accepted (`per_loop=`).
+    let loops = if cli.mode.uses_workers() { workers } else { 1 };
+    let stats = Arc::new(Stats::with_loops(loops)?);
     let max_conns = cli.common.max_conns;
     listener.announce()?;
     match cli.mode {
@@ -128,7 +130,9 @@ fn run(cli: &Cli) -> io::Result<()> {
                     .map_err(|e| lab::sys::named(e, "pthread_create(stop)".into()))?
             };
             match cli.mode {
-                Mode::Iterative => iterative::serve(&listener, &stats, &registry, max_conns, None)?,
+                Mode::Iterative => {
+                    iterative::serve(0, &listener, &stats, &registry, max_conns, None)?
+                }
                 Mode::Thread => thread::serve(&listener, &stats, &registry, max_conns)?,
                 _ => pool::serve(&listener, &stats, &registry, max_conns, workers)?,
             }

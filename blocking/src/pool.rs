@@ -38,7 +38,7 @@ pub fn serve(
             let worker = thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .spawn_scoped(scope, move || {
-                    let served = iterative::serve(listener, stats, registry, max_conns, None);
+                    let served = iterative::serve(i, listener, stats, registry, max_conns, None);
                     if served.is_err() {
                         // The other workers would block in accept forever.
                         registry.stop();

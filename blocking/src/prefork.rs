@@ -13,6 +13,9 @@
 //! queues, added during 2.3), so one process wakes per connection; the
 //! herd came back with `select` and `epoll` on a shared listener (see
 //! `epoll --share exclusive`).
+//! Measured (`harness run blocking:prefork --workload connect --syscalls`):
+//! no `accept4` returns `EAGAIN`, one wake-up per connection, and the
+//! summary's `per_loop=` shows how the kernel spread them over the workers.
 //! The counters and `--max-conns` are in a MAP_SHARED mapping: they hold
 //! across the children.
 //!
@@ -71,7 +74,7 @@ fn run_pool(
     // Worker pid -> its index in `held`; a replacement takes the index over.
     let mut index = HashMap::with_capacity(workers);
     for i in 0..workers {
-        let pid = spawn_worker(listener, stats, sigfd, max_conns, held.get(i))?;
+        let pid = spawn_worker(i, listener, stats, sigfd, max_conns, held.get(i))?;
         children.insert(pid);
         index.insert(pid, i);
     }
@@ -103,7 +106,7 @@ fn run_pool(
             }
         })?;
         for i in killed {
-            let pid = spawn_worker(listener, stats, sigfd, max_conns, held.get(i))?;
+            let pid = spawn_worker(i, listener, stats, sigfd, max_conns, held.get(i))?;
             children.insert(pid);
             index.insert(pid, i);
         }
@@ -162,8 +165,10 @@ impl Drop for Held {
     }
 }
 
-/// Forks one worker; returns its pid in the parent, never in the child.
+/// Forks worker `i` (a replacement takes the index of the worker it
+/// replaces); returns its pid in the parent, never in the child.
 fn spawn_worker(
+    i: usize,
     listener: &Listener,
     stats: &Stats,
     sigfd: &SignalFd,
@@ -189,7 +194,7 @@ fn spawn_worker(
         // Never stopped: SIGTERM from the parent ends this process, wherever
         // it blocks. The kernel closes its connection.
         let registry = Registry::new(listener.as_raw_fd());
-        match iterative::serve(listener, stats, &registry, max_conns, Some(held)) {
+        match iterative::serve(i, listener, stats, &registry, max_conns, Some(held)) {
             Ok(()) => 0,
             Err(e) => {
                 children::child_log(&e.to_string());

@@ -10,32 +10,32 @@
 //! only the ready sockets, so a wake-up costs O(ready), not O(watched) as
 //! with `select` and `poll` (see the readiness benchmark).
 //!
-//! Level mode (`--mode level`): the kernel reports a socket for as long as it
-//! stays ready, like `poll`; we read once per wake-up and are told again
-//! about the rest. `EPOLLOUT` is registered only while a reply is pending and
-//! `EPOLLIN` dropped while the output buffer is full, so `epoll_ctl(MOD)`
-//! runs on those transitions only, never once per request.
+//! Level mode (`--mode level`, this file): the kernel reports a socket for
+//! as long as it stays ready, like `poll`; we read once per wake-up and are
+//! told again about the rest. `EPOLLOUT` is registered only while a reply is
+//! pending and `EPOLLIN` dropped while the output buffer is full, so
+//! `epoll_ctl(MOD)` runs on those transitions only, never once per request.
 //!
-//! Edge mode (`--mode edge`): the kernel reports a change (new data, new
-//! buffer space) once. A socket is registered once for everything
-//! (`EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET`) and never modified; the price is
-//! that data already in the socket is never reported again, so we read until
-//! it is drained. For fairness that is capped per wake-up; a socket that hit
-//! the cap, or whose reading back-pressure paused and a drained output buffer
-//! resumes, goes on a ready list of our own, served before the next sleep.
-//! `accept` is drained the same way.
+//! Edge mode (`--mode edge`, the machinery in `edge.rs`): the kernel reports
+//! a change (new data, new buffer space) once. A socket is registered once
+//! for everything and never modified; the price is that data already in the
+//! socket is never reported again, so we read until it is drained, capped
+//! per wake-up for fairness, and keep a list of the work we owe.
 //!
-//! Several loops, and the thundering herd. With one listener in every loop's
-//! epoll, each new connection would wake every loop waiting on it; one
-//! accepts, the others find `EAGAIN` and sleep again: N wake-ups for one
-//! connection. `--share exclusive` registers that one listener with
-//! `EPOLLEXCLUSIVE` (Linux 4.5): the kernel wakes one or more waiters, not
-//! all; a loop busy serving is not waiting, so an idle one takes the
-//! connection. `--share reuseport` gives each loop its own listener on the
-//! same port (`SO_REUSEPORT`, Linux 3.9): the kernel hashes each connection's
-//! 4-tuple to one listener's queue. No herd and no shared queue, but no
-//! balancing either: a connection hashed to a busy loop waits for that loop,
-//! and an idle loop does not take it.
+//! Several loops, and the thundering herd. `--share shared` puts one
+//! listener in every loop's epoll, plainly: each new connection wakes every
+//! loop waiting on it; one accepts, the others find `EAGAIN` and sleep
+//! again: N wake-ups for one connection. That is the herd, kept on purpose
+//! so that it can be measured (`harness run epoll:level --workload connect
+//! -- --workers 2 --share shared`). Two remedies:
+//! `--share exclusive` registers that one listener with `EPOLLEXCLUSIVE`
+//! (Linux 4.5): the kernel wakes one or more waiters, not all; a loop busy
+//! serving is not waiting, so an idle one takes the connection.
+//! `--share reuseport` gives each loop its own listener on the same port
+//! (`SO_REUSEPORT`, Linux 3.9): the kernel hashes each connection's 4-tuple
+//! to one listener's queue. No herd and no shared queue, but no balancing
+//! either: a connection hashed to a busy loop waits for that loop, and an
+//! idle loop does not take it.
 //!
 //! Cannot: move a connection to another loop once accepted; watch regular
 //! files (always "ready": `epoll_ctl` refuses them with `EPERM`).
@@ -43,7 +43,6 @@
 //! Run: `cargo run --release -p epoll -- --mode edge --workers 2 --share
 //! reuseport`, then `nc 127.0.0.1 PORT`.
 
-use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
@@ -56,7 +55,10 @@ use lab::policy::{AcceptError, WaitError};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
+mod edge;
 mod workers;
+
+use edge::{Left, Owed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Trigger {
@@ -74,6 +76,8 @@ enum Share {
     ReusePort,
     /// One listener in every loop's epoll, with `EPOLLEXCLUSIVE`.
     Exclusive,
+    /// One listener in every loop's epoll, plainly: the thundering herd.
+    Shared,
 }
 
 #[derive(Parser)]
@@ -92,21 +96,20 @@ struct Cli {
     share: Share,
 }
 
-/// Tokens in `epoll_event.u64`. A connection's token is its descriptor, and
-/// `conns` is indexed by it (Redis' `events[fd]`); descriptors are below
-/// 2^31, so these two are never one.
+/// Tokens in `epoll_event.u64`. A connection's token is its descriptor in
+/// the low 32 bits, and `conns` is indexed by it (Redis' `events[fd]`), with
+/// the slot's generation in the high 32 bits: an event queued for a
+/// connection that closed meanwhile (earlier in the same batch, or owed from
+/// an earlier round) does not match a new connection that got the same
+/// descriptor. Descriptors are below 2^31, so these two are never a
+/// connection's.
 const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
 
 /// A connect flood must not starve the connections already open: accept at
-/// most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL). In edge mode a
-/// listener that hit the cap goes on the ready list.
+/// most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL). Level-triggered
+/// epoll reports the listener again if more are pending; edge mode owes it.
 const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
-
-/// Edge mode reads a connection until drained, but at most this many times
-/// per wake-up (libuv stops at 32), so that one fast sender cannot hold the
-/// loop while the others wait.
-const MAX_READS_PER_WAKEUP: usize = 16;
 
 /// One `recv` reads at most this much.
 const READ_CHUNK: usize = 64 << 10;
@@ -123,11 +126,6 @@ const EPOLLHUP: u32 = libc::EPOLLHUP as u32;
 const EPOLLERR: u32 = libc::EPOLLERR as u32;
 const EPOLLET: u32 = libc::EPOLLET as u32;
 const EPOLLEXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
-
-/// How a token on the ready list is served: as if the kernel had reported it
-/// readable again. `EPOLLRDHUP` because we no longer know whether the peer's
-/// FIN was already queued: read on to `EAGAIN` (see `on_readable`).
-const OWED: u32 = EPOLLIN | EPOLLRDHUP;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -152,15 +150,15 @@ fn run(cli: &Cli) -> io::Result<()> {
     let loops = (0..workers)
         .map(|_| Ok((Epoll::new()?, Spare::new()?)))
         .collect::<io::Result<Vec<_>>>()?;
-    let stats = Stats::new()?;
+    let stats = Stats::with_loops(workers)?;
     listeners[0].announce()?;
     let cfg = Config {
         mode: cli.mode,
         share: cli.share,
         max_conns: cli.common.max_conns,
     };
-    workers::run_loops(loops, &listeners, |ep, spare, listener| {
-        serve(ep, spare, listener, &signals, &stats, cfg)
+    workers::run_loops(loops, &listeners, |index, ep, spare, listener| {
+        serve(index, ep, spare, listener, &signals, &stats, cfg)
     })?;
     let model = match cli.mode {
         Trigger::Level => "epoll:level",
@@ -177,7 +175,17 @@ struct Config {
     max_conns: Option<u64>,
 }
 
+/// One connection of this loop, at `conns[fd]`.
+struct Slot {
+    conn: Conn,
+    /// Part of this connection's token (see `LISTENER`).
+    generation: u32,
+    /// Edge mode: the token is on the owed list (see `edge::Owed`).
+    owed: bool,
+}
+
 fn serve(
+    index: usize,
     ep: Epoll,
     mut spare: Spare,
     listener: &Listener,
@@ -195,24 +203,29 @@ fn serve(
     ep.add(signals.as_raw_fd(), SIGNALS, EPOLLIN)?;
     let mut listen_events = match mode {
         Trigger::Level => EPOLLIN,
-        Trigger::Edge => EPOLLIN | EPOLLET,
+        Trigger::Edge => edge::LISTENER_EVENTS,
     };
-    if share == Share::Exclusive {
+    match share {
         // Wake one (or a few) of the loops waiting on this listener, not all.
-        listen_events |= EPOLLEXCLUSIVE;
+        Share::Exclusive => listen_events |= EPOLLEXCLUSIVE,
+        // Every loop waiting on the shared listener wakes: the herd.
+        Share::Shared => {}
+        // This loop's own listener: nobody else waits on it.
+        Share::ReusePort => {}
     }
     ep.add(listener.as_raw_fd(), LISTENER, listen_events)?;
-    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut conns: Vec<Option<Slot>> = Vec::new();
+    let mut generation = 0u32;
     let mut scratch = vec![0u8; READ_CHUNK];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
-    // Edge mode: tokens the kernel will not report again though work is left
-    // (a set: a token is owed once). Always empty in level mode.
-    let mut ready: HashSet<u64> = HashSet::new();
+    // Edge mode: what the kernel will not report again. Always empty in
+    // level mode, where what is left stays ready and is reported again.
+    let mut owed = Owed::new();
     // Set while the descriptor table is full: the listener is out of the
     // interest set until then.
     let mut accept_paused_until: Option<Instant> = None;
     loop {
-        let timeout = if !ready.is_empty() {
+        let timeout = if !owed.is_empty() {
             // Work is owed: look for new events, but do not sleep.
             0
         } else if let Some(until) = accept_paused_until {
@@ -221,7 +234,8 @@ fn serve(
         } else {
             -1
         };
-        let n = match ep.wait(&mut events, timeout) {
+        let ready = ep.wait(&mut events, timeout);
+        let ready = match ready {
             Ok(n) => n,
             Err(e) => match WaitError::classify(&e).warned("epoll", &e) {
                 // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
@@ -241,63 +255,76 @@ fn serve(
             ep.add(listener.as_raw_fd(), LISTENER, listen_events)?;
             accept_paused_until = None;
         }
-        let owed = std::mem::take(&mut ready);
-        // What the kernel reported, then what we owe from earlier wake-ups.
-        let reported = events[..n].iter().map(|ev| (ev.u64, ev.events));
-        for (token, flags) in reported.chain(owed.into_iter().map(|token| (token, OWED))) {
-            let left = match token {
+        // What the kernel reported, then (edge mode) what we owe from the
+        // last round, in the order it was owed.
+        let mut owed_now = owed.take();
+        let reported = events[..ready]
+            .iter()
+            .map(|ev| (ev.u64, ev.events, Source::Kernel));
+        let owed_tokens = owed_now
+            .drain(..)
+            .map(|t| (t, edge::OWED, Source::OwedList));
+        for (token, flags, from) in reported.chain(owed_tokens) {
+            match token {
                 // SIGINT or SIGTERM is pending: stop serving; `run` summarises.
                 SIGNALS => return Ok(()),
                 // An owed entry from before the pause began.
-                LISTENER if accept_paused_until.is_some() => Left::Nothing,
-                LISTENER => match accept_all(
-                    &ep, listener, &mut spare, &mut conns, stats, max_conns, mode,
-                )? {
-                    Accept::Drained => Left::Nothing,
-                    Accept::Capped => Left::Maybe,
-                    // Connections stay queued and not one descriptor is to be
-                    // had: another loop took the one our spare freed, or the
-                    // system's table is full. Level mode would be woken at
-                    // once, forever. Stop watching the listener for a while,
-                    // as nginx does; closing connections free descriptors.
-                    Accept::Paused => {
-                        ep.delete(listener.as_raw_fd())?;
-                        accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
-                        Left::Nothing
+                LISTENER if accept_paused_until.is_some() => {}
+                LISTENER => {
+                    let accepted = accept_all(
+                        &ep,
+                        listener,
+                        &mut spare,
+                        &mut conns,
+                        &mut generation,
+                        stats,
+                        max_conns,
+                        mode,
+                        index,
+                    )?;
+                    match accepted {
+                        Accept::Drained => {}
+                        Accept::Capped => match mode {
+                            // The listener stays readable, and is reported again.
+                            Trigger::Level => {}
+                            // No new edge comes for connections already queued.
+                            Trigger::Edge => owed.owe_listener(),
+                        },
+                        // Connections stay queued and not one descriptor is to be
+                        // had: another loop took the one our spare freed, or the
+                        // system's table is full, or kernel memory is short.
+                        // Level mode would be woken at once, forever. Stop
+                        // watching the listener for a while, as nginx does;
+                        // closing connections free descriptors.
+                        Accept::Paused => {
+                            ep.delete(listener.as_raw_fd())?;
+                            accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                        }
                     }
-                },
-                fd => on_ready(
+                }
+                conn => on_ready(
                     &ep,
                     &mut conns,
-                    fd as RawFd,
-                    flags,
+                    conn,
+                    (flags, from),
                     &mut scratch,
                     stats,
                     mode,
+                    &mut owed,
                 ),
-            };
-            match mode {
-                // What is left stays ready, and the kernel reports it again.
-                Trigger::Level => {}
-                // The kernel will not report again what was already there
-                // at the edge (queued connections, unread data): we must.
-                Trigger::Edge => {
-                    if left == Left::Maybe {
-                        ready.insert(token);
-                    }
-                }
             }
         }
+        owed.give_back(owed_now);
     }
 }
 
-/// Whether a pass may have left work in a descriptor: data unread, or
-/// connections not accepted. Edge mode must remember it: the kernel reported
-/// that readiness once and will not report it again.
+/// Where an event in a round comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Left {
-    Nothing,
-    Maybe,
+enum Source {
+    /// `epoll_wait` returned it.
+    Kernel,
+    /// Edge mode's own list (`edge::Owed`).
+    OwedList,
 }
 
 /// How an accept pass ended.
@@ -314,19 +341,21 @@ enum Accept {
 }
 
 /// Accepts what is pending (up to the fairness cap) and watches it.
+#[allow(clippy::too_many_arguments)]
 fn accept_all(
     ep: &Epoll,
     listener: &Listener,
     spare: &mut Spare,
-    conns: &mut Vec<Option<Conn>>,
+    conns: &mut Vec<Option<Slot>>,
+    generation: &mut u32,
     stats: &Stats,
     max_conns: Option<u64>,
     mode: Trigger,
+    index: usize,
 ) -> io::Result<Accept> {
     let events = match mode {
         Trigger::Level => EPOLLIN,
-        // Once, for everything: never an epoll_ctl again for this socket.
-        Trigger::Edge => EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+        Trigger::Edge => edge::CONN_EVENTS,
     };
     // A spare lost to a full table is taken back as soon as a descriptor frees.
     spare.refill();
@@ -334,6 +363,8 @@ fn accept_all(
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
             Err(e) => match AcceptError::classify(&e).warned("epoll", &e) {
+                // With a shared listener, also what every loop but the
+                // first finds after the herd's wake-up.
                 AcceptError::Drained => return Ok(Accept::Drained),
                 AcceptError::Retry => continue,
                 // That one connection failed while queued: take the next.
@@ -355,10 +386,12 @@ fn accept_all(
             // --max-conns reached: connection N+1 is closed at once.
             continue;
         }
+        stats.served_by(index);
         let raw = fd.as_raw_fd();
+        *generation = generation.wrapping_add(1);
         // Data that arrived before this call is not lost: ADD checks the
         // socket's readiness at once and queues an event if it is ready.
-        if let Err(e) = ep.add(raw, raw as u64, events) {
+        if let Err(e) = ep.add(raw, token(raw, *generation), events) {
             // ENOMEM, or ENOSPC (the user's fs.epoll.max_user_watches is
             // reached): this connection cannot be watched; close it only.
             lab::log!("epoll: {e}");
@@ -369,49 +402,64 @@ fn accept_all(
         if conns.len() <= slot {
             conns.resize_with(slot + 1, || None);
         }
-        conns[slot] = Some(Conn::new(fd));
+        conns[slot] = Some(Slot {
+            conn: Conn::new(fd),
+            generation: *generation,
+            owed: false,
+        });
     }
     Ok(Accept::Capped)
 }
 
-/// The kernel reported `fd` with `flags` (or we owe it a read): read, write,
-/// then arrange to hear about this socket again, as each mode needs.
+/// The kernel reported `token` with `flags` (or edge mode owes it a read):
+/// read, write, then arrange to hear about this socket again, as each mode
+/// needs.
+#[allow(clippy::too_many_arguments)]
 fn on_ready(
     ep: &Epoll,
-    conns: &mut [Option<Conn>],
-    fd: RawFd,
-    flags: u32,
+    conns: &mut [Option<Slot>],
+    token: u64,
+    (flags, from): (u32, Source),
     scratch: &mut [u8],
     stats: &Stats,
     mode: Trigger,
-) -> Left {
-    // None: an owed token whose connection closed since (its descriptor may
-    // even belong to a new connection: then one spare `recv` gets EAGAIN).
-    let Some(conn) = conns[fd as usize].as_mut() else {
-        return Left::Nothing;
+    owed: &mut Owed,
+) {
+    let fd = token as u32 as RawFd;
+    let generation = (token >> 32) as u32;
+    // Not this connection's: it closed since the event was queued (its
+    // descriptor may even belong to a new connection, with a new generation).
+    let Some(slot) = conns[fd as usize]
+        .as_mut()
+        .filter(|s| s.generation == generation)
+    else {
+        return;
     };
+    if from == Source::OwedList {
+        slot.owed = false;
+    }
+    let conn = &mut slot.conn;
     let was = interest(conn);
-    // EPOLLHUP/EPOLLERR arrive whatever we asked for. The next `recv` or
-    // `send` returns the EOF or the error, which ends the connection.
+    // EPOLLHUP/EPOLLERR arrive whatever we asked for, and stay set: ignoring
+    // them would spin. The next `recv` or `send` returns the EOF or the
+    // error, which ends the connection.
     let hangup = flags & (EPOLLHUP | EPOLLERR) != 0;
     let mut next = Next::Keep;
     let mut left = Left::Nothing;
     if (flags & EPOLLIN != 0 || hangup) && conn.wants_read() {
-        let reads = match mode {
+        (next, left) = match mode {
             // The kernel reports the rest: one read per wake-up, as poll.
-            Trigger::Level => 1,
+            Trigger::Level => (on_readable(conn, scratch, stats), Left::Nothing),
             // No new edge comes for data already there: read until drained.
-            Trigger::Edge => MAX_READS_PER_WAKEUP,
+            Trigger::Edge => edge::on_readable(conn, scratch, stats, flags),
         };
-        let fin_queued = flags & (EPOLLRDHUP | EPOLLHUP) != 0;
-        (next, left) = on_readable(conn, scratch, stats, reads, fin_queued);
     }
     if next == Next::Keep && (flags & EPOLLOUT != 0 || hangup) {
         next = on_writable(conn, stats);
     }
     if next == Next::Close || conn.is_finished() {
         close_conn(conns, fd, stats);
-        return Left::Nothing;
+        return;
     }
     match mode {
         // The kernel's interest follows the buffer: EPOLLOUT while a reply
@@ -420,22 +468,15 @@ fn on_ready(
         Trigger::Level => {
             let now = interest(conn);
             if now != was {
-                if let Err(e) = ep.modify(fd, fd as u64, now) {
+                if let Err(e) = ep.modify(fd, token, now) {
                     drop_on("epoll", e);
                     close_conn(conns, fd, stats);
                 }
             }
-            Left::Nothing
         }
-        // Unread data gets no new edge: data left at the cap, or data left
-        // in the socket while back-pressure paused reading, which the
-        // EPOLLOUT edge that drained the buffer has just resumed.
         Trigger::Edge => {
-            let resumed = was & EPOLLIN == 0;
-            if conn.wants_read() && (left == Left::Maybe || resumed) {
-                Left::Maybe
-            } else {
-                Left::Nothing
+            if edge::work_left(conn, was, left) {
+                owed.owe(token, &mut slot.owed);
             }
         }
     }
@@ -443,64 +484,48 @@ fn on_ready(
 
 /// The peer sent something (or closed): read what fits in the output
 /// buffer, transform it, send it back, and keep what the socket did not take.
-/// At most `reads` times, stopping once the socket is drained.
-fn on_readable(
-    conn: &mut Conn,
-    scratch: &mut [u8],
-    stats: &Stats,
-    reads: usize,
-    fin_queued: bool,
-) -> (Next, Left) {
+fn on_readable(conn: &mut Conn, scratch: &mut [u8], stats: &Stats) -> Next {
     let fd = conn.raw();
-    for _ in 0..reads {
-        let want = conn.out.room().min(scratch.len());
-        if want == 0 {
-            // Back-pressure: the peer must read its replies first.
-            return (Next::Keep, Left::Maybe);
+    let want = conn.out.room().min(scratch.len());
+    // SAFETY: `scratch` is valid for writes of `want <= scratch.len()` bytes.
+    let got = syscall!(
+        unsafe { libc::recv(fd, scratch.as_mut_ptr().cast(), want, 0) },
+        "recv(fd {fd})"
+    );
+    match got {
+        Ok(0) => {
+            // EOF: the peer shut down its write side. Send what is still
+            // owed, then close (half-close).
+            conn.peer_closed = true;
+            Next::Keep
         }
-        // SAFETY: `scratch` is valid for writes of `want <= scratch.len()` bytes.
-        let got = syscall!(
-            unsafe { libc::recv(fd, scratch.as_mut_ptr().cast(), want, 0) },
-            "recv(fd {fd})"
-        );
-        match got {
-            Ok(0) => {
-                // EOF: the peer shut down its write side. Send what is still
-                // owed, then close (half-close).
-                conn.peer_closed = true;
-                return (Next::Keep, Left::Nothing);
-            }
-            Ok(n) => {
-                let n = n as usize;
-                let reply = &mut scratch[..n];
-                lab::echo::transform_in_place(reply);
-                if conn.out.is_empty() {
-                    // Usually the whole reply fits in the socket buffer: send it
-                    // now instead of waiting for EPOLLOUT.
-                    match send(fd, reply, stats) {
-                        Ok(sent) => conn.out.push(&reply[sent..]),
-                        Err(e) => return (drop_on("epoll", e), Left::Nothing),
-                    }
-                } else {
-                    // Bytes already queued go first, or the stream reorders.
-                    conn.out.push(reply);
-                }
-                // A short read emptied the receive queue; whatever arrives
-                // later is a new edge. This saves the `recv` that would say
-                // EAGAIN (tokio does the same). Not if the FIN was already
-                // queued at the edge: it takes one more `recv`, returning 0,
-                // and no new edge announces it.
-                if n < want && !fin_queued {
-                    return (Next::Keep, Left::Nothing);
-                }
-            }
-            // Drained (or the readiness was stale): the kernel reports new data.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (Next::Keep, Left::Nothing),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return (drop_on("epoll", e), Left::Nothing),
+        Ok(n) => {
+            let reply = &mut scratch[..n as usize];
+            lab::echo::transform_in_place(reply);
+            reply_or_queue(conn, reply, stats)
         }
+        // Readiness can be stale by the time we read: nothing lost, wait again.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Next::Keep,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Next::Keep,
+        Err(e) => drop_on("epoll", e),
     }
-    (Next::Keep, Left::Maybe)
+}
+
+/// Sends a fresh `reply` now if nothing is queued before it, and queues
+/// what the socket did not take.
+fn reply_or_queue(conn: &mut Conn, reply: &[u8], stats: &Stats) -> Next {
+    if conn.out.is_empty() {
+        // Usually the whole reply fits in the socket buffer: send it now
+        // instead of waiting a round for EPOLLOUT.
+        match send(conn.raw(), reply, stats) {
+            Ok(sent) => conn.out.push(&reply[sent..]),
+            Err(e) => return drop_on("epoll", e),
+        }
+    } else {
+        // Bytes already queued go first, or the stream reorders.
+        conn.out.push(reply);
+    }
+    Next::Keep
 }
 
 /// The socket has buffer space again: send what is owed. One `send` of
@@ -547,7 +572,7 @@ fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
 /// Closes the connection on `fd`. Closing the descriptor also removes it
 /// from the epoll set (no `EPOLL_CTL_DEL`): it is this file's only
 /// descriptor, never `dup`ed nor inherited by a child.
-fn close_conn(conns: &mut [Option<Conn>], fd: RawFd, stats: &Stats) {
+fn close_conn(conns: &mut [Option<Slot>], fd: RawFd, stats: &Stats) {
     conns[fd as usize] = None;
     stats.release();
 }
@@ -562,6 +587,11 @@ fn interest(conn: &Conn) -> u32 {
         events |= EPOLLOUT;
     }
     events
+}
+
+/// A connection's token: its generation above its descriptor.
+fn token(fd: RawFd, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(fd as u32)
 }
 
 /// The three epoll calls, each through `lab::syscall!`, so that a failure

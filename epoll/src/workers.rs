@@ -10,12 +10,13 @@ use lab::net::{IoMode, Listener, PortSharing, Spare};
 
 use crate::{Epoll, Share};
 
-/// `--share exclusive`: one listener. `--share reuseport`: one per loop, on
+/// `--share exclusive` and `--share shared`: one listener, in every loop's
+/// epoll. `--share reuseport`: one per loop, on
 /// one port; the first binds (port 0 becomes a real one), the others bind
 /// the port it got. A single loop needs no `SO_REUSEPORT`, and without it no
 /// other process can bind our port and take a share of our connections.
 pub fn bind_listeners(addr: SocketAddr, workers: usize, share: Share) -> io::Result<Vec<Listener>> {
-    if share == Share::Exclusive || workers == 1 {
+    if share != Share::ReusePort || workers == 1 {
         let listener = Listener::bind(addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
         return Ok(vec![listener]);
     }
@@ -33,12 +34,12 @@ pub fn bind_listeners(addr: SocketAddr, workers: usize, share: Share) -> io::Res
 }
 
 /// Runs `serve` once per loop, each on its own thread, with loop `i`'s
-/// epoll instance and spare and its listener (the one shared listener with
-/// `--share exclusive`), and returns once every loop has ended: the first
+/// index, epoll instance and spare and its listener (the one shared listener
+/// with `--share exclusive` or `shared`), and returns once every loop has ended: the first
 /// error, if any loop failed.
 pub fn run_loops<F>(loops: Vec<(Epoll, Spare)>, listeners: &[Listener], serve: F) -> io::Result<()>
 where
-    F: Fn(Epoll, Spare, &Listener) -> io::Result<()> + Sync,
+    F: Fn(usize, Epoll, Spare, &Listener) -> io::Result<()> + Sync,
 {
     let serve = &serve;
     let results: Vec<io::Result<()>> = thread::scope(|scope| {
@@ -51,7 +52,7 @@ where
                     .name(format!("epoll-loop-{i}"))
                     .spawn_scoped(scope, move || {
                         let _stop_the_others = StopAllOnExit;
-                        serve(ep, spare, listener)
+                        serve(i, ep, spare, listener)
                     })
                     .inspect_err(|_| stop_all_loops())
             })

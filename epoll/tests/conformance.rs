@@ -1,7 +1,8 @@
 //! The lab's conformance suite (`harness check`) against `epoll`: level and
-//! edge, one loop and two loops under both ways of sharing the port
-//! (`SO_REUSEPORT` listeners, or one listener with `EPOLLEXCLUSIVE`). No
-//! declared limit: every case must pass.
+//! edge, one loop and two loops under each way of sharing the port
+//! (`SO_REUSEPORT` listeners, one listener with `EPOLLEXCLUSIVE`, or one
+//! plainly shared listener: the herd). No declared limit: every case must
+//! pass.
 
 use harness::check::assert_conforms;
 use std::path::Path;
@@ -53,5 +54,23 @@ fn epoll_edge_workers2_exclusive_conforms() {
         bin(),
         Some("edge"),
         &["--workers", "2", "--share", "exclusive"],
+    );
+}
+
+#[test]
+fn epoll_level_workers2_shared_conforms() {
+    assert_conforms(
+        bin(),
+        Some("level"),
+        &["--workers", "2", "--share", "shared"],
+    );
+}
+
+#[test]
+fn epoll_edge_workers2_shared_conforms() {
+    assert_conforms(
+        bin(),
+        Some("edge"),
+        &["--workers", "2", "--share", "shared"],
     );
 }

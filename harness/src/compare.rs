@@ -550,7 +550,8 @@ fn command_line() -> String {
 pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
     if let Some(path) = &args.report_from {
         let results = report::load(path)?;
-        let written = report::write(&args.out, &results)?;
+        let mut written = report::write(&args.out, &results)?;
+        written.extend(report::herd::rewrite(&args.out)?);
         eprintln!(
             "harness compare: rewrote {} files in {}",
             written.len(),
@@ -580,7 +581,12 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
         .map_err(|e| io::Error::new(e.kind(), format!("mkdir {}: {e}", args.out.display())))?;
     let partial = args.out.join("compare.partial.json");
     let results = run_matrix(&matrix, &exe, command_line(), args.quick, Some(&partial));
-    let written = report::write(&args.out, &results)?;
+    let mut written = report::write(&args.out, &results)?;
+    let herd_timeout = Duration::from_secs_f64(matrix.warmup_s + matrix.duration_s + 60.0);
+    let herd = report::herd::measure(matrix.repeats, matrix.warmup_s, matrix.duration_s, |a| {
+        run_child(&exe, a, herd_timeout)
+    });
+    written.extend(report::herd::write(&args.out, &herd)?);
     // Complete now: the partial record would only confuse.
     if let Err(e) = std::fs::remove_file(&partial) {
         if e.kind() != io::ErrorKind::NotFound {

@@ -132,6 +132,9 @@ pub struct WorkloadParams {
     pub rate: Option<f64>,
     /// Idle connections held open (idle workload; 0 otherwise).
     pub idle: usize,
+    /// Busy ping-pong connections beside a connect workload (`--busy`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub busy: usize,
     pub warmup_s: f64,
     pub duration_s: f64,
     /// A request unanswered for this long is counted as a `timeout`.
@@ -243,6 +246,94 @@ pub struct ServerSide {
     /// (read just before SIGTERM) against the summary's `user + sys`.
     #[serde(default)]
     pub summary_agreement: Option<crate::account::Agreement>,
+    /// The accept path's wake-ups in the window (connect workload only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wakeups: Option<Wakeups>,
+}
+
+/// How often the server woke for a connection it did not get (the
+/// thundering herd), in the window, without changing the server. Two
+/// sources (`account`):
+///
+/// - exact counts of syscall returns by value, from `sys_exit` tracepoints
+///   with a kernel-side filter on `ret` (`account::HERD_RETURNS`): how many
+///   `accept4` calls returned a connection and how many `EAGAIN`, and how
+///   many `epoll_wait` calls returned events. Nothing is buffered, so
+///   nothing can be lost.
+/// - the same returns sampled in order per thread (`account::WakeTrace`):
+///   a wake-up is an `epoll_wait` return with the calls up to the next one
+///   (or, in a thread that blocks in `accept4`, one `accept4` return); it
+///   is a listener wake-up if it called `accept4`, wasted if none of those
+///   returned a connection. Counts alone cannot say this, since one wake-up
+///   may accept several connections. `lost_records` > 0 means the ring
+///   buffer overflowed and the replay is short by that many returns.
+///
+/// The herd's cheapest form returns nothing: a waiter woken for a listener
+/// that another loop has drained re-checks it in the kernel, finds nothing
+/// and sleeps again. The replay counts those too, from the thread's
+/// switches to sleep inside one call (`WakeCounts::kernel_wasted_wakes`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Wakeups {
+    /// `accept4` calls that returned a connection (exact).
+    pub accepted: u64,
+    /// `accept4` calls that returned `EAGAIN` (exact).
+    pub accept_eagain: u64,
+    /// `epoll_wait`/`epoll_pwait` calls that returned events (exact).
+    pub wait_returns: u64,
+    pub eagain_per_conn: f64,
+    pub wait_returns_per_conn: f64,
+    /// From the replay; `None` with the reason in `replay_na_reason`.
+    pub replay: Option<crate::account::WakeCounts>,
+    /// `(replay.wasted_wakes + replay.kernel_wasted_wakes) / replay.accepted`:
+    /// every wake-up, returned or not, that did not get a connection.
+    pub wasted_per_conn: Option<f64>,
+    pub replay_na_reason: Option<String>,
+}
+
+impl Wakeups {
+    /// From the counts by `ReturnCount::key` and the replay (if it ran);
+    /// `None` if nothing was accepted.
+    pub fn from_returns(
+        returns: &BTreeMap<String, u64>,
+        replay: Option<Result<crate::account::WakeCounts, String>>,
+    ) -> Option<Wakeups> {
+        let get = |key: &str| returns.get(key).copied().unwrap_or(0);
+        let accepted = get("accept4=fd");
+        if accepted == 0 {
+            return None;
+        }
+        let accept_eagain = get("accept4=EAGAIN");
+        let wait_returns = get("epoll_wait>0") + get("epoll_pwait>0");
+        let per = |n: u64| n as f64 / accepted as f64;
+        let (replay, replay_na_reason) = match replay {
+            Some(Ok(r)) => (Some(r), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, Some("the wake-up trace did not run".into())),
+        };
+        let wasted_per_conn = replay
+            .as_ref()
+            .filter(|r| r.accepted > 0)
+            .map(|r| (r.wasted_wakes + r.kernel_wasted_wakes) as f64 / r.accepted as f64);
+        Some(Wakeups {
+            accepted,
+            accept_eagain,
+            wait_returns,
+            eagain_per_conn: per(accept_eagain),
+            wait_returns_per_conn: per(wait_returns),
+            replay,
+            wasted_per_conn,
+            replay_na_reason,
+        })
+    }
+}
+
+impl ExitSummary {
+    /// Most and fewest connections one loop admitted, with several loops.
+    pub fn spread(&self) -> Option<(u64, u64)> {
+        let max = *self.per_loop.iter().max()?;
+        let min = *self.per_loop.iter().min()?;
+        (self.per_loop.len() > 1).then_some((max, min))
+    }
 }
 
 /// The `summary:` line a model prints on SIGTERM.
@@ -253,6 +344,10 @@ pub struct ExitSummary {
     pub bytes: u64,
     pub user_s: f64,
     pub sys_s: f64,
+    /// Connections each loop admitted (`per_loop=`), for models that run
+    /// several loops; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_loop: Vec<u64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
@@ -300,10 +395,15 @@ impl Measurement {
         let shape = match w.kind {
             WorkloadKind::Pingpong => format!("{} conns, {} B", w.conns, w.size),
             WorkloadKind::Connect => format!(
-                "{} in flight, {} B, close {}",
+                "{} in flight, {} B, close {}{}",
                 w.conns,
                 w.size,
-                w.close.as_str()
+                w.close.as_str(),
+                if w.busy > 0 {
+                    format!(", beside {} busy ping-pong", w.busy)
+                } else {
+                    String::new()
+                }
             ),
             WorkloadKind::Idle => {
                 format!("{} idle + {} active, {} B", w.idle, w.conns, w.size)
@@ -425,6 +525,51 @@ impl Measurement {
                 ),
             );
         }
+        if let Some(w) = &s.wakeups {
+            row(
+                "wasted wake-ups/connection",
+                match (&w.replay, w.wasted_per_conn) {
+                    (Some(r), Some(per)) => format!(
+                        "{per:.3} ({} returned with nothing to accept, of {} listener wake-ups; \
+                         {} woke in the call and slept again; {} accepted; \
+                         {} records lost, {} threads untraced)",
+                        r.wasted_wakes,
+                        r.listener_wakes,
+                        r.kernel_wasted_wakes,
+                        r.accepted,
+                        r.lost_records,
+                        r.threads_untraced
+                    ),
+                    _ => format!(
+                        "n/a ({})",
+                        w.replay_na_reason.as_deref().unwrap_or("no replay")
+                    ),
+                },
+            );
+            row(
+                "accept4 EAGAIN/connection",
+                format!(
+                    "{:.3} ({} EAGAIN, {} accepted; epoll_wait returns {:.3}/conn)",
+                    w.eagain_per_conn, w.accept_eagain, w.accepted, w.wait_returns_per_conn
+                ),
+            );
+        }
+        if let Some((max, min)) = s.exit_summary.as_ref().and_then(ExitSummary::spread) {
+            let loops = s.exit_summary.as_ref().map_or(&[][..], |e| &e.per_loop[..]);
+            let counts: Vec<String> = loops.iter().map(u64::to_string).collect();
+            row(
+                "connections per loop",
+                format!(
+                    "{} (max/min {}, whole run)",
+                    counts.join(", "),
+                    if min == 0 {
+                        "inf".to_string()
+                    } else {
+                        format!("{:.2}", max as f64 / min as f64)
+                    }
+                ),
+            );
+        }
         if let Some(a) = &s.summary_agreement {
             row(
                 "summary cross-check",
@@ -506,6 +651,10 @@ fn us(v: f64) -> String {
     } else {
         format!("{v:.1} µs")
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {

@@ -13,10 +13,12 @@
 //! `measure` is the same thing as a library call, for tests and
 //! `harness compare`.
 
-use crate::account::{self, CounterSet, ServerAccount, TreeCounters, Window};
+use crate::account::{
+    self, CounterSet, ServerAccount, TreeCounters, WakeCounts, WakeTrace, Window, DRAIN_EVERY,
+};
 use crate::load::{self, sys, LoadReport, LoadSpec};
 use crate::measurement::{
-    wall_clock, CloseMode, ExitSummary, Measurement, RateUnit, ServerSide, WorkloadKind,
+    wall_clock, CloseMode, ExitSummary, Measurement, RateUnit, ServerSide, Wakeups, WorkloadKind,
     WorkloadParams, SCHEMA_VERSION,
 };
 use crate::server::{describe_status, ModelSpec, Server, ServerConfig};
@@ -68,6 +70,11 @@ pub struct RunOptions {
     /// Idle connections held open (idle workload, default 1000).
     #[arg(long)]
     pub idle: Option<usize>,
+    /// Connect workload: this many closed-loop ping-pong connections kept
+    /// busy beside it, from before the warm-up to after the window (a
+    /// skewed load: new connections arrive while some loops are serving).
+    #[arg(long)]
+    pub busy: Option<usize>,
     /// Active ping-pong connections beside the idle ones (default 50).
     #[arg(long)]
     pub active: Option<usize>,
@@ -163,6 +170,8 @@ pub struct MeasureSpec {
     pub size: usize,
     pub rate: Option<f64>,
     pub idle: usize,
+    /// Busy ping-pong connections beside a connect workload (0: none).
+    pub busy: usize,
     pub warmup: Duration,
     pub duration: Duration,
     pub timeout: Duration,
@@ -188,6 +197,7 @@ impl MeasureSpec {
             size: 64,
             rate: None,
             idle: if kind == WorkloadKind::Idle { 100 } else { 0 },
+            busy: 0,
             warmup: Duration::from_millis(200),
             duration: Duration::from_millis(500),
             timeout: Duration::from_secs(5),
@@ -230,41 +240,14 @@ fn sleep_until(t: Instant) {
     }
 }
 
-/// Takes one measurement.
+/// Takes one measurement: each step below is one function, in this order.
 pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
     let allowed = sys::allowed_cpus()?;
-    let (def_load, def_server) = default_cpus(&allowed);
-    let load_cpus = spec.load_cpus.clone().unwrap_or(def_load);
-    let started_server = !matches!(spec.server, ServerChoice::Target(_));
-    let server_cpus = if started_server {
-        spec.server_cpus.clone().unwrap_or(def_server)
-    } else {
-        Vec::new()
-    };
-    let mut notes = Vec::new();
-    if load_cpus.iter().any(|c| server_cpus.contains(c)) {
-        notes.push(format!(
-            "load (CPUs {load_cpus:?}) and server (CPUs {server_cpus:?}) share a CPU: \
-             each one's time includes waiting for the other"
-        ));
-    }
+    let cpus = CpuPlan::for_spec(spec, &allowed);
+    let mut notes = cpus.notes();
     // Before the server starts, so that it inherits the raised limit too.
     sys::raise_nofile_limit()?;
-
-    let mut server = match &spec.server {
-        ServerChoice::Target(_) => None,
-        ServerChoice::Binary { path, mode } => Some(
-            ServerConfig::new(path.clone())
-                .mode(mode.clone())
-                .args(spec.server_args.iter().cloned())
-                .pin(server_cpus.clone()),
-        ),
-        ServerChoice::Model(m) => {
-            Some(ServerConfig::for_spec(m, &spec.server_args)?.pin(server_cpus.clone()))
-        }
-    }
-    .map(|config| Server::start(&config))
-    .transpose()?;
+    let mut server = start_server(spec, &cpus.server)?;
     let target = match (&spec.server, &server) {
         (ServerChoice::Target(a), _) => *a,
         (_, Some(s)) => s.addr(),
@@ -273,18 +256,137 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
     load::check_target(&target, spec.allow_remote)?;
 
     let _restore = AffinityGuard(allowed.clone());
-    sys::pin_current_thread(&load_cpus)?;
+    sys::pin_current_thread(&cpus.load)?;
+    // Attached before any client connects: threads the server creates later
+    // inherit the counters.
+    let counters = server
+        .as_ref()
+        .map(|s| TreeCounters::attach(s.pid(), &counter_set(spec)));
 
+    let busy = start_busy(spec, target, &cpus.load)?;
+    let running = load::start(load_spec(spec, target, &cpus.load))?;
+    let (account, wakes) = match (&server, &counters) {
+        (Some(s), Some(c)) => {
+            // The connect workload's wake-ups, replayed in order (see `Wakeups`).
+            let trace = spec.kind == WorkloadKind::Connect;
+            let (account, wakes) = account_window(s.pid(), c, trace, &running.timeline);
+            (Some(account), wakes)
+        }
+        _ => (None, None),
+    };
+    let report = running.join()?;
+    if let Some(busy) = busy {
+        let busy = busy.join()?;
+        notes.push(format!(
+            "beside it, {} busy ping-pong connections: {:.0} requests/s, {} errors",
+            spec.busy,
+            busy.requests as f64 / busy.window.as_secs_f64(),
+            busy.errors.total()
+        ));
+    }
+
+    let side = match &mut server {
+        None => ServerSide {
+            na_reason: Some(
+                "--target: the server was not started by the harness, its process is not known"
+                    .into(),
+            ),
+            ..ServerSide::default()
+        },
+        Some(s) => {
+            let mut side = stop_server(s, &mut notes)?;
+            match account {
+                Some(Ok(acc)) => {
+                    fill_server_side(&mut side, &acc, &report, spec.count_syscalls, &mut notes);
+                    side.wakeups = acc
+                        .syscall_returns
+                        .as_ref()
+                        .and_then(|returns| Wakeups::from_returns(returns, wakes));
+                }
+                Some(Err(e)) => side.na_reason = Some(format!("server accounting failed: {e}")),
+                None => side.na_reason = Some("server accounting did not run".into()),
+            }
+            side
+        }
+    };
+    Ok(assemble(
+        spec,
+        target,
+        cpus.load,
+        cpus.server,
+        report,
+        side,
+        notes,
+    ))
+}
+
+/// Which CPUs the load and the server run on.
+struct CpuPlan {
+    load: Vec<usize>,
+    /// Empty with `--target`: that server is not ours to pin.
+    server: Vec<usize>,
+}
+
+impl CpuPlan {
+    /// The spec's CPUs, or the default split of those `allowed`.
+    fn for_spec(spec: &MeasureSpec, allowed: &[usize]) -> CpuPlan {
+        let (def_load, def_server) = default_cpus(allowed);
+        let load = spec.load_cpus.clone().unwrap_or(def_load);
+        let server = match spec.server {
+            ServerChoice::Target(_) => Vec::new(),
+            _ => spec.server_cpus.clone().unwrap_or(def_server),
+        };
+        CpuPlan { load, server }
+    }
+
+    /// What the measurement must say about this plan.
+    fn notes(&self) -> Vec<String> {
+        let (load, server) = (&self.load, &self.server);
+        if load.iter().any(|c| server.contains(c)) {
+            vec![format!(
+                "load (CPUs {load:?}) and server (CPUs {server:?}) share a CPU: \
+                 each one's time includes waiting for the other"
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Starts the server the spec names, pinned to `cpus`, and waits for its
+/// `listening on` line; `None` with `--target`.
+fn start_server(spec: &MeasureSpec, cpus: &[usize]) -> io::Result<Option<Server>> {
+    let config = match &spec.server {
+        ServerChoice::Target(_) => return Ok(None),
+        ServerChoice::Binary { path, mode } => ServerConfig::new(path.clone())
+            .mode(mode.clone())
+            .args(spec.server_args.iter().cloned()),
+        ServerChoice::Model(m) => ServerConfig::for_spec(m, &spec.server_args)?,
+    };
+    Server::start(&config.pin(cpus.to_vec())).map(Some)
+}
+
+/// What the perf counters count: syscalls by name only if asked (their
+/// tracepoints slow every syscall of the server). The connect workload
+/// always counts the accept path's syscall returns (`Wakeups`): three
+/// filtered tracepoints, which put the server's syscalls on the same slow
+/// path, so its CPU figures rise a little there too.
+fn counter_set(spec: &MeasureSpec) -> CounterSet {
     let set = if spec.count_syscalls {
         CounterSet::standard()
     } else {
         CounterSet::cpu_only()
     };
-    // Attached before any client connects: threads the server creates later
-    // inherit the counters.
-    let counters = server.as_ref().map(|s| TreeCounters::attach(s.pid(), &set));
+    if spec.kind == WorkloadKind::Connect {
+        set.with_herd_returns()
+    } else {
+        set
+    }
+}
 
-    let lspec = LoadSpec {
+/// The load generator's part of the spec.
+fn load_spec(spec: &MeasureSpec, target: SocketAddr, cpus: &[usize]) -> LoadSpec {
+    LoadSpec {
         target,
         kind: spec.kind,
         conns: spec.conns,
@@ -295,92 +397,111 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
         duration: spec.duration,
         timeout: spec.timeout,
         close: spec.close,
-        cpus: load_cpus.clone(),
+        cpus: cpus.to_vec(),
         seed: spec.seed,
         allow_remote: spec.allow_remote,
+    }
+}
+
+/// `--busy N`: N closed-loop ping-pong connections, started before the
+/// main load and running until after its window, on the same CPUs.
+fn start_busy(
+    spec: &MeasureSpec,
+    target: SocketAddr,
+    cpus: &[usize],
+) -> io::Result<Option<load::Running>> {
+    if spec.busy == 0 {
+        return Ok(None);
+    }
+    let busy = LoadSpec {
+        kind: WorkloadKind::Pingpong,
+        conns: spec.busy,
+        rate: None,
+        idle: 0,
+        warmup: Duration::ZERO,
+        // Past the main window's end, whatever the main load's start-up took.
+        duration: spec.warmup + spec.duration + Duration::from_secs(1),
+        ..load_spec(spec, target, cpus)
     };
-    let running = load::start(lspec)?;
-    let tl = running.timeline;
+    load::start(busy).map(Some)
+}
 
-    let mut account: Option<io::Result<ServerAccount>> = None;
-    if let (Some(s), Some(c)) = (&server, &counters) {
-        sleep_until(tl.window_start);
-        match Window::begin(s.pid(), c, Duration::from_millis(50)) {
-            Ok(w) => {
-                sleep_until(tl.window_end);
-                account = Some(w.end());
-            }
-            Err(e) => account = Some(Err(e)),
+/// Reads the server's tree over the load's timed window: sleeps until it
+/// begins, snapshots, sleeps until it ends (with `trace`, tracing the
+/// wake-ups meanwhile), snapshots again.
+fn account_window(
+    pid: i32,
+    counters: &Result<TreeCounters, String>,
+    trace: bool,
+    timeline: &load::Timeline,
+) -> (
+    io::Result<ServerAccount>,
+    Option<Result<WakeCounts, String>>,
+) {
+    sleep_until(timeline.window_start);
+    let window = match Window::begin(pid, counters, Duration::from_millis(50)) {
+        Ok(w) => w,
+        Err(e) => return (Err(e), None),
+    };
+    let wakes = trace.then(|| {
+        let mut trace = WakeTrace::attach(pid)?;
+        while Instant::now() < timeline.window_end {
+            std::thread::sleep(DRAIN_EVERY.min(timeline.window_end - Instant::now()));
+            trace.drain();
         }
-    }
-    let report = running.join()?;
+        trace.finish().map_err(|e| e.to_string())
+    });
+    sleep_until(timeline.window_end);
+    (window.end(), wakes)
+}
 
-    let mut side = ServerSide::default();
-    match &mut server {
-        None => {
-            side.na_reason = Some(
-                "--target: the server was not started by the harness, its process is not known"
-                    .into(),
-            );
-        }
-        Some(s) => {
-            side.pid = Some(s.pid() as u32);
-            let alive = s.is_alive();
-            // The whole-run CPU as /proc sees it, just before SIGTERM, to
-            // compare with the server's own summary.
-            let whole_run = account::Snapshot::take(s.pid()).map(|snap| snap.cpu_s());
-            let stopped = s.stop(Signal::SIGTERM, Duration::from_secs(2))?;
-            if !alive {
-                notes.push(format!(
-                    "the server exited during the measurement ({}); stderr: {}",
-                    describe_status(&stopped.status),
-                    last_lines(&stopped.stderr, 5)
-                ));
-            }
-            if stopped.timed_out {
-                notes.push("the server did not exit within 2 s of SIGTERM and was killed".into());
-            }
-            if !stopped.leftovers.is_empty() {
-                notes.push(format!(
-                    "processes left behind by the server: {:?}",
-                    stopped.leftovers
-                ));
-            }
-            match &stopped.summary {
-                Ok(Some(sum)) => {
-                    side.exit_summary = Some(ExitSummary {
-                        model: sum.model.clone(),
-                        connections: sum.connections,
-                        bytes: sum.bytes,
-                        user_s: sum.user_s,
-                        sys_s: sum.sys_s,
-                    });
-                    if let Ok(h) = whole_run {
-                        side.summary_agreement =
-                            Some(account::cpu_agreement(h, sum.user_s, sum.sys_s));
-                    }
-                }
-                Ok(None) => notes.push("the server printed no summary line".into()),
-                Err(e) => notes.push(format!("server summary: {e}")),
-            }
-            match account {
-                Some(Ok(acc)) => {
-                    fill_server_side(&mut side, &acc, &report, spec.count_syscalls, &mut notes)
-                }
-                Some(Err(e)) => side.na_reason = Some(format!("server accounting failed: {e}")),
-                None => side.na_reason = Some("server accounting did not run".into()),
-            }
-        }
+/// Stops the server with SIGTERM (SIGKILL after 2 s) and copies what it
+/// said on the way out: its exit summary, checked against the harness' own
+/// view of its CPU, and what went wrong (in `notes`).
+fn stop_server(server: &mut Server, notes: &mut Vec<String>) -> io::Result<ServerSide> {
+    let mut side = ServerSide {
+        pid: Some(server.pid() as u32),
+        ..ServerSide::default()
+    };
+    let alive = server.is_alive();
+    // The whole-run CPU as /proc sees it, just before SIGTERM, to compare
+    // with the server's own summary.
+    let whole_run = account::Snapshot::take(server.pid()).map(|snap| snap.cpu_s());
+    let stopped = server.stop(Signal::SIGTERM, Duration::from_secs(2))?;
+    if !alive {
+        notes.push(format!(
+            "the server exited during the measurement ({}); stderr: {}",
+            describe_status(&stopped.status),
+            last_lines(&stopped.stderr, 5)
+        ));
     }
-    Ok(assemble(
-        spec,
-        target,
-        load_cpus,
-        server_cpus,
-        report,
-        side,
-        notes,
-    ))
+    if stopped.timed_out {
+        notes.push("the server did not exit within 2 s of SIGTERM and was killed".into());
+    }
+    if !stopped.leftovers.is_empty() {
+        notes.push(format!(
+            "processes left behind by the server: {:?}",
+            stopped.leftovers
+        ));
+    }
+    match &stopped.summary {
+        Ok(Some(sum)) => {
+            side.exit_summary = Some(ExitSummary {
+                model: sum.model.clone(),
+                connections: sum.connections,
+                bytes: sum.bytes,
+                user_s: sum.user_s,
+                sys_s: sum.sys_s,
+                per_loop: sum.per_loop.clone(),
+            });
+            if let Ok(h) = whole_run {
+                side.summary_agreement = Some(account::cpu_agreement(h, sum.user_s, sum.sys_s));
+            }
+        }
+        Ok(None) => notes.push("the server printed no summary line".into()),
+        Err(e) => notes.push(format!("server summary: {e}")),
+    }
+    Ok(side)
 }
 
 fn last_lines(text: &str, n: usize) -> String {
@@ -457,6 +578,7 @@ fn assemble(
             size: spec.size,
             rate: spec.rate,
             idle: spec.idle,
+            busy: spec.busy,
             warmup_s: spec.warmup.as_secs_f64(),
             duration_s: spec.duration.as_secs_f64(),
             timeout_s: spec.timeout.as_secs_f64(),
@@ -546,6 +668,9 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
     if kind != WorkloadKind::Idle && (a.idle.is_some() || a.active.is_some()) {
         return Err(bad("--idle and --active belong to --workload idle".into()));
     }
+    if kind != WorkloadKind::Connect && a.busy.is_some() {
+        return Err(bad("--busy belongs to --workload connect".into()));
+    }
     if a.conns.is_some() && a.active.is_some() {
         return Err(bad(
             "--conns and --active mean the same for idle: give one".into()
@@ -569,6 +694,7 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
         } else {
             0
         },
+        busy: a.busy.unwrap_or(0),
         warmup: secs("warmup", a.warmup.unwrap_or(warmup))?,
         duration: secs("duration", a.duration.unwrap_or(duration))?,
         timeout: secs("timeout", a.timeout)?,
@@ -692,6 +818,7 @@ mod tests {
             &["epoll", "--target", "127.0.0.1:7"][..],
             &[][..],
             &["epoll", "--idle", "10"][..],
+            &["epoll", "--busy", "2"][..],
             &[
                 "epoll",
                 "--workload",

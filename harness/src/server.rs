@@ -238,7 +238,9 @@ impl ServerConfig {
 }
 
 /// The exit summary line of the contract:
-/// `summary: model=epoll:edge connections=12 bytes=3456 user=0.120s sys=0.340s`.
+/// `summary: model=epoll:edge connections=12 bytes=3456 user=0.120s sys=0.340s`,
+/// optionally followed by ` per_loop=5,7` (connections each loop admitted,
+/// printed by models that run several loops).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub model: String,
@@ -246,6 +248,8 @@ pub struct Summary {
     pub bytes: u64,
     pub user_s: f64,
     pub sys_s: f64,
+    /// Empty when the line has no `per_loop=` field.
+    pub per_loop: Vec<u64>,
 }
 
 impl Summary {
@@ -259,6 +263,14 @@ impl Summary {
         let bytes = next("bytes=")?.parse().ok()?;
         let user_s = next("user=")?.strip_suffix('s')?.parse().ok()?;
         let sys_s = next("sys=")?.strip_suffix('s')?.parse().ok()?;
+        let per_loop = match fields.next() {
+            None => Vec::new(),
+            Some(field) => field
+                .strip_prefix("per_loop=")?
+                .split(',')
+                .map(|n| n.parse().ok())
+                .collect::<Option<Vec<u64>>>()?,
+        };
         if fields.next().is_some() || model.is_empty() {
             return None;
         }
@@ -268,6 +280,7 @@ impl Summary {
             bytes,
             user_s,
             sys_s,
+            per_loop,
         })
     }
 
@@ -793,11 +806,19 @@ mod tests {
         assert_eq!(s.model, "epoll:edge");
         assert_eq!((s.connections, s.bytes), (12, 3456));
         assert!((s.user_s - 0.12).abs() < 1e-9 && (s.sys_s - 0.34).abs() < 1e-9);
+        assert!(s.per_loop.is_empty());
+        let loops = Summary::parse(
+            "summary: model=epoll:level connections=12 bytes=3456 user=0.1s sys=0.3s per_loop=5,7",
+        )
+        .expect("valid with per_loop");
+        assert_eq!(loops.per_loop, [5, 7]);
         for bad in [
             "summary: model=x connections=1 bytes=2 user=0.1s",
             "summary: model=x connections=one bytes=2 user=0.1s sys=0.2s",
             "summary: model=x connections=1 bytes=2 user=0.1 sys=0.2s",
             "summary: model=x connections=1 bytes=2 user=0.1s sys=0.2s extra",
+            "summary: model=x connections=1 bytes=2 user=0.1s sys=0.2s per_loop=1,x",
+            "summary: model=x connections=1 bytes=2 user=0.1s sys=0.2s per_loop=1 extra",
         ] {
             assert!(Summary::parse(bad).is_none(), "{bad:?}");
         }

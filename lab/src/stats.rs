@@ -4,6 +4,10 @@
 //! children of the `fork`/`prefork` models update the very same counters as
 //! their parent: the summary and the connection limit then hold across
 //! processes, not just threads.
+//!
+//! A model that runs several loops (threads or processes) also counts the
+//! connections each loop accepted, right after the three totals in the same
+//! mapping, so the summary can show how evenly the kernel spread them.
 
 use std::io;
 use std::ptr::NonNull;
@@ -21,6 +25,8 @@ struct Counters {
 
 pub struct Stats {
     counters: NonNull<Counters>,
+    /// Per-loop counters, after `Counters` in the mapping (0 for one loop).
+    loops: usize,
 }
 
 // SAFETY: the mapping is only accessed through atomics and lives until drop.
@@ -29,8 +35,16 @@ unsafe impl Send for Stats {}
 unsafe impl Sync for Stats {}
 
 impl Stats {
+    /// The counters of a model that runs one loop.
     pub fn new() -> io::Result<Stats> {
-        let len = std::mem::size_of::<Counters>();
+        Stats::with_loops(1)
+    }
+
+    /// The counters of a model that runs `loops` loops, each counting what
+    /// it accepted with `served_by`.
+    pub fn with_loops(loops: usize) -> io::Result<Stats> {
+        let loops = if loops > 1 { loops } else { 0 };
+        let len = mapping_len(loops);
         // SAFETY: an anonymous mapping with no address hint; the kernel
         // returns zeroed, page-aligned memory, a valid all-zero `Counters`.
         let ptr = unsafe {
@@ -51,12 +65,42 @@ impl Stats {
         }
         let counters = NonNull::new(ptr.cast::<Counters>())
             .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
-        Ok(Stats { counters })
+        Ok(Stats { counters, loops })
     }
 
     fn counters(&self) -> &Counters {
         // SAFETY: the mapping is valid, aligned and initialised for the life of `self`.
         unsafe { self.counters.as_ref() }
+    }
+
+    fn per_loop(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping holds `loops` zero-initialised, 8-aligned
+        // AtomicU64 right after `Counters` (whose size is a multiple of 8),
+        // valid for the life of `self`.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.counters.as_ptr().add(1).cast::<AtomicU64>(),
+                self.loops,
+            )
+        }
+    }
+
+    /// Loop `index` (0-based) admitted a connection. A model with one loop
+    /// keeps no per-loop count; an index beyond `with_loops` is a bug.
+    pub fn served_by(&self, index: usize) {
+        if let Some(count) = self.per_loop().get(index) {
+            count.fetch_add(1, Ordering::Relaxed);
+        } else {
+            debug_assert!(self.loops == 0, "loop {index} of {}", self.loops);
+        }
+    }
+
+    /// Connections each loop admitted; empty for a model with one loop.
+    pub fn per_loop_connections(&self) -> Vec<u64> {
+        self.per_loop()
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Admits a new connection unless `max_conns` are already open. A
@@ -109,7 +153,9 @@ impl Stats {
     }
 
     /// The one-line exit summary, to stderr:
-    /// `summary: model=epoll:edge connections=12 bytes=3456 user=0.120s sys=0.340s`.
+    /// `summary: model=epoll:edge connections=12 bytes=3456 user=0.120s sys=0.340s`,
+    /// and with several loops the connections each one admitted, last:
+    /// `... sys=0.340s per_loop=5,7`.
     ///
     /// CPU is `getrusage(RUSAGE_SELF)` (every thread) plus
     /// `getrusage(RUSAGE_CHILDREN)` (children already reaped: call it after
@@ -118,8 +164,15 @@ impl Stats {
         let own = rusage(libc::RUSAGE_SELF)?;
         let children = rusage(libc::RUSAGE_CHILDREN)?;
         // Not `?`: a closed stderr must not turn a clean stop into a failure.
+        let per_loop = self.per_loop_connections();
+        let per_loop = if per_loop.is_empty() {
+            String::new()
+        } else {
+            let counts: Vec<String> = per_loop.iter().map(u64::to_string).collect();
+            format!(" per_loop={}", counts.join(","))
+        };
         crate::log!(
-            "summary: model={model} connections={} bytes={} user={:.3}s sys={:.3}s",
+            "summary: model={model} connections={} bytes={} user={:.3}s sys={:.3}s{per_loop}",
             self.connections(),
             self.bytes(),
             seconds(own.ru_utime) + seconds(children.ru_utime),
@@ -132,13 +185,12 @@ impl Stats {
 impl Drop for Stats {
     fn drop(&mut self) {
         // SAFETY: the pointer and length are those of our own mapping, unmapped once.
-        unsafe {
-            libc::munmap(
-                self.counters.as_ptr().cast(),
-                std::mem::size_of::<Counters>(),
-            )
-        };
+        unsafe { libc::munmap(self.counters.as_ptr().cast(), mapping_len(self.loops)) };
     }
+}
+
+fn mapping_len(loops: usize) -> usize {
+    std::mem::size_of::<Counters>() + loops * std::mem::size_of::<AtomicU64>()
 }
 
 fn rusage(who: libc::c_int) -> io::Result<libc::rusage> {
@@ -180,6 +232,19 @@ mod tests {
         stats.release();
         assert!(stats.admit(Some(1)), "the count wrapped below zero");
         assert!(!stats.admit(Some(1)));
+    }
+
+    #[test]
+    fn each_loop_counts_its_own_connections() {
+        let stats = Stats::with_loops(3).expect("mmap");
+        stats.served_by(0);
+        stats.served_by(2);
+        stats.served_by(2);
+        assert_eq!(stats.per_loop_connections(), [1, 0, 2]);
+        assert!(Stats::new()
+            .expect("mmap")
+            .per_loop_connections()
+            .is_empty());
     }
 
     #[test]

@@ -23,9 +23,14 @@
 
 mod perf;
 pub(crate) mod procfs;
+mod wakes;
 
-pub use perf::{CounterSet, PerfDelta, Reading, SyscallCounts, TreeCounters, DEFAULT_SYSCALLS};
+pub use perf::{
+    CounterSet, PerfDelta, Reading, ReturnCount, SyscallCounts, TreeCounters, DEFAULT_SYSCALLS,
+    HERD_RETURNS,
+};
 pub use procfs::{clock_ticks_per_sec, RssPeak, RssSampler, Snapshot, TreeDelta, Usage};
+pub use wakes::{WakeCounts, WakeTrace, DRAIN_EVERY};
 
 use std::collections::BTreeMap;
 use std::io;
@@ -128,6 +133,7 @@ impl<'a> Window<'a> {
             syscalls_unavailable: perf_unavailable
                 .clone()
                 .or_else(|| perf.as_ref().and_then(|p| p.syscalls_unavailable.clone())),
+            syscall_returns: perf.as_ref().and_then(|p| p.returns.clone()),
             perf_unavailable,
             client_user_s: (client.user_s - rss.sampler_cpu_s).max(0.0),
             client_sys_s: client.sys_s,
@@ -175,6 +181,9 @@ pub struct ServerAccount {
     /// `syscalls_unavailable`.
     pub syscalls: Option<SyscallCounts>,
     pub syscalls_unavailable: Option<String>,
+    /// Syscall returns counted by value (`perf::HERD_RETURNS`), when asked.
+    #[serde(default)]
+    pub syscall_returns: Option<BTreeMap<String, u64>>,
     /// Why no perf counter at all was available, if so.
     pub perf_unavailable: Option<String>,
     /// The harness' own CPU in the window (`getrusage(RUSAGE_SELF)`), the

@@ -66,11 +66,54 @@ pub const DEFAULT_SYSCALLS: &[&str] = &[
     "fcntl",
 ];
 
+/// Syscall returns counted by value: a `syscalls:sys_exit_NAME` tracepoint
+/// with a kernel-side filter on `ret`, so the count is exact and nothing is
+/// sampled or buffered (an inherited event uses its parent's filter).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReturnCount {
+    /// The key the count is reported under, e.g. `accept4=EAGAIN`.
+    pub key: &'static str,
+    pub syscall: &'static str,
+    /// An ftrace filter on the tracepoint's fields, e.g. `ret == -11`.
+    pub filter: &'static str,
+}
+
+/// What the thundering herd is counted with: every `accept4` that found
+/// the queue empty (`EAGAIN`, -11), every one that returned a connection,
+/// and every `epoll_wait` (or `epoll_pwait`, which libc may call instead)
+/// that returned events.
+pub const HERD_RETURNS: &[ReturnCount] = &[
+    ReturnCount {
+        key: "accept4=EAGAIN",
+        syscall: "accept4",
+        filter: "ret == -11",
+    },
+    ReturnCount {
+        key: "accept4=fd",
+        syscall: "accept4",
+        filter: "ret >= 0",
+    },
+    ReturnCount {
+        key: "epoll_wait>0",
+        syscall: "epoll_wait",
+        filter: "ret > 0",
+    },
+    ReturnCount {
+        key: "epoll_pwait>0",
+        syscall: "epoll_pwait",
+        filter: "ret > 0",
+    },
+];
+
+/// `PERF_EVENT_IOC_SET_FILTER`, `_IOW('$', 6, char *)` in the generic ioctl
+/// encoding (x86, arm, riscv); `libc` does not define it.
+const PERF_EVENT_IOC_SET_FILTER: libc::c_ulong = 0x4008_2406;
+
 /// Attach passes tried before giving up on a tree whose threads keep changing.
 const ATTACH_ATTEMPTS: usize = 20;
 
 /// Where tracefs may be mounted.
-const TRACEFS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+pub(super) const TRACEFS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// What to count.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +126,8 @@ pub struct CounterSet {
     /// Precise CPU time (`PERF_COUNT_SW_TASK_CLOCK`) and context switches
     /// (`PERF_COUNT_SW_CONTEXT_SWITCHES`), exited tasks included.
     pub cpu_and_switches: bool,
+    /// Syscall returns counted by value (see `HERD_RETURNS`).
+    pub returns: Vec<ReturnCount>,
 }
 
 impl CounterSet {
@@ -92,6 +137,7 @@ impl CounterSet {
             syscalls: DEFAULT_SYSCALLS.iter().map(|s| s.to_string()).collect(),
             total_syscalls: true,
             cpu_and_switches: true,
+            returns: Vec::new(),
         }
     }
 
@@ -102,11 +148,18 @@ impl CounterSet {
             syscalls: Vec::new(),
             total_syscalls: false,
             cpu_and_switches: true,
+            returns: Vec::new(),
         }
     }
 
+    /// The same, and the syscall returns of the thundering herd.
+    pub fn with_herd_returns(mut self) -> CounterSet {
+        self.returns = HERD_RETURNS.to_vec();
+        self
+    }
+
     fn counts_syscalls(&self) -> bool {
-        self.total_syscalls || !self.syscalls.is_empty()
+        self.total_syscalls || !self.syscalls.is_empty() || !self.returns.is_empty()
     }
 }
 
@@ -114,34 +167,34 @@ impl CounterSet {
 /// every kernel since 4.1 accepts; fields added later stay zero.
 #[repr(C)]
 #[derive(Default)]
-struct PerfEventAttr {
-    kind: u32,
-    size: u32,
-    config: u64,
-    sample_period: u64,
-    sample_type: u64,
-    read_format: u64,
-    flags: u64,
-    wakeup_events: u32,
-    bp_type: u32,
-    config1: u64,
-    config2: u64,
-    branch_sample_type: u64,
-    sample_regs_user: u64,
-    sample_stack_user: u32,
-    clockid: i32,
-    sample_regs_intr: u64,
-    aux_watermark: u32,
-    sample_max_stack: u16,
-    reserved_2: u16,
+pub(super) struct PerfEventAttr {
+    pub(super) kind: u32,
+    pub(super) size: u32,
+    pub(super) config: u64,
+    pub(super) sample_period: u64,
+    pub(super) sample_type: u64,
+    pub(super) read_format: u64,
+    pub(super) flags: u64,
+    pub(super) wakeup_events: u32,
+    pub(super) bp_type: u32,
+    pub(super) config1: u64,
+    pub(super) config2: u64,
+    pub(super) branch_sample_type: u64,
+    pub(super) sample_regs_user: u64,
+    pub(super) sample_stack_user: u32,
+    pub(super) clockid: i32,
+    pub(super) sample_regs_intr: u64,
+    pub(super) aux_watermark: u32,
+    pub(super) sample_max_stack: u16,
+    pub(super) reserved_2: u16,
 }
 
 const PERF_TYPE_SOFTWARE: u32 = 1;
-const PERF_TYPE_TRACEPOINT: u32 = 2;
+pub(super) const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_COUNT_SW_TASK_CLOCK: u64 = 1;
 const PERF_COUNT_SW_CONTEXT_SWITCHES: u64 = 3;
 /// `perf_event_attr.inherit`, bit 1 of the flags word.
-const ATTR_FLAG_INHERIT: u64 = 1 << 1;
+pub(super) const ATTR_FLAG_INHERIT: u64 = 1 << 1;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 
 /// One kind of event, opened once per attached thread.
@@ -149,6 +202,7 @@ const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 enum Event {
     Syscall { name: String, id: u64 },
     AllSyscalls { id: u64 },
+    Return { count: ReturnCount, id: u64 },
     TaskClock,
     ContextSwitches,
 }
@@ -156,7 +210,9 @@ enum Event {
 impl Event {
     fn attr(&self) -> PerfEventAttr {
         let (kind, config) = match self {
-            Event::Syscall { id, .. } | Event::AllSyscalls { id } => (PERF_TYPE_TRACEPOINT, *id),
+            Event::Syscall { id, .. } | Event::AllSyscalls { id } | Event::Return { id, .. } => {
+                (PERF_TYPE_TRACEPOINT, *id)
+            }
             Event::TaskClock => (PERF_TYPE_SOFTWARE, PERF_COUNT_SW_TASK_CLOCK),
             Event::ContextSwitches => (PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CONTEXT_SWITCHES),
         };
@@ -174,6 +230,10 @@ impl Event {
         match self {
             Event::Syscall { name, .. } => format!("tracepoint syscalls:sys_enter_{name}"),
             Event::AllSyscalls { .. } => "tracepoint raw_syscalls:sys_enter".into(),
+            Event::Return { count, .. } => format!(
+                "tracepoint syscalls:sys_exit_{} if {}",
+                count.syscall, count.filter
+            ),
             Event::TaskClock => "software task-clock".into(),
             Event::ContextSwitches => "software context-switches".into(),
         }
@@ -181,13 +241,23 @@ impl Event {
 }
 
 fn perf_event_open(event: &Event, tid: i32) -> io::Result<OwnedFd> {
-    let attr = event.attr();
+    let fd = open_attr(&event.attr(), tid, &event.label())?;
+    if let Event::Return { count, .. } = event {
+        set_filter(&fd, count.filter)
+            .map_err(|e| io::Error::new(e.kind(), format!("{} (tid {tid}): {e}", event.label())))?;
+    }
+    Ok(fd)
+}
+
+/// `perf_event_open(attr, tid, cpu -1, no group, CLOEXEC)`; errors name the
+/// event (`label`) and the thread.
+pub(super) fn open_attr(attr: &PerfEventAttr, tid: i32, label: &str) -> io::Result<OwnedFd> {
     // SAFETY: attr is a valid perf_event_attr of the size it declares and
     // outlives the call; the kernel only reads it.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,
-            &attr as *const PerfEventAttr,
+            attr as *const PerfEventAttr,
             tid as libc::pid_t,
             -1 as libc::c_int,
             -1 as libc::c_int,
@@ -198,11 +268,30 @@ fn perf_event_open(event: &Event, tid: i32) -> io::Result<OwnedFd> {
         let e = io::Error::last_os_error();
         return Err(io::Error::new(
             e.kind(),
-            format!("perf_event_open({}, tid {tid}): {e}", event.label()),
+            format!("perf_event_open({label}, tid {tid}): {e}"),
         ));
     }
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Installs an ftrace filter on a tracepoint event: it then counts only the
+/// hits whose fields match. Set before the event counts anything: it is
+/// enabled at open, but attached before the server's first client.
+fn set_filter(fd: &OwnedFd, filter: &str) -> io::Result<()> {
+    let text = std::ffi::CString::new(filter)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter with a NUL byte"))?;
+    // SAFETY: `text` is a NUL-terminated string that outlives the call; the
+    // kernel only reads it.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_SET_FILTER, text.as_ptr()) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("ioctl(PERF_EVENT_IOC_SET_FILTER, {filter:?}): {e}"),
+        ));
+    }
+    Ok(())
 }
 
 fn read_count(fd: &OwnedFd) -> io::Result<u64> {
@@ -221,7 +310,7 @@ fn read_count(fd: &OwnedFd) -> io::Result<u64> {
 }
 
 /// The tracepoint id of `category:name`, from the first tracefs that has it.
-fn tracepoint_id(category: &str, name: &str) -> Option<u64> {
+pub(super) fn tracepoint_id(category: &str, name: &str) -> Option<u64> {
     TRACEFS.iter().find_map(|root| {
         fs::read_to_string(format!("{root}/events/{category}/{name}/id"))
             .ok()?
@@ -279,6 +368,9 @@ pub struct PerfDelta {
     /// `None` with the reason in `syscalls_unavailable` if not counted.
     pub syscalls: Option<SyscallCounts>,
     pub syscalls_unavailable: Option<String>,
+    /// Syscall returns by `ReturnCount::key`; `None` unless asked for.
+    #[serde(default)]
+    pub returns: Option<BTreeMap<String, u64>>,
 }
 
 /// Perf counters attached to every thread of a process tree.
@@ -316,6 +408,16 @@ impl TreeCounters {
                             None => missing.push(name.clone()),
                         }
                     }
+                    for count in &set.returns {
+                        let tracepoint = format!("sys_exit_{}", count.syscall);
+                        match tracepoint_id("syscalls", &tracepoint) {
+                            Some(id) => events.push(Event::Return {
+                                count: count.clone(),
+                                id,
+                            }),
+                            None => missing.push(count.key.to_string()),
+                        }
+                    }
                 }
             }
         }
@@ -339,10 +441,14 @@ impl TreeCounters {
                 Err(Attach::Failed(e)) => {
                     // Tracepoints refused (e.g. not permitted): keep the
                     // software counters if they alone can be opened.
-                    let tracepoints = counters
-                        .events
-                        .iter()
-                        .any(|e| matches!(e, Event::Syscall { .. } | Event::AllSyscalls { .. }));
+                    let tracepoints = counters.events.iter().any(|e| {
+                        matches!(
+                            e,
+                            Event::Syscall { .. }
+                                | Event::AllSyscalls { .. }
+                                | Event::Return { .. }
+                        )
+                    });
                     let software = counters
                         .events
                         .iter()
@@ -415,6 +521,7 @@ impl TreeCounters {
         let mut task_clock_s = None;
         let mut context_switches = None;
         let mut syscalls: Option<SyscallCounts> = None;
+        let mut returns: Option<BTreeMap<String, u64>> = None;
         for (i, event) in self.events.iter().enumerate() {
             let diff = after.values[i].saturating_sub(before.values[i]);
             match event {
@@ -429,6 +536,11 @@ impl TreeCounters {
                         .by_name
                         .insert(name.clone(), diff);
                 }
+                Event::Return { count, .. } => {
+                    returns
+                        .get_or_insert_with(Default::default)
+                        .insert(count.key.to_string(), diff);
+                }
             }
         }
         if let Some(counts) = syscalls.as_mut() {
@@ -439,6 +551,7 @@ impl TreeCounters {
             context_switches,
             syscalls,
             syscalls_unavailable: self.syscalls_unavailable.clone(),
+            returns,
         }
     }
 }
@@ -449,7 +562,7 @@ enum Attach {
 }
 
 /// Every thread of every process of the tree, parents before children.
-fn tree_tasks(root: i32) -> io::Result<Vec<i32>> {
+pub(super) fn tree_tasks(root: i32) -> io::Result<Vec<i32>> {
     let mut tasks = Vec::new();
     for pid in tree_pids(root)? {
         tasks.extend(thread_ids(pid));

@@ -294,6 +294,7 @@ fn syscalls_made_by_threads_created_after_attach_are_counted_exactly() {
         syscalls: vec!["getppid".into(), "no_such_syscall".into()],
         total_syscalls: true,
         cpu_and_switches: false,
+        returns: Vec::new(),
     };
     let counters = match TreeCounters::attach(h.pid(), &set) {
         Ok(c) => c,
@@ -401,6 +402,7 @@ fn per_request_divides_and_keeps_nonzero_syscalls() {
             missing: vec![],
         }),
         syscalls_unavailable: None,
+        syscall_returns: None,
         perf_unavailable: None,
         client_user_s: 0.1,
         client_sys_s: 0.1,

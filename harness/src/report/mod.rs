@@ -2,6 +2,7 @@
 //! and the raw runs as JSON, all in one directory (`results/`).
 
 mod env;
+pub mod herd;
 mod markdown;
 mod plots;
 mod results;

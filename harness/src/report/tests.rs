@@ -46,6 +46,7 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
             size: 64,
             rate: None,
             idle,
+            busy: 0,
             warmup_s: 1.0,
             duration_s: 3.0,
             timeout_s: 5.0,
@@ -406,4 +407,75 @@ fn a_cell_with_fewer_usable_runs_than_attempts_says_so() {
         "{md}"
     );
     assert!(md.contains("90.0 µs [1/3] (1 of 3 failed †)"), "{md}");
+}
+
+#[test]
+fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
+    use crate::measurement::{ExitSummary, Wakeups};
+    let run = |sharing: &str, skewed: bool, wasted: f64, cpu: f64, per_loop: Vec<u64>| {
+        let mut m = record(
+            "epoll:level",
+            &Workload::Connect { conns: 4 },
+            5000.0,
+            cpu,
+            1.0,
+        );
+        m.server.wakeups = Some(Wakeups {
+            accepted: 1000,
+            accept_eagain: 1000,
+            wait_returns: 2000,
+            eagain_per_conn: 1.0,
+            wait_returns_per_conn: 2.0,
+            replay: None,
+            wasted_per_conn: Some(wasted),
+            replay_na_reason: None,
+        });
+        m.server.exit_summary = Some(ExitSummary {
+            model: "epoll:level".into(),
+            connections: per_loop.iter().sum(),
+            bytes: 0,
+            user_s: 0.0,
+            sys_s: 0.0,
+            per_loop,
+        });
+        herd::HerdRun {
+            sharing: sharing.into(),
+            skewed,
+            measurement: Some(m),
+            error: None,
+        }
+    };
+    let results = herd::HerdResults {
+        runs: vec![
+            run("shared", false, 0.9, 50.0, vec![100, 100]),
+            run("shared", false, 0.9, 50.0, vec![100, 100]),
+            run("exclusive", false, 0.1, 42.0, vec![150, 50]),
+            run("reuseport", false, 0.0, 40.0, vec![110, 100]),
+            run("reuseport", false, 0.0, 40.0, vec![110, 100]),
+            run("exclusive", true, 0.1, 42.0, vec![150, 50]),
+            run("reuseport", true, 0.0, 40.0, vec![110, 100]),
+        ],
+    };
+    let text = herd::section(&results, Some("herd_wasted_wakeups.svg"));
+    assert!(
+        text.contains("shared: 0.900; exclusive: 0.100; reuseport: 0.000"),
+        "{text}"
+    );
+    assert!(text.contains("exclusive 3.00×"), "{text}");
+    assert!(text.contains("(+25.0 %)"), "{text}");
+    // 10 µs more for 0.9 more wasted wake-ups: 11.1 µs each; on 4 cores
+    // reuseport 4 × 1e6 / 40 = 100000/s, shared 4e6 / (40 + 3 × 11.1).
+    assert!(text.contains("| 4 | 100000 | 54545 |"), "{text}");
+    assert!(text.contains("an estimate"), "{text}");
+    // One repeat each: no measured difference, the upper bound instead
+    // (reuseport's 40 µs over at least one wake-up).
+    let one_each = herd::HerdResults {
+        runs: vec![
+            run("shared", false, 0.9, 50.0, vec![100, 100]),
+            run("reuseport", false, 0.0, 40.0, vec![110, 100]),
+        ],
+    };
+    let text = herd::section(&one_each, None);
+    assert!(text.contains("upper bound, 40.0 µs"), "{text}");
+    assert!(text.contains("| 4 | 100000 | 25000 |"), "{text}");
 }

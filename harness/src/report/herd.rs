@@ -1,0 +1,449 @@
+//! The report's section on several loops sharing one port: the thundering
+//! herd, its two remedies, and how evenly connections spread (issue 13).
+//!
+//! Each sharing mode is measured with `harness run MODEL --workload connect
+//! -- --workers 2 ...`, repeated in alternating order: wasted wake-ups per
+//! connection (`measurement::Wakeups`), connections per second, server CPU
+//! per connection, and connections per loop (the summary's `per_loop=`).
+//! Then `reuseport` and `exclusive` again beside busy ping-pong connections
+//! (`--busy`), where they differ: the latency of new connections. The runs
+//! go to `herd.json`; the section is appended to `REPORT.md`, with one
+//! figure, `herd_wasted_wakeups.svg`.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::plots;
+use super::stats::{micros, Compared, Spread};
+use super::{io_err, write_file, write_json};
+use crate::measurement::Measurement;
+
+/// Loops (threads or processes) in every herd run: the machine this lab
+/// was written on has 2 CPUs; beyond that the section estimates.
+pub const LOOPS: usize = 2;
+
+/// Busy ping-pong connections beside the skewed runs: fewer than the loops'
+/// connections in flight, so that some loops are busy and others are not.
+pub const BUSY: usize = 2;
+
+/// One way of sharing the port.
+#[derive(Clone, Copy, Debug)]
+pub struct Sharing {
+    pub label: &'static str,
+    pub model: &'static str,
+    /// Server arguments besides `--workers`.
+    pub args: &'static [&'static str],
+}
+
+/// The sharing modes, in the report's order.
+pub const SHARINGS: &[Sharing] = &[
+    Sharing {
+        label: "shared",
+        model: "epoll:level",
+        args: &["--share", "shared"],
+    },
+    Sharing {
+        label: "exclusive",
+        model: "epoll:level",
+        args: &["--share", "exclusive"],
+    },
+    Sharing {
+        label: "reuseport",
+        model: "epoll:level",
+        args: &["--share", "reuseport"],
+    },
+    Sharing {
+        label: "prefork",
+        model: "blocking:prefork",
+        args: &[],
+    },
+];
+
+/// The two remedies, compared under skew.
+const SKEWED: &[&str] = &["exclusive", "reuseport"];
+
+/// One run: the measurement, or why there is none.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct HerdRun {
+    pub sharing: String,
+    /// Measured beside `BUSY` busy ping-pong connections.
+    pub skewed: bool,
+    pub measurement: Option<Measurement>,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct HerdResults {
+    pub runs: Vec<HerdRun>,
+}
+
+/// `harness run` arguments for one run.
+pub fn run_args(s: &Sharing, skewed: bool, warmup_s: f64, duration_s: f64) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        s.model,
+        "--workload",
+        "connect",
+        "--json",
+        "--warmup",
+        &warmup_s.to_string(),
+        "--duration",
+        &duration_s.to_string(),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    if skewed {
+        args.extend(["--busy".to_string(), BUSY.to_string()]);
+    }
+    args.extend(["--".to_string(), "--workers".to_string(), LOOPS.to_string()]);
+    args.extend(s.args.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Every run, `repeats` rounds, each round in the opposite order of the
+/// last (the machine's drift then falls on every mode alike). `run` takes
+/// `harness run` arguments and returns its measurement.
+pub fn measure(
+    repeats: usize,
+    warmup_s: f64,
+    duration_s: f64,
+    run: impl Fn(&[String]) -> Result<Measurement, String>,
+) -> HerdResults {
+    let mut plan: Vec<(&Sharing, bool)> = SHARINGS.iter().map(|s| (s, false)).collect();
+    plan.extend(
+        SHARINGS
+            .iter()
+            .filter(|s| SKEWED.contains(&s.label))
+            .map(|s| (s, true)),
+    );
+    let mut results = HerdResults::default();
+    for round in 0..repeats {
+        let order: Vec<&(&Sharing, bool)> = if round % 2 == 0 {
+            plan.iter().collect()
+        } else {
+            plan.iter().rev().collect()
+        };
+        for &(s, skewed) in order {
+            let args = run_args(s, skewed, warmup_s, duration_s);
+            eprintln!("harness compare (herd): {}", args.join(" "));
+            let (measurement, error) = match run(&args) {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(e)),
+            };
+            results.runs.push(HerdRun {
+                sharing: s.label.into(),
+                skewed,
+                measurement,
+                error,
+            });
+        }
+    }
+    results
+}
+
+/// One sharing mode's medians over its repeats.
+struct Row {
+    label: &'static str,
+    runs: usize,
+    failed: Vec<String>,
+    wasted: Option<Spread>,
+    eagain: Option<Spread>,
+    rate: Option<Spread>,
+    cpu_us: Option<Spread>,
+    ctx: Option<Spread>,
+    /// Max/min of connections per loop.
+    spread: Option<Spread>,
+    p50: Option<Spread>,
+    p99: Option<Spread>,
+}
+
+fn row(r: &HerdResults, label: &'static str, skewed: bool) -> Row {
+    let runs: Vec<&HerdRun> = r
+        .runs
+        .iter()
+        .filter(|x| x.sharing == label && x.skewed == skewed)
+        .collect();
+    let ms: Vec<&Measurement> = runs.iter().filter_map(|x| x.measurement.as_ref()).collect();
+    let of = |f: &dyn Fn(&Measurement) -> Option<f64>| Spread::of(ms.iter().filter_map(|m| f(m)));
+    Row {
+        label,
+        runs: runs.len(),
+        failed: runs.iter().filter_map(|x| x.error.clone()).collect(),
+        wasted: of(&|m| m.server.wakeups.as_ref()?.wasted_per_conn),
+        eagain: of(&|m| Some(m.server.wakeups.as_ref()?.eagain_per_conn)),
+        rate: of(&|m| Some(m.rate)),
+        cpu_us: of(&|m| m.server.cpu_per_request_us),
+        ctx: of(&|m| m.server.ctx_voluntary_per_request),
+        spread: of(&|m| {
+            let (max, min) = m.server.exit_summary.as_ref()?.spread()?;
+            (min > 0).then(|| max as f64 / min as f64)
+        }),
+        p50: of(&|m| Some(m.latency.as_ref()?.p50_us)),
+        p99: of(&|m| Some(m.latency.as_ref()?.p99_us)),
+    }
+}
+
+fn show(s: &Option<Spread>, f: impl Fn(f64) -> String) -> String {
+    s.as_ref().map_or("n/a".into(), |s| s.show(f))
+}
+
+fn fixed(digits: usize) -> impl Fn(f64) -> String {
+    move |v| format!("{v:.digits$}")
+}
+
+/// The section, in Markdown.
+pub fn section(r: &HerdResults, figure: Option<&str>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n## Several loops on one port: the thundering herd\n");
+    let _ = writeln!(
+        out,
+        "`harness run MODEL --workload connect -- --workers {LOOPS} ...`, each mode \
+         repeated in alternating order (median, min–max). Wasted wake-ups: wake-ups of a \
+         server thread that got no connection, whether `epoll_wait`/`accept4` returned \
+         with nothing or the thread was woken inside the call and slept again, counted \
+         from the server's syscall returns and switches to sleep (`harness::account::WakeTrace`), \
+         per connection accepted. The tracepoints cost the server CPU in every mode alike. \
+         Spread: most over fewest connections per loop (the summary's `per_loop=`, whole run).\n"
+    );
+    let rows: Vec<Row> = SHARINGS.iter().map(|s| row(r, s.label, false)).collect();
+    let _ = writeln!(
+        out,
+        "| sharing | runs | wasted wake-ups/conn | accept4 EAGAIN/conn | voluntary switches/conn | connections/s | server CPU/conn | spread max/min |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for x in &rows {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
+            x.label,
+            x.runs,
+            show(&x.wasted, fixed(3)),
+            show(&x.eagain, fixed(3)),
+            show(&x.ctx, fixed(3)),
+            show(&x.rate, fixed(0)),
+            show(&x.cpu_us, micros),
+            show(&x.spread, fixed(2)),
+        );
+    }
+    for x in &rows {
+        for e in &x.failed {
+            let _ = writeln!(out, "\n- `{}`: a run failed: {e}", x.label);
+        }
+    }
+    if let Some(file) = figure {
+        let _ = writeln!(out, "\n![wasted wake-ups per connection]({file})\n");
+    }
+    let _ = writeln!(out, "\nFindings (computed from the table):\n");
+    for line in findings(&rows) {
+        let _ = writeln!(out, "- {line}");
+    }
+    let skewed: Vec<Row> = SKEWED.iter().map(|l| row(r, l, true)).collect();
+    let _ = writeln!(
+        out,
+        "\n### Under skew: new connections beside {BUSY} busy ping-pong connections\n\n\
+         The same connect workload with `--busy {BUSY}`: {BUSY} closed-loop ping-pong \
+         connections keep the loops they landed on busy. Latency is that of the new \
+         connections (connect, one echo, close).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| sharing | runs | connect p50 | connect p99 | connections/s | spread max/min |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for x in &skewed {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            x.label,
+            x.runs,
+            show(&x.p50, micros),
+            show(&x.p99, micros),
+            show(&x.rate, fixed(0)),
+            show(&x.spread, fixed(2)),
+        );
+    }
+    if let [exclusive, reuseport] = &skewed[..] {
+        if let (Some(e), Some(u)) = (&exclusive.p99, &reuseport.p99) {
+            let _ = writeln!(
+                out,
+                "\n- Under skew, p99 of a new connection: `reuseport` {} against `exclusive` {} ({:.2}×).",
+                micros(u.median),
+                micros(e.median),
+                u.median / e.median
+            );
+        }
+    }
+    let _ = writeln!(out, "\n### On N cores (an estimate, not a measurement)\n");
+    for line in estimate(&rows) {
+        let _ = writeln!(out, "- {line}");
+    }
+    out
+}
+
+fn find<'a>(rows: &'a [Row], label: &str) -> Option<&'a Row> {
+    rows.iter().find(|x| x.label == label)
+}
+
+fn findings(rows: &[Row]) -> Vec<String> {
+    let mut out = Vec::new();
+    let per_mode: Vec<String> = rows
+        .iter()
+        .filter_map(|x| Some(format!("{}: {:.3}", x.label, x.wasted?.median)))
+        .collect();
+    if !per_mode.is_empty() {
+        out.push(format!(
+            "Wasted wake-ups per connection: {}.",
+            per_mode.join("; ")
+        ));
+    }
+    if let (Some(shared), Some(reuseport)) = (find(rows, "shared"), find(rows, "reuseport")) {
+        if let (Some(s), Some(u)) = (shared.cpu_us, reuseport.cpu_us) {
+            out.push(format!(
+                "Server CPU per connection: shared {} against reuseport {} ({:+.1} %).",
+                micros(s.median),
+                micros(u.median),
+                (s.median / u.median - 1.0) * 100.0
+            ));
+        }
+    }
+    let spreads: Vec<String> = rows
+        .iter()
+        .filter_map(|x| Some(format!("{} {:.2}×", x.label, x.spread?.median)))
+        .collect();
+    if !spreads.is_empty() {
+        out.push(format!(
+            "Connections per loop, most over fewest: {}. `exclusive` favours the loop \
+             that waits first (it is woken first), so its spread follows who is idle, \
+             not a hash.",
+            spreads.join(", ")
+        ));
+    }
+    out
+}
+
+/// What the measured per-connection costs imply for N loops on N cores.
+///
+/// The cost of one wasted wake-up is taken from the data: the extra server
+/// CPU per connection of `shared` over `reuseport`, divided by its extra
+/// wasted wake-ups, when every repeat of the one lies above every repeat of
+/// the other. Otherwise (a difference lost in the noise, or one repeat) an
+/// upper bound: every connection needs at least one wake-up, so one costs
+/// at most `reuseport`'s CPU per connection over its voluntary switches
+/// per connection.
+fn estimate(rows: &[Row]) -> Vec<String> {
+    let (Some(shared), Some(reuseport)) = (find(rows, "shared"), find(rows, "reuseport")) else {
+        return vec!["needs the shared and reuseport rows".into()];
+    };
+    let (Some(ws), Some(cs), Some(cu)) = (shared.wasted, shared.cpu_us, reuseport.cpu_us) else {
+        return vec![
+            "needs wasted wake-ups and CPU per connection for shared and reuseport".into(),
+        ];
+    };
+    let extra = ws.median - reuseport.wasted.map_or(0.0, |w| w.median);
+    let mut out = Vec::new();
+    let measured = extra > 0.0 && cs.compare(&cu) == Compared::Higher;
+    let per_wake = if measured {
+        let per_wake = (cs.median - cu.median) / extra;
+        out.push(format!(
+            "Measured on {LOOPS} loops: one connection costs reuseport {} of server CPU; \
+             shared wastes {extra:.3} more wake-ups per connection and costs {} more: \
+             about {} per wasted wake-up.",
+            micros(cu.median),
+            micros(cs.median - cu.median),
+            micros(per_wake)
+        ));
+        per_wake
+    } else {
+        let wakes = reuseport.ctx.map_or(1.0, |c| c.median.max(1.0));
+        let bound = cu.median / wakes;
+        out.push(format!(
+            "Measured on {LOOPS} loops: one connection costs reuseport {} of server CPU and \
+             shared {}, a difference the repeats do not separate from noise; so a wasted \
+             wake-up is costed at an upper bound, {} (reuseport's CPU per connection over \
+             its {wakes:.2} wake-ups per connection).",
+            micros(cu.median),
+            micros(cs.median),
+            micros(bound)
+        ));
+        bound
+    };
+    out.push(
+        "Assumed: a plain shared listener wakes every idle loop (N − 1 wasted wake-ups per \
+         connection when all are idle, the worst case), reuseport none, and each loop is \
+         limited by its CPU per connection; ignored: the shared accept queue's lock, \
+         caches, and the load generator's own cores."
+            .into(),
+    );
+    let mut table = String::from(
+        "| N cores | reuseport conn/s | shared conn/s (worst case) |\n|---:|---:|---:|\n",
+    );
+    for n in [2usize, 4, 8, 16, 32] {
+        let herd = cu.median + (n as f64 - 1.0) * per_wake;
+        let _ = writeln!(
+            table,
+            "| {n} | {:.0} | {:.0} |",
+            n as f64 * 1e6 / cu.median,
+            n as f64 * 1e6 / herd
+        );
+    }
+    out.push(format!("Estimate:\n\n{table}"));
+    out
+}
+
+/// Draws the figure (one bar per sharing mode); `None` if there is no data.
+fn figure(dir: &Path, r: &HerdResults) -> io::Result<Option<String>> {
+    let file = "herd_wasted_wakeups.svg";
+    let path = dir.join(file);
+    let bars: Vec<(String, usize, Spread)> = SHARINGS
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((s.label.to_string(), i, row(r, s.label, false).wasted?)))
+        .collect();
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&path, e)),
+        _ => {}
+    }
+    let drawn = plots::bar_chart(
+        &path,
+        &format!("Wasted wake-ups per connection, {LOOPS} loops, connect workload"),
+        "wake-ups that got no connection, per connection accepted",
+        &bars,
+    )?;
+    Ok(drawn.then(|| file.to_string()))
+}
+
+/// Writes `herd.json` and the figure into `dir` and appends the section to
+/// its `REPORT.md` (written before by `report::write`); returns the files
+/// written.
+pub fn write(dir: &Path, r: &HerdResults) -> io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let json = dir.join("herd.json");
+    write_json(&json, r)?;
+    written.push(json);
+    let figure = figure(dir, r)?;
+    if let Some(f) = &figure {
+        written.push(dir.join(f));
+    }
+    let report = dir.join("REPORT.md");
+    let mut text = fs::read_to_string(&report).map_err(|e| io_err(&report, e))?;
+    text.push_str(&section(r, figure.as_deref()));
+    write_file(&report, &text)?;
+    Ok(written)
+}
+
+/// `--report-from`: the section again from `herd.json`, if there is one.
+pub fn rewrite(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let json = dir.join("herd.json");
+    let text = match fs::read_to_string(&json) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&json, e)),
+    };
+    let r: HerdResults = serde_json::from_str(&text).map_err(|e| io_err(&json, e))?;
+    write(dir, &r)
+}

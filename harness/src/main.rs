@@ -1,7 +1,9 @@
 //! `harness` — conformance checks and measurements for the lab's models.
 //!
 //! `harness check MODEL[:MODE]` runs the conformance suite against a model (or
-//! `--target HOST:PORT`, any echo server); `harness run` takes one
+//! `--target HOST:PORT`, any echo server), and `harness check --faults
+//! MODEL[:MODE]` the same cases under injected kernel errors (strace);
+//! `harness run` takes one
 //! measurement; `harness compare` runs the standard matrix and writes
 //! `results/`.
 

@@ -172,6 +172,10 @@ pub struct ServerConfig {
     pub cpus: Option<Vec<usize>>,
     /// How long to wait for the `listening on` line.
     pub ready_timeout: Duration,
+    /// A program the server runs under, with its arguments (e.g. `strace`
+    /// and its options); the binary and its arguments follow them. The
+    /// process started, watched and stopped is then that program.
+    pub wrapper: Vec<String>,
 }
 
 impl ServerConfig {
@@ -183,6 +187,7 @@ impl ServerConfig {
             nofile: None,
             cpus: None,
             ready_timeout: Duration::from_secs(10),
+            wrapper: Vec::new(),
         }
     }
 
@@ -223,9 +228,19 @@ impl ServerConfig {
         self
     }
 
+    pub fn wrapped_in(mut self, wrapper: Vec<String>) -> ServerConfig {
+        self.wrapper = wrapper;
+        self
+    }
+
     /// The command line, as a user would type it (for messages).
     pub fn command_line(&self) -> String {
-        let mut line = format!("{} --addr 127.0.0.1:0", self.binary.display());
+        let mut line = String::new();
+        for arg in &self.wrapper {
+            line.push_str(arg);
+            line.push(' ');
+        }
+        line.push_str(&format!("{} --addr 127.0.0.1:0", self.binary.display()));
         if let Some(mode) = &self.mode {
             line.push_str(&format!(" --mode {mode}"));
         }
@@ -468,7 +483,14 @@ impl Server {
     /// Spawns the server with `--addr 127.0.0.1:0 [--mode MODE] ARGS...` and
     /// waits for its `listening on HOST:PORT` line.
     pub fn start(config: &ServerConfig) -> io::Result<Server> {
-        let mut cmd = Command::new(&config.binary);
+        let mut cmd = match config.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&config.binary);
+                cmd
+            }
+            None => Command::new(&config.binary),
+        };
         cmd.args(["--addr", "127.0.0.1:0"]);
         if let Some(mode) = &config.mode {
             cmd.args(["--mode", mode]);

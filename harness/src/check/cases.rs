@@ -6,7 +6,7 @@
 //! case's `limit`, which the expectations table may excuse.
 
 use super::client::{
-    close_with_rst, drive, ping, ping_on, seeded_bytes, transform, Conn, PingError,
+    close_with_rst, drive, ping, ping_on, seeded_bytes, transform, Conn, Failure, PingError,
 };
 use super::expect::Expect;
 use super::{Case, Ctx, Findings, Managed};
@@ -126,7 +126,18 @@ fn ping_findings(f: &mut Findings, what: &str, result: Result<Duration, PingErro
             "{what} answered in {:.1} ms",
             t.as_secs_f64() * 1e3
         )),
+        Err(e @ PingError::Closed { received: 0, .. }) => f.refuse(format!("{what}: {e}")),
         Err(e) => f.fatal(format!("{what}: {e}")),
+    }
+}
+
+/// A single connection's failure: a refusal (closed before any reply byte)
+/// or fatal.
+fn conn_failed(f: &mut Findings, failure: &Failure) {
+    if failure.closed_before_reply() {
+        f.refuse(failure.to_string());
+    } else {
+        f.fatal(failure.to_string());
     }
 }
 
@@ -165,7 +176,7 @@ fn random_8mib(addr: SocketAddr) -> Findings {
             "8 MiB in writes of 1..=65536 bytes verified in {:.2} s",
             t.elapsed().as_secs_f64()
         )),
-        Some(failure) => f.fatal(failure.to_string()),
+        Some(failure) => conn_failed(&mut f, failure),
     }
     f
 }
@@ -182,7 +193,7 @@ fn concurrent_200(addr: SocketAddr) -> Findings {
     let t = Instant::now();
     drive(&mut conns, Duration::from_secs(3), Duration::from_secs(20));
     classify(&mut f, &conns, "client");
-    if f.fatal.is_empty() && f.limits.is_empty() {
+    if f.fatal.is_empty() && f.refused.is_empty() && f.limits.is_empty() {
         f.note(format!(
             "200 × 64 KiB verified in {:.2} s",
             t.elapsed().as_secs_f64()
@@ -191,14 +202,17 @@ fn concurrent_200(addr: SocketAddr) -> Findings {
     f
 }
 
-/// Stalls are a limit, every other failure fatal; one line each, with the
-/// first example.
+/// Stalls are a limit, a connection closed before any reply byte a
+/// refusal, every other failure fatal; one line each, with the first example.
 fn classify(f: &mut Findings, conns: &[Conn], what: &str) {
     let mut stalled = Vec::new();
     let mut broken = Vec::new();
     for (i, c) in conns.iter().enumerate() {
         match c.failure() {
-            Some(failure @ super::client::Failure::Stalled { .. }) => stalled.push((i, failure)),
+            Some(failure @ Failure::Stalled { .. }) => stalled.push((i, failure)),
+            Some(failure) if failure.closed_before_reply() => {
+                f.refuse(format!("{what} closed by the server before any reply byte"));
+            }
             Some(failure) => broken.push((i, failure)),
             None => {}
         }
@@ -227,7 +241,7 @@ fn half_close(addr: SocketAddr) -> Findings {
     drive(&mut conns, Duration::from_secs(5), Duration::from_secs(20));
     match conns[0].failure() {
         None => f.note("1 MiB, SHUT_WR, whole reply then EOF"),
-        Some(failure) => f.fatal(failure.to_string()),
+        Some(failure) => conn_failed(&mut f, failure),
     }
     f
 }

@@ -97,6 +97,30 @@ pub const TABLE: &[Entry] = &[
     },
 ];
 
+/// A required fault (`harness check --faults`) that a model:mode cannot meet
+/// by design, e.g. the `accept4` faults for a model that accepts without
+/// that system call (io_uring accepts by opcode): reported N/A with the
+/// reason. Faults on calls the discovery run shows a model never makes
+/// (no `epoll_wait` in `blocking`) need no entry; they are N/A by the trace.
+pub struct FaultEntry {
+    pub model: &'static str,
+    /// A mode name, or `*` for every mode of the model.
+    pub mode: &'static str,
+    /// The system call whose faults cannot be injected.
+    pub syscall: &'static str,
+    pub reason: &'static str,
+}
+
+/// Every model on main makes the `accept4` the fault suite requires.
+pub const FAULT_TABLE: &[FaultEntry] = &[];
+
+/// The entry excusing `syscall`'s faults for `model:mode`, if any.
+pub fn fault_lookup(model: &str, mode: Option<&str>, syscall: &str) -> Option<&'static FaultEntry> {
+    FAULT_TABLE.iter().find(|e| {
+        e.model == model && e.syscall == syscall && (e.mode == "*" || Some(e.mode) == mode)
+    })
+}
+
 /// The entry for `model:mode` and `case`, if its limit is expected.
 pub fn lookup(model: &str, mode: Option<&str>, case: Case) -> Option<&'static Entry> {
     TABLE

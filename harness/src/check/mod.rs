@@ -7,7 +7,8 @@
 //! EXPECTED-LIMIT (the model's limit by design, from the one table in
 //! [`expect`]), or SKIP (with why). A server death, a lost or wrong byte and
 //! a leaked descriptor are FAIL whatever the table says. Exit status 0 iff no
-//! case FAILed.
+//! case FAILed. `--faults` runs a few of the cases again under injected
+//! kernel errors instead (see [`faults`]).
 //!
 //! Cases that measure a single server's timing (slowloris, never-reader,
 //! idle CPU) never run beside another case that loads the same server; the
@@ -18,6 +19,7 @@
 mod cases;
 pub mod client;
 pub mod expect;
+pub mod faults;
 
 use crate::server::{find_binary, ModelSpec, Server, ServerConfig};
 use std::fmt;
@@ -46,6 +48,12 @@ pub struct CheckArgs {
     /// Run only these cases (comma-separated names, as printed).
     #[arg(long, value_delimiter = ',', value_name = "CASE,...")]
     pub only: Vec<String>,
+
+    /// Run the fault-injection suite instead (strace injects ENOBUFS,
+    /// EINTR, EAGAIN, ... into the server's own system calls; see
+    /// `check::faults`).
+    #[arg(long, conflicts_with_all = ["target", "only"])]
+    pub faults: bool,
 
     /// Extra server arguments, after `--` (e.g. `-- --workers 2 --share exclusive`).
     #[arg(last = true, value_name = "SERVER_ARGS")]
@@ -76,6 +84,14 @@ pub fn main(args: CheckArgs) -> io::Result<ExitCode> {
         }
         (None, None) => return Err(io::Error::other("give MODEL[:MODE] or --target HOST:PORT")),
     };
+    if args.faults {
+        let passed = faults::main(&target)?;
+        return Ok(if passed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     let _one_per_machine = machine_lock();
     let report = run(&target, &only, &mut |line| println!("{line}"))?;
     println!("{}", report.tally());
@@ -361,6 +377,11 @@ fn default_mode(binary: &Path) -> Option<String> {
 pub struct Findings {
     /// Always FAIL: a death, a lost or wrong byte, a leak, a broken contract.
     pub fatal: Vec<String>,
+    /// Connections the server closed before sending any reply byte, one
+    /// entry each: FAIL like `fatal`, except under a thread- or
+    /// process-creation fault, where closing a connection that got no
+    /// thread is the right answer (see [`faults`]).
+    pub refused: Vec<String>,
     /// The case's specific limitation showed (a stall, a CPU figure): FAIL
     /// unless the table expects it for this model:mode.
     pub limits: Vec<String>,
@@ -379,6 +400,10 @@ impl Findings {
 
     fn fatal(&mut self, what: impl Into<String>) {
         self.fatal.push(what.into());
+    }
+
+    fn refuse(&mut self, what: impl Into<String>) {
+        self.refused.push(what.into());
     }
 
     fn limit(&mut self, what: impl Into<String>) {
@@ -428,8 +453,9 @@ fn judge(findings: Findings, expected: Option<&expect::Entry>) -> (Verdict, Stri
     if let Some(reason) = findings.skip {
         return (Verdict::Skip, reason);
     }
-    if !findings.fatal.is_empty() {
-        let mut text = joined(&findings.fatal);
+    if !findings.fatal.is_empty() || !findings.refused.is_empty() {
+        let all: Vec<String> = findings.fatal.into_iter().chain(findings.refused).collect();
+        let mut text = joined(&all);
         if !findings.limits.is_empty() {
             text.push_str(&format!(" (and: {})", joined(&findings.limits)));
         }

@@ -1,0 +1,26 @@
+//! The lab's fault suite (`harness check --faults`) against `epoll`: level,
+//! edge, and two loops (`--workers 2`, the default sharing). The `accept4`
+//! errors and EINTR on every read, write and `epoll_wait`/`epoll_pwait`
+//! it makes. Without strace or ptrace it prints SKIP.
+
+use harness::check::faults::assert_survives_faults;
+use std::path::Path;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_epoll"))
+}
+
+#[test]
+fn epoll_level_survives_faults() {
+    assert_survives_faults(bin(), Some("level"), &[]);
+}
+
+#[test]
+fn epoll_edge_survives_faults() {
+    assert_survives_faults(bin(), Some("edge"), &[]);
+}
+
+#[test]
+fn epoll_edge_workers2_survives_faults() {
+    assert_survives_faults(bin(), Some("edge"), &["--workers", "2"]);
+}

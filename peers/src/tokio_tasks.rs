@@ -53,9 +53,11 @@
 //! - an `epoll_wait` error other than EINTR ("unexpected error when polling
 //!   the I/O driver", `runtime/io/driver.rs`);
 //! - any error, EINTR included, from the eventfd `write` that wakes the
-//!   driver, which the multi-thread runtime makes whenever one thread wakes
-//!   another ("failed to wake I/O driver", same file; `harness check
-//!   --faults` injecting EINTR there ends the `--workers 2` server);
+//!   driver ("failed to wake I/O driver", same file). With EINTR injected
+//!   there (`harness check --faults`), the multi-thread runtime panics
+//!   outside any task and the server ends (`peers/tests/faults.rs`);
+//!   `current_thread` panics inside the task that made the write, tokio
+//!   catches the panic, and that one connection is dropped;
 //! - any error but EAGAIN from the `recvfrom` that drains its signal
 //!   self-pipe, a socketpair, when SIGINT/SIGTERM arrives ("Bad read on
 //!   self-pipe", `runtime/signal/mod.rs`).

@@ -3,10 +3,13 @@
 //! (`current_thread`) and the polling loop make. And the one fault tokio's
 //! multi-thread runtime does not survive, by design: EINTR on the eventfd
 //! `write` that wakes its I/O driver, which tokio `expect`s ("failed to wake
-//! I/O driver"). The suite's tables have no entry for "dies by design", so
-//! that limit is asserted here: if tokio ever survives it, this test fails
-//! and the header of `tokio_tasks.rs` must change. Without strace or ptrace
-//! every test prints SKIP.
+//! I/O driver"). (`current_thread` panics there too, but inside the task
+//! that made the write: tokio catches it and drops that connection, and
+//! the suite's four cases passed.) `expect::FAULT_TABLE` holds calls a
+//! model cannot make, not faults it dies of, so that limit is asserted
+//! here: if tokio ever survives it, this test fails and the header of
+//! `tokio_tasks.rs` must change. Without strace or ptrace every test
+//! prints SKIP.
 
 use harness::check::faults::{assert_survives_faults, run_one, Family, Fault, Outcome};
 use harness::check::Target;

@@ -151,8 +151,10 @@ impl<T> Default for Slab<T> {
     }
 }
 
-/// What a hub is given; the same for all hubs but the listener.
+/// What a hub is given; the same for all hubs but its index and listener.
 pub struct Setup<'a> {
+    /// This hub's place among `--workers N` (0-based), for `per_loop=`.
+    pub index: usize,
     pub listener: &'a Listener,
     pub signals: &'a SignalFd,
     pub stats: &'a Arc<Stats>,
@@ -267,6 +269,7 @@ fn accept_all<T: Tasks>(
             // --max-conns reached: connection N+1 is closed at once.
             continue;
         }
+        setup.stats.served_by(setup.index);
         let conn = Conn {
             fd,
             stats: setup.stats.clone(),

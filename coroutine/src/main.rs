@@ -15,6 +15,13 @@
 //! accept loop) and differ where a readiness event meets a task: `stackful`
 //! resumes the coroutine; `async` wakes the `Waker`, the executor polls.
 //!
+//! What the straight-line text costs: the handler learns that a socket is
+//! empty only from the `read` that says `EAGAIN`, and that is where it
+//! parks. So a ping-pong request takes three calls (`read` with data, `read`
+//! with `EAGAIN`, `send`) plus a share of `epoll_wait`, where `epoll`'s
+//! event loop makes two (it reads once per report); `blocking` makes two
+//! as well, and pays a sleep in the kernel per request instead.
+//!
 //! Phase 1 (wait for data) blocks in the hub's `epoll_wait`, for all the
 //! hub's connections together; to the handler it looks like a blocking
 //! `read`, because its coroutine stays parked until then. Phase 2 (copy
@@ -27,15 +34,19 @@
 //! threads, each with its own `SO_REUSEPORT` listener: coroutines are
 //! combined with threads or processes to use several cores); preempt: a
 //! handler that computes without I/O keeps the hub, and the other
-//! connections wait (`READS_PER_TURN` makes the I/O loop give up its turn,
-//! nothing else can); call anything that really blocks (a file read, a DNS
+//! connections wait (the handler gives up its turn every `READS_PER_TURN`
+//! reads, because nothing would force it to); call anything that really blocks (a file read, a DNS
 //! lookup, a lock): it stops the whole hub, which is why gevent patches the
 //! standard library. Stackful: a coroutine that overflows `--stack-kib`
 //! touches its guard page (`PROT_NONE`): SIGSEGV. Rust's overflow handler
 //! knows only thread stacks, so it restores the default action and the
 //! whole process dies of SIGSEGV, every connection with it, with no
-//! "stack overflow" message (see `tests/semantics.rs`). Async has no stack
-//! to overflow: a task's state has a size fixed at compile time.
+//! "stack overflow" message (see `tests/semantics.rs`). The default 16 KiB
+//! holds the handler and a caught panic's report, but not a panic under
+//! `RUST_BACKTRACE=1`: the hook symbolises the backtrace on the coroutine's
+//! stack and overflows it (32 KiB suffices; give `--stack-kib 64` to debug).
+//! Async has no stack to overflow: a task's state has a size fixed at
+//! compile time, and a panic unwinds on the hub thread's own stack.
 //!
 //! Run: `cargo run --release -p coroutine -- --mode stackful --stack-kib 16`
 //! (or `--mode async`, `--workers 2`), then `nc 127.0.0.1 PORT`.
@@ -108,10 +119,12 @@ fn run(cli: &Cli) -> io::Result<()> {
     let hubs = (0..workers)
         .map(|_| Ok((Hub::new()?, Spare::new()?)))
         .collect::<io::Result<Vec<_>>>()?;
-    let stats = Arc::new(Stats::new()?);
+    // With several hubs, the summary says how many connections each took.
+    let stats = Arc::new(Stats::with_loops(workers)?);
     listeners[0].announce()?;
-    run_hubs(hubs, &listeners, |hub, spare, listener| {
+    run_hubs(hubs, &listeners, |index, hub, spare, listener| {
         let setup = Setup {
+            index,
             listener,
             signals: &signals,
             stats: &stats,
@@ -157,11 +170,11 @@ fn bind_listeners(addr: SocketAddr, workers: usize) -> io::Result<Vec<Listener>>
     Ok(all)
 }
 
-/// Runs `serve` once per hub, each on its own thread, and returns once every
-/// hub has ended: the first error, if any failed.
+/// Runs `serve` once per hub, each on its own thread, with the hub's index,
+/// and returns once every hub has ended: the first error, if any failed.
 fn run_hubs<F>(hubs: Vec<(Hub, Spare)>, listeners: &[Listener], serve: F) -> io::Result<()>
 where
-    F: Fn(Hub, Spare, &Listener) -> io::Result<()> + Sync,
+    F: Fn(usize, Hub, Spare, &Listener) -> io::Result<()> + Sync,
 {
     let serve = &serve;
     let results: Vec<io::Result<()>> = thread::scope(|scope| {
@@ -174,7 +187,7 @@ where
                     .name(format!("coroutine-hub-{i}"))
                     .spawn_scoped(scope, move || {
                         let _stop_the_others = StopAllOnExit;
-                        serve(hub, spare, listener)
+                        serve(i, hub, spare, listener)
                     })
                     .inspect_err(|_| stop_all_hubs())
             })
@@ -208,4 +221,28 @@ fn stop_all_hubs() {
     // SAFETY: kill has no memory arguments; SIGTERM is blocked in every
     // thread, so it only becomes pending for the signalfd.
     unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_stackful_on_the_small_stack() {
+        let cli = Cli::try_parse_from(["coroutine"]).expect("no flags is valid");
+        assert_eq!(cli.mode, Mode::Stackful);
+        assert_eq!(cli.stack_kib, None);
+    }
+
+    #[test]
+    fn a_stack_below_one_page_or_an_unknown_mode_is_a_usage_error() {
+        for args in [
+            &["coroutine", "--stack-kib", "2"][..],
+            &["coroutine", "--stack-kib", "0"],
+            &["coroutine", "--mode", "green"],
+        ] {
+            let err = Cli::try_parse_from(args).err().expect("must be rejected");
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
 }

@@ -2,9 +2,11 @@
 //! through the kernel's own accounting in /proc: one hub thread serves every
 //! connection; a coroutine parked on a silent client, or on a full send
 //! buffer, leaves the hub asleep in `epoll_wait` and the others served; a
-//! hub makes far fewer voluntary context switches than a thread per
+//! client whose socket never drains cannot keep the hub (checked: with the
+//! turn cap `READS_PER_TURN` removed, both flood tests fail); a hub makes far fewer voluntary context switches than a thread per
 //! connection; and a coroutine that overflows its stack kills the process
-//! with SIGSEGV.
+//! with SIGSEGV, as a panic does under `RUST_BACKTRACE=1` on the default
+//! 16 KiB stack (a plain panic is caught).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -196,6 +198,53 @@ fn async_task_parked_on_a_full_send_buffer_resumes_when_the_client_reads() {
     parked_writer_resumes_when_the_client_reads("async");
 }
 
+/// A client that sends and reads as fast as it can: its socket never runs
+/// dry, so its handler's `read` never says `EAGAIN` and never parks.
+fn flood_does_not_starve_the_others(mode: &str) {
+    let mut server = coroutine(mode);
+    let stream = TcpStream::connect(server.addr()).expect("connect the flood");
+    let mut writer = stream.try_clone().expect("dup");
+    let mut reader = stream;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let chunk = vec![b'f'; 64 << 10];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if writer.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown(Shutdown::Write);
+        })
+    };
+    let reading = thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0usize;
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            total += n;
+        }
+        total
+    });
+    thread::sleep(Duration::from_millis(300));
+    pings_are_answered(&server, 3, 10);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writing.join().expect("flood writer");
+    let echoed = reading.join().expect("flood reader");
+    assert!(echoed > 0, "{mode}: the flood itself was served");
+    assert!(server.is_alive());
+}
+
+#[test]
+fn stackful_flood_that_never_drains_does_not_starve_the_others() {
+    flood_does_not_starve_the_others("stackful");
+}
+
+#[test]
+fn async_flood_that_never_drains_does_not_starve_the_others() {
+    flood_does_not_starve_the_others("async");
+}
+
 const CLIENTS: usize = 50;
 const ROUNDS: usize = 40;
 
@@ -249,7 +298,12 @@ fn one_hub_switches_far_less_often_than_a_thread_per_connection() {
     );
 }
 
-const OVERFLOW_CHILD: &str = "COROUTINE_TEST_OVERFLOW_CHILD";
+/// Set in a child copy of this test binary: what it runs on a coroutine.
+const CHILD: &str = "COROUTINE_TEST_CHILD";
+const CHILD_TEST: &str = "child_runs_on_the_default_coroutine_stack";
+
+/// The model's default stack (`--stack-kib 16`).
+const DEFAULT_STACK: usize = 16 << 10;
 
 /// Deep enough for any small stack: 1 KiB of frame per level.
 #[inline(never)]
@@ -261,33 +315,68 @@ fn recurse(depth: usize) -> u8 {
     frame[depth % 1024].wrapping_add(recurse(depth - 1))
 }
 
+/// Does nothing unless started by [`in_child`]; then runs its job on a
+/// coroutine with the default stack, resumed under `catch_unwind` as the hub
+/// does.
+#[test]
+fn child_runs_on_the_default_coroutine_stack() {
+    let Ok(job) = std::env::var(CHILD) else {
+        return;
+    };
+    let stack = corosensei::stack::DefaultStack::new(DEFAULT_STACK).expect("mmap a stack");
+    let mut co =
+        corosensei::Coroutine::with_stack(stack, move |_: &corosensei::Yielder<(), ()>, ()| {
+            match job.as_str() {
+                "overflow" => {
+                    recurse(64);
+                }
+                _ => panic!("deliberate panic in a handler"),
+            }
+        });
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| co.resume(())));
+    assert!(caught.is_err(), "the panic must reach the hub as an Err");
+}
+
+/// Runs `job` in a child copy of this test binary; returns how it ended.
+fn in_child(job: &str, backtrace: bool) -> std::process::Output {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+        .env(CHILD, job);
+    if backtrace {
+        cmd.env("RUST_BACKTRACE", "1");
+    } else {
+        cmd.env_remove("RUST_BACKTRACE");
+    }
+    cmd.output().expect("run the child")
+}
+
 #[test]
 fn a_coroutine_overflowing_its_stack_kills_the_process_with_sigsegv() {
-    if std::env::var_os(OVERFLOW_CHILD).is_some() {
-        // In the child: the model's default 16 KiB stack, and 64 KiB of frames.
-        let stack = corosensei::stack::DefaultStack::new(16 << 10).expect("mmap a stack");
-        let mut co =
-            corosensei::Coroutine::with_stack(stack, |_: &corosensei::Yielder<(), ()>, ()| {
-                recurse(64)
-            });
-        let _ = co.resume(());
-        unreachable!("the guard page was not hit");
-    }
-    let status = Command::new(std::env::current_exe().expect("current_exe"))
-        .args([
-            "--exact",
-            "a_coroutine_overflowing_its_stack_kills_the_process_with_sigsegv",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(OVERFLOW_CHILD, "1")
-        .output()
-        .expect("run the child");
+    let out = in_child("overflow", false);
     assert_eq!(
-        status.status.signal(),
+        out.status.signal(),
         Some(libc::SIGSEGV),
         "the overflow must end the whole process with SIGSEGV: {:?}\n{}",
-        status.status,
-        String::from_utf8_lossy(&status.stderr)
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_panic_on_the_default_stack_is_caught_unless_rust_backtrace_asks_for_a_backtrace() {
+    let plain = in_child("panic", false);
+    assert!(
+        plain.status.success(),
+        "without RUST_BACKTRACE the panic report fits in 16 KiB and the hub catches it: {:?}\n{}",
+        plain.status,
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    // The panic hook symbolises the backtrace on the coroutine's own stack.
+    let traced = in_child("panic", true);
+    assert_eq!(
+        traced.status.signal(),
+        Some(libc::SIGSEGV),
+        "with RUST_BACKTRACE=1 the backtrace overflows 16 KiB: {:?}",
+        traced.status
     );
 }

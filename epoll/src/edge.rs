@@ -160,3 +160,30 @@ pub fn work_left(conn: &Conn, was: u32, left: Left) -> bool {
     let resumed = was & EPOLLIN == 0;
     conn.wants_read() && (left == Left::Maybe || resumed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owed_tokens_come_back_once_each_in_the_order_owed() {
+        let mut owed = Owed::new();
+        let (mut seven, mut three) = (false, false);
+        owed.owe(7, &mut seven);
+        owed.owe_listener();
+        owed.owe(3, &mut three);
+        owed.owe(7, &mut seven);
+        owed.owe_listener();
+        assert!(seven && three);
+        let mut round = owed.take();
+        assert!(owed.is_empty());
+        assert_eq!(round.drain(..).collect::<Vec<_>>(), [7, LISTENER, 3]);
+        owed.give_back(round);
+        // Served: a connection's flag is cleared by its handler, the
+        // listener's by `take`; owed again, each goes on the next round.
+        seven = false;
+        owed.owe(7, &mut seven);
+        owed.owe_listener();
+        assert_eq!(owed.take().into_iter().collect::<Vec<_>>(), [7, LISTENER]);
+    }
+}

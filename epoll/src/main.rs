@@ -51,7 +51,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
 use lab::net::{accept, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
-use lab::policy::{AcceptError, WaitError};
+use lab::policy::{AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, READ_CHUNK};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
@@ -105,14 +105,6 @@ struct Cli {
 /// connection's.
 const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
-
-/// A connect flood must not starve the connections already open: accept at
-/// most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL). Level-triggered
-/// epoll reports the listener again if more are pending; edge mode owes it.
-const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
-
-/// One `recv` reads at most this much.
-const READ_CHUNK: usize = 64 << 10;
 
 /// Events taken per `epoll_wait`; more ready ones stay queued in the kernel
 /// for the next call, none is lost.
@@ -359,6 +351,8 @@ fn accept_all(
     };
     // A spare lost to a full table is taken back as soon as a descriptor frees.
     spare.refill();
+    // At most MAX_ACCEPTS_PER_WAKEUP: level-triggered epoll reports the
+    // listener again if more are pending; edge mode owes it (`edge::Owed`).
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
@@ -651,5 +645,23 @@ impl Epoll {
             "epoll_wait(fd {ep})"
         )?;
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_names_descriptor_and_generation_and_is_never_a_fixed_one() {
+        let t = token(7, 41);
+        assert_eq!((t as u32 as RawFd, (t >> 32) as u32), (7, 41));
+        assert_ne!(
+            token(7, 41),
+            token(7, 42),
+            "a reused descriptor gets a new token"
+        );
+        let highest = token(i32::MAX, u32::MAX);
+        assert!(highest != LISTENER && highest != SIGNALS);
     }
 }

@@ -106,6 +106,10 @@ pub struct RunOptions {
     /// of the server takes the slow path, so its CPU figures rise a little).
     #[arg(long)]
     pub syscalls: bool,
+    /// Connect workload: do not trace the server's wake-ups (on by default:
+    /// its tracepoints put the server's syscalls on the slow path too).
+    #[arg(long)]
+    pub no_wakeups: bool,
     /// CPUs for the load threads, one thread each (e.g. `0` or `0,1`).
     #[arg(long, value_delimiter = ',')]
     pub load_cpus: Option<Vec<usize>>,
@@ -180,6 +184,8 @@ pub struct MeasureSpec {
     pub load_cpus: Option<Vec<usize>>,
     pub server_cpus: Option<Vec<usize>>,
     pub count_syscalls: bool,
+    /// Connect workload: trace the accept path's wake-ups (`Wakeups`).
+    pub count_wakeups: bool,
     pub allow_remote: bool,
     pub seed: u64,
 }
@@ -205,6 +211,7 @@ impl MeasureSpec {
             load_cpus: None,
             server_cpus: None,
             count_syscalls: true,
+            count_wakeups: kind == WorkloadKind::Connect,
             allow_remote: false,
             seed: 1,
         }
@@ -268,7 +275,7 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
     let (account, wakes) = match (&server, &counters) {
         (Some(s), Some(c)) => {
             // The connect workload's wake-ups, replayed in order (see `Wakeups`).
-            let trace = spec.kind == WorkloadKind::Connect;
+            let trace = spec.count_wakeups;
             let (account, wakes) = account_window(s.pid(), c, trace, &running.timeline);
             (Some(account), wakes)
         }
@@ -367,17 +374,17 @@ fn start_server(spec: &MeasureSpec, cpus: &[usize]) -> io::Result<Option<Server>
 }
 
 /// What the perf counters count: syscalls by name only if asked (their
-/// tracepoints slow every syscall of the server). The connect workload
-/// always counts the accept path's syscall returns (`Wakeups`): three
-/// filtered tracepoints, which put the server's syscalls on the same slow
-/// path, so its CPU figures rise a little there too.
+/// tracepoints slow every syscall of the server). Counting wake-ups adds
+/// the accept path's syscall returns (`Wakeups`): filtered tracepoints,
+/// which put the server's syscalls on the same slow path, so its CPU
+/// figures rise a little there too.
 fn counter_set(spec: &MeasureSpec) -> CounterSet {
     let set = if spec.count_syscalls {
         CounterSet::standard()
     } else {
         CounterSet::cpu_only()
     };
-    if spec.kind == WorkloadKind::Connect {
+    if spec.count_wakeups {
         set.with_herd_returns()
     } else {
         set
@@ -705,6 +712,7 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
         load_cpus: a.load_cpus.clone(),
         server_cpus: a.server_cpus.clone(),
         count_syscalls: a.syscalls,
+        count_wakeups: kind == WorkloadKind::Connect && !a.no_wakeups,
         allow_remote: a.allow_remote,
         seed: a.seed,
     })

@@ -271,14 +271,16 @@ pub fn closed_without_answer(stream: &mut TcpStream, limit: Duration) -> bool {
     }
 }
 
-/// The `summary:` line's `connections=` and `bytes=` values.
+/// The `summary:` line's `connections=` and `bytes=` values. With several
+/// workers the line ends in `per_loop=N,N,...`, which must add up to
+/// `connections=`.
 pub fn summary_counts(stderr: &str, model: &str) -> (u64, u64) {
     let line = stderr
         .lines()
         .find(|l| l.starts_with("summary: "))
         .unwrap_or_else(|| panic!("no summary line in stderr: {stderr}"));
     let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(fields.len(), 6, "{line}");
+    assert!(fields.len() == 6 || fields.len() == 7, "{line}");
     assert_eq!(fields[1], format!("model={model}"), "{line}");
     let value = |i: usize, key: &str| -> String {
         fields[i]
@@ -292,8 +294,13 @@ pub fn summary_counts(stderr: &str, model: &str) -> (u64, u64) {
         assert_eq!(secs.split('.').nth(1).map(str::len), Some(3), "{line}");
         secs.parse::<f64>().expect("seconds");
     }
-    (
-        value(2, "connections=").parse().expect("connections"),
-        value(3, "bytes=").parse().expect("bytes"),
-    )
+    let connections: u64 = value(2, "connections=").parse().expect("connections");
+    if fields.len() == 7 {
+        let per_loop: u64 = value(6, "per_loop=")
+            .split(',')
+            .map(|n| n.parse::<u64>().expect("per-loop count"))
+            .sum();
+        assert_eq!(per_loop, connections, "{line}");
+    }
+    (connections, value(3, "bytes=").parse().expect("bytes"))
 }

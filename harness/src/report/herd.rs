@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::plots;
-use super::stats::{micros, Compared, Spread};
+use super::stats::{micros, si_tick, Spread};
 use super::{io_err, write_file, write_json};
 use crate::measurement::Measurement;
 
@@ -103,6 +103,11 @@ pub fn run_args(s: &Sharing, skewed: bool, warmup_s: f64, duration_s: f64) -> Ve
     args.extend(["--".to_string(), "--workers".to_string(), LOOPS.to_string()]);
     args.extend(s.args.iter().map(|a| a.to_string()));
     args
+}
+
+/// The runs of one round of `measure` (every sharing, then the skewed ones).
+pub fn runs_per_round() -> usize {
+    SHARINGS.len() + SKEWED.len()
 }
 
 /// Every run, `repeats` rounds, each round in the opposite order of the
@@ -331,7 +336,7 @@ fn findings(rows: &[Row]) -> Vec<String> {
 /// The cost of one wasted wake-up is taken from the data: the extra server
 /// CPU per connection of `shared` over `reuseport`, divided by its extra
 /// wasted wake-ups, when every repeat of the one lies above every repeat of
-/// the other. Otherwise (a difference lost in the noise, or one repeat) an
+/// the other (`Spread::all_above`: at least 4 repeats a side). Otherwise (a difference lost in the noise, or one repeat) an
 /// upper bound: every connection needs at least one wake-up, so one costs
 /// at most `reuseport`'s CPU per connection over its voluntary switches
 /// per connection.
@@ -346,7 +351,7 @@ fn estimate(rows: &[Row]) -> Vec<String> {
     };
     let extra = ws.median - reuseport.wasted.map_or(0.0, |w| w.median);
     let mut out = Vec::new();
-    let measured = extra > 0.0 && cs.compare(&cu) == Compared::Higher;
+    let measured = extra > 0.0 && cs.all_above(&cu);
     let per_wake = if measured {
         let per_wake = (cs.median - cu.median) / extra;
         out.push(format!(
@@ -411,7 +416,11 @@ fn figure(dir: &Path, r: &HerdResults) -> io::Result<Option<String>> {
     let drawn = plots::bar_chart(
         &path,
         &format!("Wasted wake-ups per connection, {LOOPS} loops, connect workload"),
-        "wake-ups that got no connection, per connection accepted",
+        &plots::Axis {
+            desc: "wake-ups that got no connection, per connection accepted",
+            scale: plots::Scale::Linear,
+            format: si_tick,
+        },
         &bars,
     )?;
     Ok(drawn.then(|| file.to_string()))

@@ -118,13 +118,9 @@ fn run(cli: &Cli) -> io::Result<()> {
     }
     let stack_size = cli.stack_kib.unwrap_or(DEFAULT_STACK_KIB) as usize * 1024;
     let workers = cli.common.workers_or(1);
-    let listeners = workers::bind_listeners(cli.common.addr, workers, cli.share)?;
-    // Every hub's own descriptors exist before the first client can
-    // connect: a connect flood that fills the descriptor table must not
-    // find a hub still without its epoll instance or its spare.
-    let hubs = (0..workers)
-        .map(|_| Ok((Epoll::new()?, Spare::new()?)))
-        .collect::<io::Result<Vec<_>>>()?;
+    let (listeners, hubs) = workers::bind_and_make(cli.common.addr, workers, cli.share, || {
+        Ok((Epoll::new()?, Spare::new()?))
+    })?;
     // With several hubs, the summary says how many connections each took.
     let stats = Arc::new(Stats::with_loops(workers)?);
     listeners[0].announce()?;

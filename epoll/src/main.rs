@@ -93,13 +93,9 @@ fn run(cli: &Cli) -> io::Result<()> {
     // SIGINT/SIGTERM stay blocked in every loop and pending for the signalfd.
     let signals = SignalFd::install(&[])?;
     let workers = cli.common.workers_or(1);
-    let listeners = workers::bind_listeners(cli.common.addr, workers, cli.share)?;
-    // Every loop's own descriptors exist before the first client can
-    // connect: a connect flood that fills the descriptor table must not find
-    // a loop still without its epoll instance or its spare.
-    let loops = (0..workers)
-        .map(|_| Ok((Epoll::new()?, Spare::new()?)))
-        .collect::<io::Result<Vec<_>>>()?;
+    let (listeners, loops) = workers::bind_and_make(cli.common.addr, workers, cli.share, || {
+        Ok((Epoll::new()?, Spare::new()?))
+    })?;
     let stats = Stats::with_loops(workers)?;
     listeners[0].announce()?;
     let cfg = Config {

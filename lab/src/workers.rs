@@ -47,6 +47,24 @@ pub fn bind_listeners(addr: SocketAddr, workers: usize, share: Share) -> io::Res
     Ok(all)
 }
 
+/// The listeners for `share` (see [`bind_listeners`]) and each of the
+/// `workers` loops' own state, made by `make` (its epoll instance and its
+/// spare descriptor), all before the first client can connect: a connect
+/// flood that fills the descriptor table must not find a loop still without
+/// its epoll instance or its spare.
+pub fn bind_and_make<L>(
+    addr: SocketAddr,
+    workers: usize,
+    share: Share,
+    make: impl FnMut() -> io::Result<L>,
+) -> io::Result<(Vec<Listener>, Vec<L>)> {
+    let listeners = bind_listeners(addr, workers, share)?;
+    let loops = std::iter::repeat_with(make)
+        .take(workers)
+        .collect::<io::Result<Vec<L>>>()?;
+    Ok((listeners, loops))
+}
+
 /// Runs `serve` once per loop, each on its own thread named `{name}-{i}`,
 /// with loop `i`'s index, its own state (its epoll instance and spare,
 /// made before the first client can connect) and its listener (the one

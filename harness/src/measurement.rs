@@ -399,10 +399,10 @@ impl Measurement {
                 w.conns,
                 w.size,
                 w.close.as_str(),
-                if w.busy > 0 {
-                    format!(", beside {} busy ping-pong", w.busy)
-                } else {
-                    String::new()
+                match (w.busy, w.idle) {
+                    (0, 0) => String::new(),
+                    (busy, 0) => format!(", beside {busy} busy ping-pong"),
+                    (busy, idle) => format!(", beside {busy} busy ping-pong and {idle} idle"),
                 }
             ),
             WorkloadKind::Idle => {

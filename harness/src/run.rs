@@ -67,12 +67,14 @@ pub struct RunOptions {
     /// from each request's scheduled time (pingpong and idle).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Idle connections held open (idle workload, default 1000).
+    /// Idle connections held open (idle workload, default 1000; connect:
+    /// beside the new connections and `--busy`, default 0).
     #[arg(long)]
     pub idle: Option<usize>,
     /// Connect workload: this many closed-loop ping-pong connections kept
     /// busy beside it, from before the warm-up to after the window (a
-    /// skewed load: new connections arrive while some loops are serving).
+    /// skewed load, with `--idle`: new connections arrive while some loops
+    /// are serving and all hold connections).
     #[arg(long)]
     pub busy: Option<usize>,
     /// Active ping-pong connections beside the idle ones (default 50).
@@ -173,6 +175,7 @@ pub struct MeasureSpec {
     pub conns: usize,
     pub size: usize,
     pub rate: Option<f64>,
+    /// Idle connections: of the idle workload, or beside a connect workload.
     pub idle: usize,
     /// Busy ping-pong connections beside a connect workload (0: none).
     pub busy: usize,
@@ -282,14 +285,9 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
         _ => (None, None),
     };
     let report = running.join()?;
-    if let Some(busy) = busy {
-        let busy = busy.join()?;
-        notes.push(format!(
-            "beside it, {} busy ping-pong connections: {:.0} requests/s, {} errors",
-            spec.busy,
-            busy.requests as f64 / busy.window.as_secs_f64(),
-            busy.errors.total()
-        ));
+    if let Some(side_load) = busy {
+        let side_load = side_load.join()?;
+        notes.push(side_load_note(spec, &side_load));
     }
 
     let side = match &mut server {
@@ -399,7 +397,12 @@ fn load_spec(spec: &MeasureSpec, target: SocketAddr, cpus: &[usize]) -> LoadSpec
         conns: spec.conns,
         size: spec.size,
         rate: spec.rate,
-        idle: spec.idle,
+        // A connect workload's idle connections belong to the side load.
+        idle: if spec.kind == WorkloadKind::Connect {
+            0
+        } else {
+            spec.idle
+        },
         warmup: spec.warmup,
         duration: spec.duration,
         timeout: spec.timeout,
@@ -410,27 +413,45 @@ fn load_spec(spec: &MeasureSpec, target: SocketAddr, cpus: &[usize]) -> LoadSpec
     }
 }
 
-/// `--busy N`: N closed-loop ping-pong connections, started before the
-/// main load and running until after its window, on the same CPUs.
+/// `--busy N --idle M` beside a connect workload: N closed-loop ping-pong
+/// connections and M idle ones (answered once, then held open), made before
+/// the main load and kept until after its window, on the same CPUs: the
+/// idle workload's load, run as a side load.
 fn start_busy(
     spec: &MeasureSpec,
     target: SocketAddr,
     cpus: &[usize],
 ) -> io::Result<Option<load::Running>> {
-    if spec.busy == 0 {
+    if spec.kind != WorkloadKind::Connect || spec.busy + spec.idle == 0 {
         return Ok(None);
     }
     let busy = LoadSpec {
-        kind: WorkloadKind::Pingpong,
+        kind: WorkloadKind::Idle,
         conns: spec.busy,
         rate: None,
-        idle: 0,
+        idle: spec.idle,
         warmup: Duration::ZERO,
         // Past the main window's end, whatever the main load's start-up took.
         duration: spec.warmup + spec.duration + Duration::from_secs(1),
         ..load_spec(spec, target, cpus)
     };
     load::start(busy).map(Some)
+}
+
+/// What the side load of `start_busy` did, for the notes: a busy
+/// connection that failed or an idle one the server dropped changes the skew.
+fn side_load_note(spec: &MeasureSpec, side: &LoadReport) -> String {
+    let idle = side.idle.clone().unwrap_or_default();
+    format!(
+        "beside it, {} busy ping-pong connections ({:.0} requests/s, {} errors) and {} idle \
+         ones ({} answered before the window, {} dropped by the server)",
+        spec.busy,
+        side.requests as f64 / side.window.as_secs_f64(),
+        side.errors.total(),
+        spec.idle,
+        idle.served,
+        idle.dropped()
+    )
 }
 
 /// Reads the server's tree over the load's timed window: sleeps until it
@@ -672,8 +693,13 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
         WorkloadArg::Connect => WorkloadKind::Connect,
         WorkloadArg::Idle => WorkloadKind::Idle,
     };
-    if kind != WorkloadKind::Idle && (a.idle.is_some() || a.active.is_some()) {
-        return Err(bad("--idle and --active belong to --workload idle".into()));
+    if kind != WorkloadKind::Idle && a.active.is_some() {
+        return Err(bad("--active belongs to --workload idle".into()));
+    }
+    if kind == WorkloadKind::Pingpong && a.idle.is_some() {
+        return Err(bad(
+            "--idle belongs to --workload idle or connect (beside --busy)".into(),
+        ));
     }
     if kind != WorkloadKind::Connect && a.busy.is_some() {
         return Err(bad("--busy belongs to --workload connect".into()));
@@ -696,10 +722,10 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
         conns,
         size: a.size as usize,
         rate: a.rate,
-        idle: if kind == WorkloadKind::Idle {
-            a.idle.unwrap_or(1000)
-        } else {
-            0
+        idle: match kind {
+            WorkloadKind::Idle => a.idle.unwrap_or(1000),
+            WorkloadKind::Connect => a.idle.unwrap_or(0),
+            WorkloadKind::Pingpong => 0,
         },
         busy: a.busy.unwrap_or(0),
         warmup: secs("warmup", a.warmup.unwrap_or(warmup))?,
@@ -818,6 +844,21 @@ mod tests {
         .unwrap();
         assert!(matches!(s.server, ServerChoice::Target(a) if a.port() == 7));
         assert_eq!((s.close, s.conns), (CloseMode::Fin, 4));
+
+        let s = parse(&[
+            "epoll",
+            "--workload",
+            "connect",
+            "--busy",
+            "2",
+            "--idle",
+            "200",
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.kind, s.conns, s.busy, s.idle),
+            (WorkloadKind::Connect, 4, 2, 200)
+        );
     }
 
     #[test]
@@ -827,6 +868,7 @@ mod tests {
             &[][..],
             &["epoll", "--idle", "10"][..],
             &["epoll", "--busy", "2"][..],
+            &["epoll", "--workload", "connect", "--active", "2"][..],
             &[
                 "epoll",
                 "--workload",

@@ -30,9 +30,12 @@
 //! (`epoll_wait` polls each ready item before reporting it; blocking
 //! `accept` re-checks the queue), finds nothing, and sleeps again. So the
 //! thread's switches to sleep (`sched:sched_switch` with a sleeping
-//! `prev_state`, sampled the same way) are replayed too: every sleep inside
-//! one `epoll_wait` or `accept4` call beyond the first is a wake-up that
-//! went back to sleep (`kernel_wasted_wakes`).
+//! `prev_state`, sampled the same way) are replayed too, with the entries
+//! of the same calls (`syscalls:sys_enter_*`): every sleep inside one
+//! `epoll_wait` or `accept4` call beyond the first is a wake-up that went
+//! back to sleep (`kernel_wasted_wakes`). The entries keep a sleep outside
+//! those calls (a blocking server's `read` between two `accept4`) from
+//! counting as one.
 
 use std::collections::HashMap;
 use std::fs;
@@ -90,6 +93,8 @@ pub struct WakeCounts {
 enum Call {
     Accept,
     Wait,
+    /// Entry into `accept4`, `epoll_wait` or `epoll_pwait`.
+    Enter,
     /// `sched_switch` away from the thread.
     Switch,
 }
@@ -107,7 +112,7 @@ struct Thread {
     /// Set once the thread returned from `epoll_wait`: an event loop.
     waits: bool,
     pass: Pass,
-    /// Times the thread went to sleep since its last traced return.
+    /// Times the thread went to sleep inside the traced call it is in.
     sleeps: u64,
 }
 
@@ -136,6 +141,9 @@ impl WakeTrace {
             ("sys_exit_accept4", Call::Accept),
             ("sys_exit_epoll_wait", Call::Wait),
             ("sys_exit_epoll_pwait", Call::Wait),
+            ("sys_enter_accept4", Call::Enter),
+            ("sys_enter_epoll_wait", Call::Enter),
+            ("sys_enter_epoll_pwait", Call::Enter),
         ] {
             if let Some(id) = tracepoint_id("syscalls", name) {
                 let id = u16::try_from(id).map_err(|_| format!("tracepoint {name}: id {id}"))?;
@@ -268,10 +276,12 @@ impl WakeTrace {
                 let Some(&(_, call)) = self.calls.iter().find(|(known, _)| *known == id) else {
                     return;
                 };
-                // `ret` of a return, `prev_state` of a switch: both a long.
+                // `ret` of a return, `prev_state` of a switch: both a
+                // long. An entry's arguments are not read.
                 let at = match call {
                     Call::Switch => self.prev_state_offset,
                     Call::Accept | Call::Wait => self.ret_offset,
+                    Call::Enter => return self.on_record(tid, call, 0),
                 };
                 let Some(value) = raw.get(at..at + 8) else {
                     return;
@@ -286,13 +296,14 @@ impl WakeTrace {
     fn on_record(&mut self, tid: u32, call: Call, value: i64) {
         let counts = &mut self.counts;
         let thread = self.threads.entry(tid).or_default();
-        if call != Call::Switch {
+        if matches!(call, Call::Accept | Call::Wait) {
             // The call slept `sleeps` times before it returned: all but the
             // last wake-up found nothing and slept again.
             counts.kernel_wasted_wakes += thread.sleeps.saturating_sub(1);
             thread.sleeps = 0;
         }
         match call {
+            Call::Enter => thread.sleeps = 0,
             Call::Switch => {
                 // prev_state 0 is TASK_RUNNING: preempted, not asleep.
                 if value != 0 {

@@ -14,7 +14,8 @@
 //! `harness compare`.
 
 use crate::account::{
-    self, CounterSet, ServerAccount, TreeCounters, WakeCounts, WakeTrace, Window, DRAIN_EVERY,
+    self, landed, AcceptLog, CounterSet, ServerAccount, TreeCounters, WakeCounts, WakeTrace,
+    Window, DRAIN_EVERY,
 };
 use crate::load::{self, sys, LoadReport, LoadSpec};
 use crate::measurement::{
@@ -303,10 +304,18 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
             match account {
                 Some(Ok(acc)) => {
                     fill_server_side(&mut side, &acc, &report, spec.count_syscalls, &mut notes);
+                    let (counts, log) = match wakes {
+                        Some(Ok((counts, log))) => (Some(Ok(counts)), Some(log)),
+                        Some(Err(e)) => (Some(Err(e)), None),
+                        None => (None, None),
+                    };
                     side.wakeups = acc
                         .syscall_returns
                         .as_ref()
-                        .and_then(|returns| Wakeups::from_returns(returns, wakes));
+                        .and_then(|returns| Wakeups::from_returns(returns, counts));
+                    if let Some(log) = log.filter(|_| !report.spans.is_empty()) {
+                        side.landed = Some(landed::attribute(&report.spans, &log)?);
+                    }
                 }
                 Some(Err(e)) => side.na_reason = Some(format!("server accounting failed: {e}")),
                 None => side.na_reason = Some("server accounting did not run".into()),
@@ -454,6 +463,10 @@ fn side_load_note(spec: &MeasureSpec, side: &LoadReport) -> String {
     )
 }
 
+/// The wake-up trace's counts and accept log, or why it failed; `None` if
+/// it did not run.
+type TracedWakes = Option<Result<(WakeCounts, AcceptLog), String>>;
+
 /// Reads the server's tree over the load's timed window: sleeps until it
 /// begins, snapshots, sleeps until it ends (with `trace`, tracing the
 /// wake-ups meanwhile), snapshots again.
@@ -462,10 +475,7 @@ fn account_window(
     counters: &Result<TreeCounters, String>,
     trace: bool,
     timeline: &load::Timeline,
-) -> (
-    io::Result<ServerAccount>,
-    Option<Result<WakeCounts, String>>,
-) {
+) -> (io::Result<ServerAccount>, TracedWakes) {
     sleep_until(timeline.window_start);
     let window = match Window::begin(pid, counters, Duration::from_millis(50)) {
         Ok(w) => w,
@@ -477,7 +487,7 @@ fn account_window(
             std::thread::sleep(DRAIN_EVERY.min(timeline.window_end - Instant::now()));
             trace.drain();
         }
-        trace.finish().map_err(|e| e.to_string())
+        trace.finish_with_log().map_err(|e| e.to_string())
     });
     sleep_until(timeline.window_end);
     (window.end(), wakes)

@@ -21,6 +21,7 @@
 //! `procfs` reads `/proc` (always available on Linux, CPU in clock ticks);
 //! `perf` adds exact counters from `perf_event_open` when permitted.
 
+pub mod landed;
 mod perf;
 pub(crate) mod procfs;
 mod wakes;
@@ -30,7 +31,7 @@ pub use perf::{
     HERD_RETURNS,
 };
 pub use procfs::{clock_ticks_per_sec, RssPeak, RssSampler, Snapshot, TreeDelta, Usage};
-pub use wakes::{WakeCounts, WakeTrace, DRAIN_EVERY};
+pub use wakes::{AcceptLog, WakeCounts, WakeTrace, DRAIN_EVERY};
 
 use std::collections::BTreeMap;
 use std::io;

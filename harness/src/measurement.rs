@@ -271,8 +271,12 @@ pub struct Landed {
     /// The latency of all of them, measured the same way (`socket()` to
     /// reply, `load::ConnectSpan`): to compare each loop's with.
     pub all: Option<Latency>,
-    /// Every traced thread that accepted or ran, busiest (most CPU) first.
+    /// Every traced thread that accepted or ran: those serving the busy
+    /// connections first, then by CPU time.
     pub loops: Vec<LoopLatency>,
+    /// Why no loop is marked busy, with `--busy` (`account::landed::busy_loops`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_na_reason: Option<String>,
 }
 
 /// One loop's share of the window and the latency of the new connections
@@ -280,6 +284,9 @@ pub struct Landed {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct LoopLatency {
     pub tid: u32,
+    /// It serves one of the `--busy` connections.
+    #[serde(default)]
+    pub busy: bool,
     /// Time on a CPU in the window (`/proc/TID/schedstat`), seconds.
     pub cpu_s: f64,
     /// Connections attributed to it.
@@ -597,8 +604,9 @@ impl Measurement {
                 .iter()
                 .map(|x| {
                     format!(
-                        "tid {} ({:.2} s CPU): {} conns, p50/p99 {}",
+                        "tid {}{} ({:.2} s CPU): {} conns, p50/p99 {}",
                         x.tid,
+                        if x.busy { ", busy" } else { "" },
                         x.cpu_s,
                         x.connections,
                         x.latency.as_ref().map_or("n/a".into(), |q| format!(

@@ -276,6 +276,15 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
 
     let busy = start_busy(spec, target, &cpus.load)?;
     let running = load::start(load_spec(spec, target, &cpus.load))?;
+    // During the warm-up: which loops serve the busy connections.
+    let busy_loops = match &server {
+        Some(s) if spec.busy > 0 && spec.count_wakeups => Some(landed::busy_loops(
+            s.pid(),
+            spec.busy,
+            Duration::from_millis(500),
+        )),
+        _ => None,
+    };
     let (account, wakes) = match (&server, &counters) {
         (Some(s), Some(c)) => {
             // The connect workload's wake-ups, replayed in order (see `Wakeups`).
@@ -286,9 +295,12 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
         _ => (None, None),
     };
     let report = running.join()?;
-    if let Some(side_load) = busy {
-        let side_load = side_load.join()?;
-        notes.push(side_load_note(spec, &side_load));
+    if !busy.is_empty() {
+        let side: Vec<LoadReport> = busy
+            .into_iter()
+            .map(load::Running::join)
+            .collect::<io::Result<_>>()?;
+        notes.push(side_load_note(spec, &side));
     }
 
     let side = match &mut server {
@@ -314,7 +326,14 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
                         .as_ref()
                         .and_then(|returns| Wakeups::from_returns(returns, counts));
                     if let Some(log) = log.filter(|_| !report.spans.is_empty()) {
-                        side.landed = Some(landed::attribute(&report.spans, &log)?);
+                        let (busy, reason) = match &busy_loops {
+                            Some(Ok(tids)) => (&tids[..], None),
+                            Some(Err(e)) => (&[][..], Some(e.clone())),
+                            None => (&[][..], None),
+                        };
+                        let mut landed = landed::attribute(&report.spans, &log, busy)?;
+                        landed.busy_na_reason = reason;
+                        side.landed = Some(landed);
                     }
                 }
                 Some(Err(e)) => side.na_reason = Some(format!("server accounting failed: {e}")),
@@ -422,41 +441,59 @@ fn load_spec(spec: &MeasureSpec, target: SocketAddr, cpus: &[usize]) -> LoadSpec
     }
 }
 
-/// `--busy N --idle M` beside a connect workload: N closed-loop ping-pong
-/// connections and M idle ones (answered once, then held open), made before
-/// the main load and kept until after its window, on the same CPUs: the
-/// idle workload's load, run as a side load.
+/// `--busy N --idle M` beside a connect workload, made before the main
+/// load and kept until after its window, on the same CPUs: first N
+/// closed-loop ping-pong connections (`load::start` returns once they are
+/// connected, so the server accepts them before any other and they hold
+/// its lowest connection descriptors: `landed::busy_loops` relies on it),
+/// then M idle ones (answered once, then held open).
 fn start_busy(
     spec: &MeasureSpec,
     target: SocketAddr,
     cpus: &[usize],
-) -> io::Result<Option<load::Running>> {
-    if spec.kind != WorkloadKind::Connect || spec.busy + spec.idle == 0 {
-        return Ok(None);
+) -> io::Result<Vec<load::Running>> {
+    let mut side = Vec::new();
+    if spec.kind != WorkloadKind::Connect {
+        return Ok(side);
     }
-    let busy = LoadSpec {
-        kind: WorkloadKind::Idle,
-        conns: spec.busy,
+    let base = LoadSpec {
         rate: None,
-        idle: spec.idle,
         warmup: Duration::ZERO,
         // Past the main window's end, whatever the main load's start-up took.
         duration: spec.warmup + spec.duration + Duration::from_secs(1),
         ..load_spec(spec, target, cpus)
     };
-    load::start(busy).map(Some)
+    if spec.busy > 0 {
+        side.push(load::start(LoadSpec {
+            kind: WorkloadKind::Pingpong,
+            conns: spec.busy,
+            idle: 0,
+            ..base.clone()
+        })?);
+    }
+    if spec.idle > 0 {
+        side.push(load::start(LoadSpec {
+            kind: WorkloadKind::Idle,
+            conns: 0,
+            idle: spec.idle,
+            ..base
+        })?);
+    }
+    Ok(side)
 }
 
-/// What the side load of `start_busy` did, for the notes: a busy
+/// What the side loads of `start_busy` did, for the notes: a busy
 /// connection that failed or an idle one the server dropped changes the skew.
-fn side_load_note(spec: &MeasureSpec, side: &LoadReport) -> String {
-    let idle = side.idle.clone().unwrap_or_default();
+fn side_load_note(spec: &MeasureSpec, side: &[LoadReport]) -> String {
+    let requests: u64 = side.iter().map(|r| r.requests).sum();
+    let errors: u64 = side.iter().map(|r| r.errors.total()).sum();
+    let window = side.first().map_or(1.0, |r| r.window.as_secs_f64());
+    let idle = side.iter().find_map(|r| r.idle.clone()).unwrap_or_default();
     format!(
-        "beside it, {} busy ping-pong connections ({:.0} requests/s, {} errors) and {} idle \
-         ones ({} answered before the window, {} dropped by the server)",
+        "beside it, {} busy ping-pong connections ({:.0} requests/s) and {} idle ones ({} \
+         answered before the window, {} dropped by the server); {errors} errors among them",
         spec.busy,
-        side.requests as f64 / side.window.as_secs_f64(),
-        side.errors.total(),
+        requests as f64 / window,
         spec.idle,
         idle.served,
         idle.dropped()

@@ -7,18 +7,144 @@
 //! connection's: attributed. Anything else (overlapping spans, an accept
 //! before the trace attached) is left unattributed and counted, never
 //! guessed.
+//!
+//! Which loop is busy is read from `/proc`, not guessed from CPU time (a
+//! loop that is handed most new connections runs most, busy or not):
+//! `busy_loops` finds the epoll instances that hold the busy connections
+//! and the threads that wait on them.
 
 use std::collections::HashMap;
+use std::fs;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::AcceptLog;
 use crate::load::latency::Recorder;
 use crate::load::ConnectSpan;
 use crate::measurement::{Landed, LoopLatency};
 
-/// Matches `spans` to the accepts of `log` (see the module's rule).
-pub fn attribute(spans: &[ConnectSpan], log: &AcceptLog) -> io::Result<Landed> {
+/// The threads of event-loop server `pid` serving its `busy` first
+/// connections: those hold its lowest-numbered connected sockets (`accept4`
+/// returns the lowest free descriptor, and the harness connects them before
+/// any other and closes none meanwhile). Each socket's loop is the epoll
+/// instance whose interest list holds it (`/proc/PID/fdinfo/EPFD`, `tfd:`
+/// lines), and that instance's thread the one found asleep in `epoll_wait`
+/// on it (`/proc/PID/task/TID/syscall`: number, then the arguments in
+/// hex), sampled for up to `patience`. `Err` with the reason when the
+/// server is no epoll loop or a step finds nothing.
+pub fn busy_loops(pid: i32, busy: usize, patience: Duration) -> Result<Vec<u32>, String> {
+    let listening = listening_inodes(pid)?;
+    let fd_dir = format!("/proc/{pid}/fd");
+    let entries = fs::read_dir(&fd_dir).map_err(|e| format!("{fd_dir}: {e}"))?;
+    let (mut conns, mut epolls) = (Vec::new(), Vec::new());
+    for entry in entries.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(link) = fs::read_link(entry.path()) else {
+            continue;
+        };
+        let link = link.to_string_lossy().into_owned();
+        if link == "anon_inode:[eventpoll]" {
+            epolls.push(fd);
+        } else if let Some(inode) = link
+            .strip_prefix("socket:[")
+            .and_then(|rest| rest.strip_suffix(']'))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            if !listening.contains(&inode) {
+                conns.push(fd);
+            }
+        }
+    }
+    conns.sort_unstable();
+    if conns.len() < busy {
+        return Err(format!(
+            "pid {pid} holds {} connected sockets, fewer than the {busy} busy ones",
+            conns.len()
+        ));
+    }
+    let busy_fds = &conns[..busy];
+    let mut holders = Vec::new();
+    for &epfd in &epolls {
+        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{epfd}")).unwrap_or_default();
+        let holds = info.lines().any(|l| {
+            l.strip_prefix("tfd:")
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<i32>().ok())
+                .is_some_and(|tfd| busy_fds.contains(&tfd))
+        });
+        if holds {
+            holders.push(epfd);
+        }
+    }
+    if holders.is_empty() {
+        return Err(format!(
+            "no epoll instance of pid {pid} holds its first connections (not an epoll loop?)"
+        ));
+    }
+    let deadline = Instant::now() + patience;
+    let mut owner: HashMap<i32, u32> = HashMap::new();
+    while owner.len() < holders.len() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no thread of pid {pid} was seen in epoll_wait on epoll fd(s) {holders:?} within {patience:?}"
+            ));
+        }
+        let tasks = fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())?;
+        for task in tasks.flatten() {
+            let Ok(tid) = task.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let text = fs::read_to_string(task.path().join("syscall")).unwrap_or_default();
+            let mut fields = text.split_whitespace();
+            let number = fields.next().and_then(|n| n.parse::<i64>().ok());
+            let waits =
+                number == Some(libc::SYS_epoll_wait) || number == Some(libc::SYS_epoll_pwait);
+            let epfd = fields
+                .next()
+                .and_then(|a| i32::from_str_radix(a.trim_start_matches("0x"), 16).ok());
+            if let (true, Some(epfd)) = (waits, epfd) {
+                if holders.contains(&epfd) {
+                    owner.insert(epfd, tid);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut tids: Vec<u32> = owner.into_values().collect();
+    tids.sort_unstable();
+    tids.dedup();
+    Ok(tids)
+}
+
+/// Inodes of the listening TCP sockets the process' network namespace
+/// shows (`/proc/PID/net/tcp` and `tcp6`: state `0A` is `TCP_LISTEN`, the
+/// inode is the tenth column).
+fn listening_inodes(pid: i32) -> Result<Vec<u64>, String> {
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let path = format!("/proc/{pid}/net/{table}");
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.get(3) == Some(&"0A") {
+                if let Some(inode) = cols.get(9).and_then(|n| n.parse().ok()) {
+                    out.push(inode);
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("no listening socket in /proc/{pid}/net/tcp{{,6}}"));
+    }
+    Ok(out)
+}
+
+/// Matches `spans` to the accepts of `log` (see the module's rule); the
+/// loops in `busy` are marked and listed first.
+pub fn attribute(spans: &[ConnectSpan], log: &AcceptLog, busy: &[u32]) -> io::Result<Landed> {
     let mut accepts: Vec<(u64, u32)> = log.accepts.iter().map(|&(tid, t)| (t, tid)).collect();
     accepts.sort_unstable();
     let inside = |s: &ConnectSpan| {
@@ -63,17 +189,23 @@ pub fn attribute(spans: &[ConnectSpan], log: &AcceptLog) -> io::Result<Landed> {
         if cpu_s > 0.0 || !served.is_empty() {
             loops.push(LoopLatency {
                 tid,
+                busy: busy.contains(&tid),
                 cpu_s,
                 connections: served.len() as u64,
                 latency: recorder.summary(),
             });
         }
     }
-    loops.sort_by(|a, b| b.cpu_s.total_cmp(&a.cpu_s).then(a.tid.cmp(&b.tid)));
+    loops.sort_by(|a, b| {
+        (b.busy.cmp(&a.busy))
+            .then(b.cpu_s.total_cmp(&a.cpu_s))
+            .then(a.tid.cmp(&b.tid))
+    });
     Ok(Landed {
         connections: spans.len() as u64,
         attributed,
         all: all.summary(),
+        busy_na_reason: None,
         loops,
     })
 }
@@ -100,10 +232,14 @@ mod tests {
             span(400, 500), // holds 450 alone: loop 7
             span(600, 700), // accepted before the trace: nothing inside
         ];
-        let landed = attribute(&spans, &log).unwrap();
+        let landed = attribute(&spans, &log, &[]).unwrap();
         assert_eq!((landed.connections, landed.attributed), (5, 2));
         let tids: Vec<u32> = landed.loops.iter().map(|l| l.tid).collect();
-        assert_eq!(tids, [7, 8], "busiest first; thread 9 never ran");
+        assert_eq!(tids, [7, 8], "most CPU first; thread 9 never ran");
+        let marked = attribute(&spans, &log, &[8]).unwrap();
+        let tids: Vec<u32> = marked.loops.iter().map(|l| l.tid).collect();
+        assert_eq!(tids, [8, 7], "the busy loop first");
+        assert!(marked.loops[0].busy && !marked.loops[1].busy);
         assert_eq!(landed.loops[0].connections, 2);
         assert_eq!(landed.loops[1].connections, 0);
         assert!(landed.loops[1].latency.is_none());

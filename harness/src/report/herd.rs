@@ -174,9 +174,9 @@ struct Row {
     spread: Option<Spread>,
     /// Under skew (`Measurement::server.landed`): the share of new
     /// connections attributed to a loop, the latency of all of them
-    /// (`socket()` to reply), and of those the busiest loop (most CPU in
-    /// the window) and the other served; the busiest loop's share of the
-    /// server's CPU and of the attributed connections.
+    /// (`socket()` to reply), and of those the busy loop (serving the busy
+    /// connection, `landed::busy_loops`) and the other served; the busy
+    /// loop's share of the server's CPU and of the attributed connections.
     attributed: Option<Spread>,
     all_p99: Option<Spread>,
     busy_p50: Option<Spread>,
@@ -212,25 +212,27 @@ fn row(r: &HerdResults, label: &'static str, skewed: bool) -> Row {
             (l.connections > 0).then(|| l.attributed as f64 / l.connections as f64)
         }),
         all_p99: of(&|m| Some(m.server.landed.as_ref()?.all.as_ref()?.p99_us)),
-        busy_p50: of(&|m| Some(loop_of(m, 0)?.latency.as_ref()?.p50_us)),
-        busy_p99: of(&|m| Some(loop_of(m, 0)?.latency.as_ref()?.p99_us)),
-        other_p99: of(&|m| Some(loop_of(m, 1)?.latency.as_ref()?.p99_us)),
+        busy_p50: of(&|m| Some(loop_of(m, true)?.latency.as_ref()?.p50_us)),
+        busy_p99: of(&|m| Some(loop_of(m, true)?.latency.as_ref()?.p99_us)),
+        other_p99: of(&|m| Some(loop_of(m, false)?.latency.as_ref()?.p99_us)),
         busy_cpu_share: of(&|m| {
             let loops = &m.server.landed.as_ref()?.loops;
             let total: f64 = loops.iter().map(|l| l.cpu_s).sum();
-            (total > 0.0).then(|| loops.first().map_or(0.0, |l| l.cpu_s) / total)
+            let busy = loop_of(m, true)?;
+            (total > 0.0).then(|| busy.cpu_s / total)
         }),
         busy_conn_share: of(&|m| {
             let l = m.server.landed.as_ref()?;
-            (l.attributed > 0)
-                .then(|| loop_of(m, 0).map_or(0, |b| b.connections) as f64 / l.attributed as f64)
+            let busy = loop_of(m, true)?;
+            (l.attributed > 0).then(|| busy.connections as f64 / l.attributed as f64)
         }),
     }
 }
 
-/// The `rank`-th busiest loop of a run (0: most CPU in the window).
-fn loop_of(m: &Measurement, rank: usize) -> Option<&LoopLatency> {
-    m.server.landed.as_ref()?.loops.get(rank)
+/// A run's loop serving the busy connection (`busy`), or the first other.
+fn loop_of(m: &Measurement, busy: bool) -> Option<&LoopLatency> {
+    let loops = &m.server.landed.as_ref()?.loops;
+    loops.iter().find(|l| l.busy == busy)
 }
 
 /// `a` against `b` in words, claimed only where the repeats support it.
@@ -312,7 +314,9 @@ pub fn section(r: &HerdResults, figure: Option<&str>) -> String {
          `CLOCK_MONOTONIC`) inside the connection's span from `socket()` to its reply, on \
          the same clock (`harness::account::landed`); spans that hold no accept or share \
          one are left out, and the attributed column says how many were kept. The busy \
-         loop is the one with the most CPU time in the window. Latency here is the span, \
+         loop is the one whose epoll instance holds the busy connection (read from \
+         `/proc`: its descriptor in the epoll's `fdinfo`, the thread asleep in \
+         `epoll_wait` on it). Latency here is the span, \
          `socket()` to reply (the connect workload's own latency also counts the previous \
          connection's close). Both loops share one CPU on this machine, so a busy loop \
          delays the other too.\n"

@@ -463,15 +463,18 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
             connections: 1000,
             attributed: 1000,
             all: Some(latency(all_p99)),
+            busy_na_reason: None,
             loops: vec![
                 LoopLatency {
                     tid: 1,
+                    busy: true,
                     cpu_s: 3.0,
                     connections: busy_conns,
                     latency: Some(latency(busy_p99)),
                 },
                 LoopLatency {
                     tid: 2,
+                    busy: false,
                     cpu_s: 1.0,
                     connections: 1000 - busy_conns,
                     latency: Some(latency(100.0)),

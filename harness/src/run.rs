@@ -276,13 +276,12 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
 
     let busy = start_busy(spec, target, &cpus.load)?;
     let running = load::start(load_spec(spec, target, &cpus.load))?;
-    // During the warm-up: which loops serve the busy connections.
+    // During the warm-up, and within half of it so that the window's
+    // accounting still begins on time: which loops serve the busy connections.
     let busy_loops = match &server {
-        Some(s) if spec.busy > 0 && spec.count_wakeups => Some(landed::busy_loops(
-            s.pid(),
-            spec.busy,
-            Duration::from_millis(500),
-        )),
+        Some(s) if spec.busy > 0 && spec.count_wakeups => {
+            Some(landed::busy_loops(s.pid(), spec.busy, spec.warmup / 2))
+        }
         _ => None,
     };
     let (account, wakes) = match (&server, &counters) {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harness::account::WakeTrace;
+use harness::account::{asleep_in, WakeTrace};
 use harness::server::{Server, ServerConfig};
 use nix::sys::signal::Signal;
 
@@ -25,26 +25,11 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_blocking"))
 }
 
-/// Whether process `pid` sleeps inside `accept4` (or `accept`).
-fn blocked_in_accept(pid: i32) -> bool {
-    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let number: i64 = syscall
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(-1);
-    // The state follows the command name, which ends with ')'.
-    let sleeping = stat
-        .rsplit_once(") ")
-        .is_some_and(|(_, rest)| rest.starts_with('S'));
-    sleeping && (number == libc::SYS_accept4 || number == libc::SYS_accept)
-}
-
-/// Waits until every worker sleeps in `accept4`.
+/// Waits until every worker (a single-threaded process) sleeps in `accept4`.
 fn wait_until_idle(workers: &[i32]) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !workers.iter().all(|&pid| blocked_in_accept(pid)) {
+    let in_accept = |pid: i32| asleep_in(pid, pid, &[libc::SYS_accept4, libc::SYS_accept]);
+    while !workers.iter().all(|&pid| in_accept(pid)) {
         assert!(
             Instant::now() < deadline,
             "workers never all slept in accept"

@@ -13,14 +13,18 @@
 //! `EAGAIN` is a new edge. No `epoll_ctl` per request, as in `epoll --mode edge`.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
+use lab::epoll::{
+    Epoll, EPOLLERR, EPOLLET, EPOLLEXCLUSIVE, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP,
+};
 use lab::net::{accept, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
 use lab::policy::{AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP};
 use lab::signals::SignalFd;
-use lab::{syscall, Stats};
+use lab::workers::Share;
+use lab::Stats;
 
 /// Tokens in `epoll_event.u64`. A connection's token is its task's slot
 /// in the flavour's [`Slab`], far below these two.
@@ -30,13 +34,6 @@ const SIGNALS: u64 = u64::MAX - 1;
 /// Events taken per `epoll_wait`; more ready ones stay queued in the kernel
 /// for the next call, none is lost.
 const MAX_EVENTS: usize = 1024;
-
-const EPOLLIN: u32 = libc::EPOLLIN as u32;
-const EPOLLOUT: u32 = libc::EPOLLOUT as u32;
-const EPOLLRDHUP: u32 = libc::EPOLLRDHUP as u32;
-const EPOLLHUP: u32 = libc::EPOLLHUP as u32;
-const EPOLLERR: u32 = libc::EPOLLERR as u32;
-const EPOLLET: u32 = libc::EPOLLET as u32;
 
 /// What a parked handler waits for: the `read` or the `send` that said `EAGAIN`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,17 +156,32 @@ pub struct Setup<'a> {
     pub signals: &'a SignalFd,
     pub stats: &'a Arc<Stats>,
     pub max_conns: Option<u64>,
+    /// With `--workers N`: how the hubs share the port.
+    pub share: Share,
 }
 
 /// Runs one hub until SIGINT/SIGTERM (or an error that is a bug of ours).
 /// The tasks still parked are the caller's to drop: that closes their
 /// connections.
-pub fn serve<T: Tasks>(hub: Hub, mut spare: Spare, setup: &Setup, tasks: &mut T) -> io::Result<()> {
+pub fn serve<T: Tasks>(
+    hub: Epoll,
+    mut spare: Spare,
+    setup: &Setup,
+    tasks: &mut T,
+) -> io::Result<()> {
     let listener = setup.listener.as_raw_fd();
     // Level-triggered, and nobody reads it: every hub's epoll holds the same
     // signalfd and keeps reporting the pending SIGTERM, so all of them stop.
     hub.add(setup.signals.as_raw_fd(), SIGNALS, EPOLLIN)?;
-    hub.add(listener, LISTENER, EPOLLIN)?;
+    let listen_events = match setup.share {
+        // Wake one (or a few) of the hubs waiting on this listener, not all.
+        Share::Exclusive => EPOLLIN | EPOLLEXCLUSIVE,
+        // Every hub waiting on the shared listener wakes: the herd.
+        Share::Shared => EPOLLIN,
+        // This hub's own listener: nobody else waits on it.
+        Share::ReusePort => EPOLLIN,
+    };
+    hub.add(listener, LISTENER, listen_events)?;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
     // Set while the descriptor table is full: the listener is out of the
     // interest set until then.
@@ -199,7 +211,7 @@ pub fn serve<T: Tasks>(hub: Hub, mut spare: Spare, setup: &Setup, tasks: &mut T)
         };
         if accept_paused_until.is_some_and(|until| Instant::now() >= until) {
             // ADD reports the listener at once if connections are queued.
-            hub.add(listener, LISTENER, EPOLLIN)?;
+            hub.add(listener, LISTENER, listen_events)?;
             accept_paused_until = None;
         }
         for ev in &events[..n] {
@@ -236,7 +248,7 @@ enum Accept {
 /// Accepts what is pending (up to the fairness cap), watches each socket
 /// and spawns its handler.
 fn accept_all<T: Tasks>(
-    hub: &Hub,
+    hub: &Epoll,
     setup: &Setup,
     spare: &mut Spare,
     tasks: &mut T,
@@ -250,6 +262,8 @@ fn accept_all<T: Tasks>(
         let fd = match accept(listener, IoMode::NonBlocking) {
             Ok(fd) => fd,
             Err(e) => match AcceptError::classify(&e).warned("coroutine", &e) {
+                // With a shared listener, also what every hub but the
+                // first finds after the herd's wake-up.
                 AcceptError::Drained => return Ok(Accept::Done),
                 AcceptError::Retry => continue,
                 // That one connection failed while queued: take the next.
@@ -288,58 +302,6 @@ fn accept_all<T: Tasks>(
         tasks.spawn(conn);
     }
     Ok(Accept::Done)
-}
-
-/// The epoll calls a hub makes, each through `lab::syscall!`, so that a
-/// failure names the call and the descriptor: `epoll_ctl(ADD, fd 7): ...`.
-pub struct Hub {
-    ep: OwnedFd,
-}
-
-impl Hub {
-    pub fn new() -> io::Result<Hub> {
-        // SAFETY: no pointer arguments; returns a new descriptor or -1.
-        let raw = syscall!(
-            unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) },
-            "epoll_create1"
-        )?;
-        // SAFETY: epoll_create1 returned a new descriptor that nothing else owns.
-        Ok(Hub {
-            ep: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
-    }
-
-    fn add(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, "ADD", fd, token, events)
-    }
-
-    fn delete(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, "DEL", fd, 0, 0)
-    }
-
-    fn ctl(&self, op: i32, name: &str, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        let mut event = libc::epoll_event { events, u64: token };
-        let ep = self.ep.as_raw_fd();
-        // SAFETY: `event` is a live epoll_event; the kernel copies it in.
-        syscall!(
-            unsafe { libc::epoll_ctl(ep, op, fd, &mut event) },
-            "epoll_ctl({name}, fd {fd})"
-        )?;
-        Ok(())
-    }
-
-    /// The one place a hub sleeps: until a socket it watches changes, or
-    /// `timeout_ms` passes (-1: no timeout). EINTR is returned to the caller.
-    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
-        let ep = self.ep.as_raw_fd();
-        let max = events.len().min(i32::MAX as usize) as i32;
-        // SAFETY: `events` is writable for `max` entries; the kernel fills at most that many.
-        let n = syscall!(
-            unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), max, timeout_ms) },
-            "epoll_wait(fd {ep})"
-        )?;
-        Ok(n as usize)
-    }
 }
 
 #[cfg(test)]

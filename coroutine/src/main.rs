@@ -31,8 +31,11 @@
 //! connection at most, as in `blocking`).
 //!
 //! Cannot: use more than one core per hub (`--workers N` runs N hubs on N
-//! threads, each with its own `SO_REUSEPORT` listener: coroutines are
-//! combined with threads or processes to use several cores); preempt: a
+//! threads, which share the port as `epoll --workers N` does: `--share
+//! reuseport`, a listener per hub; `exclusive`, one listener with
+//! `EPOLLEXCLUSIVE`; `shared`, one listener that wakes every idle hub, the
+//! herd: coroutines are combined with threads or processes to use several
+//! cores); preempt: a
 //! handler that computes without I/O keeps the hub, and the other
 //! connections wait (the handler gives up its turn every `READS_PER_TURN`
 //! reads, because nothing would force it to); call anything that really blocks (a file read, a DNS
@@ -52,17 +55,17 @@
 //! (or `--mode async`, `--workers 2`), then `nc 127.0.0.1 PORT`.
 
 use std::io;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::thread;
 
 use clap::{Parser, ValueEnum};
-use coroutine::hub::{self, Hub, Setup};
+use coroutine::hub::{self, Setup};
 use coroutine::stackful::Greenlets;
 use coroutine::stackless::{Executor, Reactor};
-use lab::net::{IoMode, Listener, PortSharing, Spare};
+use lab::epoll::Epoll;
+use lab::net::Spare;
 use lab::signals::SignalFd;
+use lab::workers::{self, Share};
 use lab::Stats;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -88,6 +91,9 @@ struct Cli {
     /// default 16).
     #[arg(long, value_parser = clap::value_parser!(u32).range(4..=65536))]
     stack_kib: Option<u32>,
+    /// With --workers N: how the hubs share the port.
+    #[arg(long, value_enum, default_value_t = Share::ReusePort)]
+    share: Share,
 }
 
 const DEFAULT_STACK_KIB: u32 = 16;
@@ -112,115 +118,42 @@ fn run(cli: &Cli) -> io::Result<()> {
     }
     let stack_size = cli.stack_kib.unwrap_or(DEFAULT_STACK_KIB) as usize * 1024;
     let workers = cli.common.workers_or(1);
-    let listeners = bind_listeners(cli.common.addr, workers)?;
-    // Every hub's own descriptors exist before the first client can
-    // connect: a connect flood that fills the descriptor table must not
-    // find a hub still without its epoll instance or its spare.
-    let hubs = (0..workers)
-        .map(|_| Ok((Hub::new()?, Spare::new()?)))
-        .collect::<io::Result<Vec<_>>>()?;
+    let (listeners, hubs) = workers::bind_and_make(cli.common.addr, workers, cli.share, || {
+        Ok((Epoll::new()?, Spare::new()?))
+    })?;
     // With several hubs, the summary says how many connections each took.
     let stats = Arc::new(Stats::with_loops(workers)?);
     listeners[0].announce()?;
-    run_hubs(hubs, &listeners, |index, hub, spare, listener| {
-        let setup = Setup {
-            index,
-            listener,
-            signals: &signals,
-            stats: &stats,
-            max_conns: cli.common.max_conns,
-        };
-        match cli.mode {
-            Mode::Stackful => hub::serve(hub, spare, &setup, &mut Greenlets::new(stack_size)),
-            Mode::Async => {
-                // Declared first, so dropped last: a task dropped at the stop
-                // unregisters its waker from the reactor.
-                let reactor = Reactor::default();
-                let mut executor = Executor::new(&reactor);
-                hub::serve(hub, spare, &setup, &mut executor)
+    workers::run_loops(
+        "coroutine-hub",
+        hubs,
+        &listeners,
+        |index, (hub, spare), listener| {
+            let setup = Setup {
+                index,
+                listener,
+                signals: &signals,
+                stats: &stats,
+                max_conns: cli.common.max_conns,
+                share: cli.share,
+            };
+            match cli.mode {
+                Mode::Stackful => hub::serve(hub, spare, &setup, &mut Greenlets::new(stack_size)),
+                Mode::Async => {
+                    // Declared first, so dropped last: a task dropped at the stop
+                    // unregisters its waker from the reactor.
+                    let reactor = Reactor::default();
+                    let mut executor = Executor::new(&reactor);
+                    hub::serve(hub, spare, &setup, &mut executor)
+                }
             }
-        }
-    })?;
+        },
+    )?;
     let model = match cli.mode {
         Mode::Stackful => "coroutine:stackful",
         Mode::Async => "coroutine:async",
     };
     stats.print_summary(model)
-}
-
-/// One listener per hub, all on one port (`SO_REUSEPORT`: the kernel hashes
-/// each connection's 4-tuple to one listener's queue); the first binds, so
-/// port 0 becomes a real one that the others bind. A single hub needs no
-/// `SO_REUSEPORT`, and without it no other process can take our connections.
-fn bind_listeners(addr: SocketAddr, workers: usize) -> io::Result<Vec<Listener>> {
-    if workers == 1 {
-        let listener = Listener::bind(addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
-        return Ok(vec![listener]);
-    }
-    let first = Listener::bind(addr, IoMode::NonBlocking, PortSharing::ReusePort)?;
-    let port = first.local_addr();
-    let mut all = vec![first];
-    for _ in 1..workers {
-        all.push(Listener::bind(
-            port,
-            IoMode::NonBlocking,
-            PortSharing::ReusePort,
-        )?);
-    }
-    Ok(all)
-}
-
-/// Runs `serve` once per hub, each on its own thread, with the hub's index,
-/// and returns once every hub has ended: the first error, if any failed.
-fn run_hubs<F>(hubs: Vec<(Hub, Spare)>, listeners: &[Listener], serve: F) -> io::Result<()>
-where
-    F: Fn(usize, Hub, Spare, &Listener) -> io::Result<()> + Sync,
-{
-    let serve = &serve;
-    let results: Vec<io::Result<()>> = thread::scope(|scope| {
-        let handles: Vec<_> = hubs
-            .into_iter()
-            .zip(listeners)
-            .enumerate()
-            .map(|(i, ((hub, spare), listener))| {
-                thread::Builder::new()
-                    .name(format!("coroutine-hub-{i}"))
-                    .spawn_scoped(scope, move || {
-                        let _stop_the_others = StopAllOnExit;
-                        serve(i, hub, spare, listener)
-                    })
-                    .inspect_err(|_| stop_all_hubs())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|spawned| match spawned {
-                Ok(handle) => handle
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a hub panicked"))),
-                Err(e) => Err(lab::sys::named(e, "pthread_create".into())),
-            })
-            .collect()
-    });
-    results.into_iter().collect()
-}
-
-/// When one hub ends, for whatever reason (SIGTERM, an error, a panic), it
-/// stops the others, so that `run_hubs` can join them all.
-struct StopAllOnExit;
-
-impl Drop for StopAllOnExit {
-    fn drop(&mut self) {
-        stop_all_hubs();
-    }
-}
-
-/// Raises SIGTERM at our own process: every hub's epoll watches the same
-/// signalfd, level-triggered and never read, so every hub sees it and stops.
-fn stop_all_hubs() {
-    // SAFETY: kill has no memory arguments; SIGTERM is blocked in every
-    // thread, so it only becomes pending for the signalfd.
-    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
 }
 
 #[cfg(test)]
@@ -232,6 +165,7 @@ mod tests {
         let cli = Cli::try_parse_from(["coroutine"]).expect("no flags is valid");
         assert_eq!(cli.mode, Mode::Stackful);
         assert_eq!(cli.stack_kib, None);
+        assert_eq!(cli.share, Share::ReusePort);
     }
 
     #[test]
@@ -240,6 +174,7 @@ mod tests {
             &["coroutine", "--stack-kib", "2"][..],
             &["coroutine", "--stack-kib", "0"],
             &["coroutine", "--mode", "green"],
+            &["coroutine", "--share", "herd"],
         ] {
             let err = Cli::try_parse_from(args).err().expect("must be rejected");
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -1,6 +1,7 @@
 //! The lab's conformance suite (`harness check`) against `coroutine`:
 //! stackful and async on one hub, and stackful on two hubs (`--workers 2`,
-//! `SO_REUSEPORT`). No declared limit: every case must pass.
+//! `SO_REUSEPORT`, and `--share shared`, one listener in both hubs' epoll).
+//! No declared limit: every case must pass.
 
 use harness::check::assert_conforms;
 use std::path::Path;
@@ -22,4 +23,13 @@ fn coroutine_async_conforms() {
 #[test]
 fn coroutine_stackful_workers2_conforms() {
     assert_conforms(bin(), Some("stackful"), &["--workers", "2"]);
+}
+
+#[test]
+fn coroutine_stackful_workers2_shared_conforms() {
+    assert_conforms(
+        bin(),
+        Some("stackful"),
+        &["--workers", "2", "--share", "shared"],
+    );
 }

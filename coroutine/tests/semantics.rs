@@ -16,6 +16,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use harness::account::{asleep_in_epoll_wait, threads_named};
 use harness::check::client::ping_on;
 use harness::server::{find_binary, Server, ServerConfig};
 
@@ -30,50 +31,22 @@ fn coroutine(mode: &str) -> Server {
     start(Path::new(env!("CARGO_BIN_EXE_coroutine")), mode)
 }
 
-/// The thread ids of process `pid`, with their names.
-fn tasks(pid: i32) -> Vec<(i32, String)> {
-    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc/PID/task");
-    dir.filter_map(|entry| {
-        let tid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
-        Some((tid, comm.trim().to_string()))
-    })
-    .collect()
-}
-
 /// The one hub thread of a `--workers 1` coroutine server.
 fn hub_thread(pid: i32) -> i32 {
-    let all = tasks(pid);
-    let hubs: Vec<i32> = all
-        .iter()
-        .filter(|(_, comm)| comm.starts_with("coroutine-hub"))
-        .map(|&(tid, _)| tid)
-        .collect();
-    assert_eq!(hubs.len(), 1, "one hub thread: {all:?}");
-    hubs[0]
-}
-
-/// Whether thread `tid` of `pid` sleeps inside `epoll_wait`.
-fn asleep_in_epoll_wait(pid: i32, tid: i32) -> bool {
-    let task = format!("/proc/{pid}/task/{tid}");
-    let syscall = std::fs::read_to_string(format!("{task}/syscall")).unwrap_or_default();
-    let stat = std::fs::read_to_string(format!("{task}/stat")).unwrap_or_default();
-    let number: i64 = syscall
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(-1);
-    // The state follows the command name, which ends with ')'.
-    let sleeping = stat
-        .rsplit_once(") ")
-        .is_some_and(|(_, rest)| rest.starts_with('S'));
-    sleeping && (number == libc::SYS_epoll_wait || number == libc::SYS_epoll_pwait)
+    let hubs = threads_named(pid, "coroutine-hub");
+    assert_eq!(
+        hubs.len(),
+        1,
+        "one hub thread: {:?}",
+        threads_named(pid, "")
+    );
+    hubs[0].0
 }
 
 /// Voluntary context switches of every thread of `pid` alive now: each is
 /// a sleep in the kernel (a blocking call that had to wait).
 fn voluntary_switches(pid: i32) -> u64 {
-    tasks(pid)
+    threads_named(pid, "")
         .iter()
         .filter_map(|&(tid, _)| {
             let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
@@ -113,7 +86,7 @@ fn silent_client_parks_only_its_own_coroutine(mode: &str) {
     );
     pings_are_answered(&server, 5, 20);
     assert_eq!(
-        tasks(pid).len(),
+        threads_named(pid, "").len(),
         2,
         "{mode}: main and one hub thread served six connections"
     );
@@ -168,16 +141,12 @@ fn parked_writer_resumes_when_the_client_reads(mode: &str) {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("SO_RCVTIMEO");
     let mut got = Vec::with_capacity(TOTAL);
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => panic!(
-                "{mode}: stalled after {} of {TOTAL} bytes ({e}): the parked coroutine never resumed",
-                got.len()
-            ),
-        }
+    // On an error (the read timeout), `got` keeps what arrived before it.
+    if let Err(e) = stream.read_to_end(&mut got) {
+        panic!(
+            "{mode}: stalled after {} of {TOTAL} bytes ({e}): the parked coroutine never resumed",
+            got.len()
+        );
     }
     writing.join().expect("writer thread");
     assert_eq!(got.len(), TOTAL, "{mode}: reply length");

@@ -17,7 +17,9 @@ use std::io;
 use lab::conn::{drop_on, Conn, Next};
 use lab::{syscall, Stats};
 
-use crate::{reply_or_queue, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, LISTENER};
+use lab::epoll::{EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP};
+
+use crate::{reply_or_queue, LISTENER};
 
 /// Once, for everything: never an epoll_ctl again for this socket.
 pub const CONN_EVENTS: u32 = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;

@@ -44,57 +44,24 @@
 //! reuseport`, then `nc 127.0.0.1 PORT`.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use lab::conn::{drop_on, Conn, Next};
+use lab::epoll::{Epoll, EPOLLERR, EPOLLEXCLUSIVE, EPOLLHUP, EPOLLIN, EPOLLOUT};
 use lab::net::{accept, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
 use lab::policy::{AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, READ_CHUNK};
 use lab::signals::SignalFd;
+use lab::workers::{self, Share};
 use lab::{syscall, Stats};
 
+mod cli;
 mod edge;
-mod workers;
 
+use cli::{Cli, Config, Trigger};
 use edge::{Left, Owed};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Trigger {
-    /// Reported while ready; interest edited on the rare transitions.
-    Level,
-    /// Reported on change; registered once, read until drained.
-    Edge,
-}
-
-/// How `--workers N` loops share the port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Share {
-    /// A listener per loop, all on one port (`SO_REUSEPORT`).
-    #[value(name = "reuseport")]
-    ReusePort,
-    /// One listener in every loop's epoll, with `EPOLLEXCLUSIVE`.
-    Exclusive,
-    /// One listener in every loop's epoll, plainly: the thundering herd.
-    Shared,
-}
-
-#[derive(Parser)]
-#[command(
-    name = "epoll",
-    version,
-    about = "Echo server: event loops on epoll(7), level- or edge-triggered"
-)]
-struct Cli {
-    #[command(flatten)]
-    common: lab::cli::Common,
-    #[arg(long, value_enum, default_value_t = Trigger::Level)]
-    mode: Trigger,
-    /// With --workers N: how the loops share the port.
-    #[arg(long, value_enum, default_value_t = Share::ReusePort)]
-    share: Share,
-}
 
 /// Tokens in `epoll_event.u64`. A connection's token is its descriptor in
 /// the low 32 bits, and `conns` is indexed by it (Redis' `events[fd]`), with
@@ -109,15 +76,6 @@ const SIGNALS: u64 = u64::MAX - 1;
 /// Events taken per `epoll_wait`; more ready ones stay queued in the kernel
 /// for the next call, none is lost.
 const MAX_EVENTS: usize = 1024;
-
-/// The flags as `epoll_event.events` holds them (`libc` defines them as `i32`).
-const EPOLLIN: u32 = libc::EPOLLIN as u32;
-const EPOLLOUT: u32 = libc::EPOLLOUT as u32;
-const EPOLLRDHUP: u32 = libc::EPOLLRDHUP as u32;
-const EPOLLHUP: u32 = libc::EPOLLHUP as u32;
-const EPOLLERR: u32 = libc::EPOLLERR as u32;
-const EPOLLET: u32 = libc::EPOLLET as u32;
-const EPOLLEXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -135,13 +93,9 @@ fn run(cli: &Cli) -> io::Result<()> {
     // SIGINT/SIGTERM stay blocked in every loop and pending for the signalfd.
     let signals = SignalFd::install(&[])?;
     let workers = cli.common.workers_or(1);
-    let listeners = workers::bind_listeners(cli.common.addr, workers, cli.share)?;
-    // Every loop's own descriptors exist before the first client can
-    // connect: a connect flood that fills the descriptor table must not find
-    // a loop still without its epoll instance or its spare.
-    let loops = (0..workers)
-        .map(|_| Ok((Epoll::new()?, Spare::new()?)))
-        .collect::<io::Result<Vec<_>>>()?;
+    let (listeners, loops) = workers::bind_and_make(cli.common.addr, workers, cli.share, || {
+        Ok((Epoll::new()?, Spare::new()?))
+    })?;
     let stats = Stats::with_loops(workers)?;
     listeners[0].announce()?;
     let cfg = Config {
@@ -149,22 +103,17 @@ fn run(cli: &Cli) -> io::Result<()> {
         share: cli.share,
         max_conns: cli.common.max_conns,
     };
-    workers::run_loops(loops, &listeners, |index, ep, spare, listener| {
-        serve(index, ep, spare, listener, &signals, &stats, cfg)
-    })?;
+    workers::run_loops(
+        "epoll-loop",
+        loops,
+        &listeners,
+        |index, (ep, spare), listener| serve(index, ep, spare, listener, &signals, &stats, cfg),
+    )?;
     let model = match cli.mode {
         Trigger::Level => "epoll:level",
         Trigger::Edge => "epoll:edge",
     };
     stats.print_summary(model)
-}
-
-/// What every loop is told; the same for all.
-#[derive(Clone, Copy)]
-struct Config {
-    mode: Trigger,
-    share: Share,
-    max_conns: Option<u64>,
 }
 
 /// One connection of this loop, at `conns[fd]`.
@@ -586,66 +535,6 @@ fn interest(conn: &Conn) -> u32 {
 /// A connection's token: its generation above its descriptor.
 fn token(fd: RawFd, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(fd as u32)
-}
-
-/// The three epoll calls, each through `lab::syscall!`, so that a failure
-/// names the call and the descriptor: `epoll_ctl(ADD, fd 7): ...`.
-struct Epoll {
-    fd: OwnedFd,
-}
-
-impl Epoll {
-    fn new() -> io::Result<Epoll> {
-        // SAFETY: no pointer arguments; returns a new descriptor or -1.
-        let raw = syscall!(
-            unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) },
-            "epoll_create1"
-        )?;
-        // SAFETY: epoll_create1 returned a new descriptor that nothing else owns.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
-    }
-
-    /// Watches `fd`; its events come back with `token` in `epoll_event.u64`.
-    fn add(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, "ADD", fd, token, events)
-    }
-
-    /// Stops watching `fd`.
-    fn delete(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, "DEL", fd, 0, 0)
-    }
-
-    /// Changes what `fd` is watched for.
-    fn modify(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, "MOD", fd, token, events)
-    }
-
-    fn ctl(&self, op: i32, name: &str, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        let mut event = libc::epoll_event { events, u64: token };
-        let ep = self.fd.as_raw_fd();
-        // SAFETY: `event` is a live epoll_event; the kernel copies it in.
-        syscall!(
-            unsafe { libc::epoll_ctl(ep, op, fd, &mut event) },
-            "epoll_ctl({name}, fd {fd})"
-        )?;
-        Ok(())
-    }
-
-    /// Blocks until something is ready or `timeout_ms` passes (-1: no
-    /// timeout); returns how many entries of `events` the kernel filled.
-    /// EINTR is returned to the caller, as for any other call.
-    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
-        let ep = self.fd.as_raw_fd();
-        let max = events.len().min(i32::MAX as usize) as i32;
-        // SAFETY: `events` is writable for `max` entries; the kernel fills at most that many.
-        let n = syscall!(
-            unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), max, timeout_ms) },
-            "epoll_wait(fd {ep})"
-        )?;
-        Ok(n as usize)
-    }
 }
 
 #[cfg(test)]

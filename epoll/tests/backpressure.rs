@@ -11,11 +11,14 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
+use std::os::fd::AsRawFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use harness::server::{Server, ServerConfig};
+use nix::sys::socket::{
+    connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage,
+};
 
 /// More than every buffer on the way can hold (the server's receive and send
 /// buffers autotune to several MiB each, plus its 1 MiB output buffer), so
@@ -24,7 +27,7 @@ use harness::server::{Server, ServerConfig};
 const TOTAL: usize = 48 << 20;
 /// A tiny receive buffer: the client's side holds almost nothing, so the
 /// server's output buffer really fills.
-const CLIENT_RCVBUF: libc::c_int = 4096;
+const CLIENT_RCVBUF: usize = 4096;
 const STALL: Duration = Duration::from_secs(5);
 
 fn payload() -> Vec<u8> {
@@ -35,48 +38,14 @@ fn payload() -> Vec<u8> {
 /// A blocking TCP connection whose receive buffer is set before `connect`
 /// (afterwards the window is already advertised).
 fn connect_with_small_rcvbuf(addr: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(v4) = addr else {
-        panic!("expected an IPv4 listener, got {addr}")
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
     };
-    // SAFETY: plain socket(2) with constant arguments.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: `fd` is a fresh descriptor owned from here on by the TcpStream.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    // SAFETY: the option value is a live c_int of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&CLIENT_RCVBUF as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "setsockopt(SO_RCVBUF): {}",
-        std::io::Error::last_os_error()
-    );
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*v4.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: `sin` is a valid sockaddr_in and its exact size is passed.
-    let rc = unsafe {
-        libc::connect(
-            fd,
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
-    stream
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    setsockopt(&fd, sockopt::RcvBuf, &CLIENT_RCVBUF).expect("setsockopt(SO_RCVBUF)");
+    connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)).expect("connect");
+    TcpStream::from(fd)
 }
 
 fn resumes_after_back_pressure(mode: &str) {
@@ -99,17 +68,13 @@ fn resumes_after_back_pressure(mode: &str) {
 
     stream.set_read_timeout(Some(STALL)).expect("SO_RCVTIMEO");
     let mut got = Vec::with_capacity(TOTAL);
-    let mut buf = vec![0u8; 64 << 10];
     let start = Instant::now();
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => panic!(
-                "{mode}: stalled after {} of {TOTAL} bytes ({e}): the server never resumed reading",
-                got.len()
-            ),
-        }
+    // On an error (the read timeout), `got` keeps what arrived before it.
+    if let Err(e) = stream.read_to_end(&mut got) {
+        panic!(
+            "{mode}: stalled after {} of {TOTAL} bytes ({e}): the server never resumed reading",
+            got.len()
+        );
     }
     writing.join().expect("writer thread");
     assert_eq!(got.len(), TOTAL, "{mode}: reply length");

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harness::account::{WakeCounts, WakeTrace};
+use harness::account::{asleep_in_epoll_wait, threads_named, WakeCounts, WakeTrace};
 use harness::server::{Server, ServerConfig};
 use nix::sys::signal::Signal;
 
@@ -22,38 +22,9 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_epoll"))
 }
 
-/// The server's event-loop threads (named `epoll-loop-N`).
-fn loop_threads(pid: i32) -> Vec<i32> {
-    let entries = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|tid: &i32| {
-            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-                .is_ok_and(|comm| comm.starts_with("epoll-loop"))
-        })
-        .collect()
-}
-
-/// Whether thread `tid` of `pid` sleeps inside `epoll_wait`.
-fn blocked_in_epoll_wait(pid: i32, tid: i32) -> bool {
-    let task = format!("/proc/{pid}/task/{tid}");
-    let syscall = std::fs::read_to_string(format!("{task}/syscall")).unwrap_or_default();
-    let stat = std::fs::read_to_string(format!("{task}/stat")).unwrap_or_default();
-    let number: i64 = syscall
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(-1);
-    // The state follows the command name, which ends with ')'.
-    let sleeping = stat
-        .rsplit_once(") ")
-        .is_some_and(|(_, rest)| rest.starts_with('S'));
-    sleeping && (number == libc::SYS_epoll_wait || number == libc::SYS_epoll_pwait)
-}
-
 fn wait_until_idle(pid: i32, loops: &[i32]) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !loops.iter().all(|&tid| blocked_in_epoll_wait(pid, tid)) {
+    while !loops.iter().all(|&tid| asleep_in_epoll_wait(pid, tid)) {
         assert!(
             Instant::now() < deadline,
             "loops never all slept in epoll_wait"
@@ -76,7 +47,10 @@ fn wakes_with(share: &str) -> Option<WakeCounts> {
     let pid = server.pid();
     let deadline = Instant::now() + Duration::from_secs(10);
     let loops = loop {
-        let loops = loop_threads(pid);
+        let loops: Vec<i32> = threads_named(pid, "epoll-loop")
+            .into_iter()
+            .map(|(tid, _)| tid)
+            .collect();
         if loops.len() == 2 {
             break loops;
         }

@@ -11,6 +11,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use harness::account::asleep_in_epoll_wait;
+
 const EPOLLIN: u32 = libc::EPOLLIN as u32;
 const EPOLLOUT: u32 = libc::EPOLLOUT as u32;
 const EPOLLRDHUP: u32 = libc::EPOLLRDHUP as u32;
@@ -191,23 +193,6 @@ fn edge_mode_fin_behind_data_takes_one_more_read_and_no_new_edge() {
     assert_eq!(recv(fd, 4096), Some(0), "the EOF, read without an edge");
 }
 
-/// Whether thread `tid` of this process sleeps inside `epoll_wait`.
-fn blocked_in_epoll_wait(tid: i32) -> bool {
-    let task = format!("/proc/self/task/{tid}");
-    let syscall = std::fs::read_to_string(format!("{task}/syscall")).unwrap_or_default();
-    let stat = std::fs::read_to_string(format!("{task}/stat")).unwrap_or_default();
-    let number: i64 = syscall
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(-1);
-    // The state follows the command name, which ends with ')'.
-    let sleeping = stat
-        .rsplit_once(") ")
-        .is_some_and(|(_, rest)| rest.starts_with('S'));
-    sleeping && (number == libc::SYS_epoll_wait || number == libc::SYS_epoll_pwait)
-}
-
 /// N threads, each blocked in `epoll_wait` on its own epoll that watches
 /// one shared listener (with `extra` flags); one client connects. Returns
 /// how many threads the listener woke.
@@ -245,7 +230,10 @@ fn waiters_woken_by_one_connection(waiters: usize, extra: u32) -> usize {
     // Connect only once every thread sleeps in epoll_wait: a thread that
     // arrives late finds the event queued and counts as woken.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !tids.iter().all(|&tid| blocked_in_epoll_wait(tid)) {
+    while !tids
+        .iter()
+        .all(|&tid| asleep_in_epoll_wait(std::process::id() as i32, tid))
+    {
         assert!(
             Instant::now() < deadline,
             "threads never blocked in epoll_wait"

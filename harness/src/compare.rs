@@ -21,10 +21,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use crate::check::expect;
 use crate::measurement::{wall_clock, Measurement};
 use crate::report::{
-    self, Cell, CompareResults, Environment, ModelStatus, Purpose, RunFailure, Workload,
+    self, Cell, CompareResults, CpuTicks, Environment, ModelStatus, Purpose, RunFailure, Workload,
 };
+use crate::run::OFFERED_SHARE;
 use crate::server::{self, ModelSpec, Server, ServerConfig};
 
 /// The model:modes of the standard matrix, in report order.
@@ -42,6 +44,8 @@ pub const STANDARD_MODELS: &[&str] = &[
     "epoll:edge",
     "sigio:plain",
     "sigio:rt",
+    "uring:single",
+    "uring:multishot",
     "coroutine:stackful",
     "coroutine:async",
     "peers:tokio",
@@ -52,31 +56,74 @@ pub const STANDARD_MODELS: &[&str] = &[
 /// serves one connection at a time, so this is how many they serve at once.
 pub const POOL_WORKERS: usize = 128;
 
-/// `select` never hands FD_SET a descriptor >= FD_SETSIZE.
-const FD_SETSIZE: usize = 1024;
-/// Descriptors a server holds besides connections (stdio, listener,
-/// signalfd, the spare for EMFILE), with margin.
-const FD_RESERVE: usize = 16;
+/// Connections of the open-loop sweep and of the idle workloads' active
+/// side: enough that a model must multiplex, few enough for every model.
+pub const SWEEP_CONNS: usize = 100;
 
-/// Active ping-pong connections beside the idle ones.
-const IDLE_ACTIVE: usize = 50;
+/// The fixed load under which the idle workloads measure what idle
+/// connections cost: the sweep's lowest rate, so that the idle-0 point is
+/// the sweep's first cell.
+pub const IDLE_RATE: u64 = 5_000;
+
+/// What `harness compare` promises to finish within on the lab's 2-CPU
+/// machine with `PLANNED_MODELS` model:modes, seconds (issue 11).
+pub const BUDGET_DEFAULT_S: f64 = 600.0;
+pub const BUDGET_QUICK_S: f64 = 120.0;
+/// The model:modes the budgets are planned for (the lab's models, the
+/// peers, and room for those being added).
+pub const PLANNED_MODELS: usize = 20;
+
+/// What one run costs beyond its warm-up and window, seconds: the child
+/// `harness run`, server start and SIGTERM stop, and the drain of a run
+/// past saturation (measured in a `--quick` compare of the 11 lab
+/// model:modes on the shared lab machine: 0.18 s for a ping-pong run, 0.7 s
+/// on average for an open-loop run, up to 2.9 s past saturation).
+const RUN_OVERHEAD_S: f64 = 0.3;
+/// What opening one held connection adds to a run, seconds (measured: 1000
+/// idle connections added 0.75 s on average over the 11 lab model:modes in
+/// the same run; earlier, 10 000 added 0.5 s to an event loop's run and
+/// 3.7 s to thread's and fork's).
+const CONNECT_COST_S: f64 = 0.0005;
+/// The phases figure traced after the matrix (`report::phases`; measured:
+/// about 2.5 s, rounded up).
+const PHASES_S: f64 = 5.0;
+/// Starting and stopping each model once before the matrix (`probe`;
+/// measured: 1.7 s for the 11 lab model:modes).
+const PROBE_S: f64 = 0.2;
+
+/// Which matrix to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// One repeat of a few cells: does the pipeline work (≤ 2 minutes).
+    Quick,
+    /// The rate sweep (5k-40k/s) and every question at 4 repeats of short windows
+    /// (≤ 10 minutes): enough repeats for a rank test to find a difference;
+    /// 10 000 idle connections measured once, for their memory.
+    Default,
+    /// The complete matrix: more rates, counts and repeats, long windows.
+    Full,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
-    /// A reduced matrix (two ping-pong sizes, connect, two idle counts, one
-    /// open-loop rate; one repeat of short windows), in about two minutes.
-    #[arg(long)]
+    /// A reduced matrix (one repeat of short windows), in about a minute:
+    /// shows the pipeline works, supports no finding.
+    #[arg(long, conflicts_with = "full")]
     pub quick: bool,
+    /// The complete matrix (more rates, connection and idle counts, 5
+    /// repeats of 3 s windows): most of an hour.
+    #[arg(long)]
+    pub full: bool,
     /// Only these model:modes (comma-separated), e.g. `select,epoll:level`.
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
-    /// Repeats of every cell (default 3; --quick 1).
+    /// Repeats of every cell (default 4; --quick 1; --full 5).
     #[arg(long)]
     pub repeats: Option<usize>,
-    /// Timed window of each run, seconds (default 3; --quick 0.3).
+    /// Timed window of each run, seconds (default 0.25; --quick 0.2; --full 3).
     #[arg(long)]
     pub duration: Option<f64>,
-    /// Warm-up before each window, seconds (default 1; --quick 0.1).
+    /// Warm-up before each window, seconds (default 0.1; --full 1).
     #[arg(long)]
     pub warmup: Option<f64>,
     /// Skip the separate syscall-counting runs.
@@ -95,6 +142,10 @@ pub struct CompareArgs {
 pub struct Matrix {
     pub models: Vec<String>,
     pub workloads: Vec<Workload>,
+    /// Timing workloads measured in one repeat only: points for figures
+    /// that need no rank test (the memory an idle connection holds), where
+    /// repeats would not fit the budget.
+    pub once: Vec<Workload>,
     /// Workloads measured once more with syscall counting on.
     pub syscall_workloads: Vec<Workload>,
     pub repeats: usize,
@@ -104,68 +155,70 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    /// The standard matrix of issue 5, or its `--quick` reduction.
-    pub fn standard(quick: bool) -> Matrix {
+    /// The standard matrix at `scale`. Open-loop rates are listed in
+    /// ascending order: a model that cannot sustain one is not asked for
+    /// the next (`saturated_below`).
+    pub fn standard(scale: Scale) -> Matrix {
+        let open = |rate| Workload::OpenLoop {
+            conns: SWEEP_CONNS,
+            rate,
+        };
         let idle = |idle| Workload::Idle {
             idle,
-            active: IDLE_ACTIVE,
+            active: SWEEP_CONNS,
+            rate: Some(IDLE_RATE),
         };
-        let (workloads, syscall_workloads) = if quick {
-            (
-                vec![
-                    Workload::Pingpong { conns: 1 },
-                    Workload::Pingpong { conns: 100 },
-                    Workload::Connect { conns: 4 },
-                    idle(0),
-                    idle(500),
-                    Workload::OpenLoop {
-                        conns: 10,
-                        rate: 2_000,
-                    },
-                ],
-                vec![Workload::Pingpong { conns: 100 }],
-            )
-        } else {
-            (
-                vec![
-                    Workload::Pingpong { conns: 1 },
-                    Workload::Pingpong { conns: 10 },
-                    Workload::Pingpong { conns: 100 },
-                    Workload::Pingpong { conns: 1000 },
-                    Workload::Connect { conns: 4 },
-                    // 500: the largest count below select's FD_SETSIZE, so
-                    // that its linear cost shows on the same axis.
-                    idle(0),
-                    idle(500),
-                    idle(1000),
-                    idle(10_000),
-                    Workload::OpenLoop {
-                        conns: 50,
-                        rate: 1_000,
-                    },
-                    Workload::OpenLoop {
-                        conns: 50,
-                        rate: 10_000,
-                    },
-                    Workload::OpenLoop {
-                        conns: 50,
-                        rate: 30_000,
-                    },
-                ],
-                vec![
-                    Workload::Pingpong { conns: 1 },
-                    Workload::Pingpong { conns: 100 },
-                ],
-            )
+        let pp = |conns| Workload::Pingpong { conns };
+        let connect = Workload::Connect { conns: 4 };
+        type Counts = (
+            &'static [u64],
+            &'static [usize],
+            &'static [usize],
+            &'static [usize],
+        );
+        let (rates, pingpong, idles, idles_once): Counts = match scale {
+            Scale::Quick => (&[5_000, 20_000], &[100], &[1_000], &[]),
+            // Up to 40k/s: in a --quick compare of the 11 lab model:modes
+            // on the lab machine no model sustained more than 20k/s, so a
+            // rate beyond 40k/s would only cost budget; --full goes on.
+            Scale::Default => (
+                &[5_000, 10_000, 20_000, 40_000],
+                &[100],
+                &[1_000],
+                &[10_000],
+            ),
+            // 500: the largest count below select's FD_SETSIZE, so that its
+            // linear cost shows on the same axis.
+            Scale::Full => (
+                &[5_000, 10_000, 20_000, 40_000, 80_000, 160_000],
+                &[1, 10, 100, 1000],
+                &[100, 500, 1_000, 10_000],
+                &[],
+            ),
+        };
+        let syscalls = match scale {
+            Scale::Quick => vec![open(5_000)],
+            Scale::Default => vec![open(10_000)],
+            Scale::Full => vec![open(10_000), pp(1), pp(100)],
+        };
+        let mut workloads: Vec<Workload> = rates.iter().map(|r| open(*r)).collect();
+        workloads.extend(pingpong.iter().map(|c| pp(*c)));
+        workloads.push(connect);
+        workloads.extend(idles.iter().map(|n| idle(*n)));
+        let (repeats, warmup_s, duration_s) = match scale {
+            Scale::Quick => (1, 0.1, 0.2),
+            Scale::Default => (4, 0.1, 0.25),
+            Scale::Full => (5, 1.0, 3.0),
         };
         Matrix {
             models: STANDARD_MODELS.iter().map(|s| s.to_string()).collect(),
             workloads,
-            syscall_workloads,
-            repeats: if quick { 1 } else { 3 },
+            once: idles_once.iter().map(|n| idle(*n)).collect(),
+            syscall_workloads: syscalls,
+            repeats,
             size: 64,
-            warmup_s: if quick { 0.1 } else { 1.0 },
-            duration_s: if quick { 0.3 } else { 3.0 },
+            warmup_s,
+            duration_s,
         }
     }
 
@@ -174,6 +227,48 @@ impl Matrix {
     /// fork-per-connection server forks once for each).
     pub fn run_timeout_s(&self, w: &Workload) -> f64 {
         self.warmup_s + self.duration_s + 30.0 + w.concurrent_conns() as f64 / 500.0
+    }
+
+    /// The seconds one run of `w` is planned to take.
+    pub fn planned_run_s(&self, w: &Workload) -> f64 {
+        self.warmup_s
+            + self.duration_s
+            + RUN_OVERHEAD_S
+            + w.concurrent_conns() as f64 * CONNECT_COST_S
+    }
+
+    /// Every (workload, purpose, repeats) the matrix runs, in order: the
+    /// timing workloads, those measured once, then the syscall counts.
+    pub fn schedule(&self) -> Vec<(Workload, Purpose, usize)> {
+        let timing = self
+            .workloads
+            .iter()
+            .map(|w| (*w, Purpose::Timing, self.repeats));
+        let once = self.once.iter().map(|w| (*w, Purpose::Timing, 1));
+        let syscalls = self
+            .syscall_workloads
+            .iter()
+            .map(|w| (*w, Purpose::Syscalls, 1));
+        timing.chain(once).chain(syscalls).collect()
+    }
+
+    /// The runs of `models` model:modes at most (before cells a model's
+    /// limit or saturation excuses), and their planned seconds, probes, the
+    /// herd section's connect runs and the phases traces after the matrix
+    /// included.
+    pub fn plan(&self, models: usize) -> (usize, f64) {
+        let schedule = self.schedule();
+        let runs: usize = schedule.iter().map(|(_, _, reps)| reps).sum();
+        let seconds: f64 = schedule
+            .iter()
+            .map(|(w, _, reps)| *reps as f64 * self.planned_run_s(w))
+            .sum();
+        let herd = self.repeats * report::herd::runs_per_round();
+        let herd_s = herd as f64 * self.planned_run_s(&Workload::Connect { conns: 4 });
+        (
+            models * runs + herd,
+            models as f64 * (PROBE_S + seconds) + herd_s + PHASES_S,
+        )
     }
 }
 
@@ -185,30 +280,70 @@ pub fn server_args(model: &str) -> Vec<String> {
     }
 }
 
-/// Why `model` cannot serve `workload` by design, if it cannot.
+/// `--workers` compare gives `model`, if any.
+fn workers(model: &str) -> Option<usize> {
+    let args = server_args(model);
+    let at = args.iter().position(|a| a == "--workers")?;
+    args.get(at + 1)?.parse().ok()
+}
+
+/// Why `model` cannot serve `workload` by design, if it cannot: the
+/// connection capacity the one expectations table declares for it
+/// (`check::expect::connection_capacity`).
 pub fn limit(model: &str, workload: &Workload) -> Option<String> {
-    let held = workload.concurrent_conns();
     // connect: each connection is one request and a close, so a server that
     // serves one connection at a time still serves them all, in turn.
-    let holds_connections = !matches!(workload, Workload::Connect { .. });
-    match model {
-        "blocking:iterative" if holds_connections && held > 1 => Some(format!(
-            "iterative serves one connection at a time: {} of the {held} would wait for the first to close",
-            held - 1
-        )),
-        "blocking:pool" | "blocking:prefork" if holds_connections && held > POOL_WORKERS => {
-            Some(format!(
-                "{POOL_WORKERS} workers serve {POOL_WORKERS} connections at once: {} of the {held} would wait \
-                 for one of them to close",
-                held - POOL_WORKERS
-            ))
-        }
-        "select" if held + FD_RESERVE > FD_SETSIZE => Some(format!(
-            "select can only watch descriptors below FD_SETSIZE ({FD_SETSIZE}): {held} connections need \
-             descriptors above it"
-        )),
-        _ => None,
+    if matches!(workload, Workload::Connect { .. }) {
+        return None;
     }
+    let spec: ModelSpec = model.parse().ok()?;
+    let held = workload.concurrent_conns();
+    let (capacity, reason) = expect::connection_capacity(
+        &spec.model,
+        spec.mode.as_deref(),
+        workers(model).unwrap_or(1),
+    )?;
+    (held > capacity).then(|| {
+        format!("{reason} (this workload holds {held} connections, the model serves {capacity} at once)")
+    })
+}
+
+/// An open-loop `w` that `model` need not be asked for: an earlier, lower
+/// rate of the same sweep that every repeat fell short of (below
+/// `OFFERED_SHARE` of the offer). Its reason, if so.
+pub fn saturated_below(cells: &[Cell], model: &str, w: &Workload) -> Option<String> {
+    let Workload::OpenLoop { conns, rate } = *w else {
+        return None;
+    };
+    cells
+        .iter()
+        .filter(|c| c.model == model && c.purpose == Purpose::Timing)
+        .filter_map(|c| match c.workload {
+            Workload::OpenLoop { conns: k, rate: r } if k == conns && r < rate => Some((r, c)),
+            _ => None,
+        })
+        .filter(|(_, c)| {
+            !c.runs.is_empty()
+                && c.runs
+                    .iter()
+                    .all(short_of_offer)
+        })
+        .map(|(r, _)| r)
+        .min()
+        .map(|r| {
+            format!(
+                "{}: every repeat at {r}/s answered less than {:.0} % of the offer, so higher rates were not asked for",
+                report::SATURATED,
+                OFFERED_SHARE * 100.0
+            )
+        })
+}
+
+/// Whether one open-loop run answered less than `OFFERED_SHARE` of its offer.
+fn short_of_offer(m: &Measurement) -> bool {
+    m.workload
+        .rate
+        .is_some_and(|offered| m.rate < offered * OFFERED_SHARE)
 }
 
 /// The `harness run` arguments of one run.
@@ -233,10 +368,13 @@ pub fn run_args(
             push("--workload", "connect".into());
             push("--conns", conns.to_string());
         }
-        Workload::Idle { idle, active } => {
+        Workload::Idle { idle, active, rate } => {
             push("--workload", "idle".into());
             push("--idle", idle.to_string());
             push("--conns", active.to_string());
+            if let Some(rate) = rate {
+                push("--rate", rate.to_string());
+            }
         }
         Workload::OpenLoop { conns, rate } => {
             push("--workload", "pingpong".into());
@@ -397,6 +535,12 @@ pub fn run_matrix(
     let started_at = now();
     let t0 = Instant::now();
     let environment = Environment::read();
+    let ticks_at_start = CpuTicks::read();
+    let (planned_runs, planned_s) = matrix.plan(matrix.models.len());
+    eprintln!(
+        "harness compare: at most {planned_runs} runs, planned at {planned_s:.0} s \
+         (fewer where a model's limit or saturation excuses a cell)"
+    );
     eprintln!("harness compare: checking {} models", matrix.models.len());
     let models: Vec<ModelStatus> = matrix.models.iter().map(|m| probe(m)).collect();
     for m in models.iter().filter(|m| m.unavailable.is_some()) {
@@ -414,17 +558,7 @@ pub fn run_matrix(
 
     // Every cell, timing then syscall runs; not-run cells get their reason.
     let mut cells: Vec<Cell> = Vec::new();
-    let plan = matrix
-        .workloads
-        .iter()
-        .map(|w| (*w, Purpose::Timing, matrix.repeats))
-        .chain(
-            matrix
-                .syscall_workloads
-                .iter()
-                .map(|w| (*w, Purpose::Syscalls, 1)),
-        );
-    let plan: Vec<(Workload, Purpose, usize)> = plan.collect();
+    let plan = matrix.schedule();
     for (w, purpose, _) in &plan {
         for model in &runnable {
             let not_run = limit(model, w);
@@ -459,17 +593,23 @@ pub fn run_matrix(
         size: matrix.size,
         warmup_s: matrix.warmup_s,
         duration_s: matrix.duration_s,
-        cell_timeout_s: matrix
-            .workloads
+        cell_timeout_s: plan
             .iter()
-            .map(|w| matrix.run_timeout_s(w))
+            .map(|(w, _, _)| matrix.run_timeout_s(w))
             .fold(0.0, f64::max),
         started_at,
         finished_at: "(in progress)".into(),
         elapsed_s: 0.0,
         environment,
+        steal_share: None,
+        rendered_by: None,
         models: models.clone(),
-        workloads: matrix.workloads.clone(),
+        workloads: matrix
+            .workloads
+            .iter()
+            .chain(&matrix.once)
+            .copied()
+            .collect(),
         cells,
     };
     let bar = ProgressBar::new(total as u64);
@@ -485,6 +625,11 @@ pub fn run_matrix(
     for (w, purpose, reps) in &plan {
         for repeat in 0..*reps {
             for model in &runnable {
+                // The sweep runs its rates in ascending order, so the lower
+                // ones are complete when a higher one starts.
+                let saturated = (repeat == 0 && *purpose == Purpose::Timing)
+                    .then(|| saturated_below(&results.cells, model, w))
+                    .flatten();
                 let Some(cell) = results
                     .cells
                     .iter_mut()
@@ -493,6 +638,12 @@ pub fn run_matrix(
                     continue;
                 };
                 if cell.not_run.is_some() {
+                    continue;
+                }
+                if let Some(why) = saturated {
+                    eprintln!("harness compare: {model} / {}: not run: {why}", w.label());
+                    cell.not_run = Some(why);
+                    bar.set_length(bar.length().unwrap_or(0).saturating_sub(*reps as u64));
                     continue;
                 }
                 let label = format!(
@@ -537,6 +688,9 @@ pub fn run_matrix(
         }
     }
     bar.finish_with_message("done");
+    results.steal_share = ticks_at_start
+        .zip(CpuTicks::read())
+        .and_then(|(a, b)| a.steal_share_until(&b));
     results.finished_at = now();
     results.elapsed_s = t0.elapsed().as_secs_f64();
     results
@@ -554,9 +708,16 @@ fn command_line() -> String {
 
 pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
     if let Some(path) = &args.report_from {
-        let results = report::load(path)?;
+        let mut results = report::load(path)?;
+        // Stamp the commit that renders, when it is not the one measured.
+        let now = report::git_commit();
+        if now != results.environment.git_commit {
+            results.rendered_by =
+                Some(now.unwrap_or_else(|| "unknown (not a git checkout)".into()));
+        }
         let mut written = report::write(&args.out, &results)?;
         written.extend(report::herd::rewrite(&args.out)?);
+        written.extend(report::phases::write(&args.out, false)?);
         eprintln!(
             "harness compare: rewrote {} files in {}",
             written.len(),
@@ -564,7 +725,14 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let mut matrix = Matrix::standard(args.quick);
+    let scale = if args.quick {
+        Scale::Quick
+    } else if args.full {
+        Scale::Full
+    } else {
+        Scale::Default
+    };
+    let mut matrix = Matrix::standard(scale);
     if let Some(models) = &args.models {
         matrix.models = models.clone();
     }
@@ -592,6 +760,7 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
         run_child(&exe, a, herd_timeout)
     });
     written.extend(report::herd::write(&args.out, &herd)?);
+    written.extend(report::phases::write(&args.out, true)?);
     // Complete now: the partial record would only confuse.
     if let Err(e) = std::fs::remove_file(&partial) {
         if e.kind() != io::ErrorKind::NotFound {
@@ -615,7 +784,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_name_the_models_design() {
+    fn limits_come_from_the_expectations_table() {
         let pp = |conns| Workload::Pingpong { conns };
         assert_eq!(limit("blocking:iterative", &pp(1)), None);
         assert!(limit("blocking:iterative", &pp(10))
@@ -627,34 +796,42 @@ mod tests {
             None
         );
         assert_eq!(limit("blocking:pool", &pp(100)), None);
-        assert!(limit("blocking:prefork", &pp(1000)).is_some());
+        assert!(limit("blocking:prefork", &pp(1000))
+            .expect("limited")
+            .contains("serves 128 at once"));
         assert_eq!(limit("select", &pp(1000)), None);
         let idle = Workload::Idle {
             idle: 1000,
-            active: 50,
+            active: 100,
+            rate: Some(IDLE_RATE),
         };
         assert!(limit("select", &idle)
             .expect("limited")
             .contains("FD_SETSIZE (1024)"));
         assert_eq!(limit("epoll:edge", &idle), None);
+        assert_eq!(limit("peers:tokio", &idle), None);
     }
 
     #[test]
     fn run_args_spell_each_workload_for_harness_run() {
-        let m = Matrix::standard(true);
+        let m = Matrix::standard(Scale::Quick);
         let a = run_args(
             &m,
             "blocking:pool",
             &Workload::Idle {
                 idle: 500,
                 active: 50,
+                rate: Some(5000),
             },
             Purpose::Syscalls,
             1,
         );
         let text = a.join(" ");
         assert!(
-            text.starts_with("run blocking:pool --workload idle --idle 500 --conns 50 --size 64")
+            text.starts_with(
+                "run blocking:pool --workload idle --idle 500 --conns 50 --rate 5000 --size 64"
+            ),
+            "{text}"
         );
         assert!(
             text.contains("--seed 2 --json --syscalls -- --workers 128"),
@@ -682,17 +859,101 @@ mod tests {
     }
 
     #[test]
-    fn every_workload_of_the_matrices_is_unique_and_quick_is_smaller() {
-        for quick in [false, true] {
-            let m = Matrix::standard(quick);
-            let mut seen = m.workloads.clone();
+    fn every_workload_of_the_matrices_is_unique_and_the_sweep_ascends() {
+        for scale in [Scale::Quick, Scale::Default, Scale::Full] {
+            let m = Matrix::standard(scale);
+            let mut seen: Vec<Workload> = m.workloads.iter().chain(&m.once).copied().collect();
+            let all = seen.len();
             seen.sort();
             seen.dedup();
-            assert_eq!(seen.len(), m.workloads.len());
+            assert_eq!(seen.len(), all);
+            let rates: Vec<u64> = m
+                .workloads
+                .iter()
+                .filter(|w| matches!(w, Workload::OpenLoop { .. }))
+                .filter_map(|w| w.offered_rate())
+                .collect();
+            assert!(rates.windows(2).all(|p| p[0] < p[1]), "{rates:?}");
         }
-        let (full, quick) = (Matrix::standard(false), Matrix::standard(true));
-        assert!(quick.workloads.len() < full.workloads.len());
-        assert!(quick.repeats < full.repeats && full.repeats >= 3);
+        let (quick, default, full) = (
+            Matrix::standard(Scale::Quick),
+            Matrix::standard(Scale::Default),
+            Matrix::standard(Scale::Full),
+        );
+        assert!(quick.workloads.len() < default.workloads.len());
+        assert!(default.workloads.len() < full.workloads.len());
+        // A rank test at p < 0.05 needs 4 repeats a side.
+        assert!(default.repeats >= crate::report::MIN_REPEATS);
+        assert!(full.repeats >= 5);
+        // The idle-0 point of the idle question is the sweep's first cell.
+        assert!(default.workloads.contains(&Workload::OpenLoop {
+            conns: SWEEP_CONNS,
+            rate: IDLE_RATE
+        }));
+    }
+
+    #[test]
+    fn planned_runs_fit_the_budgets() {
+        for (scale, budget) in [
+            (Scale::Quick, BUDGET_QUICK_S),
+            (Scale::Default, BUDGET_DEFAULT_S),
+        ] {
+            let m = Matrix::standard(scale);
+            let (runs, seconds) = m.plan(PLANNED_MODELS);
+            // The plan is the sum of its runs' windows and costs.
+            let windows = runs as f64 * (m.warmup_s + m.duration_s);
+            assert!(seconds >= windows, "{scale:?}: {seconds} < {windows}");
+            assert!(
+                seconds <= budget,
+                "{scale:?}: {runs} runs planned at {seconds:.0} s, over the {budget:.0} s budget"
+            );
+        }
+        let m = Matrix::standard(Scale::Default);
+        let one = Workload::Pingpong { conns: 1 };
+        assert!(
+            (m.planned_run_s(&one) - (0.1 + 0.25 + RUN_OVERHEAD_S + CONNECT_COST_S)).abs() < 1e-9
+        );
+        // The plan counts exactly the runs the schedule and the herd make.
+        let (runs, _) = m.plan(1);
+        assert_eq!(
+            runs,
+            m.workloads.len() * m.repeats
+                + m.once.len()
+                + m.syscall_workloads.len()
+                + m.repeats * report::herd::runs_per_round()
+        );
+    }
+
+    #[test]
+    fn a_rate_every_repeat_fell_short_of_stops_the_sweep() {
+        let at = |rate| Workload::OpenLoop { conns: 100, rate };
+        let run = |offered: f64, achieved: f64| {
+            let mut m: Measurement =
+                serde_json::from_str(include_str!("report/testdata/measurement.json"))
+                    .expect("fixture");
+            m.workload.rate = Some(offered);
+            m.rate = achieved;
+            m
+        };
+        let cell = |rate, runs| Cell {
+            model: "poll".into(),
+            workload: at(rate),
+            purpose: Purpose::Timing,
+            runs,
+            failures: vec![],
+            not_run: None,
+        };
+        let cells = vec![
+            cell(10_000, vec![run(10e3, 9.99e3), run(10e3, 10e3)]),
+            cell(20_000, vec![run(20e3, 15e3), run(20e3, 19.5e3)]),
+            cell(40_000, vec![run(40e3, 30e3), run(40e3, 31e3)]),
+        ];
+        assert_eq!(saturated_below(&cells, "poll", &at(20_000)), None);
+        // One repeat at 20k kept up: 40k is still asked for.
+        assert_eq!(saturated_below(&cells, "poll", &at(40_000)), None);
+        let why = saturated_below(&cells, "poll", &at(80_000)).expect("saturated");
+        assert!(why.contains("every repeat at 40000/s"), "{why}");
+        assert_eq!(saturated_below(&cells, "epoll:level", &at(80_000)), None);
     }
 
     #[test]

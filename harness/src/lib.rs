@@ -3,9 +3,11 @@
 
 pub mod account;
 pub mod check;
+pub mod claims;
 pub mod compare;
 pub mod load;
 pub mod measurement;
+pub mod phases;
 pub mod report;
 pub mod run;
 pub mod server;

@@ -28,6 +28,11 @@ enum Command {
     Run(harness::run::RunArgs),
     /// Run the standard matrix over every model and write results/.
     Compare(harness::compare::CompareArgs),
+    /// Trace one request's system calls and sort them into Stevens' two
+    /// phases (wait for data, copy data).
+    Phases(harness::phases::PhasesArgs),
+    /// Measure the course notes' claims C1–C18 and write CLAIMS.md.
+    Claims(harness::claims::ClaimsArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +41,8 @@ fn main() -> ExitCode {
         Command::Check(args) => harness::check::main(args),
         Command::Run(args) => harness::run::main(args),
         Command::Compare(args) => harness::compare::main(args),
+        Command::Phases(args) => harness::phases::main(args),
+        Command::Claims(args) => harness::claims::main(args),
     };
     match outcome {
         Ok(code) => code,

@@ -157,7 +157,17 @@ pub struct Latency {
     pub p999_us: f64,
     pub max_us: f64,
     pub mean_us: f64,
+    /// The percentile spectrum from the same histogram: (percentile, µs)
+    /// at `SPECTRUM_PERCENTILES`, for the report's latency figure.
+    #[serde(default)]
+    pub spectrum: Vec<(f64, f64)>,
 }
+
+/// The percentiles of `Latency::spectrum`: p50 to p99.99, spaced as
+/// HdrHistogram's own percentile output spaces them (halving the rest).
+pub const SPECTRUM_PERCENTILES: [f64; 10] = [
+    50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+];
 
 /// Errors by class, over the whole run (setup and warm-up included: an error
 /// is never dropped because of when it happened).

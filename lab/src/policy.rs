@@ -130,6 +130,12 @@ impl WaitError {
 /// then serves what is ready and comes back to the listener.
 pub const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
 
+/// A model that reads a connection until drained (edge-triggered epoll,
+/// signal-driven I/O, a coroutine's handler) reads it at most this many
+/// times per wake-up (libuv stops at 32), so that one fast sender cannot
+/// hold the loop while the others wait; the rest is owed a later turn.
+pub const MAX_READS_PER_WAKEUP: usize = 16;
+
 /// One `recv` of an event loop reads at most this much: large enough that
 /// a bulk sender costs few calls, small enough to stay in cache.
 pub const READ_CHUNK: usize = 64 << 10;

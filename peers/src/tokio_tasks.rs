@@ -49,8 +49,21 @@
 //!
 //! Cannot: show its system calls in this file (they are in mio and in
 //! tokio's I/O driver); give an idle connection's buffer back; survive an
-//! `epoll_wait` error other than EINTR (tokio's I/O driver panics on one,
-//! `runtime/io/driver.rs`: "unexpected error when polling the I/O driver").
+//! error where tokio's runtime treats one as a bug and panics (tokio 1.54):
+//! - an `epoll_wait` error other than EINTR ("unexpected error when polling
+//!   the I/O driver", `runtime/io/driver.rs`);
+//! - any error, EINTR included, from the eventfd `write` that wakes the
+//!   driver ("failed to wake I/O driver", same file). With EINTR injected
+//!   there (`harness check --faults`), the multi-thread runtime panics
+//!   outside any task and the server ends (`peers/tests/faults.rs`);
+//!   `current_thread` panics inside the task that made the write, tokio
+//!   catches the panic, and that one connection is dropped;
+//! - any error but EAGAIN from the `recvfrom` that drains its signal
+//!   self-pipe, a socketpair, when SIGINT/SIGTERM arrives ("Bad read on
+//!   self-pipe", `runtime/signal/mod.rs`).
+//!
+//! The kernel gives neither of the last two EINTR (on those non-blocking
+//! descriptors neither call sleeps): they bite under fault injection only.
 //!
 //! Run: `cargo run --release -p peers -- --mode tokio [--workers 2]`.
 

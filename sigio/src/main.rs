@@ -71,7 +71,9 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
 use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
-use lab::policy::{AcceptError, WaitError};
+use lab::policy::{
+    AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, MAX_READS_PER_WAKEUP, READ_CHUNK,
+};
 use lab::signals::{ignore_sigpipe, STOP_SIGNALS};
 use lab::{syscall, Stats};
 
@@ -95,19 +97,6 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = Mode::Rt)]
     mode: Mode,
 }
-
-/// A connect flood must not starve the connections already open: accept at
-/// most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL). A listener that
-/// hit the cap is owed another turn: no new signal comes for the rest.
-const MAX_ACCEPTS_PER_WAKEUP: usize = 1000;
-
-/// A connection is read until drained, but at most this many times per
-/// wake-up (libuv stops at 32), so that one fast sender cannot hold the loop
-/// while the others wait.
-const MAX_READS_PER_WAKEUP: usize = 16;
-
-/// One `recv` reads at most this much.
-const READ_CHUNK: usize = 64 << 10;
 
 /// `fcntl(F_SETSIG)`, Linux-specific (`<asm-generic/fcntl.h>`); the `libc`
 /// crate does not define it for glibc targets.
@@ -405,6 +394,8 @@ fn accept_all(
 ) -> io::Result<Accept> {
     // A spare lost to a full table is taken back as soon as a descriptor frees.
     spare.refill();
+    // A listener that hits the cap is owed another turn: no new signal comes
+    // for the connections still queued.
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,

@@ -30,7 +30,10 @@ pub use perf::{
     CounterSet, PerfDelta, Reading, ReturnCount, SyscallCounts, TreeCounters, DEFAULT_SYSCALLS,
     HERD_RETURNS,
 };
-pub use procfs::{clock_ticks_per_sec, RssPeak, RssSampler, Snapshot, TreeDelta, Usage};
+pub use procfs::{
+    asleep_in, asleep_in_epoll_wait, clock_ticks_per_sec, threads_named, RssPeak, RssSampler,
+    Snapshot, TreeDelta, Usage,
+};
 pub use wakes::{AcceptLog, WakeCounts, WakeTrace, DRAIN_EVERY};
 
 use std::collections::BTreeMap;

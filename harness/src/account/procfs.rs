@@ -532,6 +532,44 @@ fn sample_until_stopped(
     }
 }
 
+/// The threads of process `pid` whose name (`/proc/PID/task/TID/comm`)
+/// starts with `prefix` (`""`: every thread), with their names. A thread
+/// that exits during the scan is left out.
+pub fn threads_named(pid: i32, prefix: &str) -> Vec<(i32, String)> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let tid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let comm = fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+        let comm = comm.trim();
+        comm.starts_with(prefix).then(|| (tid, comm.to_string()))
+    })
+    .collect()
+}
+
+/// Whether thread `tid` of process `pid` is asleep (state `S`) inside
+/// `epoll_wait` or `epoll_pwait`, which libc may call instead.
+pub fn asleep_in_epoll_wait(pid: i32, tid: i32) -> bool {
+    asleep_in(pid, tid, &[libc::SYS_epoll_wait, libc::SYS_epoll_pwait])
+}
+
+/// Whether thread `tid` of process `pid` is asleep (state `S`) inside one
+/// of the system calls numbered `calls`: the first field of
+/// `/proc/PID/task/TID/syscall` is the number of the call the thread is
+/// blocked in. False when the thread runs or is gone.
+pub fn asleep_in(pid: i32, tid: i32, calls: &[i64]) -> bool {
+    let task = format!("/proc/{pid}/task/{tid}");
+    let number: Option<i64> = fs::read_to_string(format!("{task}/syscall"))
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok());
+    let asleep = fs::read_to_string(format!("{task}/stat"))
+        .ok()
+        .and_then(|text| parse_stat(&text))
+        .is_some_and(|stat| stat.state == b'S');
+    asleep && number.is_some_and(|n| calls.contains(&n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

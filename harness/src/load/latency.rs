@@ -1,7 +1,7 @@
 //! Latency histogram (HdrHistogram, nanoseconds, 3 significant digits) and
 //! its summary in microseconds.
 
-use crate::measurement::Latency;
+use crate::measurement::{Latency, SPECTRUM_PERCENTILES};
 use hdrhistogram::Histogram;
 use std::io;
 use std::time::Duration;
@@ -64,6 +64,10 @@ impl Recorder {
             p999_us: us(self.hist.value_at_quantile(0.999)),
             max_us: us(self.hist.max()),
             mean_us: self.hist.mean() / 1000.0,
+            spectrum: SPECTRUM_PERCENTILES
+                .iter()
+                .map(|p| (*p, us(self.hist.value_at_quantile(p / 100.0))))
+                .collect(),
         })
     }
 }
@@ -88,6 +92,12 @@ mod tests {
         assert!(near(s.p999_us, 999.0), "p99.9 {}", s.p999_us);
         assert!(near(s.max_us, 1000.0), "max {}", s.max_us);
         assert!(near(s.mean_us, 500.5), "mean {}", s.mean_us);
+        // The spectrum reads the same histogram at every listed percentile.
+        assert_eq!(s.spectrum.len(), SPECTRUM_PERCENTILES.len());
+        let at = |p: f64| s.spectrum.iter().find(|(q, _)| *q == p).map(|(_, v)| *v);
+        assert!(near(at(90.0).unwrap(), 900.0), "{:?}", s.spectrum);
+        assert!(near(at(99.99).unwrap(), 1000.0), "{:?}", s.spectrum);
+        assert_eq!(at(99.0), Some(s.p99_us));
     }
 
     #[test]

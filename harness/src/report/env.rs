@@ -15,6 +15,10 @@ pub struct Environment {
     /// `/proc/sys/kernel/osrelease` and `version`.
     pub kernel: String,
     pub cpu_model: String,
+    /// Mean of the CPUs' current `cpu MHz` in `/proc/cpuinfo` when the run
+    /// started (a virtual machine reports the host's nominal clock).
+    #[serde(default)]
+    pub cpu_mhz: Option<f64>,
     /// CPUs this process may run on (`sched_getaffinity`).
     pub cpus: usize,
     /// CPUs online (`sysconf(_SC_NPROCESSORS_ONLN)`).
@@ -34,6 +38,67 @@ pub struct Environment {
     pub syscall_tracepoints: bool,
     /// `release` or `debug`: the harness' own build.
     pub harness_build: String,
+    /// `rustc --version` of the toolchain on the PATH when the run started
+    /// (cargo builds the models with it).
+    #[serde(default)]
+    pub rustc: Option<String>,
+}
+
+/// The machine-wide CPU time counters of `/proc/stat`'s `cpu` line, in
+/// clock ticks: the time stolen by the hypervisor, and the total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuTicks {
+    pub steal: u64,
+    pub total: u64,
+}
+
+impl CpuTicks {
+    /// Reads `/proc/stat`; `None` if it is unreadable or has no steal field
+    /// (kernels before 2.6.11).
+    pub fn read() -> Option<CpuTicks> {
+        CpuTicks::parse(&fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    fn parse(stat: &str) -> Option<CpuTicks> {
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map_while(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is
+        // already inside user and nice).
+        let steal = *v.get(7)?;
+        Some(CpuTicks {
+            steal,
+            total: v.iter().take(8).sum(),
+        })
+    }
+
+    /// The share of the CPU time between `self` and `later` that was stolen.
+    pub fn steal_share_until(&self, later: &CpuTicks) -> Option<f64> {
+        let total = later.total.checked_sub(self.total)?;
+        let steal = later.steal.checked_sub(self.steal)?;
+        (total > 0).then(|| steal as f64 / total as f64)
+    }
+}
+
+fn mean_mhz(cpuinfo: &str) -> Option<f64> {
+    let v: Vec<f64> = cpuinfo
+        .lines()
+        .filter_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            (k.trim() == "cpu MHz").then(|| v.trim().parse().ok())?
+        })
+        .collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn rustc_version() -> Option<String> {
+    let out = Command::new("rustc").arg("--version").output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
@@ -63,7 +128,7 @@ fn vulnerabilities() -> BTreeMap<String, String> {
 
 /// The commit of the checkout this harness was built from (or of the
 /// current directory's repository, if that one is gone).
-fn git_commit() -> Option<String> {
+pub fn git_commit() -> Option<String> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = if workspace.join(".git").exists() {
         workspace
@@ -109,6 +174,7 @@ impl Environment {
             ),
             cpu_model: cpuinfo_field(&cpuinfo, "model name")
                 .unwrap_or_else(|| "unknown (no `model name` in /proc/cpuinfo)".into()),
+            cpu_mhz: mean_mhz(&cpuinfo),
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpus_online: online.max(0) as usize,
             virtualised: cpuinfo_field(&cpuinfo, "flags")
@@ -131,6 +197,7 @@ impl Environment {
             } else {
                 "release".into()
             },
+            rustc: rustc_version(),
         }
     }
 }
@@ -148,6 +215,24 @@ mod tests {
             Some("Some CPU @ 2.0GHz")
         );
         assert_eq!(cpuinfo_field(text, "bogomips"), None);
+    }
+
+    #[test]
+    fn steal_share_is_read_from_the_cpu_line() {
+        let before =
+            CpuTicks::parse("cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 1 2 3\n").expect("parsed");
+        assert_eq!(
+            before,
+            CpuTicks {
+                steal: 40,
+                total: 1000
+            }
+        );
+        let after = CpuTicks::parse("cpu  130 0 60 840 10 0 0 60 0 0\n").expect("parsed");
+        assert_eq!(before.steal_share_until(&after), Some(0.2));
+        assert_eq!(CpuTicks::parse("cpu  1 2 3\n"), None);
+        let text = "cpu MHz\t\t: 2000.0\ncpu MHz\t\t: 3000.0\n";
+        assert_eq!(mean_mhz(text), Some(2500.0));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::plots;
-use super::stats::{micros, Compared, Spread};
+use super::stats::{compare, micros, show_p, si_tick, Compared, Spread, MIN_REPEATS};
 use super::{io_err, write_file, write_json};
 use crate::measurement::{LoopLatency, Measurement};
 
@@ -119,6 +119,11 @@ pub fn run_args(s: &Sharing, skewed: bool, warmup_s: f64, duration_s: f64) -> Ve
     args
 }
 
+/// The runs of one round of `measure` (every sharing, then the skewed ones).
+pub fn runs_per_round() -> usize {
+    SHARINGS.len() + SKEWED.len()
+}
+
 /// Every run, `repeats` rounds, each round in the opposite order of the
 /// last (the machine's drift then falls on every mode alike). `run` takes
 /// `harness run` arguments and returns its measurement.
@@ -161,8 +166,10 @@ pub fn measure(
 }
 
 /// One sharing mode's medians over its repeats.
-struct Row {
+struct Row<'a> {
     label: &'static str,
+    /// Its runs' measurements, for the rank test of `versus`.
+    measurements: Vec<&'a Measurement>,
     runs: usize,
     failed: Vec<String>,
     wasted: Option<Spread>,
@@ -186,7 +193,7 @@ struct Row {
     busy_conn_share: Option<Spread>,
 }
 
-fn row(r: &HerdResults, label: &'static str, skewed: bool) -> Row {
+fn row<'a>(r: &'a HerdResults, label: &'static str, skewed: bool) -> Row<'a> {
     let runs: Vec<&HerdRun> = r
         .runs
         .iter()
@@ -196,24 +203,22 @@ fn row(r: &HerdResults, label: &'static str, skewed: bool) -> Row {
     let of = |f: &dyn Fn(&Measurement) -> Option<f64>| Spread::of(ms.iter().filter_map(|m| f(m)));
     Row {
         label,
+        measurements: ms.clone(),
         runs: runs.len(),
         failed: runs.iter().filter_map(|x| x.error.clone()).collect(),
         wasted: of(&|m| m.server.wakeups.as_ref()?.wasted_per_conn),
         eagain: of(&|m| Some(m.server.wakeups.as_ref()?.eagain_per_conn)),
         rate: of(&|m| Some(m.rate)),
-        cpu_us: of(&|m| m.server.cpu_per_request_us),
+        cpu_us: of(&cpu_us),
         ctx: of(&|m| m.server.ctx_voluntary_per_request),
-        spread: of(&|m| {
-            let (max, min) = m.server.exit_summary.as_ref()?.spread()?;
-            (min > 0).then(|| max as f64 / min as f64)
-        }),
+        spread: of(&loop_spread),
         attributed: of(&|m| {
             let l = m.server.landed.as_ref()?;
             (l.connections > 0).then(|| l.attributed as f64 / l.connections as f64)
         }),
-        all_p99: of(&|m| Some(m.server.landed.as_ref()?.all.as_ref()?.p99_us)),
+        all_p99: of(&all_p99),
         busy_p50: of(&|m| Some(loop_of(m, true)?.latency.as_ref()?.p50_us)),
-        busy_p99: of(&|m| Some(loop_of(m, true)?.latency.as_ref()?.p99_us)),
+        busy_p99: of(&busy_p99),
         other_p99: of(&|m| Some(loop_of(m, false)?.latency.as_ref()?.p99_us)),
         busy_cpu_share: of(&|m| {
             let loops = &m.server.landed.as_ref()?.loops;
@@ -221,12 +226,36 @@ fn row(r: &HerdResults, label: &'static str, skewed: bool) -> Row {
             let busy = loop_of(m, true)?;
             (total > 0.0).then(|| busy.cpu_s / total)
         }),
-        busy_conn_share: of(&|m| {
-            let l = m.server.landed.as_ref()?;
-            let busy = loop_of(m, true)?;
-            (l.attributed > 0).then(|| busy.connections as f64 / l.attributed as f64)
-        }),
+        busy_conn_share: of(&busy_conn_share),
     }
+}
+
+/// The figures findings compare, one function each (`Row` and `versus`).
+type Metric = fn(&Measurement) -> Option<f64>;
+
+fn cpu_us(m: &Measurement) -> Option<f64> {
+    m.server.cpu_per_request_us
+}
+
+/// Most over fewest connections per loop.
+fn loop_spread(m: &Measurement) -> Option<f64> {
+    let (max, min) = m.server.exit_summary.as_ref()?.spread()?;
+    (min > 0).then(|| max as f64 / min as f64)
+}
+
+fn all_p99(m: &Measurement) -> Option<f64> {
+    Some(m.server.landed.as_ref()?.all.as_ref()?.p99_us)
+}
+
+fn busy_p99(m: &Measurement) -> Option<f64> {
+    Some(loop_of(m, true)?.latency.as_ref()?.p99_us)
+}
+
+/// The busy loop's share of the attributed new connections.
+fn busy_conn_share(m: &Measurement) -> Option<f64> {
+    let l = m.server.landed.as_ref()?;
+    let busy = loop_of(m, true)?;
+    (l.attributed > 0).then(|| busy.connections as f64 / l.attributed as f64)
 }
 
 /// A run's loop serving the busy connection (`busy`), or the first other.
@@ -235,14 +264,23 @@ fn loop_of(m: &Measurement, busy: bool) -> Option<&LoopLatency> {
     loops.iter().find(|l| l.busy == busy)
 }
 
-/// `a` against `b` in words, claimed only where the repeats support it.
-fn versus(a: &Spread, b: &Spread) -> &'static str {
-    match a.compare(b) {
-        Compared::Higher => "higher in every repeat",
-        Compared::Lower => "lower in every repeat",
-        Compared::Overlap => "not separable: the repeats' ranges overlap",
-        Compared::TooFewRepeats => "not compared: fewer than two repeats each",
-    }
+/// `a` against `b` on `metric`, in words: the report's rank test over the
+/// repeats (`stats::compare`), a difference claimed only where it finds one.
+fn versus(a: &Row, b: &Row, metric: Metric) -> (Compared, String) {
+    let values =
+        |x: &Row| -> Vec<f64> { x.measurements.iter().filter_map(|m| metric(m)).collect() };
+    let outcome = compare(&values(a), &values(b));
+    let words = match outcome {
+        Compared::Higher { p } => format!("higher ({})", show_p(p)),
+        Compared::Lower { p } => format!("lower ({})", show_p(p)),
+        Compared::NoDifference { p } => {
+            format!("no difference the repeats support ({})", show_p(p))
+        }
+        Compared::TooFewRepeats => {
+            format!("not compared: fewer than {MIN_REPEATS} repeats a side")
+        }
+    };
+    (outcome, words)
 }
 
 fn percent(v: f64) -> String {
@@ -379,39 +417,44 @@ fn skew_findings(skewed: &[Row]) -> Vec<String> {
             low.join(", ")
         ));
     }
-    let compare = |what: &str, u: Option<Spread>, e: Option<Spread>, f: &dyn Fn(f64) -> String| {
-        match (u, e) {
-            (Some(u), Some(e)) => Some(format!(
-                "{what}: `reuseport` {} against `exclusive` {}: {}.",
-                f(u.median),
-                f(e.median),
-                versus(&u, &e)
-            )),
-            _ => None,
-        }
+    let finding = |what: &str,
+                   u: Option<Spread>,
+                   e: Option<Spread>,
+                   metric: Metric,
+                   f: &dyn Fn(f64) -> String| {
+        let (u, e) = (u?, e?);
+        Some(format!(
+            "{what}: `reuseport` {} against `exclusive` {}: {}.",
+            f(u.median),
+            f(e.median),
+            versus(reuseport, exclusive, metric).1
+        ))
     };
-    out.extend(compare(
+    out.extend(finding(
         "Share of the new connections the busy loop served",
         reuseport.busy_conn_share,
         exclusive.busy_conn_share,
+        busy_conn_share,
         &percent,
     ));
-    out.extend(compare(
+    out.extend(finding(
         "p99 of the new connections that landed on the busy loop",
         reuseport.busy_p99,
         exclusive.busy_p99,
+        busy_p99,
         &micros,
     ));
-    out.extend(compare(
+    out.extend(finding(
         "p99 of all new connections",
         reuseport.all_p99,
         exclusive.all_p99,
+        all_p99,
         &micros,
     ));
     out
 }
 
-fn find<'a>(rows: &'a [Row], label: &str) -> Option<&'a Row> {
+fn find<'r, 'a>(rows: &'r [Row<'a>], label: &str) -> Option<&'r Row<'a>> {
     rows.iter().find(|x| x.label == label)
 }
 
@@ -434,7 +477,7 @@ fn findings(rows: &[Row]) -> Vec<String> {
                 micros(s.median),
                 micros(u.median),
                 (s.median / u.median - 1.0) * 100.0,
-                versus(&s, &u)
+                versus(shared, reuseport, cpu_us).1
             ));
         }
     }
@@ -449,16 +492,15 @@ fn findings(rows: &[Row]) -> Vec<String> {
         ));
     }
     if let (Some(exclusive), Some(reuseport)) = (find(rows, "exclusive"), find(rows, "reuseport")) {
-        if let (Some(e), Some(u)) = (exclusive.spread, reuseport.spread) {
-            out.push(match e.compare(&u) {
-                Compared::Higher => "`exclusive` spreads connections less evenly than \
-                    `reuseport` in every repeat: it wakes the loop that waits first, so its \
-                    spread follows who is idle, where `reuseport` hashes."
-                    .into(),
-                _ => format!(
-                    "Spread, `exclusive` against `reuseport`: {}.",
-                    versus(&e, &u)
+        if exclusive.spread.is_some() && reuseport.spread.is_some() {
+            out.push(match versus(exclusive, reuseport, loop_spread) {
+                (Compared::Higher { p }, _) => format!(
+                    "`exclusive` spreads connections less evenly than `reuseport` ({}): it \
+                     wakes the loop that waits first, so its spread follows who is idle, \
+                     where `reuseport` hashes.",
+                    show_p(p)
                 ),
+                (_, words) => format!("Spread, `exclusive` against `reuseport`: {words}."),
             });
         }
     }
@@ -470,7 +512,7 @@ fn findings(rows: &[Row]) -> Vec<String> {
 /// The cost of one wasted wake-up is taken from the data: the extra server
 /// CPU per connection of `shared` over `reuseport`, divided by its extra
 /// wasted wake-ups, when every repeat of the one lies above every repeat of
-/// the other. Otherwise (a difference lost in the noise, or one repeat) an
+/// the other (`Spread::all_above`: at least 4 repeats a side). Otherwise (a difference lost in the noise, or one repeat) an
 /// upper bound: every connection needs at least one wake-up, so one costs
 /// at most `reuseport`'s CPU per connection over its voluntary switches
 /// per connection.
@@ -485,7 +527,7 @@ fn estimate(rows: &[Row]) -> Vec<String> {
     };
     let extra = ws.median - reuseport.wasted.map_or(0.0, |w| w.median);
     let mut out = Vec::new();
-    let measured = extra > 0.0 && cs.compare(&cu) == Compared::Higher;
+    let measured = extra > 0.0 && cs.all_above(&cu);
     let per_wake = if measured {
         let per_wake = (cs.median - cu.median) / extra;
         out.push(format!(
@@ -550,7 +592,11 @@ fn figure(dir: &Path, r: &HerdResults) -> io::Result<Option<String>> {
     let drawn = plots::bar_chart(
         &path,
         &format!("Wasted wake-ups per connection, {LOOPS} loops, connect workload"),
-        "wake-ups that got no connection, per connection accepted",
+        &plots::Axis {
+            desc: "wake-ups that got no connection, per connection accepted",
+            scale: plots::Scale::Linear,
+            format: si_tick,
+        },
         &bars,
     )?;
     Ok(drawn.then(|| file.to_string()))

@@ -1,24 +1,29 @@
 //! Writes what `harness compare` measured: `REPORT.md`, its SVG figures,
 //! and the raw runs as JSON, all in one directory (`results/`).
 
+mod csv;
 mod env;
 pub mod herd;
 mod markdown;
+pub mod phases;
 mod plots;
+mod questions;
 mod results;
 mod stats;
 
-pub use env::Environment;
-pub use markdown::findings;
-pub use results::{Cell, CompareResults, ModelStatus, Purpose, RunFailure, Workload};
-pub use stats::Spread;
+pub use env::{git_commit, CpuTicks, Environment};
+pub use markdown::{render as render_markdown, Section, SECTIONS};
+pub use results::{
+    is_reference, Cell, CompareResults, ModelStatus, Purpose, RunFailure, Workload, SATURATED,
+};
+pub use stats::{Spread, MIN_REPEATS};
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use plots::{LineChart, Series};
-use stats::Metric;
+use plots::{Axis, LineChart, Scale, Series};
+use stats::{micros_tick as micros, si_tick, Metric};
 
 /// One figure of the report: drawn to `file`, or why not.
 pub struct Figure {
@@ -27,13 +32,25 @@ pub struct Figure {
     pub missing: Option<String>,
 }
 
-/// Every file this module writes, so that a stale one from an earlier run
-/// (a figure this run had no data for) is removed rather than shown.
+/// What every section is written from: the results and the figures drawn.
+pub struct Ctx<'a> {
+    pub r: &'a CompareResults,
+    pub figures: &'a [Figure],
+}
+
+/// Every figure file this module writes, so that a stale one from an
+/// earlier run (a figure this run had no data for) is removed rather than
+/// shown; the names of earlier versions too.
 const FIGURES: &[&str] = &[
-    "rate_vs_connections.svg",
-    "cpu_per_request_vs_connections.svg",
+    "cpu_per_request_vs_rate.svg",
+    "latency_vs_rate.svg",
+    "latency_spectrum.svg",
     "cpu_per_request_vs_idle.svg",
     "connections_per_second.svg",
+    "syscalls_per_request.svg",
+    "closed_loop_throughput.svg",
+    "rate_vs_connections.svg",
+    "cpu_per_request_vs_connections.svg",
     "latency_percentiles.svg",
     "open_loop_latency.svg",
 ];
@@ -59,8 +76,9 @@ pub fn load(path: &Path) -> io::Result<CompareResults> {
     serde_json::from_str(&text).map_err(|e| io_err(path, e))
 }
 
-/// One line per model over the workloads `ws` (x axis in their order).
-fn series(r: &CompareResults, ws: &[Workload], metric: Metric) -> Vec<Series> {
+/// One line per model over `points` (x value, workload): `metric` of
+/// each timing cell.
+fn series(r: &CompareResults, points: &[(f64, Workload)], metric: Metric) -> Vec<Series> {
     r.models
         .iter()
         .enumerate()
@@ -68,16 +86,41 @@ fn series(r: &CompareResults, ws: &[Workload], metric: Metric) -> Vec<Series> {
         .map(|(color, m)| Series {
             name: m.model.clone(),
             color,
-            points: ws
+            reference: is_reference(&m.model),
+            points: points
                 .iter()
-                .enumerate()
-                .filter_map(|(i, w)| {
-                    Some((i, r.cell(&m.model, w, Purpose::Timing)?.spread(metric)?))
+                .filter_map(|(x, w)| {
+                    Some((*x, r.cell(&m.model, w, Purpose::Timing)?.spread(metric)?))
                 })
+                .collect(),
+            short: points
+                .iter()
+                .filter(|(_, w)| w.offered_rate().is_some())
+                .filter(|(_, w)| {
+                    let c = r.cell(&m.model, w, Purpose::Timing);
+                    c.is_some_and(|c| !c.runs.is_empty()) && !questions::sustained(c)
+                })
+                .map(|(x, _)| *x)
                 .collect(),
         })
         .filter(|s| !s.points.is_empty())
         .collect()
+}
+
+/// A log axis where the values span more than a decade, else linear.
+fn scale_for(series: &[Series]) -> Scale {
+    let v: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|(_, p)| p.median))
+        .filter(|v| *v > 0.0)
+        .collect();
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(0.0, f64::max);
+    if !v.is_empty() && hi / lo > 10.0 {
+        Scale::Log
+    } else {
+        Scale::Linear
+    }
 }
 
 fn figure(file: &str, title: &str, drawn: io::Result<bool>) -> io::Result<Figure> {
@@ -93,150 +136,255 @@ fn line_figure(dir: &Path, file: &str, chart: &LineChart) -> io::Result<Figure> 
     figure(file, chart.title, plots::line_chart(&dir.join(file), chart))
 }
 
+fn count(v: f64) -> String {
+    si_tick(v)
+}
+
+fn rate_tick(v: f64) -> String {
+    format!("{}/s", si_tick(v))
+}
+
+fn percentile_tick(v: f64) -> String {
+    format!("p{v}")
+}
+
+fn plain(v: f64) -> String {
+    si_tick(v)
+}
+
+/// One bar per model: `metric` of its `purpose` cell on `w`.
+fn bars(
+    r: &CompareResults,
+    w: &Workload,
+    purpose: Purpose,
+    metric: Metric,
+) -> Vec<(String, usize, Spread)> {
+    r.models
+        .iter()
+        .enumerate()
+        .filter_map(|(color, m)| {
+            let c = r.cell(&m.model, w, purpose)?;
+            Some((markdown::label(&m.model), color, c.spread(metric)?))
+        })
+        .collect()
+}
+
+fn syscalls_total(m: &crate::measurement::Measurement) -> Option<f64> {
+    m.server
+        .syscalls_per_request
+        .as_ref()?
+        .get("total")
+        .copied()
+}
+
 fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
-    let of = |keep: fn(&Workload) -> bool| -> Vec<Workload> {
-        r.workloads.iter().copied().filter(&keep).collect()
-    };
-    let pingpong = of(|w| matches!(w, Workload::Pingpong { .. }));
-    let idle = of(|w| matches!(w, Workload::Idle { .. }));
-    let connect = of(|w| matches!(w, Workload::Connect { .. }));
-    let open = of(|w| matches!(w, Workload::OpenLoop { .. }));
-    let labels = |ws: &[Workload], f: fn(&Workload) -> String| ws.iter().map(f).collect::<Vec<_>>();
-    let conns_labels = labels(&pingpong, |w| w.concurrent_conns().to_string());
-    let idle_labels = labels(&idle, |w| match w {
-        Workload::Idle { idle, .. } => idle.to_string(),
-        _ => String::new(),
-    });
-    let rate_labels = labels(&open, |w| match w {
-        Workload::OpenLoop { rate, .. } => rate.to_string(),
-        _ => String::new(),
-    });
     let mut out = Vec::new();
-
-    let file = "rate_vs_connections.svg";
-    let title = "Ping-pong: requests per second vs connections";
-    let s = series(r, &pingpong, stats::rate);
-    let chart = LineChart {
-        title,
-        x_desc: "connections",
-        x_labels: &conns_labels,
-        y_desc: "requests/s (median, bar: min–max)",
-        log_y: false,
-        series: &s,
+    let sweep: Vec<(f64, Workload)> = questions::sweep(r)
+        .into_iter()
+        .filter_map(|w| Some((w.offered_rate()? as f64, w)))
+        .collect();
+    let conns = sweep.first().map_or(0, |(_, w)| w.concurrent_conns());
+    let rate_axis = Axis {
+        desc: "offered requests/s",
+        scale: Scale::Log,
+        format: rate_tick,
     };
-    out.push(line_figure(dir, file, &chart)?);
 
-    let file = "cpu_per_request_vs_connections.svg";
-    let title = "Ping-pong: server CPU per request vs connections";
-    let s = series(r, &pingpong, stats::server_cpu);
-    let chart = LineChart {
-        title,
-        x_desc: "connections",
-        x_labels: &conns_labels,
-        y_desc: "server CPU µs/request",
-        log_y: true,
-        series: &s,
-    };
-    out.push(line_figure(dir, file, &chart)?);
-
-    let file = "cpu_per_request_vs_idle.svg";
-    let active = idle.first().map_or(0, |w| match w {
-        Workload::Idle { active, .. } => *active,
-        _ => 0,
-    });
-    let title =
-        format!("Server CPU per request of {active} active connections vs idle connections");
-    let s = series(r, &idle, stats::server_cpu);
+    let title = format!("Server CPU per request vs offered load ({conns} connections, open loop)");
+    let s = series(r, &sweep, stats::server_cpu);
     let chart = LineChart {
         title: &title,
-        x_desc: "idle connections",
-        x_labels: &idle_labels,
-        y_desc: "server CPU µs/request",
-        log_y: true,
+        x: rate_axis,
+        y: Axis {
+            desc: "server CPU per request",
+            scale: scale_for(&s),
+            format: micros,
+        },
         series: &s,
     };
-    out.push(line_figure(dir, file, &chart)?);
+    out.push(line_figure(dir, "cpu_per_request_vs_rate.svg", &chart)?);
 
-    let file = "connections_per_second.svg";
-    let title = "Connections per second (connect, one request, close)";
-    let bars: Vec<(String, usize, Spread)> = match connect.first() {
-        Some(w) => r
-            .models
-            .iter()
-            .enumerate()
-            .filter_map(|(color, m)| {
-                let c = r.cell(&m.model, w, Purpose::Timing)?;
-                Some((m.model.clone(), color, c.spread(stats::rate)?))
-            })
-            .collect(),
-        None => Vec::new(),
+    let title =
+        format!("p99 latency vs offered load ({conns} connections, from the scheduled time)");
+    let s = series(r, &sweep, stats::p99);
+    let chart = LineChart {
+        title: &title,
+        x: rate_axis,
+        y: Axis {
+            desc: "p99 latency",
+            scale: scale_for(&s),
+            format: micros,
+        },
+        series: &s,
     };
-    let drawn = plots::bar_chart(
-        &dir.join(file),
-        title,
-        "connections/s (median, line: min–max)",
-        &bars,
-    );
-    out.push(figure(file, title, drawn)?);
+    out.push(line_figure(dir, "latency_vs_rate.svg", &chart)?);
 
-    let file = "latency_percentiles.svg";
-    // The busiest ping-pong cell up to 100 connections: the lab's reference
-    // load (issue 5's efficiency figure uses it too).
-    let reference = pingpong
-        .iter()
-        .filter(|w| w.concurrent_conns() <= 100)
-        .max_by_key(|w| w.concurrent_conns())
-        .copied();
-    let title = match reference {
-        Some(w) => format!("Ping-pong latency percentiles, {}", w.label()),
-        None => "Ping-pong latency percentiles".into(),
-    };
-    let pct_labels = vec!["p50".to_string(), "p99".to_string(), "p99.9".to_string()];
-    let s: Vec<Series> = match reference {
-        Some(w) => r
+    if let Some(w) = questions::reference_rate(r) {
+        let title = format!("Latency spectrum at {}", w.label());
+        let s: Vec<Series> = r
             .models
             .iter()
             .enumerate()
             .filter_map(|(color, m)| {
                 let c = r.cell(&m.model, &w, Purpose::Timing)?;
-                let metrics: [Metric; 3] = [stats::p50, stats::p99, stats::p999];
-                let points: Vec<(usize, Spread)> = metrics
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, f)| Some((i, c.spread(*f)?)))
+                let points: Vec<(f64, Spread)> = questions::spectrum(c)
+                    .into_iter()
+                    .filter(|(p, _)| *p < 100.0)
                     .collect();
                 (!points.is_empty()).then(|| Series {
                     name: m.model.clone(),
                     color,
+                    reference: is_reference(&m.model),
+                    // Past saturation the whole spectrum is a backlog's.
+                    short: if questions::sustained(Some(c)) {
+                        Vec::new()
+                    } else {
+                        points.iter().map(|(p, _)| *p).collect()
+                    },
                     points,
                 })
             })
-            .collect(),
-        None => Vec::new(),
-    };
-    let chart = LineChart {
-        title: &title,
-        x_desc: "percentile",
-        x_labels: &pct_labels,
-        y_desc: "latency µs",
-        log_y: true,
-        series: &s,
-    };
-    out.push(line_figure(dir, file, &chart)?);
-
-    if !open.is_empty() {
-        let file = "open_loop_latency.svg";
-        let title = "Open loop: p99 latency vs scheduled rate";
-        let s = series(r, &open, stats::p99);
+            .collect();
         let chart = LineChart {
-            title,
-            x_desc: "requests/s scheduled",
-            x_labels: &rate_labels,
-            y_desc: "p99 latency µs, from the scheduled time",
-            log_y: true,
+            title: &title,
+            x: Axis {
+                desc: "percentile, from the HdrHistogram",
+                scale: Scale::Nines,
+                format: percentile_tick,
+            },
+            y: Axis {
+                desc: "latency",
+                scale: Scale::Log,
+                format: micros,
+            },
             series: &s,
         };
-        out.push(line_figure(dir, file, &chart)?);
+        out.push(line_figure(dir, "latency_spectrum.svg", &chart)?);
+    }
+
+    let idle: Vec<(f64, Workload)> = r
+        .workloads
+        .iter()
+        .copied()
+        .filter(|w| matches!(w, Workload::Idle { .. }))
+        .collect::<Vec<_>>()
+        .first()
+        .map(|first| {
+            let Workload::Idle { active, rate, .. } = *first else {
+                return Vec::new();
+            };
+            let zero = match rate {
+                Some(rate) => Workload::OpenLoop {
+                    conns: active,
+                    rate,
+                },
+                None => Workload::Pingpong { conns: active },
+            };
+            std::iter::once(zero)
+                .chain(
+                    r.workloads
+                        .iter()
+                        .copied()
+                        .filter(|w| matches!(w, Workload::Idle { .. })),
+                )
+                .map(|w| (w.concurrent_conns() as f64, w))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !idle.is_empty() {
+        let active = idle.first().map_or(0, |(_, w)| w.concurrent_conns());
+        let title =
+            format!("Server CPU per request of {active} active connections vs connections held");
+        let s = series(r, &idle, stats::server_cpu);
+        let desc = format!("connections held ({active} active, the rest idle)");
+        let chart = LineChart {
+            title: &title,
+            x: Axis {
+                desc: &desc,
+                scale: Scale::Log,
+                format: count,
+            },
+            y: Axis {
+                desc: "server CPU per request",
+                scale: scale_for(&s),
+                format: micros,
+            },
+            series: &s,
+        };
+        out.push(line_figure(dir, "cpu_per_request_vs_idle.svg", &chart)?);
+    }
+
+    if let Some(w) = r
+        .workloads
+        .iter()
+        .find(|w| matches!(w, Workload::Connect { .. }))
+    {
+        let title = format!("Connections per second ({})", w.label());
+        let b = bars(r, w, Purpose::Timing, stats::rate);
+        let x = Axis {
+            desc: "connections/s (median, line: min–max)",
+            scale: Scale::Linear,
+            format: count,
+        };
+        let drawn = plots::bar_chart(&dir.join("connections_per_second.svg"), &title, &x, &b);
+        out.push(figure("connections_per_second.svg", &title, drawn)?);
+    }
+
+    if let Some(w) = questions::syscall_workloads(r).first() {
+        let title = format!("System calls per request ({}, one counting run)", w.label());
+        let b = bars(r, w, Purpose::Syscalls, syscalls_total);
+        let x = Axis {
+            desc: "syscalls per request",
+            scale: Scale::Linear,
+            format: plain,
+        };
+        let drawn = plots::bar_chart(&dir.join("syscalls_per_request.svg"), &title, &x, &b);
+        out.push(figure("syscalls_per_request.svg", &title, drawn)?);
+    }
+
+    let pingpong: Vec<(f64, Workload)> = r
+        .workloads
+        .iter()
+        .copied()
+        .filter(|w| matches!(w, Workload::Pingpong { .. }))
+        .map(|w| (w.concurrent_conns() as f64, w))
+        .collect();
+    let file = "closed_loop_throughput.svg";
+    match pingpong.as_slice() {
+        [] => {}
+        [(_, w)] => {
+            let title = format!(
+                "Closed-loop throughput ({}; saturation, not cost)",
+                w.label()
+            );
+            let b = bars(r, w, Purpose::Timing, stats::rate);
+            let x = Axis {
+                desc: "requests/s (median, line: min–max)",
+                scale: Scale::Linear,
+                format: count,
+            };
+            let drawn = plots::bar_chart(&dir.join(file), &title, &x, &b);
+            out.push(figure(file, &title, drawn)?);
+        }
+        _ => {
+            let title = "Closed-loop throughput vs connections (saturation, not cost)";
+            let s = series(r, &pingpong, stats::rate);
+            let chart = LineChart {
+                title,
+                x: Axis {
+                    desc: "connections",
+                    scale: Scale::Log,
+                    format: count,
+                },
+                y: Axis {
+                    desc: "requests/s",
+                    scale: scale_for(&s),
+                    format: count,
+                },
+                series: &s,
+            };
+            out.push(line_figure(dir, file, &chart)?);
+        }
     }
     Ok(out)
 }
@@ -274,6 +422,9 @@ pub fn write(dir: &Path, r: &CompareResults) -> io::Result<Vec<PathBuf>> {
         write_json(&path, &cells)?;
         written.push(path);
     }
+    let path = dir.join("cells.csv");
+    write_file(&path, &csv::cells(r))?;
+    written.push(path);
     let figs = figures(dir, r)?;
     written.extend(
         figs.iter()
@@ -281,7 +432,7 @@ pub fn write(dir: &Path, r: &CompareResults) -> io::Result<Vec<PathBuf>> {
             .map(|f| dir.join(&f.file)),
     );
     let path = dir.join("REPORT.md");
-    write_file(&path, &markdown::render(r, &figs))?;
+    write_file(&path, &markdown::render(&Ctx { r, figures: &figs }))?;
     written.push(path);
     Ok(written)
 }

@@ -14,8 +14,15 @@ pub enum Workload {
     Pingpong { conns: usize },
     /// Connect, one request, close; `conns` connections in flight.
     Connect { conns: usize },
-    /// `idle` connections held open plus `active` ping-pong ones.
-    Idle { idle: usize, active: usize },
+    /// `idle` connections held open plus `active` ping-pong ones; with a
+    /// `rate`, the active ones are driven open loop at that many requests/s
+    /// (a fixed load, so that CPU per request measures cost, not 1/rate).
+    Idle {
+        idle: usize,
+        active: usize,
+        #[serde(default)]
+        rate: Option<u64>,
+    },
     /// Open loop: `rate` requests/s scheduled over `conns` connections.
     OpenLoop { conns: usize, rate: u64 },
 }
@@ -26,7 +33,16 @@ impl Workload {
         match self {
             Workload::Pingpong { conns } => format!("pingpong c={conns}"),
             Workload::Connect { conns } => format!("connect c={conns}"),
-            Workload::Idle { idle, active } => format!("idle {idle} + {active} active"),
+            Workload::Idle {
+                idle,
+                active,
+                rate: None,
+            } => format!("idle {idle} + {active} active"),
+            Workload::Idle {
+                idle,
+                active,
+                rate: Some(rate),
+            } => format!("idle {idle} + {active} active at {rate}/s"),
             Workload::OpenLoop { conns, rate } => format!("open loop {rate}/s c={conns}"),
         }
     }
@@ -37,7 +53,16 @@ impl Workload {
             Workload::Pingpong { conns }
             | Workload::Connect { conns }
             | Workload::OpenLoop { conns, .. } => conns,
-            Workload::Idle { idle, active } => idle + active,
+            Workload::Idle { idle, active, .. } => idle + active,
+        }
+    }
+
+    /// The offered rate, requests/s, of an open-loop workload.
+    pub fn offered_rate(&self) -> Option<u64> {
+        match *self {
+            Workload::OpenLoop { rate, .. } => Some(rate),
+            Workload::Idle { rate, .. } => rate,
+            _ => None,
         }
     }
 
@@ -61,6 +86,16 @@ pub enum Purpose {
     Timing,
     Syscalls,
 }
+
+/// Whether `model` is a reference (the `peers` crate: what a reader would
+/// use instead of the lab's loops), measured beside the models but not one.
+pub fn is_reference(model: &str) -> bool {
+    model == "peers" || model.starts_with("peers:")
+}
+
+/// How a cell's `not_run` reason starts when the model was not asked for a
+/// rate past one it could not sustain (`compare::saturated_below`).
+pub const SATURATED: &str = "saturated";
 
 /// A model:mode and whether it could be run at all.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -113,6 +148,14 @@ pub struct CompareResults {
     pub finished_at: String,
     pub elapsed_s: f64,
     pub environment: Environment,
+    /// The share of CPU time the hypervisor gave to others over the run
+    /// (`steal` in `/proc/stat`, all CPUs), if it could be read.
+    #[serde(default)]
+    pub steal_share: Option<f64>,
+    /// The commit that rendered the report, when it differs from the one
+    /// measured (`--report-from`); set when the report is written.
+    #[serde(default)]
+    pub rendered_by: Option<String>,
     pub models: Vec<ModelStatus>,
     /// The workloads of the matrix, in the order they were run.
     pub workloads: Vec<Workload>,

@@ -1,5 +1,6 @@
-//! Formatting checks on hand-made records. The numbers here are invented to
-//! exercise the writer; they are written only to a temporary directory.
+//! Checks of the report writer on a small hand-made `CompareResults`. The
+//! numbers here are invented to exercise the writer; they are written only
+//! to a temporary directory.
 
 use super::*;
 use crate::account::Agreement;
@@ -13,6 +14,7 @@ fn env() -> Environment {
     Environment {
         kernel: "Linux 6.1 #1".into(),
         cpu_model: "Test CPU".into(),
+        cpu_mhz: Some(2400.0),
         cpus: 2,
         cpus_online: 2,
         virtualised: true,
@@ -24,6 +26,7 @@ fn env() -> Environment {
         perf_event_paranoid: Some("2".into()),
         syscall_tracepoints: true,
         harness_build: "debug".into(),
+        rustc: Some("rustc 1.85.0".into()),
     }
 }
 
@@ -34,7 +37,7 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
             (WorkloadKind::Pingpong, conns, 0)
         }
         Workload::Connect { conns } => (WorkloadKind::Connect, conns, 0),
-        Workload::Idle { idle, active } => (WorkloadKind::Idle, active, idle),
+        Workload::Idle { idle, active, .. } => (WorkloadKind::Idle, active, idle),
     };
     Measurement {
         schema: 1,
@@ -44,7 +47,7 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
             kind,
             conns,
             size: 64,
-            rate: None,
+            rate: w.offered_rate().map(|r| r as f64),
             idle,
             busy: 0,
             warmup_s: 1.0,
@@ -68,6 +71,7 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
             p999_us: 120.0,
             max_us: 200.0,
             mean_us: 55.0,
+            spectrum: vec![(50.0, 50.0), (99.0, 90.0), (99.9, 120.0), (100.0, 200.0)],
         }),
         openloop_missed: None,
         errors: Errors::default(),
@@ -80,6 +84,8 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
         },
         server: ServerSide {
             cpu_per_request_us: Some(server_us),
+            cpu_s: Some(server_us * rate * 3.0 / 1e6),
+            peak_rss_kib: Some(2048 + 10 * idle as u64),
             user_s: Some(0.3),
             sys_s: Some(0.7),
             summary_agreement: Some(Agreement {
@@ -115,176 +121,261 @@ fn cell(model: &str, w: Workload, purpose: Purpose, runs: Vec<Measurement>) -> C
     }
 }
 
+const OPEN_5K: Workload = Workload::OpenLoop {
+    conns: 100,
+    rate: 5_000,
+};
+const OPEN_10K: Workload = Workload::OpenLoop {
+    conns: 100,
+    rate: 10_000,
+};
+const PP100: Workload = Workload::Pingpong { conns: 100 };
+const CONNECT: Workload = Workload::Connect { conns: 4 };
+const IDLE_1000: Workload = Workload::Idle {
+    idle: 1000,
+    active: 100,
+    rate: Some(5_000),
+};
+
+/// Four repeats of `model` on `w`, rate and CPU per request given per run.
+fn reps(model: &str, w: &Workload, rates: [f64; 4], cpus: [f64; 4]) -> Cell {
+    cell(
+        model,
+        *w,
+        Purpose::Timing,
+        (0..4)
+            .map(|i| record(model, w, rates[i], cpus[i], 5.0))
+            .collect(),
+    )
+}
+
+/// select costs more than the peer at 5k/s (disjoint repeats), epoll:level
+/// is within its spread; both fall short at 10k/s, which only the peer
+/// sustains.
 fn results() -> CompareResults {
-    let pp100 = Workload::Pingpong { conns: 100 };
-    let idle0 = Workload::Idle {
-        idle: 0,
-        active: 50,
-    };
-    let idle500 = Workload::Idle {
-        idle: 500,
-        active: 50,
-    };
-    let connect = Workload::Connect { conns: 4 };
     let status = |m: &str, unavailable: Option<&str>| ModelStatus {
         model: m.into(),
         binary: None,
         server_args: vec![],
         unavailable: unavailable.map(String::from),
     };
-    let reps = |model: &str, w: &Workload, rates: [f64; 3], cpus: [f64; 3], client: f64| {
-        (0..3)
-            .map(|i| record(model, w, rates[i], cpus[i], client))
-            .collect::<Vec<_>>()
-    };
     let mut cells = vec![
-        cell(
-            "select",
-            pp100,
-            Purpose::Timing,
-            reps(
-                "select",
-                &pp100,
-                [40e3, 41e3, 42e3],
-                [20.0, 21.0, 22.0],
-                9.0,
-            ),
-        ),
-        cell(
+        reps("peers:tokio", &OPEN_5K, [5e3; 4], [10.0, 10.5, 11.0, 11.5]),
+        reps("select", &OPEN_5K, [5e3; 4], [20.0, 21.0, 22.0, 23.0]),
+        reps("epoll:level", &OPEN_5K, [5e3; 4], [10.2, 10.7, 11.2, 11.7]),
+        reps("peers:tokio", &OPEN_10K, [10e3; 4], [9.0, 9.5, 10.0, 10.5]),
+        reps("select", &OPEN_10K, [7e3, 7.1e3, 7.2e3, 7.3e3], [18.0; 4]),
+        reps(
             "epoll:level",
-            pp100,
-            Purpose::Timing,
-            reps(
-                "epoll:level",
-                &pp100,
-                [50e3, 51e3, 52e3],
-                [15.0, 16.0, 17.0],
-                8.0,
-            ),
+            &OPEN_10K,
+            [9e3, 9.1e3, 9.2e3, 9.3e3],
+            [9.1, 9.6, 10.1, 10.6],
         ),
-        // select grows from idle 0 to 500 with disjoint ranges...
-        cell(
-            "select",
-            idle0,
-            Purpose::Timing,
-            reps("select", &idle0, [30e3; 3], [10.0, 11.0, 12.0], 5.0),
+        reps("peers:tokio", &PP100, [50e3, 51e3, 52e3, 53e3], [15.0; 4]),
+        reps("select", &PP100, [40e3, 41e3, 42e3, 43e3], [20.0; 4]),
+        reps("epoll:level", &PP100, [50e3, 51e3, 52e3, 53e3], [16.0; 4]),
+        reps(
+            "peers:tokio",
+            &CONNECT,
+            [5e3, 5.1e3, 5.2e3, 5.3e3],
+            [50.0; 4],
         ),
-        cell(
-            "select",
-            idle500,
-            Purpose::Timing,
-            reps("select", &idle500, [20e3; 3], [70.0, 73.0, 75.0], 5.0),
+        reps("select", &CONNECT, [5e3, 5.1e3, 5.2e3, 5.3e3], [50.0; 4]),
+        cell("epoll:level", CONNECT, Purpose::Timing, vec![]),
+        reps(
+            "peers:tokio",
+            &IDLE_1000,
+            [5e3; 4],
+            [11.0, 11.5, 12.0, 12.5],
         ),
-        // ...epoll does not (overlapping ranges).
-        cell(
+        reps(
             "epoll:level",
-            idle0,
-            Purpose::Timing,
-            reps("epoll:level", &idle0, [30e3; 3], [10.0, 11.0, 12.0], 5.0),
+            &IDLE_1000,
+            [5e3; 4],
+            [10.3, 10.8, 11.3, 11.8],
         ),
         cell(
-            "epoll:level",
-            idle500,
-            Purpose::Timing,
-            reps("epoll:level", &idle500, [30e3; 3], [11.0, 11.5, 12.5], 5.0),
-        ),
-        cell(
-            "epoll:level",
-            pp100,
+            "peers:tokio",
+            OPEN_5K,
             Purpose::Syscalls,
-            vec![record("epoll:level", &pp100, 1.0, 1.0, 1.0)],
+            vec![record("peers:tokio", &OPEN_5K, 5e3, 1.0, 1.0)],
         ),
         cell(
             "select",
-            connect,
-            Purpose::Timing,
-            reps("select", &connect, [5e3, 5.1e3, 5.2e3], [50.0; 3], 20.0),
+            OPEN_5K,
+            Purpose::Syscalls,
+            vec![record("select", &OPEN_5K, 5e3, 1.0, 1.0)],
         ),
-        cell("epoll:level", connect, Purpose::Timing, vec![]),
     ];
-    cells.last_mut().expect("cells").failures.push(RunFailure {
-        repeat: 0,
-        reason: "timed out after 34 s and was killed".into(),
-    });
-    let mut not_run = cell(
-        "select",
-        Workload::Idle {
-            idle: 1000,
-            active: 50,
-        },
-        Purpose::Timing,
-        vec![],
-    );
+    cells
+        .iter_mut()
+        .find(|c| c.model == "epoll:level" && c.workload == CONNECT)
+        .expect("connect cell")
+        .failures
+        .push(RunFailure {
+            repeat: 0,
+            reason: "timed out after 34 s and was killed".into(),
+        });
+    let mut not_run = cell("select", IDLE_1000, Purpose::Timing, vec![]);
     not_run.not_run = Some("select can only watch descriptors below FD_SETSIZE (1024)".into());
     cells.push(not_run);
     CompareResults {
         command: "harness compare".into(),
         quick: false,
-        repeats: 3,
+        repeats: 4,
         size: 64,
-        warmup_s: 1.0,
-        duration_s: 3.0,
+        warmup_s: 0.1,
+        duration_s: 0.3,
         cell_timeout_s: 34.0,
         started_at: "2026-01-01T00:00:00.000Z".into(),
         finished_at: "2026-01-01T00:10:00.000Z".into(),
         elapsed_s: 600.0,
         environment: env(),
+        steal_share: Some(0.012),
+        rendered_by: None,
         models: vec![
             status("select", None),
             status("epoll:level", None),
+            status("peers:tokio", None),
             status(
                 "uring",
                 Some("binary missing and not buildable: no such package"),
             ),
         ],
-        workloads: vec![
-            pp100,
-            connect,
-            idle0,
-            idle500,
-            Workload::Idle {
-                idle: 1000,
-                active: 50,
-            },
-        ],
+        workloads: vec![OPEN_5K, OPEN_10K, PP100, CONNECT, IDLE_1000],
         cells,
     }
 }
 
-#[test]
-fn findings_are_made_only_where_ranges_do_not_overlap() {
-    let f = findings(&results()).join("\n");
-    assert!(
-        f.contains("select's server CPU per request at 500 idle connections is 6.6× its cost at 0"),
-        "{f}"
-    );
-    assert!(
-        f.contains("epoll:level's server CPU per request shows no measurable change"),
-        "{f}"
-    );
-    assert!(
-        f.contains("Ping-pong at c=100: epoll:level served the most, 51.0k requests/s, clearly ahead of select"),
-        "{f}"
-    );
+fn rendered(r: &CompareResults) -> Vec<(&'static str, questions::Answer)> {
+    markdown::answers(&Ctx { r, figures: &[] })
+}
+
+fn findings_of(r: &CompareResults) -> Vec<String> {
+    rendered(r)
+        .into_iter()
+        .flat_map(|(_, a)| {
+            a.body
+                .lines()
+                .filter(|l| l.starts_with("- "))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[test]
-fn a_single_repeat_gives_no_findings() {
+fn a_difference_is_stated_only_where_the_rank_test_finds_one() {
+    let f = findings_of(&results()).join("\n");
+    // select: every repeat above the peer's, 4 against 4: p = 2/70.
+    assert!(
+        f.contains(
+            "- select: 2.0× the server CPU per request of peers:tokio (reference) \
+             (21.5 µs vs 10.8 µs; 4 vs 4 runs, rank test p = 0.029)."
+        ),
+        "{f}"
+    );
+    // epoll:level interleaves with the peer: no difference claimed.
+    assert!(
+        f.contains(
+            "- epoll:level: no measurable difference in server CPU per request from \
+             peers:tokio (reference)"
+        ),
+        "{f}"
+    );
+    // The comparison rate is the highest at least half the models
+    // sustained: 5k/s (only the peer kept up at 10k/s).
+    assert!(f.contains("The answers compare at 5.00k/s"), "{f}");
+    // A model is not compared past its saturation.
     let mut r = results();
-    r.repeats = 1;
-    for c in &mut r.cells {
-        c.runs.truncate(1);
-    }
-    assert_eq!(findings(&r), Vec::<String>::new());
-    let md = markdown::render(&r, &[]);
+    r.cells
+        .retain(|c| c.model != "epoll:level" || c.workload != OPEN_10K);
+    r.cells
+        .push(reps("epoll:level", &OPEN_10K, [10e3; 4], [9.0; 4]));
+    let f = findings_of(&r).join("\n");
+    assert!(f.contains("The answers compare at 10.0k/s"), "{f}");
     assert!(
-        md.contains("None: a finding needs at least two repeats"),
-        "{md}"
+        f.contains("- select: did not sustain 10.0k/s in every repeat (answered 7.15k/s), so it is not compared there."),
+        "{f}"
     );
 }
 
 #[test]
-fn report_has_every_section_and_reason() {
+fn three_repeats_never_support_a_difference() {
+    let mut r = results();
+    for c in &mut r.cells {
+        c.runs.truncate(3);
+    }
+    let f = findings_of(&r).join("\n");
+    assert!(!f.contains("rank test p = 0.0"), "{f}");
+    assert!(
+        f.contains("too few repeats to compare its server CPU per request"),
+        "{f}"
+    );
+}
+
+/// `r` with every measured quantity scaled by `k` (workload parameters and
+/// counts of runs unchanged).
+fn scaled(r: &CompareResults, k: f64) -> CompareResults {
+    let mut r = r.clone();
+    for c in &mut r.cells {
+        for m in &mut c.runs {
+            m.rate *= k;
+            m.server.cpu_per_request_us = m.server.cpu_per_request_us.map(|v| v * k);
+            m.server.cpu_s = m.server.cpu_s.map(|v| v * k);
+            m.server.peak_rss_kib = m.server.peak_rss_kib.map(|v| (v as f64 * k) as u64);
+            if let Some(s) = &mut m.server.syscalls_per_request {
+                s.values_mut().for_each(|v| *v *= k);
+            }
+            m.server.ctx_involuntary_per_request = Some(0.01 * k);
+            if let Some(l) = &mut m.latency {
+                l.p50_us *= k;
+                l.p99_us *= k;
+                l.p999_us *= k;
+                l.max_us *= k;
+                l.spectrum.iter_mut().for_each(|(_, v)| *v *= k);
+            }
+        }
+    }
+    r
+}
+
+#[test]
+fn every_number_in_the_summary_and_findings_comes_from_the_data() {
+    let base = results();
+    let (a, b) = (rendered(&base), rendered(&scaled(&base, 1.5)));
+    assert_eq!(a.len(), b.len());
+    let mut checked = 0;
+    for ((title, x), (_, y)) in a.iter().zip(&b) {
+        let lines = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| l.starts_with("- "))
+                .map(String::from)
+                .collect()
+        };
+        let (fx, fy) = (lines(&x.body), lines(&y.body));
+        assert_eq!(fx.len(), fy.len(), "{title}");
+        for (lx, ly) in fx.iter().zip(&fy) {
+            // Sentences whose numbers are the matrix's own parameters or
+            // counts of cells, not measurements.
+            let parameters = lx.starts_with("- The answers compare at")
+                || lx.starts_with("- In ")
+                || !lx.chars().any(|c| c.is_ascii_digit());
+            if !parameters {
+                checked += 1;
+                assert_ne!(lx, ly, "{title}: a number that does not follow the data");
+            }
+        }
+        if let (Some(sx), Some(sy)) = (&x.summary, &y.summary) {
+            checked += 1;
+            assert_ne!(sx, sy, "{title}: summary does not follow the data");
+        }
+    }
+    assert!(checked >= 10, "only {checked} sentences checked");
+}
+
+#[test]
+fn report_has_every_section_figure_and_reason() {
     let dir = std::env::temp_dir().join(format!("lab-report-{}", std::process::id()));
     let written = write(&dir, &results()).expect("written");
     let names: BTreeSet<String> = written
@@ -294,41 +385,71 @@ fn report_has_every_section_and_reason() {
     for name in [
         "REPORT.md",
         "compare.json",
+        "cells.csv",
+        "openloop.json",
         "pingpong.json",
         "connect.json",
         "idle.json",
-        "rate_vs_connections.svg",
+        "cpu_per_request_vs_rate.svg",
+        "latency_vs_rate.svg",
+        "latency_spectrum.svg",
         "cpu_per_request_vs_idle.svg",
         "connections_per_second.svg",
-        "latency_percentiles.svg",
+        "syscalls_per_request.svg",
+        "closed_loop_throughput.svg",
     ] {
         assert!(names.contains(name), "{name} missing from {names:?}");
     }
-    assert!(
-        !names.contains("openloop.json"),
-        "no open-loop cell, no file"
-    );
     let md = std::fs::read_to_string(dir.join("REPORT.md")).expect("report");
     for needle in [
         "Produced by `harness compare`",
-        "| kernel | Linux 6.1 #1 |",
+        "## Summary",
+        "Yardstick: peers:tokio (reference)",
+        "**A request's cost** at 5.00k/s over 100 connections: server CPU per request from \
+         10.8 µs (peers:tokio (reference)) to 21.5 µs (select)",
+        "**Not run**: uring",
+        "| commit measured | abc123 |",
+        "2400 MHz",
+        "| steal time over the run | 1.2 % of all CPU time",
+        "| rustc | rustc 1.85.0 |",
         "`spectre_v2`: Mitigation: x",
         "uring | NOT RUN: binary missing",
-        "| select | 41.0k (40.0k–42.0k) |",
+        "## What does a request cost at a given load?",
+        "## What does an idle connection cost?",
+        "## How fast does each accept connections?",
+        "## Where does the tail latency come from?",
+        "## How many system calls per request, by call?",
+        "## Closed-loop saturation (throughput, not cost)",
+        "| select | 21.5 µs (20.0 µs–23.0 µs) n=4 | 18.0 µs n=4 ‡ | 5.00k/s |",
+        "| epoll:level | 10.9 µs (10.2 µs–11.7 µs) n=4 | 9.85 µs (9.10 µs–10.6 µs) n=4 ‡ | 5.00k/s |",
+        "10.0 KiB (to 1000)",
         "not run †",
         "failed †",
         "repeat 1 failed: timed out after 34 s",
         "FD_SETSIZE (1024)",
-        "## Syscalls per request",
-        "| epoll:level | 3.00 | 0.50 | 1.00 | 1.00 | 0.50 |",
-        "the load generator used 8.00 µs of CPU per request, the server 16.0 µs (15.0 µs–17.0 µs)",
-        "Target (client ≤ server): met",
+        "| peers:tokio (reference) | 1 | 3.00 | 0.50 | 1.00 | 1.00 | 0.50 |",
         "agreed within 5 %",
         "## This machine's distortions",
-        "![Ping-pong: requests per second vs connections](rate_vs_connections.svg)",
+        "![Server CPU per request vs offered load (100 connections, open loop)](cpu_per_request_vs_rate.svg)",
     ] {
         assert!(md.contains(needle), "REPORT.md lacks {needle:?}\n{md}");
     }
+    // Figures: units on the ticks, log axes declared, references marked.
+    let svg = std::fs::read_to_string(dir.join("latency_spectrum.svg")).expect("svg");
+    assert!(svg.contains("p99.9") && svg.contains("peers:tokio (ref.)"));
+    let svg = std::fs::read_to_string(dir.join("cpu_per_request_vs_rate.svg")).expect("svg");
+    assert!(svg.contains("(log scale)") && svg.contains("µs") && svg.contains("k/s"));
+    // CSV: a header and one row per cell, every row as wide as the header.
+    let csv = std::fs::read_to_string(dir.join("cells.csv")).expect("csv");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), results().cells.len() + 1);
+    assert!(rows[0].starts_with("model,reference,workload,"));
+    let width = rows[0].split(',').count();
+    for row in &rows[1..] {
+        assert_eq!(row.split(',').count(), width, "{row}");
+    }
+    assert!(rows.iter().any(|r| r
+        .starts_with("peers:tokio,true,open loop 5000/s c=100,open_loop,100,0,5000,timing,4,0,")));
     // The report can be rewritten from its own JSON, to the same text.
     let back = load(&dir.join("compare.json")).expect("load");
     let again = dir.join("again");
@@ -342,42 +463,40 @@ fn report_has_every_section_and_reason() {
 }
 
 #[test]
-fn open_loop_cells_short_of_the_offered_rate_are_marked() {
+fn a_syscall_count_of_zero_for_served_requests_is_not_a_measurement() {
     let mut r = results();
-    let ol = Workload::OpenLoop {
-        conns: 50,
-        rate: 400_000,
-    };
-    let run = |achieved: f64| {
-        let mut m = record("epoll:level", &ol, achieved, 5.0, 5.0);
-        m.workload.rate = Some(400_000.0);
-        m
-    };
-    r.workloads.push(ol);
-    r.cells.push(cell(
-        "epoll:level",
-        ol,
-        Purpose::Timing,
-        vec![run(175e3), run(390e3), run(180e3)],
-    ));
-    let md = markdown::render(&r, &[]);
-    assert!(md.contains("of 400k/s ‡ (2/3 short)"), "{md}");
+    let c = r
+        .cells
+        .iter_mut()
+        .find(|c| c.model == "select" && c.purpose == Purpose::Syscalls)
+        .expect("select syscall cell");
+    c.runs[0].server.syscalls_per_request = Some(BTreeMap::from([
+        ("total".to_string(), 0.0),
+        ("other".to_string(), 0.0),
+    ]));
+    let md = markdown::render(&Ctx {
+        r: &r,
+        figures: &[],
+    });
     assert!(
-        md.contains("‡ achieved less than 95 % of the offered rate"),
+        md.contains("| select | 1 | none counted although requests were served"),
         "{md}"
     );
-    // All at the rate: no mark.
-    let mut ok = results();
-    ok.workloads.push(ol);
-    ok.cells.push(cell(
-        "epoll:level",
-        ol,
-        Purpose::Timing,
-        vec![run(399e3), run(400e3), run(398e3)],
-    ));
-    let md = markdown::render(&ok, &[]);
-    assert!(md.contains("## Open loop"), "{md}");
-    assert!(!md.contains('‡'), "{md}");
+    assert!(!md.contains("from 0 (select)"), "{md}");
+}
+
+#[test]
+fn a_rendering_commit_other_than_the_measured_one_is_stamped() {
+    let mut r = results();
+    r.rendered_by = Some("def456".into());
+    let md = markdown::render(&Ctx {
+        r: &r,
+        figures: &[],
+    });
+    assert!(
+        md.contains("| report rendered by | def456 (`--report-from`) |"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -398,15 +517,14 @@ fn a_cell_with_fewer_usable_runs_than_attempts_says_so() {
     // The empty run stays in the rate spread as 0; its missing latency and
     // the failed run shrink the p99 cell, and the count says by how much.
     assert_eq!(stats::rate(&c.runs[1]), Some(0.0));
-    let mut r = results();
-    r.workloads.push(w);
-    r.cells.push(c);
-    let md = markdown::render(&r, &[]);
-    assert!(
-        md.contains("5.00k (0.00–10.0k) [2/3] (1 of 3 failed †)"),
-        "{md}"
+    assert_eq!(
+        markdown::show(Some(&c), stats::rate, stats::si),
+        "5.00k (0.00–10.0k) n=2 of 3 (1 of 3 failed †)"
     );
-    assert!(md.contains("90.0 µs [1/3] (1 of 3 failed †)"), "{md}");
+    assert_eq!(
+        markdown::show(Some(&c), stats::p99, stats::micros),
+        "90.0 µs n=1 of 3 (1 of 3 failed †)"
+    );
 }
 
 #[test]
@@ -452,6 +570,7 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
         p999_us: p99_us,
         max_us: p99_us,
         mean_us: p99_us / 4.0,
+        spectrum: Vec::new(),
     };
     // Under skew: the busy loop (3 s of CPU) served `busy_conns` of 1000
     // attributed connections, with p99 `busy_p99`; every new connection's
@@ -483,17 +602,27 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
         });
         r
     };
+    // Four repeats of shared and reuseport: disjoint ranges count as a
+    // difference from four a side (`Spread::all_above`).
     let results = herd::HerdResults {
         runs: vec![
+            run("shared", false, 0.9, 50.0, vec![100, 100]),
+            run("shared", false, 0.9, 50.0, vec![100, 100]),
             run("shared", false, 0.9, 50.0, vec![100, 100]),
             run("shared", false, 0.9, 50.0, vec![100, 100]),
             run("exclusive", false, 0.1, 42.0, vec![150, 50]),
             run("reuseport", false, 0.0, 40.0, vec![110, 100]),
             run("reuseport", false, 0.0, 40.0, vec![110, 100]),
+            run("reuseport", false, 0.0, 40.0, vec![110, 100]),
+            run("reuseport", false, 0.0, 40.0, vec![110, 100]),
             skew_run("exclusive", 200, 300.0, 250.0),
             skew_run("exclusive", 250, 320.0, 260.0),
+            skew_run("exclusive", 220, 310.0, 240.0),
+            skew_run("exclusive", 240, 330.0, 270.0),
             skew_run("reuseport", 500, 900.0, 240.0),
             skew_run("reuseport", 480, 1000.0, 270.0),
+            skew_run("reuseport", 500, 950.0, 250.0),
+            skew_run("reuseport", 520, 980.0, 260.0),
         ],
     };
     let text = herd::section(&results, Some("herd_wasted_wakeups.svg"));
@@ -502,22 +631,27 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
         "{text}"
     );
     assert!(text.contains("exclusive 3.00×"), "{text}");
-    assert!(text.contains("(+25.0 %): higher in every repeat"), "{text}");
-    // Under skew: 3 of 4 s of CPU on the busy loop; its share of new
-    // connections and its p99 separate, the p99 of all of them does not.
+    assert!(text.contains("(+25.0 %): higher (p"), "{text}");
+    // Under skew, four repeats a side: 3 of 4 s of CPU on the busy loop; its
+    // share of new connections and its p99 differ (every repeat above: the
+    // rank test's smallest p, 2/70), the p99 of all of them does not.
     assert!(text.contains("| 75 % |"), "{text}");
     assert!(
         text.contains(
-            "busy loop served: `reuseport` 49 % against `exclusive` 22 %: higher in every repeat"
+            "busy loop served: `reuseport` 50 % against `exclusive` 23 %: higher (p = 0.029)"
         ),
         "{text}"
     );
     assert!(
-        text.contains("landed on the busy loop: `reuseport` 950 µs against `exclusive` 310 µs: higher in every repeat"),
+        text.contains(
+            "landed on the busy loop: `reuseport` 965 µs against `exclusive` 315 µs: higher (p = 0.029)"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("p99 of all new connections: `reuseport` 255 µs against `exclusive` 255 µs: not separable"),
+        text.contains(
+            "p99 of all new connections: `reuseport` 255 µs against `exclusive` 255 µs: no difference the repeats support"
+        ),
         "{text}"
     );
     assert!(!text.contains("under 90 %"), "{text}");

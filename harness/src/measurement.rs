@@ -259,6 +259,50 @@ pub struct ServerSide {
     /// The accept path's wake-ups in the window (connect workload only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wakeups: Option<Wakeups>,
+    /// Which loop served each new connection, and their latencies per loop
+    /// (connect workload with the wake-up trace; `account::landed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landed: Option<Landed>,
+}
+
+/// The connect workload's connections in the window, each matched to the
+/// server thread whose `accept4` returned it: the one `accept4` return
+/// (on `CLOCK_MONOTONIC`, from the wake-up trace) inside the connection's
+/// span from `connect()` to its reply, if no other connection's span holds
+/// that return too. With several connections in flight the spans overlap
+/// and only some are attributed; with one in flight (`--conns 1`) all but
+/// the window's edges are.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Landed {
+    /// Connections completed in the window.
+    pub connections: u64,
+    /// Of them, matched to one loop.
+    pub attributed: u64,
+    /// The latency of all of them, measured the same way (`socket()` to
+    /// reply, `load::ConnectSpan`): to compare each loop's with.
+    pub all: Option<Latency>,
+    /// Every traced thread that accepted or ran: those serving the busy
+    /// connections first, then by CPU time.
+    pub loops: Vec<LoopLatency>,
+    /// Why no loop is marked busy, with `--busy` (`account::landed::busy_loops`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_na_reason: Option<String>,
+}
+
+/// One loop's share of the window and the latency of the new connections
+/// it served.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct LoopLatency {
+    pub tid: u32,
+    /// It serves one of the `--busy` connections.
+    #[serde(default)]
+    pub busy: bool,
+    /// Time on a CPU in the window (`/proc/TID/schedstat`), seconds.
+    pub cpu_s: f64,
+    /// Connections attributed to it.
+    pub connections: u64,
+    /// Their latency, connect to reply.
+    pub latency: Option<Latency>,
 }
 
 /// How often the server woke for a connection it did not get (the
@@ -409,10 +453,10 @@ impl Measurement {
                 w.conns,
                 w.size,
                 w.close.as_str(),
-                if w.busy > 0 {
-                    format!(", beside {} busy ping-pong", w.busy)
-                } else {
-                    String::new()
+                match (w.busy, w.idle) {
+                    (0, 0) => String::new(),
+                    (busy, 0) => format!(", beside {busy} busy ping-pong"),
+                    (busy, idle) => format!(", beside {busy} busy ping-pong and {idle} idle"),
                 }
             ),
             WorkloadKind::Idle => {
@@ -561,6 +605,38 @@ impl Measurement {
                 format!(
                     "{:.3} ({} EAGAIN, {} accepted; epoll_wait returns {:.3}/conn)",
                     w.eagain_per_conn, w.accept_eagain, w.accepted, w.wait_returns_per_conn
+                ),
+            );
+        }
+        if let Some(l) = &s.landed {
+            let loops: Vec<String> = l
+                .loops
+                .iter()
+                .map(|x| {
+                    format!(
+                        "tid {}{} ({:.2} s CPU): {} conns, p50/p99 {}",
+                        x.tid,
+                        if x.busy { ", busy" } else { "" },
+                        x.cpu_s,
+                        x.connections,
+                        x.latency.as_ref().map_or("n/a".into(), |q| format!(
+                            "{:.1} / {:.1} µs",
+                            q.p50_us, q.p99_us
+                        ))
+                    )
+                })
+                .collect();
+            row(
+                "latency by loop",
+                format!(
+                    "{} of {} connections attributed (socket() to reply; all: p50/p99 {}); {}",
+                    l.attributed,
+                    l.connections,
+                    l.all.as_ref().map_or("n/a".into(), |q| format!(
+                        "{:.1} / {:.1} µs",
+                        q.p50_us, q.p99_us
+                    )),
+                    loops.join("; ")
                 ),
             );
         }

@@ -14,7 +14,8 @@
 //! `harness compare`.
 
 use crate::account::{
-    self, CounterSet, ServerAccount, TreeCounters, WakeCounts, WakeTrace, Window, DRAIN_EVERY,
+    self, landed, AcceptLog, CounterSet, ServerAccount, TreeCounters, WakeCounts, WakeTrace,
+    Window, DRAIN_EVERY,
 };
 use crate::load::{self, sys, LoadReport, LoadSpec};
 use crate::measurement::{
@@ -67,12 +68,14 @@ pub struct RunOptions {
     /// from each request's scheduled time (pingpong and idle).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Idle connections held open (idle workload, default 1000).
+    /// Idle connections held open (idle workload, default 1000; connect:
+    /// beside the new connections and `--busy`, default 0).
     #[arg(long)]
     pub idle: Option<usize>,
     /// Connect workload: this many closed-loop ping-pong connections kept
     /// busy beside it, from before the warm-up to after the window (a
-    /// skewed load: new connections arrive while some loops are serving).
+    /// skewed load, with `--idle`: new connections arrive while some loops
+    /// are serving and all hold connections).
     #[arg(long)]
     pub busy: Option<usize>,
     /// Active ping-pong connections beside the idle ones (default 50).
@@ -173,6 +176,7 @@ pub struct MeasureSpec {
     pub conns: usize,
     pub size: usize,
     pub rate: Option<f64>,
+    /// Idle connections: of the idle workload, or beside a connect workload.
     pub idle: usize,
     /// Busy ping-pong connections beside a connect workload (0: none).
     pub busy: usize,
@@ -272,6 +276,14 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
 
     let busy = start_busy(spec, target, &cpus.load)?;
     let running = load::start(load_spec(spec, target, &cpus.load))?;
+    // During the warm-up, and within half of it so that the window's
+    // accounting still begins on time: which loops serve the busy connections.
+    let busy_loops = match &server {
+        Some(s) if spec.busy > 0 && spec.count_wakeups => {
+            Some(landed::busy_loops(s.pid(), spec.busy, spec.warmup / 2))
+        }
+        _ => None,
+    };
     let (account, wakes) = match (&server, &counters) {
         (Some(s), Some(c)) => {
             // The connect workload's wake-ups, replayed in order (see `Wakeups`).
@@ -282,14 +294,12 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
         _ => (None, None),
     };
     let report = running.join()?;
-    if let Some(busy) = busy {
-        let busy = busy.join()?;
-        notes.push(format!(
-            "beside it, {} busy ping-pong connections: {:.0} requests/s, {} errors",
-            spec.busy,
-            busy.requests as f64 / busy.window.as_secs_f64(),
-            busy.errors.total()
-        ));
+    if !busy.is_empty() {
+        let side: Vec<LoadReport> = busy
+            .into_iter()
+            .map(load::Running::join)
+            .collect::<io::Result<_>>()?;
+        notes.push(side_load_note(spec, &side));
     }
 
     let side = match &mut server {
@@ -305,10 +315,25 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
             match account {
                 Some(Ok(acc)) => {
                     fill_server_side(&mut side, &acc, &report, spec.count_syscalls, &mut notes);
+                    let (counts, log) = match wakes {
+                        Some(Ok((counts, log))) => (Some(Ok(counts)), Some(log)),
+                        Some(Err(e)) => (Some(Err(e)), None),
+                        None => (None, None),
+                    };
                     side.wakeups = acc
                         .syscall_returns
                         .as_ref()
-                        .and_then(|returns| Wakeups::from_returns(returns, wakes));
+                        .and_then(|returns| Wakeups::from_returns(returns, counts));
+                    if let Some(log) = log.filter(|_| !report.spans.is_empty()) {
+                        let (busy, reason) = match &busy_loops {
+                            Some(Ok(tids)) => (&tids[..], None),
+                            Some(Err(e)) => (&[][..], Some(e.clone())),
+                            None => (&[][..], None),
+                        };
+                        let mut landed = landed::attribute(&report.spans, &log, busy)?;
+                        landed.busy_na_reason = reason;
+                        side.landed = Some(landed);
+                    }
                 }
                 Some(Err(e)) => side.na_reason = Some(format!("server accounting failed: {e}")),
                 None => side.na_reason = Some("server accounting did not run".into()),
@@ -399,7 +424,12 @@ fn load_spec(spec: &MeasureSpec, target: SocketAddr, cpus: &[usize]) -> LoadSpec
         conns: spec.conns,
         size: spec.size,
         rate: spec.rate,
-        idle: spec.idle,
+        // A connect workload's idle connections belong to the side load.
+        idle: if spec.kind == WorkloadKind::Connect {
+            0
+        } else {
+            spec.idle
+        },
         warmup: spec.warmup,
         duration: spec.duration,
         timeout: spec.timeout,
@@ -410,28 +440,68 @@ fn load_spec(spec: &MeasureSpec, target: SocketAddr, cpus: &[usize]) -> LoadSpec
     }
 }
 
-/// `--busy N`: N closed-loop ping-pong connections, started before the
-/// main load and running until after its window, on the same CPUs.
+/// `--busy N --idle M` beside a connect workload, made before the main
+/// load and kept until after its window, on the same CPUs: first N
+/// closed-loop ping-pong connections (`load::start` returns once they are
+/// connected, so the server accepts them before any other and they hold
+/// its lowest connection descriptors: `landed::busy_loops` relies on it),
+/// then M idle ones (answered once, then held open).
 fn start_busy(
     spec: &MeasureSpec,
     target: SocketAddr,
     cpus: &[usize],
-) -> io::Result<Option<load::Running>> {
-    if spec.busy == 0 {
-        return Ok(None);
+) -> io::Result<Vec<load::Running>> {
+    let mut side = Vec::new();
+    if spec.kind != WorkloadKind::Connect {
+        return Ok(side);
     }
-    let busy = LoadSpec {
-        kind: WorkloadKind::Pingpong,
-        conns: spec.busy,
+    let base = LoadSpec {
         rate: None,
-        idle: 0,
         warmup: Duration::ZERO,
         // Past the main window's end, whatever the main load's start-up took.
         duration: spec.warmup + spec.duration + Duration::from_secs(1),
         ..load_spec(spec, target, cpus)
     };
-    load::start(busy).map(Some)
+    if spec.busy > 0 {
+        side.push(load::start(LoadSpec {
+            kind: WorkloadKind::Pingpong,
+            conns: spec.busy,
+            idle: 0,
+            ..base.clone()
+        })?);
+    }
+    if spec.idle > 0 {
+        side.push(load::start(LoadSpec {
+            kind: WorkloadKind::Idle,
+            conns: 0,
+            idle: spec.idle,
+            ..base
+        })?);
+    }
+    Ok(side)
 }
+
+/// What the side loads of `start_busy` did, for the notes: a busy
+/// connection that failed or an idle one the server dropped changes the skew.
+fn side_load_note(spec: &MeasureSpec, side: &[LoadReport]) -> String {
+    let requests: u64 = side.iter().map(|r| r.requests).sum();
+    let errors: u64 = side.iter().map(|r| r.errors.total()).sum();
+    let window = side.first().map_or(1.0, |r| r.window.as_secs_f64());
+    let idle = side.iter().find_map(|r| r.idle.clone()).unwrap_or_default();
+    format!(
+        "beside it, {} busy ping-pong connections ({:.0} requests/s) and {} idle ones ({} \
+         answered before the window, {} dropped by the server); {errors} errors among them",
+        spec.busy,
+        requests as f64 / window,
+        spec.idle,
+        idle.served,
+        idle.dropped()
+    )
+}
+
+/// The wake-up trace's counts and accept log, or why it failed; `None` if
+/// it did not run.
+type TracedWakes = Option<Result<(WakeCounts, AcceptLog), String>>;
 
 /// Reads the server's tree over the load's timed window: sleeps until it
 /// begins, snapshots, sleeps until it ends (with `trace`, tracing the
@@ -441,10 +511,7 @@ fn account_window(
     counters: &Result<TreeCounters, String>,
     trace: bool,
     timeline: &load::Timeline,
-) -> (
-    io::Result<ServerAccount>,
-    Option<Result<WakeCounts, String>>,
-) {
+) -> (io::Result<ServerAccount>, TracedWakes) {
     sleep_until(timeline.window_start);
     let window = match Window::begin(pid, counters, Duration::from_millis(50)) {
         Ok(w) => w,
@@ -456,7 +523,7 @@ fn account_window(
             std::thread::sleep(DRAIN_EVERY.min(timeline.window_end - Instant::now()));
             trace.drain();
         }
-        trace.finish().map_err(|e| e.to_string())
+        trace.finish_with_log().map_err(|e| e.to_string())
     });
     sleep_until(timeline.window_end);
     (window.end(), wakes)
@@ -672,8 +739,13 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
         WorkloadArg::Connect => WorkloadKind::Connect,
         WorkloadArg::Idle => WorkloadKind::Idle,
     };
-    if kind != WorkloadKind::Idle && (a.idle.is_some() || a.active.is_some()) {
-        return Err(bad("--idle and --active belong to --workload idle".into()));
+    if kind != WorkloadKind::Idle && a.active.is_some() {
+        return Err(bad("--active belongs to --workload idle".into()));
+    }
+    if kind == WorkloadKind::Pingpong && a.idle.is_some() {
+        return Err(bad(
+            "--idle belongs to --workload idle or connect (beside --busy)".into(),
+        ));
     }
     if kind != WorkloadKind::Connect && a.busy.is_some() {
         return Err(bad("--busy belongs to --workload connect".into()));
@@ -696,10 +768,10 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
         conns,
         size: a.size as usize,
         rate: a.rate,
-        idle: if kind == WorkloadKind::Idle {
-            a.idle.unwrap_or(1000)
-        } else {
-            0
+        idle: match kind {
+            WorkloadKind::Idle => a.idle.unwrap_or(1000),
+            WorkloadKind::Connect => a.idle.unwrap_or(0),
+            WorkloadKind::Pingpong => 0,
         },
         busy: a.busy.unwrap_or(0),
         warmup: secs("warmup", a.warmup.unwrap_or(warmup))?,
@@ -818,6 +890,21 @@ mod tests {
         .unwrap();
         assert!(matches!(s.server, ServerChoice::Target(a) if a.port() == 7));
         assert_eq!((s.close, s.conns), (CloseMode::Fin, 4));
+
+        let s = parse(&[
+            "epoll",
+            "--workload",
+            "connect",
+            "--busy",
+            "2",
+            "--idle",
+            "200",
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.kind, s.conns, s.busy, s.idle),
+            (WorkloadKind::Connect, 4, 2, 200)
+        );
     }
 
     #[test]
@@ -827,6 +914,7 @@ mod tests {
             &[][..],
             &["epoll", "--idle", "10"][..],
             &["epoll", "--busy", "2"][..],
+            &["epoll", "--workload", "connect", "--active", "2"][..],
             &[
                 "epoll",
                 "--workload",

@@ -21,6 +21,7 @@
 //! `procfs` reads `/proc` (always available on Linux, CPU in clock ticks);
 //! `perf` adds exact counters from `perf_event_open` when permitted.
 
+pub mod landed;
 mod perf;
 pub(crate) mod procfs;
 mod wakes;
@@ -30,10 +31,10 @@ pub use perf::{
     HERD_RETURNS,
 };
 pub use procfs::{
-    asleep_in_epoll_wait, clock_ticks_per_sec, threads_named, RssPeak, RssSampler, Snapshot,
-    TreeDelta, Usage,
+    asleep_in, asleep_in_epoll_wait, clock_ticks_per_sec, threads_named, RssPeak, RssSampler,
+    Snapshot, TreeDelta, Usage,
 };
-pub use wakes::{WakeCounts, WakeTrace, DRAIN_EVERY};
+pub use wakes::{AcceptLog, WakeCounts, WakeTrace, DRAIN_EVERY};
 
 use std::collections::BTreeMap;
 use std::io;

@@ -549,10 +549,16 @@ pub fn threads_named(pid: i32, prefix: &str) -> Vec<(i32, String)> {
 }
 
 /// Whether thread `tid` of process `pid` is asleep (state `S`) inside
-/// `epoll_wait` or `epoll_pwait`, which libc may call instead: the first
-/// field of `/proc/PID/task/TID/syscall` is the number of the call the
-/// thread is blocked in. False when the thread runs or is gone.
+/// `epoll_wait` or `epoll_pwait`, which libc may call instead.
 pub fn asleep_in_epoll_wait(pid: i32, tid: i32) -> bool {
+    asleep_in(pid, tid, &[libc::SYS_epoll_wait, libc::SYS_epoll_pwait])
+}
+
+/// Whether thread `tid` of process `pid` is asleep (state `S`) inside one
+/// of the system calls numbered `calls`: the first field of
+/// `/proc/PID/task/TID/syscall` is the number of the call the thread is
+/// blocked in. False when the thread runs or is gone.
+pub fn asleep_in(pid: i32, tid: i32, calls: &[i64]) -> bool {
     let task = format!("/proc/{pid}/task/{tid}");
     let number: Option<i64> = fs::read_to_string(format!("{task}/syscall"))
         .ok()
@@ -561,7 +567,7 @@ pub fn asleep_in_epoll_wait(pid: i32, tid: i32) -> bool {
         .ok()
         .and_then(|text| parse_stat(&text))
         .is_some_and(|stat| stat.state == b'S');
-    asleep && matches!(number, Some(n) if n == libc::SYS_epoll_wait || n == libc::SYS_epoll_pwait)
+    asleep && number.is_some_and(|n| calls.contains(&n))
 }
 
 #[cfg(test)]

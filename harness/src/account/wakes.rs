@@ -30,9 +30,18 @@
 //! (`epoll_wait` polls each ready item before reporting it; blocking
 //! `accept` re-checks the queue), finds nothing, and sleeps again. So the
 //! thread's switches to sleep (`sched:sched_switch` with a sleeping
-//! `prev_state`, sampled the same way) are replayed too: every sleep inside
-//! one `epoll_wait` or `accept4` call beyond the first is a wake-up that
-//! went back to sleep (`kernel_wasted_wakes`).
+//! `prev_state`, sampled the same way) are replayed too, with the entries
+//! of the same calls (`syscalls:sys_enter_*`): every sleep inside one
+//! `epoll_wait` or `accept4` call beyond the first is a wake-up that went
+//! back to sleep (`kernel_wasted_wakes`). The entries keep a sleep outside
+//! those calls (a blocking server's `read` between two `accept4`) from
+//! counting as one.
+//!
+//! Each record is also stamped on `CLOCK_MONOTONIC` (`PERF_SAMPLE_TIME`
+//! with `use_clockid`), so every `accept4` that returned a connection is
+//! kept with its thread and time (`AcceptLog`): a client that noted its own
+//! connections on the same clock can tell which loop served which
+//! (`account::landed`).
 
 use std::collections::HashMap;
 use std::fs;
@@ -48,7 +57,11 @@ use super::perf::{
 };
 
 const PERF_SAMPLE_TID: u64 = 1 << 1;
+const PERF_SAMPLE_TIME: u64 = 1 << 2;
 const PERF_SAMPLE_RAW: u64 = 1 << 10;
+/// `perf_event_attr.use_clockid`, bit 25 of the flags word: `time` is read
+/// from `clockid` instead of the perf clock.
+const ATTR_FLAG_USE_CLOCKID: u64 = 1 << 25;
 const PERF_RECORD_LOST: u32 = 2;
 const PERF_RECORD_SAMPLE: u32 = 9;
 /// `_IO('$', 1)`, `_IO('$', 5)`: `libc` does not define them.
@@ -90,6 +103,8 @@ pub struct WakeCounts {
 enum Call {
     Accept,
     Wait,
+    /// Entry into `accept4`, `epoll_wait` or `epoll_pwait`.
+    Enter,
     /// `sched_switch` away from the thread.
     Switch,
 }
@@ -107,8 +122,20 @@ struct Thread {
     /// Set once the thread returned from `epoll_wait`: an event loop.
     waits: bool,
     pass: Pass,
-    /// Times the thread went to sleep since its last traced return.
+    /// Times the thread went to sleep inside the traced call it is in.
     sleeps: u64,
+}
+
+/// The connections the trace saw accepted, each with its thread and time,
+/// and each traced thread's CPU time over the trace.
+#[derive(Clone, Debug, Default)]
+pub struct AcceptLog {
+    /// (thread id, `CLOCK_MONOTONIC` ns of the `accept4` return), in the
+    /// order the buffers were read (sort before searching).
+    pub accepts: Vec<(u32, u64)>,
+    /// Thread id → nanoseconds on a CPU between attach and finish
+    /// (`/proc/TID/schedstat`); a thread that exited meanwhile is missing.
+    pub cpu_ns: HashMap<u32, u64>,
 }
 
 /// Sampled syscall returns of a process tree, replayed per thread.
@@ -125,6 +152,9 @@ pub struct WakeTrace {
     attached: Vec<i32>,
     threads: HashMap<u32, Thread>,
     counts: WakeCounts,
+    log: AcceptLog,
+    /// Each attached thread's `schedstat` CPU time at attach.
+    cpu_at_attach: HashMap<u32, u64>,
 }
 
 impl WakeTrace {
@@ -136,6 +166,9 @@ impl WakeTrace {
             ("sys_exit_accept4", Call::Accept),
             ("sys_exit_epoll_wait", Call::Wait),
             ("sys_exit_epoll_pwait", Call::Wait),
+            ("sys_enter_accept4", Call::Enter),
+            ("sys_enter_epoll_wait", Call::Enter),
+            ("sys_enter_epoll_pwait", Call::Enter),
         ] {
             if let Some(id) = tracepoint_id("syscalls", name) {
                 let id = u16::try_from(id).map_err(|_| format!("tracepoint {name}: id {id}"))?;
@@ -163,6 +196,8 @@ impl WakeTrace {
             attached: Vec::new(),
             threads: HashMap::new(),
             counts: WakeCounts::default(),
+            log: AcceptLog::default(),
+            cpu_at_attach: HashMap::new(),
         };
         for _ in 0..ATTACH_ATTEMPTS {
             let before = tree_tasks(root).map_err(|e| e.to_string())?;
@@ -178,6 +213,7 @@ impl WakeTrace {
             }
             let after = tree_tasks(root).map_err(|e| e.to_string())?;
             if after.iter().all(|tid| before.contains(tid)) {
+                trace.cpu_at_attach = cpu_times(&before);
                 trace.attached = before;
                 return Ok(trace);
             }
@@ -197,8 +233,9 @@ impl WakeTrace {
                 size: std::mem::size_of::<PerfEventAttr>() as u32,
                 config: u64::from(id),
                 sample_period: 1,
-                sample_type: PERF_SAMPLE_TID | PERF_SAMPLE_RAW,
-                flags: 0,
+                sample_type: PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_RAW,
+                flags: ATTR_FLAG_USE_CLOCKID,
+                clockid: libc::CLOCK_MONOTONIC,
                 ..PerfEventAttr::default()
             };
             let fd = open_attr(&attr, tid, &format!("sampled tracepoint {id}"))?;
@@ -226,11 +263,22 @@ impl WakeTrace {
     }
 
     /// Stops recording, replays the rest, and closes the passes in progress.
-    pub fn finish(mut self) -> io::Result<WakeCounts> {
+    pub fn finish(self) -> io::Result<WakeCounts> {
+        self.finish_with_log().map(|(counts, _)| counts)
+    }
+
+    /// `finish`, and the connections accepted with their threads and times.
+    pub fn finish_with_log(mut self) -> io::Result<(WakeCounts, AcceptLog)> {
         for fd in &self.events {
             ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)?;
         }
         self.drain();
+        let now = cpu_times(&self.attached);
+        self.log.cpu_ns = self
+            .cpu_at_attach
+            .iter()
+            .filter_map(|(tid, before)| Some((*tid, now.get(tid)?.saturating_sub(*before))))
+            .collect();
         if let Ok(now) = tree_tasks(self.root) {
             self.counts.threads_untraced = now
                 .iter()
@@ -247,7 +295,7 @@ impl WakeTrace {
                 self.counts.wasted_wakes += thread.pass.accepts - thread.pass.got;
             }
         }
-        Ok(self.counts)
+        Ok((self.counts, self.log))
     }
 
     fn replay(&mut self, record: &[u8]) {
@@ -258,9 +306,10 @@ impl WakeTrace {
                     u64::from_ne_bytes(record[16..24].try_into().expect("8 bytes"));
             }
             PERF_RECORD_SAMPLE => {
-                // header (8), pid (4), tid (4), raw size (4), raw data.
-                let Some(raw) = record.get(20..) else { return };
+                // header (8), pid (4), tid (4), time (8), raw size (4), raw data.
+                let Some(raw) = record.get(28..) else { return };
                 let tid = u32::from_ne_bytes(record[12..16].try_into().expect("4 bytes"));
+                let time = u64::from_ne_bytes(record[16..24].try_into().expect("8 bytes"));
                 let Some(common_type) = raw.get(0..2) else {
                     return;
                 };
@@ -268,15 +317,20 @@ impl WakeTrace {
                 let Some(&(_, call)) = self.calls.iter().find(|(known, _)| *known == id) else {
                     return;
                 };
-                // `ret` of a return, `prev_state` of a switch: both a long.
+                // `ret` of a return, `prev_state` of a switch: both a
+                // long. An entry's arguments are not read.
                 let at = match call {
                     Call::Switch => self.prev_state_offset,
                     Call::Accept | Call::Wait => self.ret_offset,
+                    Call::Enter => return self.on_record(tid, call, 0),
                 };
                 let Some(value) = raw.get(at..at + 8) else {
                     return;
                 };
                 let value = i64::from_ne_bytes(value.try_into().expect("8 bytes"));
+                if call == Call::Accept && value >= 0 {
+                    self.log.accepts.push((tid, time));
+                }
                 self.on_record(tid, call, value);
             }
             _ => {}
@@ -286,13 +340,14 @@ impl WakeTrace {
     fn on_record(&mut self, tid: u32, call: Call, value: i64) {
         let counts = &mut self.counts;
         let thread = self.threads.entry(tid).or_default();
-        if call != Call::Switch {
+        if matches!(call, Call::Accept | Call::Wait) {
             // The call slept `sleeps` times before it returned: all but the
             // last wake-up found nothing and slept again.
             counts.kernel_wasted_wakes += thread.sleeps.saturating_sub(1);
             thread.sleeps = 0;
         }
         match call {
+            Call::Enter => thread.sleeps = 0,
             Call::Switch => {
                 // prev_state 0 is TASK_RUNNING: preempted, not asleep.
                 if value != 0 {
@@ -325,6 +380,19 @@ fn close_pass(counts: &mut WakeCounts, pass: &Pass) {
             counts.wasted_wakes += 1;
         }
     }
+}
+
+/// Each thread's time on a CPU so far, in nanoseconds: the first field of
+/// `/proc/TID/schedstat` (a thread of any process in the tree; one that
+/// has exited is left out).
+fn cpu_times(tids: &[i32]) -> HashMap<u32, u64> {
+    tids.iter()
+        .filter_map(|&tid| {
+            let text = fs::read_to_string(format!("/proc/{tid}/schedstat")).ok()?;
+            let ns = text.split_whitespace().next()?.parse().ok()?;
+            Some((tid as u32, ns))
+        })
+        .collect()
 }
 
 /// The byte offset of `field` in the records of tracepoint

@@ -67,6 +67,17 @@ pub struct Timeline {
     pub window_end: Instant,
 }
 
+/// One connection of the connect workload, from its `socket()` call to its
+/// reply, on `CLOCK_MONOTONIC` (`sys::monotonic_ns`): the server's
+/// `accept4` of it returned inside the span. (The workload's `latency`
+/// counts from the previous connection's reply, so it includes that one's
+/// close; a span does not.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectSpan {
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
 /// What the generator measured.
 #[derive(Debug, Clone)]
 pub struct LoadReport {
@@ -84,6 +95,8 @@ pub struct LoadReport {
     /// Open loop only: requests due before the window's end but not
     /// answered by then.
     pub openloop_missed: Option<u64>,
+    /// Connect workload: every connection completed in the window.
+    pub spans: Vec<ConnectSpan>,
 }
 
 /// A run in progress: connections made, the window's times fixed.
@@ -254,6 +267,7 @@ impl Running {
         let mut sources = [0u64; 4];
         let mut exhausted = 0;
         let mut missed = 0;
+        let mut spans = Vec::new();
         let threads = self.threads.len();
         let mut first_err = None;
         for h in self.threads {
@@ -284,6 +298,7 @@ impl Running {
             }
             exhausted += r.ports_exhausted;
             missed += r.openloop_missed;
+            spans.extend(r.spans);
         }
         if let Some(e) = first_err {
             return Err(e);
@@ -310,6 +325,7 @@ impl Running {
                 ports_exhausted: exhausted,
             }),
             openloop_missed: self.spec.rate.map(|_| missed),
+            spans,
         })
     }
 }

@@ -318,6 +318,17 @@ pub fn peek_state(fd: RawFd) -> PeerState {
     }
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock the server's wake-up trace
+/// stamps its records with (`perf_event_attr.clockid`), so the two compare.
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: all-zero is a valid timespec; the kernel fills it.
+    let mut ts: libc::timespec = unsafe { zeroed() };
+    // SAFETY: `ts` outlives the call. CLOCK_MONOTONIC always exists, so
+    // the call cannot fail (EINVAL, EFAULT are ruled out here).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// CPU time (user, system) of the calling thread.
 pub fn thread_cpu() -> io::Result<(Duration, Duration)> {
     // SAFETY: all-zero is a valid rusage; the kernel fills it.

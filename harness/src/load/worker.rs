@@ -12,7 +12,7 @@ use super::errors::{classify, record, ErrorClass};
 use super::latency::Recorder;
 use super::schedule::{Next, Schedule};
 use super::sys::{self, Epoll, PeerState, RawAddr};
-use super::{LoadSpec, Timeline};
+use super::{ConnectSpan, LoadSpec, Timeline};
 use crate::measurement::{CloseMode, Errors, IdleOutcome, WorkloadKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -64,6 +64,8 @@ pub struct WorkerReport {
     /// Open loop: requests scheduled before the window's end but not
     /// answered by then (their latencies, as lower bounds, are in `latency`).
     pub openloop_missed: u64,
+    /// Connect workload: each connection completed in the window.
+    pub spans: Vec<ConnectSpan>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -115,6 +117,9 @@ struct Slot {
     verified: usize,
     /// Where this request's latency counts from.
     origin: Instant,
+    /// Connect workload: when the connection's `socket()` was called, on
+    /// `CLOCK_MONOTONIC` (its span's start).
+    origin_ns: u64,
     /// Since when we wait for the peer (connect or reply), for timeouts.
     since: Instant,
     timed_out: bool,
@@ -144,6 +149,7 @@ pub struct Worker {
     timeline: Option<Timeline>,
     in_window: bool,
     requests_done: u64,
+    spans: Vec<ConnectSpan>,
     latency: Recorder,
     errors: Errors,
     bytes_verified: u64,
@@ -196,6 +202,7 @@ impl Worker {
             written: 0,
             verified: 0,
             origin: now,
+            origin_ns: 0,
             since: now,
             timed_out: false,
             stream_off: 0,
@@ -229,6 +236,7 @@ impl Worker {
             timeline: None,
             in_window: false,
             requests_done: 0,
+            spans: Vec::new(),
             latency: Recorder::new()?,
             errors: Errors::default(),
             bytes_verified: 0,
@@ -297,6 +305,7 @@ impl Worker {
             sources: self.sources,
             ports_exhausted: self.ports_exhausted,
             openloop_missed,
+            spans: self.spans,
         })
     }
 
@@ -485,6 +494,9 @@ impl Worker {
         // (loopback MSS is ~64 KiB): Nagle cannot delay it, so the syscall
         // that turns it off is saved.
         let nodelay = !crr || self.spec.size > NAGLE_SAFE;
+        // Before the socket exists: the server may accept it before
+        // connect() returns here (the handshake completes inside the call).
+        let start_ns = if crr { sys::monotonic_ns() } else { 0 };
         for _ in 0..=253 {
             let fd = match sys::tcp_socket(&self.spec.target, nodelay) {
                 Ok(fd) => fd,
@@ -514,6 +526,7 @@ impl Worker {
             s.gen = s.gen.wrapping_add(1);
             s.since = now;
             s.origin = now;
+            s.origin_ns = start_ns;
             s.timed_out = false;
             s.stream_off = 0;
             // Connect workload: over loopback the SYN, SYN-ACK and ACK are
@@ -704,6 +717,12 @@ impl Worker {
             if now >= tl.window_start && now < tl.window_end && s.role != Role::Idle {
                 self.requests_done += 1;
                 self.latency.record(now.saturating_duration_since(s.origin));
+                if s.role == Role::Crr {
+                    self.spans.push(ConnectSpan {
+                        start_ns: s.origin_ns,
+                        end_ns: sys::monotonic_ns(),
+                    });
+                }
             }
         }
         match s.role {

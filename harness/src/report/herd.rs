@@ -5,10 +5,13 @@
 //! -- --workers 2 ...`, repeated in alternating order: wasted wake-ups per
 //! connection (`measurement::Wakeups`), connections per second, server CPU
 //! per connection, and connections per loop (the summary's `per_loop=`).
-//! Then `reuseport` and `exclusive` again beside busy ping-pong connections
-//! (`--busy`), where they differ: the latency of new connections. The runs
-//! go to `herd.json`; the section is appended to `REPORT.md`, with one
-//! figure, `herd_wasted_wakeups.svg`.
+//! Then `reuseport` and `exclusive` again under skew, where they differ:
+//! beside one busy ping-pong connection and many idle ones (`--busy
+//! --idle`), one new connection at a time (`--conns 1`), so that the
+//! harness can tell which loop served each (`account::landed`) and show
+//! the latency of those that landed on the busy loop. The runs go to
+//! `herd.json`; the section is appended to `REPORT.md`, with one figure,
+//! `herd_wasted_wakeups.svg`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -18,17 +21,22 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::plots;
-use super::stats::{micros, si_tick, Spread};
+use super::stats::{compare, micros, show_p, si_tick, Compared, Spread, MIN_REPEATS};
 use super::{io_err, write_file, write_json};
-use crate::measurement::Measurement;
+use crate::measurement::{LoopLatency, Measurement};
 
 /// Loops (threads or processes) in every herd run: the machine this lab
 /// was written on has 2 CPUs; beyond that the section estimates.
 pub const LOOPS: usize = 2;
 
-/// Busy ping-pong connections beside the skewed runs: fewer than the loops'
-/// connections in flight, so that some loops are busy and others are not.
-pub const BUSY: usize = 2;
+/// Busy ping-pong connections beside the skewed runs: fewer than the
+/// loops, so that one loop is busy and the other is not.
+pub const BUSY: usize = 1;
+/// Idle connections beside them, held by every loop alike.
+pub const IDLE: usize = 200;
+/// New connections in flight under skew: one, so that no two connections'
+/// spans overlap and each is attributed to the loop that accepted it.
+pub const SKEW_IN_FLIGHT: usize = 1;
 
 /// One way of sharing the port.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +78,7 @@ const SKEWED: &[&str] = &["exclusive", "reuseport"];
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct HerdRun {
     pub sharing: String,
-    /// Measured beside `BUSY` busy ping-pong connections.
+    /// Measured under skew (`BUSY`, `IDLE`, `SKEW_IN_FLIGHT`).
     pub skewed: bool,
     pub measurement: Option<Measurement>,
     pub error: Option<String>,
@@ -98,7 +106,13 @@ pub fn run_args(s: &Sharing, skewed: bool, warmup_s: f64, duration_s: f64) -> Ve
     .map(|a| a.to_string())
     .collect();
     if skewed {
-        args.extend(["--busy".to_string(), BUSY.to_string()]);
+        for (flag, n) in [
+            ("--conns", SKEW_IN_FLIGHT),
+            ("--busy", BUSY),
+            ("--idle", IDLE),
+        ] {
+            args.extend([flag.to_string(), n.to_string()]);
+        }
     }
     args.extend(["--".to_string(), "--workers".to_string(), LOOPS.to_string()]);
     args.extend(s.args.iter().map(|a| a.to_string()));
@@ -152,8 +166,10 @@ pub fn measure(
 }
 
 /// One sharing mode's medians over its repeats.
-struct Row {
+struct Row<'a> {
     label: &'static str,
+    /// Its runs' measurements, for the rank test of `versus`.
+    measurements: Vec<&'a Measurement>,
     runs: usize,
     failed: Vec<String>,
     wasted: Option<Spread>,
@@ -163,11 +179,21 @@ struct Row {
     ctx: Option<Spread>,
     /// Max/min of connections per loop.
     spread: Option<Spread>,
-    p50: Option<Spread>,
-    p99: Option<Spread>,
+    /// Under skew (`Measurement::server.landed`): the share of new
+    /// connections attributed to a loop, the latency of all of them
+    /// (`socket()` to reply), and of those the busy loop (serving the busy
+    /// connection, `landed::busy_loops`) and the other served; the busy
+    /// loop's share of the server's CPU and of the attributed connections.
+    attributed: Option<Spread>,
+    all_p99: Option<Spread>,
+    busy_p50: Option<Spread>,
+    busy_p99: Option<Spread>,
+    other_p99: Option<Spread>,
+    busy_cpu_share: Option<Spread>,
+    busy_conn_share: Option<Spread>,
 }
 
-fn row(r: &HerdResults, label: &'static str, skewed: bool) -> Row {
+fn row<'a>(r: &'a HerdResults, label: &'static str, skewed: bool) -> Row<'a> {
     let runs: Vec<&HerdRun> = r
         .runs
         .iter()
@@ -177,20 +203,88 @@ fn row(r: &HerdResults, label: &'static str, skewed: bool) -> Row {
     let of = |f: &dyn Fn(&Measurement) -> Option<f64>| Spread::of(ms.iter().filter_map(|m| f(m)));
     Row {
         label,
+        measurements: ms.clone(),
         runs: runs.len(),
         failed: runs.iter().filter_map(|x| x.error.clone()).collect(),
         wasted: of(&|m| m.server.wakeups.as_ref()?.wasted_per_conn),
         eagain: of(&|m| Some(m.server.wakeups.as_ref()?.eagain_per_conn)),
         rate: of(&|m| Some(m.rate)),
-        cpu_us: of(&|m| m.server.cpu_per_request_us),
+        cpu_us: of(&cpu_us),
         ctx: of(&|m| m.server.ctx_voluntary_per_request),
-        spread: of(&|m| {
-            let (max, min) = m.server.exit_summary.as_ref()?.spread()?;
-            (min > 0).then(|| max as f64 / min as f64)
+        spread: of(&loop_spread),
+        attributed: of(&|m| {
+            let l = m.server.landed.as_ref()?;
+            (l.connections > 0).then(|| l.attributed as f64 / l.connections as f64)
         }),
-        p50: of(&|m| Some(m.latency.as_ref()?.p50_us)),
-        p99: of(&|m| Some(m.latency.as_ref()?.p99_us)),
+        all_p99: of(&all_p99),
+        busy_p50: of(&|m| Some(loop_of(m, true)?.latency.as_ref()?.p50_us)),
+        busy_p99: of(&busy_p99),
+        other_p99: of(&|m| Some(loop_of(m, false)?.latency.as_ref()?.p99_us)),
+        busy_cpu_share: of(&|m| {
+            let loops = &m.server.landed.as_ref()?.loops;
+            let total: f64 = loops.iter().map(|l| l.cpu_s).sum();
+            let busy = loop_of(m, true)?;
+            (total > 0.0).then(|| busy.cpu_s / total)
+        }),
+        busy_conn_share: of(&busy_conn_share),
     }
+}
+
+/// The figures findings compare, one function each (`Row` and `versus`).
+type Metric = fn(&Measurement) -> Option<f64>;
+
+fn cpu_us(m: &Measurement) -> Option<f64> {
+    m.server.cpu_per_request_us
+}
+
+/// Most over fewest connections per loop.
+fn loop_spread(m: &Measurement) -> Option<f64> {
+    let (max, min) = m.server.exit_summary.as_ref()?.spread()?;
+    (min > 0).then(|| max as f64 / min as f64)
+}
+
+fn all_p99(m: &Measurement) -> Option<f64> {
+    Some(m.server.landed.as_ref()?.all.as_ref()?.p99_us)
+}
+
+fn busy_p99(m: &Measurement) -> Option<f64> {
+    Some(loop_of(m, true)?.latency.as_ref()?.p99_us)
+}
+
+/// The busy loop's share of the attributed new connections.
+fn busy_conn_share(m: &Measurement) -> Option<f64> {
+    let l = m.server.landed.as_ref()?;
+    let busy = loop_of(m, true)?;
+    (l.attributed > 0).then(|| busy.connections as f64 / l.attributed as f64)
+}
+
+/// A run's loop serving the busy connection (`busy`), or the first other.
+fn loop_of(m: &Measurement, busy: bool) -> Option<&LoopLatency> {
+    let loops = &m.server.landed.as_ref()?.loops;
+    loops.iter().find(|l| l.busy == busy)
+}
+
+/// `a` against `b` on `metric`, in words: the report's rank test over the
+/// repeats (`stats::compare`), a difference claimed only where it finds one.
+fn versus(a: &Row, b: &Row, metric: Metric) -> (Compared, String) {
+    let values =
+        |x: &Row| -> Vec<f64> { x.measurements.iter().filter_map(|m| metric(m)).collect() };
+    let outcome = compare(&values(a), &values(b));
+    let words = match outcome {
+        Compared::Higher { p } => format!("higher ({})", show_p(p)),
+        Compared::Lower { p } => format!("lower ({})", show_p(p)),
+        Compared::NoDifference { p } => {
+            format!("no difference the repeats support ({})", show_p(p))
+        }
+        Compared::TooFewRepeats => {
+            format!("not compared: fewer than {MIN_REPEATS} repeats a side")
+        }
+    };
+    (outcome, words)
+}
+
+fn percent(v: f64) -> String {
+    format!("{:.0} %", v * 100.0)
 }
 
 fn show(s: &Option<Spread>, f: impl Fn(f64) -> String) -> String {
@@ -250,38 +344,50 @@ pub fn section(r: &HerdResults, figure: Option<&str>) -> String {
     let skewed: Vec<Row> = SKEWED.iter().map(|l| row(r, l, true)).collect();
     let _ = writeln!(
         out,
-        "\n### Under skew: new connections beside {BUSY} busy ping-pong connections\n\n\
-         The same connect workload with `--busy {BUSY}`: {BUSY} closed-loop ping-pong \
-         connections keep the loops they landed on busy. Latency is that of the new \
-         connections (connect, one echo, close).\n"
+        "\n### Under skew: new connections beside {BUSY} busy and {IDLE} idle connections\n\n\
+         `--conns {SKEW_IN_FLIGHT} --busy {BUSY} --idle {IDLE}`: {BUSY} closed-loop ping-pong \
+         connection keeps the loop it landed on busy, {IDLE} idle ones are held open, and new \
+         connections arrive one at a time. Each new connection is attributed to the loop \
+         whose `accept4` returned it: the one accept (from the wake-up trace, on \
+         `CLOCK_MONOTONIC`) inside the connection's span from `socket()` to its reply, on \
+         the same clock (`harness::account::landed`); spans that hold no accept or share \
+         one are left out, and the attributed column says how many were kept. The busy \
+         loop is the one whose epoll instance holds the busy connection (read from \
+         `/proc`: its descriptor in the epoll's `fdinfo`, the thread asleep in \
+         `epoll_wait` on it). Latency here is the span, \
+         `socket()` to reply (the connect workload's own latency also counts the previous \
+         connection's close). Both loops share one CPU on this machine, so a busy loop \
+         delays the other too.\n"
     );
     let _ = writeln!(
         out,
-        "| sharing | runs | connect p50 | connect p99 | connections/s | spread max/min |"
+        "| sharing | runs | attributed | busy loop: CPU share | busy loop: share of new conns | busy loop p50 | busy loop p99 | other loop p99 | all new conns p99 | connections/s |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for x in &skewed {
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             x.label,
             x.runs,
-            show(&x.p50, micros),
-            show(&x.p99, micros),
+            show(&x.attributed, percent),
+            show(&x.busy_cpu_share, percent),
+            show(&x.busy_conn_share, percent),
+            show(&x.busy_p50, micros),
+            show(&x.busy_p99, micros),
+            show(&x.other_p99, micros),
+            show(&x.all_p99, micros),
             show(&x.rate, fixed(0)),
-            show(&x.spread, fixed(2)),
         );
     }
-    if let [exclusive, reuseport] = &skewed[..] {
-        if let (Some(e), Some(u)) = (&exclusive.p99, &reuseport.p99) {
-            let _ = writeln!(
-                out,
-                "\n- Under skew, p99 of a new connection: `reuseport` {} against `exclusive` {} ({:.2}×).",
-                micros(u.median),
-                micros(e.median),
-                u.median / e.median
-            );
+    for x in &skewed {
+        for e in &x.failed {
+            let _ = writeln!(out, "\n- `{}` under skew: a run failed: {e}", x.label);
         }
+    }
+    let _ = writeln!(out);
+    for line in skew_findings(&skewed) {
+        let _ = writeln!(out, "- {line}");
     }
     let _ = writeln!(out, "\n### On N cores (an estimate, not a measurement)\n");
     for line in estimate(&rows) {
@@ -290,7 +396,65 @@ pub fn section(r: &HerdResults, figure: Option<&str>) -> String {
     out
 }
 
-fn find<'a>(rows: &'a [Row], label: &str) -> Option<&'a Row> {
+/// Under skew: `reuseport` against `exclusive`, each figure compared over
+/// the repeats and a difference claimed only where they separate.
+fn skew_findings(skewed: &[Row]) -> Vec<String> {
+    let (Some(exclusive), Some(reuseport)) = (find(skewed, "exclusive"), find(skewed, "reuseport"))
+    else {
+        return vec!["needs the exclusive and reuseport rows under skew".into()];
+    };
+    let mut out = Vec::new();
+    let low = [exclusive, reuseport]
+        .iter()
+        .filter(|x| x.attributed.is_none_or(|a| a.min < 0.9))
+        .map(|x| format!("`{}`", x.label))
+        .collect::<Vec<_>>();
+    if !low.is_empty() {
+        out.push(format!(
+            "{}: under 90 % of the new connections attributed in some repeat (or none), so \
+             the per-loop figures cover only part of them; the all-connections column \
+             covers every one.",
+            low.join(", ")
+        ));
+    }
+    let finding = |what: &str,
+                   u: Option<Spread>,
+                   e: Option<Spread>,
+                   metric: Metric,
+                   f: &dyn Fn(f64) -> String| {
+        let (u, e) = (u?, e?);
+        Some(format!(
+            "{what}: `reuseport` {} against `exclusive` {}: {}.",
+            f(u.median),
+            f(e.median),
+            versus(reuseport, exclusive, metric).1
+        ))
+    };
+    out.extend(finding(
+        "Share of the new connections the busy loop served",
+        reuseport.busy_conn_share,
+        exclusive.busy_conn_share,
+        busy_conn_share,
+        &percent,
+    ));
+    out.extend(finding(
+        "p99 of the new connections that landed on the busy loop",
+        reuseport.busy_p99,
+        exclusive.busy_p99,
+        busy_p99,
+        &micros,
+    ));
+    out.extend(finding(
+        "p99 of all new connections",
+        reuseport.all_p99,
+        exclusive.all_p99,
+        all_p99,
+        &micros,
+    ));
+    out
+}
+
+fn find<'r, 'a>(rows: &'r [Row<'a>], label: &str) -> Option<&'r Row<'a>> {
     rows.iter().find(|x| x.label == label)
 }
 
@@ -309,10 +473,11 @@ fn findings(rows: &[Row]) -> Vec<String> {
     if let (Some(shared), Some(reuseport)) = (find(rows, "shared"), find(rows, "reuseport")) {
         if let (Some(s), Some(u)) = (shared.cpu_us, reuseport.cpu_us) {
             out.push(format!(
-                "Server CPU per connection: shared {} against reuseport {} ({:+.1} %).",
+                "Server CPU per connection: shared {} against reuseport {} ({:+.1} %): {}.",
                 micros(s.median),
                 micros(u.median),
-                (s.median / u.median - 1.0) * 100.0
+                (s.median / u.median - 1.0) * 100.0,
+                versus(shared, reuseport, cpu_us).1
             ));
         }
     }
@@ -322,11 +487,22 @@ fn findings(rows: &[Row]) -> Vec<String> {
         .collect();
     if !spreads.is_empty() {
         out.push(format!(
-            "Connections per loop, most over fewest: {}. `exclusive` favours the loop \
-             that waits first (it is woken first), so its spread follows who is idle, \
-             not a hash.",
+            "Connections per loop, most over fewest: {}.",
             spreads.join(", ")
         ));
+    }
+    if let (Some(exclusive), Some(reuseport)) = (find(rows, "exclusive"), find(rows, "reuseport")) {
+        if exclusive.spread.is_some() && reuseport.spread.is_some() {
+            out.push(match versus(exclusive, reuseport, loop_spread) {
+                (Compared::Higher { p }, _) => format!(
+                    "`exclusive` spreads connections less evenly than `reuseport` ({}): it \
+                     wakes the loop that waits first, so its spread follows who is idle, \
+                     where `reuseport` hashes.",
+                    show_p(p)
+                ),
+                (_, words) => format!("Spread, `exclusive` against `reuseport`: {words}."),
+            });
+        }
     }
     out
 }

@@ -529,7 +529,7 @@ fn a_cell_with_fewer_usable_runs_than_attempts_says_so() {
 
 #[test]
 fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
-    use crate::measurement::{ExitSummary, Wakeups};
+    use crate::measurement::{ExitSummary, Landed, Latency, LoopLatency, Wakeups};
     let run = |sharing: &str, skewed: bool, wasted: f64, cpu: f64, per_loop: Vec<u64>| {
         let mut m = record(
             "epoll:level",
@@ -563,6 +563,45 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
             error: None,
         }
     };
+    let latency = |p99_us: f64| Latency {
+        samples: 1,
+        p50_us: p99_us / 4.0,
+        p99_us,
+        p999_us: p99_us,
+        max_us: p99_us,
+        mean_us: p99_us / 4.0,
+        spectrum: Vec::new(),
+    };
+    // Under skew: the busy loop (3 s of CPU) served `busy_conns` of 1000
+    // attributed connections, with p99 `busy_p99`; every new connection's
+    // p99 is `all_p99`.
+    let skew_run = |sharing: &str, busy_conns: u64, busy_p99: f64, all_p99: f64| {
+        let mut r = run(sharing, true, 0.0, 40.0, vec![600, 400]);
+        let m = r.measurement.as_mut().unwrap();
+        m.server.landed = Some(Landed {
+            connections: 1000,
+            attributed: 1000,
+            all: Some(latency(all_p99)),
+            busy_na_reason: None,
+            loops: vec![
+                LoopLatency {
+                    tid: 1,
+                    busy: true,
+                    cpu_s: 3.0,
+                    connections: busy_conns,
+                    latency: Some(latency(busy_p99)),
+                },
+                LoopLatency {
+                    tid: 2,
+                    busy: false,
+                    cpu_s: 1.0,
+                    connections: 1000 - busy_conns,
+                    latency: Some(latency(100.0)),
+                },
+            ],
+        });
+        r
+    };
     // Four repeats of shared and reuseport: disjoint ranges count as a
     // difference from four a side (`Spread::all_above`).
     let results = herd::HerdResults {
@@ -576,8 +615,14 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
             run("reuseport", false, 0.0, 40.0, vec![110, 100]),
             run("reuseport", false, 0.0, 40.0, vec![110, 100]),
             run("reuseport", false, 0.0, 40.0, vec![110, 100]),
-            run("exclusive", true, 0.1, 42.0, vec![150, 50]),
-            run("reuseport", true, 0.0, 40.0, vec![110, 100]),
+            skew_run("exclusive", 200, 300.0, 250.0),
+            skew_run("exclusive", 250, 320.0, 260.0),
+            skew_run("exclusive", 220, 310.0, 240.0),
+            skew_run("exclusive", 240, 330.0, 270.0),
+            skew_run("reuseport", 500, 900.0, 240.0),
+            skew_run("reuseport", 480, 1000.0, 270.0),
+            skew_run("reuseport", 500, 950.0, 250.0),
+            skew_run("reuseport", 520, 980.0, 260.0),
         ],
     };
     let text = herd::section(&results, Some("herd_wasted_wakeups.svg"));
@@ -586,7 +631,30 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
         "{text}"
     );
     assert!(text.contains("exclusive 3.00×"), "{text}");
-    assert!(text.contains("(+25.0 %)"), "{text}");
+    assert!(text.contains("(+25.0 %): higher (p"), "{text}");
+    // Under skew, four repeats a side: 3 of 4 s of CPU on the busy loop; its
+    // share of new connections and its p99 differ (every repeat above: the
+    // rank test's smallest p, 2/70), the p99 of all of them does not.
+    assert!(text.contains("| 75 % |"), "{text}");
+    assert!(
+        text.contains(
+            "busy loop served: `reuseport` 50 % against `exclusive` 23 %: higher (p = 0.029)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "landed on the busy loop: `reuseport` 965 µs against `exclusive` 315 µs: higher (p = 0.029)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "p99 of all new connections: `reuseport` 255 µs against `exclusive` 255 µs: no difference the repeats support"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("under 90 %"), "{text}");
     // 10 µs more for 0.9 more wasted wake-ups: 11.1 µs each; on 4 cores
     // reuseport 4 × 1e6 / 40 = 100000/s, shared 4e6 / (40 + 3 × 11.1).
     assert!(text.contains("| 4 | 100000 | 54545 |"), "{text}");

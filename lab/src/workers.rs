@@ -18,7 +18,8 @@ pub enum Share {
     /// A listener per loop, all on one port (`SO_REUSEPORT`).
     #[value(name = "reuseport")]
     ReusePort,
-    /// One listener in every loop's epoll, with `EPOLLEXCLUSIVE`.
+    /// One listener in every loop's epoll, with `EPOLLEXCLUSIVE` (`uring`: one
+    /// listener, which io_uring's ACCEPT always waits on exclusively).
     Exclusive,
     /// One listener in every loop's epoll, plainly: the thundering herd.
     Shared,
@@ -110,8 +111,10 @@ where
 }
 
 /// When one loop ends, for whatever reason (SIGTERM, an error, a panic), it
-/// stops the others, so that `run_loops` can join them all.
-struct StopAllOnExit;
+/// stops the others, so that `run_loops` can join them all. Public for a
+/// model that runs its loops its own way (`uring` keeps its first ring on
+/// the calling thread).
+pub struct StopAllOnExit;
 
 impl Drop for StopAllOnExit {
     fn drop(&mut self) {
@@ -123,7 +126,7 @@ impl Drop for StopAllOnExit {
 /// signalfd, level-triggered and never read, so every loop sees it and
 /// stops. Standard signals do not queue: a second SIGTERM while one is
 /// pending changes nothing.
-fn stop_all_loops() {
+pub fn stop_all_loops() {
     // SAFETY: kill has no memory arguments; SIGTERM is blocked in every
     // thread, so it only becomes pending for the signalfd.
     unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };

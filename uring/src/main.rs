@@ -1,6 +1,13 @@
 //! uring — completion-based I/O on io_uring(7): the fifth model; with
 //! `--workers N`, N such rings, one per thread (the first on the main one),
-//! each with its own `SO_REUSEPORT` listener.
+//! each with its own `SO_REUSEPORT` listener (`--share reuseport`, the
+//! default) or all on one listener (`--share shared`). A shared listener
+//! should have no thundering herd here: a pending ACCEPT waits on the
+//! listener through a poll that io_uring arms with `EPOLLEXCLUSIVE` itself
+//! (the ACCEPT opcode's `poll_exclusive` in the kernel's opcode table), so
+//! one connection wakes one ring's ACCEPT, and `--share exclusive` is the
+//! same thing. (Read in the kernel source, not measured: the harness' wake-up
+//! trace reads `accept4` and `epoll_wait` returns, and a ring makes neither.)
 //!
 //! The other models ask "which socket is ready?" and then copy the data
 //! themselves. Here the program hands the kernel whole operations (ACCEPT,
@@ -58,9 +65,10 @@ use clap::{Parser, ValueEnum};
 use io_uring::types::{BufRingEntry, CancelBuilder, Fd, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
+use lab::net::{IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
 use lab::policy::{AcceptError, WaitError};
 use lab::signals::SignalFd;
+use lab::workers::{self, Share, StopAllOnExit};
 use lab::{Stats, OUTBUF_LIMIT};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -82,6 +90,9 @@ struct Cli {
     common: lab::cli::Common,
     #[arg(long, value_enum, default_value_t = Mode::Multishot)]
     mode: Mode,
+    /// How `--workers N` rings share the port.
+    #[arg(long, value_enum, default_value_t = Share::ReusePort)]
+    share: Share,
     /// A kernel thread polls the submission queue (IORING_SETUP_SQPOLL); it
     /// spins for SQPOLL_IDLE_MS after the last submission.
     #[arg(long)]
@@ -172,32 +183,19 @@ fn run(cli: &Cli) -> io::Result<ExitCode> {
             Err(e) => return Err(e),
         }
     }
-    let sharing = if workers == 1 {
-        PortSharing::Exclusive
-    } else {
-        PortSharing::ReusePort
-    };
-    // One listener per ring on one port (SO_REUSEPORT): the kernel hashes
-    // each connection to one of them. The first binds port 0 to a real one.
-    let first = Listener::bind(cli.common.addr, IoMode::NonBlocking, sharing)?;
-    let port = first.local_addr();
-    let mut listeners = vec![first];
-    for _ in 1..workers {
-        listeners.push(Listener::bind(port, IoMode::NonBlocking, sharing)?);
-    }
+    let listeners = workers::bind_listeners(cli.common.addr, workers, cli.share)?;
     let loops = rings
         .into_iter()
-        .zip(listeners)
-        .map(|(ring, listener)| Ok((ring, listener, Spare::new()?)))
+        .map(|ring| Ok((ring, Spare::new()?)))
         .collect::<io::Result<Vec<_>>>()?;
-    let stats = Stats::new()?;
-    loops[0].1.announce()?;
+    let stats = Stats::with_loops(workers)?;
+    listeners[0].announce()?;
     let cfg = Config {
         mode: cli.mode,
         max_conns: cli.common.max_conns,
     };
-    run_loops(loops, |ring, listener, spare| {
-        serve(ring, &listener, spare, &signals, &stats, cfg)
+    run_loops(loops, &listeners, |index, ring, listener, spare| {
+        serve(index, ring, listener, spare, &signals, &stats, cfg)
     })?;
     let model = match cli.mode {
         Mode::Single => "uring:single",
@@ -307,6 +305,8 @@ impl Slot {
 /// The loop's state besides the ring itself: SQEs not yet in the
 /// submission queue, the connections, and the provided buffers.
 struct Loop<'a> {
+    /// Which of the `--workers` rings this is (its `per_loop=` count).
+    index: usize,
     mode: Mode,
     listener: &'a Listener,
     stats: &'a Stats,
@@ -334,31 +334,34 @@ struct Loop<'a> {
 /// on a thread of its own; returns once every loop has ended: the first
 /// error, if any loop failed. One ring needs no thread (and glibc then
 /// keeps a single heap: no per-thread arena to trim while serving).
-fn run_loops<F>(loops: Vec<(IoUring, Listener, Spare)>, serve: F) -> io::Result<()>
+fn run_loops<F>(loops: Vec<(IoUring, Spare)>, listeners: &[Listener], serve: F) -> io::Result<()>
 where
-    F: Fn(IoUring, Listener, Spare) -> io::Result<()> + Sync,
+    F: Fn(usize, IoUring, &Listener, Spare) -> io::Result<()> + Sync,
 {
     let serve = &serve;
+    let listener_of = |i: usize| &listeners[i % listeners.len()];
     let mut loops = loops.into_iter();
-    let Some((ring, listener, spare)) = loops.next() else {
+    let Some((ring, spare)) = loops.next() else {
         return Ok(());
     };
     let results: Vec<io::Result<()>> = thread::scope(|scope| {
         let handles: Vec<_> = loops
             .enumerate()
-            .map(|(i, (ring, listener, spare))| {
+            .map(|(i, (ring, spare))| {
+                let index = i + 1;
+                let listener = listener_of(index);
                 thread::Builder::new()
-                    .name(format!("uring-loop-{}", i + 1))
+                    .name(format!("uring-loop-{index}"))
                     .spawn_scoped(scope, move || {
                         let _stop_the_others = StopAllOnExit;
-                        serve(ring, listener, spare)
+                        serve(index, ring, listener, spare)
                     })
-                    .inspect_err(|_| stop_all_loops())
+                    .inspect_err(|_| workers::stop_all_loops())
             })
             .collect();
         let first = {
             let _stop_the_others = StopAllOnExit;
-            serve(ring, listener, spare)
+            serve(0, ring, listener_of(0), spare)
         };
         std::iter::once(first)
             .chain(handles.into_iter().map(|spawned| {
@@ -374,25 +377,8 @@ where
     results.into_iter().collect()
 }
 
-/// When one loop ends, for whatever reason (SIGTERM, an error, a panic), it
-/// stops the others, so that `run_loops` can join them all.
-struct StopAllOnExit;
-
-impl Drop for StopAllOnExit {
-    fn drop(&mut self) {
-        stop_all_loops();
-    }
-}
-
-/// Raises SIGTERM at our own process: every ring polls the same signalfd
-/// (a POLL_ADD, which does not consume the signal), so every loop stops.
-fn stop_all_loops() {
-    // SAFETY: kill has no memory arguments; SIGTERM is blocked in every
-    // thread, so it only becomes pending for the signalfd.
-    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
-}
-
 fn serve(
+    index: usize,
     ring: IoUring,
     listener: &Listener,
     spare: Spare,
@@ -405,6 +391,7 @@ fn serve(
         Mode::Multishot => Some(BufRing::register(&ring, PROVIDED_BUFFERS, BUF_GROUP)?),
     };
     let mut lp = Loop {
+        index,
         mode: cfg.mode,
         listener,
         stats,
@@ -613,6 +600,7 @@ impl Loop<'_> {
             // --max-conns reached: connection N+1 is closed at once.
             return;
         }
+        self.stats.served_by(self.index);
         let slot = Slot::new(fd, self.mode);
         let i = match self.free_slots.pop() {
             Some(i) => {

@@ -1,6 +1,6 @@
 //! The lab's conformance suite (`harness check`) against `uring`: one-shot
 //! and multishot, one ring and two (`--workers 2`, a `SO_REUSEPORT`
-//! listener each). No declared limit: every case must pass. Where the
+//! listener each, or one listener shared by both rings). No declared limit: every case must pass. Where the
 //! kernel has no io_uring, each test says SKIP with the reason.
 
 mod support;
@@ -28,4 +28,14 @@ fn uring_multishot_conforms() {
 fn uring_multishot_workers2_conforms() {
     skip_without_io_uring!();
     assert_conforms(bin(), Some("multishot"), &["--workers", "2"]);
+}
+
+#[test]
+fn uring_multishot_workers2_shared_conforms() {
+    skip_without_io_uring!();
+    assert_conforms(
+        bin(),
+        Some("multishot"),
+        &["--workers", "2", "--share", "shared"],
+    );
 }

@@ -37,3 +37,13 @@ fn uring_multishot_workers2_survives_faults() {
     skip_without_io_uring!();
     assert_survives_faults(bin(), Some("multishot"), &["--workers", "2"]);
 }
+
+#[test]
+fn uring_single_workers2_shared_survives_faults() {
+    skip_without_io_uring!();
+    assert_survives_faults(
+        bin(),
+        Some("single"),
+        &["--workers", "2", "--share", "shared"],
+    );
+}

@@ -24,3 +24,12 @@ fn coroutine_async_survives_faults() {
 fn coroutine_stackful_workers2_survives_faults() {
     assert_survives_faults(bin(), Some("stackful"), &["--workers", "2"]);
 }
+
+#[test]
+fn coroutine_stackful_workers2_shared_survives_faults() {
+    assert_survives_faults(
+        bin(),
+        Some("stackful"),
+        &["--workers", "2", "--share", "shared"],
+    );
+}

@@ -35,3 +35,12 @@ fn epoll_level_workers2_shared_survives_faults() {
         &["--workers", "2", "--share", "shared"],
     );
 }
+
+#[test]
+fn epoll_level_workers2_exclusive_survives_faults() {
+    assert_survives_faults(
+        bin(),
+        Some("level"),
+        &["--workers", "2", "--share", "exclusive"],
+    );
+}

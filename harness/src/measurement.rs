@@ -238,6 +238,11 @@ pub struct ServerSide {
     pub cpu_s: Option<f64>,
     #[serde(default)]
     pub cpu_source: Option<String>,
+    /// Of `cpu_s`, what io_uring's kernel threads used (`iou-sqp-PID`, the
+    /// SQPOLL poller; `iou-wrk-PID`, io-wq workers); `None`: the server had
+    /// no such thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_uring_threads_cpu_s: Option<f64>,
     /// `cpu_s / requests`, microseconds.
     pub cpu_per_request_us: Option<f64>,
     pub ctx_voluntary: Option<u64>,
@@ -537,6 +542,15 @@ impl Measurement {
                 )
             }),
         );
+        if let (Some(k), Some(total)) = (s.io_uring_threads_cpu_s, s.cpu_s) {
+            row(
+                "of which io_uring threads",
+                format!(
+                    "{k:.3} s of {total:.3} s, {:.0} % of a CPU (iou-sqp, iou-wrk)",
+                    k / self.window_s.max(f64::MIN_POSITIVE) * 100.0
+                ),
+            );
+        }
         row(
             "server ctx switches/req",
             match (s.ctx_voluntary_per_request, s.ctx_involuntary_per_request) {

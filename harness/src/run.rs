@@ -598,6 +598,7 @@ fn fill_server_side(
     side.sys_s = Some(acc.sys_s);
     side.cpu_s = Some(acc.server_cpu_s());
     side.cpu_source = Some("process CPU-time clocks (clock_gettime)".into());
+    side.io_uring_threads_cpu_s = acc.io_uring_threads_cpu_s;
     side.ctx_voluntary = Some(acc.voluntary_switches);
     side.ctx_involuntary = Some(acc.involuntary_switches);
     side.peak_rss_kib = Some(acc.peak_rss_bytes / 1024);

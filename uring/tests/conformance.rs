@@ -1,6 +1,9 @@
 //! The lab's conformance suite (`harness check`) against `uring`: one-shot
 //! and multishot, one ring and two (`--workers 2`, a `SO_REUSEPORT`
-//! listener each, or one listener shared by both rings). No declared limit: every case must pass. Where the
+//! listener each, or one listener shared by both rings), and `--sqpoll`.
+//! No declared limit but `--sqpoll`'s (`check::expect`: its kernel thread
+//! spins for a second after the last submission, which the idle and EMFILE
+//! cases' CPU windows may catch): every other case must pass. Where the
 //! kernel has no io_uring, each test says SKIP with the reason.
 
 mod support;
@@ -22,6 +25,12 @@ fn uring_single_conforms() {
 fn uring_multishot_conforms() {
     skip_without_io_uring!();
     assert_conforms(bin(), Some("multishot"), &[]);
+}
+
+#[test]
+fn uring_multishot_sqpoll_conforms() {
+    skip_without_io_uring!();
+    assert_conforms(bin(), Some("multishot"), &["--sqpoll"]);
 }
 
 #[test]

@@ -47,3 +47,11 @@ fn uring_single_workers2_shared_survives_faults() {
         &["--workers", "2", "--share", "shared"],
     );
 }
+
+/// With `--sqpoll` the kernel thread takes the submissions, but the ring
+/// still waits in `io_uring_enter` (GETEVENTS), so the same fault applies.
+#[test]
+fn uring_multishot_sqpoll_survives_faults() {
+    skip_without_io_uring!();
+    assert_survives_faults(bin(), Some("multishot"), &["--sqpoll"]);
+}

@@ -3,7 +3,9 @@
 //! for a single submission; a one-shot RECV posts exactly one; a multishot
 //! RECV whose buffer group runs dry ends with `-ENOBUFS` and no
 //! `IORING_CQE_F_MORE`. And the model's answer to a kernel without
-//! io_uring (a clear message and exit status 2), and its `--sqpoll` ring.
+//! io_uring (a clear message and exit status 2), and its `--sqpoll` ring;
+//! and what SQPOLL's kernel thread does: it runs where its creator may,
+//! spins after a submission and sleeps `sq_thread_idle` ms after the last.
 
 mod support;
 
@@ -280,4 +282,115 @@ fn accept_with_a_full_table_fails_with_emfile_though_nothing_is_queued() {
         Some(libc::EMFILE),
         "accept4 on the same full table fails the same way, queue empty or not"
     );
+}
+
+/// The SQPOLL thread of this process's ring (`iou-sqp-PID`), by thread id.
+fn sqpoll_threads() -> Vec<i32> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
+    tasks
+        .filter_map(|e| {
+            let tid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+            comm.starts_with("iou-sqp").then_some(tid)
+        })
+        .collect()
+}
+
+/// Nanoseconds thread `tid` of this process has run (schedstat's first
+/// field).
+fn thread_cpu_ns(tid: i32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .expect("read schedstat");
+    text.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("schedstat's first field")
+}
+
+/// Share of a CPU thread `tid` uses over `window`.
+fn cpu_share(tid: i32, window: std::time::Duration) -> f64 {
+    let before = thread_cpu_ns(tid);
+    std::thread::sleep(window);
+    (thread_cpu_ns(tid) - before) as f64 / window.as_nanos() as f64
+}
+
+/// What `--sqpoll` costs, on a ring of the test's own: the kernel starts a
+/// thread of this process, `iou-sqp-PID`, that may run only where the
+/// thread setting the ring up may (its affinity is the creator's: a server
+/// pinned to one CPU shares that CPU with its poller); after a submission
+/// it spins on that CPU for `sq_thread_idle` ms, then sets
+/// `IORING_SQ_NEED_WAKEUP` and sleeps, costing nothing until woken.
+#[test]
+fn sqpoll_thread_runs_where_its_creator_may_spins_then_sleeps() {
+    skip_without_io_uring!();
+    const IDLE_MS: u32 = 300;
+    // A thread of its own: the affinity set here must not reach other tests.
+    std::thread::spawn(|| {
+        let cpu = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
+        // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes
+        // inside it for a cpu below CPU_SETSIZE.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        // SAFETY: `set` lives across the call and its size is passed.
+        let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+
+        let before = sqpoll_threads();
+        let mut ring: IoUring = IoUring::builder()
+            .setup_sqpoll(IDLE_MS)
+            .build(8)
+            .expect("io_uring_setup(SQPOLL)");
+        // The thread names itself once it first runs, not at setup.
+        let started = std::time::Instant::now();
+        let poller = loop {
+            let new: Vec<i32> = sqpoll_threads()
+                .into_iter()
+                .filter(|t| !before.contains(t))
+                .collect();
+            if !new.is_empty() || started.elapsed() > std::time::Duration::from_secs(2) {
+                break new;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(poller.len(), 1, "one new iou-sqp thread, got {poller:?}");
+        let poller = poller[0];
+        let status = std::fs::read_to_string(format!("/proc/self/task/{poller}/status"))
+            .expect("read status");
+        let allowed = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(str::trim)
+            .expect("Cpus_allowed_list");
+        assert_eq!(allowed, cpu.to_string(), "the poller's CPUs");
+
+        let nop = opcode::Nop::new().build().user_data(1);
+        // SAFETY: a NOP references no memory.
+        unsafe { ring.submission().push(&nop) }.expect("push NOP");
+        ring.submit_and_wait(1).expect("io_uring_enter");
+        assert_eq!(ring.completion().next().map(|c| c.user_data()), Some(1));
+        let spinning = cpu_share(poller, std::time::Duration::from_millis(150));
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(IDLE_MS) * 2));
+        let asleep = cpu_share(poller, std::time::Duration::from_millis(300));
+        assert!(
+            spinning >= 0.2,
+            "after a submission the poller spins: {:.0} % of a CPU",
+            spinning * 100.0
+        );
+        assert!(
+            asleep < 0.02,
+            "{IDLE_MS} ms after the last submission the poller sleeps: {:.1} % of a CPU",
+            asleep * 100.0
+        );
+        assert!(
+            ring.submission().need_wakeup(),
+            "a sleeping poller sets IORING_SQ_NEED_WAKEUP"
+        );
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
 }

@@ -119,6 +119,7 @@ impl<'a> Window<'a> {
             user_s: tree.user_s,
             sys_s: tree.sys_s,
             clock_cpu_s: (after.cpu_s() - self.before.cpu_s()).max(0.0),
+            io_uring_threads_cpu_s: tree.io_uring_threads_cpu_s,
             task_clock_s: perf.as_ref().and_then(|p| p.task_clock_s),
             voluntary_switches: tree.voluntary_switches,
             involuntary_switches: tree.involuntary_switches,
@@ -160,6 +161,10 @@ pub struct ServerAccount {
     /// (`clock_getcpuclockid`, nanoseconds, exited threads included), plus
     /// children reaped in the window: the figure `getrusage` would give.
     pub clock_cpu_s: f64,
+    /// Of that, the CPU of io_uring's kernel threads (`iou-sqp`, `iou-wrk`;
+    /// `procfs::IO_URING_THREADS`); `None`: the server had none.
+    #[serde(default)]
+    pub io_uring_threads_cpu_s: Option<f64>,
     /// CPU of the tree from perf `task-clock`, when perf is available. Kept
     /// for comparison only: on this kernel it read about 30 % below the
     /// servers' own `getrusage` for blocking servers, for reasons not yet

@@ -251,20 +251,39 @@ pub(crate) fn tree_pids(root: i32) -> io::Result<Vec<i32>> {
     Ok(tree_stats(root)?.iter().map(|s| s.pid).collect())
 }
 
-/// (voluntary, involuntary) context switches of one thread, or `None` if it
-/// has exited.
-fn thread_switches(pid: i32, tid: i32) -> Option<(u64, u64)> {
+/// What `/proc/PID/task/TID/status` says of one thread: its name and
+/// (voluntary, involuntary) context switches; `None` if it has exited.
+fn thread_status(pid: i32, tid: i32) -> Option<(String, (u64, u64))> {
     let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    let mut name = None;
     let mut voluntary = None;
     let mut involuntary = None;
     for line in text.lines() {
-        if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:") {
+        if let Some(v) = line.strip_prefix("Name:") {
+            name = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:") {
             voluntary = v.trim().parse().ok();
         } else if let Some(v) = line.strip_prefix("nonvoluntary_ctxt_switches:") {
             involuntary = v.trim().parse().ok();
         }
     }
-    Some((voluntary?, involuntary?))
+    Some((name?, (voluntary?, involuntary?)))
+}
+
+/// The name prefix of io_uring's kernel threads: `iou-sqp-PID`, the
+/// SQPOLL poller, and `iou-wrk-PID`, io-wq workers that run an operation
+/// that would block. They belong to the process that set the ring up, so
+/// their CPU is in that process's; this tells it apart.
+pub const IO_URING_THREADS: &str = "iou-";
+
+/// Nanoseconds thread `tid` of `pid` has spent on a CPU: the first field
+/// of `/proc/PID/task/TID/schedstat`, in nanoseconds but brought up to date
+/// only when the thread is switched out and at each scheduler tick, so it
+/// lags a running thread by up to a tick (`/proc/.../stat` rounds to 10 ms
+/// ticks, and another process's thread CPU clock is not ours to read).
+fn thread_cpu_ns(pid: i32, tid: i32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// The state of a server's process tree at one instant.
@@ -286,6 +305,9 @@ pub struct Snapshot {
     pub pids: BTreeSet<i32>,
     /// (voluntary, involuntary) context switches of every live thread.
     pub switches: BTreeMap<i32, (u64, u64)>,
+    /// CPU nanoseconds of every live io_uring kernel thread
+    /// (`IO_URING_THREADS`), by thread id.
+    pub io_uring_threads: BTreeMap<i32, u64>,
     /// False when children kept being reaped during every attempt to read
     /// the tree: the CPU sums may then miss or double-count one child each.
     pub settled: bool,
@@ -298,10 +320,17 @@ impl Snapshot {
         let at = Instant::now();
         let (tree, settled) = consistent_tree_stats(root_pid)?;
         let mut switches = BTreeMap::new();
+        let mut io_uring_threads = BTreeMap::new();
         for stat in &tree {
             for tid in thread_ids(stat.pid) {
-                if let Some(counts) = thread_switches(stat.pid, tid) {
-                    switches.insert(tid, counts);
+                let Some((name, counts)) = thread_status(stat.pid, tid) else {
+                    continue;
+                };
+                switches.insert(tid, counts);
+                if name.starts_with(IO_URING_THREADS) {
+                    if let Some(ns) = thread_cpu_ns(stat.pid, tid) {
+                        io_uring_threads.insert(tid, ns);
+                    }
                 }
             }
         }
@@ -320,6 +349,7 @@ impl Snapshot {
             rss_bytes: tree.iter().map(|s| s.rss_pages * page).sum(),
             pids: tree.iter().map(|s| s.pid).collect(),
             switches,
+            io_uring_threads,
             settled,
         })
     }
@@ -346,8 +376,23 @@ impl Snapshot {
             .keys()
             .filter(|tid| !after.switches.contains_key(tid))
             .count() as u64;
+        // A thread born inside the window counts from zero; one gone by its
+        // end takes its time with it (io-wq workers come and go).
+        let io_uring_threads_cpu_s = (!after.io_uring_threads.is_empty()
+            || !before.io_uring_threads.is_empty())
+        .then(|| {
+            after
+                .io_uring_threads
+                .iter()
+                .map(|(tid, &ns)| {
+                    ns.saturating_sub(before.io_uring_threads.get(tid).copied().unwrap_or(0))
+                })
+                .sum::<u64>() as f64
+                / 1e9
+        });
         TreeDelta {
             window_s: after.at.duration_since(before.at).as_secs_f64(),
+            io_uring_threads_cpu_s,
             // Reaping moves a child's time into its parent's cutime, so the
             // tree's sum never decreases; saturate against the bounded race
             // described in the module header.
@@ -370,6 +415,9 @@ pub struct TreeDelta {
     pub window_s: f64,
     pub user_s: f64,
     pub sys_s: f64,
+    /// CPU of the tree's io_uring kernel threads, seconds (part of the
+    /// above); `None`: the tree had none.
+    pub io_uring_threads_cpu_s: Option<f64>,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
     /// Threads alive at the first snapshot and gone at the second: their
@@ -605,5 +653,46 @@ mod tests {
     fn snapshot_of_missing_process_names_the_path() {
         let err = Snapshot::take(i32::MAX).expect_err("no such pid");
         assert!(err.to_string().contains("/proc/2147483647/stat"), "{err}");
+    }
+
+    fn with_io_uring_threads(threads: &[(i32, u64)]) -> Snapshot {
+        Snapshot {
+            at: Instant::now(),
+            user_ticks: 0,
+            sys_ticks: 0,
+            cpu_ns: 0,
+            rss_bytes: 0,
+            pids: BTreeSet::new(),
+            switches: BTreeMap::new(),
+            io_uring_threads: threads.iter().copied().collect(),
+            settled: true,
+        }
+    }
+
+    #[test]
+    fn io_uring_threads_count_their_growth_and_a_newcomer_from_zero() {
+        let before = with_io_uring_threads(&[(5, 1_000_000_000)]);
+        let after = with_io_uring_threads(&[(5, 1_250_000_000), (6, 50_000_000)]);
+        let delta = Snapshot::delta(&before, &after);
+        let cpu = delta.io_uring_threads_cpu_s.expect("threads seen");
+        assert!((cpu - 0.3).abs() < 1e-9, "{cpu}");
+        let none = Snapshot::delta(&with_io_uring_threads(&[]), &with_io_uring_threads(&[]));
+        assert_eq!(none.io_uring_threads_cpu_s, None);
+    }
+
+    #[test]
+    fn thread_status_reads_the_name_and_both_switch_counts() {
+        let pid = std::process::id() as i32;
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        let (name, _) = thread_status(pid, tid).expect("own thread's status");
+        let comm = fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).expect("comm");
+        assert_eq!(name, comm.trim());
+        // The running thread's own figure moves when it is switched out.
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(20) {}
+        thread::sleep(Duration::from_millis(2));
+        let ns = thread_cpu_ns(pid, tid).expect("own thread's schedstat");
+        assert!(ns >= 10_000_000, "{ns} ns after spinning 20 ms");
     }
 }

@@ -385,6 +385,7 @@ fn per_request_divides_and_keeps_nonzero_syscalls() {
         user_s: 0.25,
         sys_s: 0.75,
         clock_cpu_s: 1.0,
+        io_uring_threads_cpu_s: None,
         task_clock_s: None,
         voluntary_switches: 2000,
         involuntary_switches: 10,

@@ -13,6 +13,7 @@ use super::{Case, Ctx, Findings, Managed};
 use crate::account::Snapshot;
 use crate::server::{describe_status, Server, Summary};
 use nix::sys::signal::Signal;
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -763,12 +764,35 @@ fn descriptors(ctx: &mut Ctx) -> Findings {
 /// live process's exact CPU clock: at 100 Hz ticks a 2 % threshold over
 /// 2 s would be 4 ticks, too coarse to tell 1 % from 3 %. (Children reaped
 /// meanwhile still count in ticks; an idle server reaps none.)
-fn cpu_share(server: &Server, window: Duration) -> io::Result<f64> {
+fn cpu_share(server: &Server, window: Duration) -> io::Result<CpuShare> {
     let before = Snapshot::take(server.pid())?;
     thread::sleep(window);
     let after = Snapshot::take(server.pid())?;
+    let elapsed = after.at.duration_since(before.at).as_secs_f64();
     let spent = after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e9;
-    Ok(spent / after.at.duration_since(before.at).as_secs_f64())
+    Ok(CpuShare {
+        total: spent / elapsed,
+        io_uring_threads: Snapshot::delta(&before, &after)
+            .io_uring_threads_cpu_s
+            .map(|s| s / elapsed),
+    })
+}
+
+/// A server's share of a CPU, and how much of it io_uring's kernel threads
+/// took (a SQPOLL poller spins in the server's name).
+struct CpuShare {
+    total: f64,
+    io_uring_threads: Option<f64>,
+}
+
+impl fmt::Display for CpuShare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1} % of a CPU", self.total * 100.0)?;
+        match self.io_uring_threads {
+            Some(k) => write!(f, " ({:.1} % in io_uring's kernel threads)", k * 100.0),
+            None => Ok(()),
+        }
+    }
 }
 
 pub(crate) fn idle(ctx: &mut Ctx) -> Findings {
@@ -784,8 +808,8 @@ pub(crate) fn idle(ctx: &mut Ctx) -> Findings {
             return f;
         }
     };
-    let text = format!("{:.1} % of a CPU over 2 s with no client", share * 100.0);
-    if share >= 0.02 {
+    let text = format!("{share} over 2 s with no client");
+    if share.total >= 0.02 {
         f.limit(text);
     } else {
         f.note(text);
@@ -833,7 +857,7 @@ fn emfile(managed: &Managed) -> Findings {
         }
     }
     let cpu = match &share {
-        Ok(share) => format!("{:.0} % CPU", share * 100.0),
+        Ok(share) => share.to_string(),
         Err(e) => format!("CPU not read: {e}"),
     };
     f.note(format!(
@@ -857,10 +881,13 @@ fn emfile(managed: &Managed) -> Findings {
             return f;
         }
     };
-    if share >= 0.5 {
+    if share.total >= 0.5 {
+        let who = match share.io_uring_threads {
+            Some(k) if k >= share.total / 2.0 => "io_uring's kernel threads spin",
+            _ => "accept keeps failing with EMFILE and the loop spins",
+        };
         f.limit(format!(
-            "{:.0} % of a CPU while flooded (limit 50 %): accept keeps failing with EMFILE and the loop spins; stderr: {}",
-            share * 100.0,
+            "{share} while flooded (limit 50 %): {who}; stderr: {}",
             tail(&server.stderr_so_far(), 300)
         ));
     }

@@ -45,6 +45,10 @@ pub struct Entry {
     pub model: &'static str,
     /// A mode name, or `*` for every mode of the model.
     pub mode: &'static str,
+    /// A server flag (`sqpoll` for `--sqpoll`) the limit comes with: the
+    /// entry applies only to a server started with it. `None`: with any
+    /// arguments.
+    pub flag: Option<&'static str>,
     pub case: Case,
     pub expect: Expect,
     pub reason: &'static str,
@@ -52,10 +56,15 @@ pub struct Entry {
 
 const ITERATIVE: &str = "iterative";
 
+const SQPOLL_SPINS: &str = "--sqpoll: the kernel thread iou-sqp-PID polls the submission queue on \
+     a CPU for SQPOLL_IDLE_MS (1 s) after the last submission before it sleeps; it is a thread of \
+     the server, so a window that begins within a second of a submission counts its spin";
+
 pub const TABLE: &[Entry] = &[
     Entry {
         model: "blocking",
         mode: ITERATIVE,
+        flag: None,
         case: Case::Slowloris,
         expect: Expect::Limit,
         reason: "iterative blocks in read() on the slow client, so nobody else is accepted until it finishes",
@@ -63,6 +72,7 @@ pub const TABLE: &[Entry] = &[
     Entry {
         model: "blocking",
         mode: ITERATIVE,
+        flag: None,
         case: Case::NeverReader,
         expect: Expect::Limit,
         reason: "iterative blocks in write() to the client that never reads, so nobody else is served",
@@ -70,6 +80,7 @@ pub const TABLE: &[Entry] = &[
     Entry {
         model: "blocking",
         mode: ITERATIVE,
+        flag: None,
         case: Case::Conns2000,
         expect: Expect::Serves(Capacity::One),
         reason: "iterative holds one connection at a time: every other client waits, unserved, until it closes",
@@ -77,6 +88,7 @@ pub const TABLE: &[Entry] = &[
     Entry {
         model: "blocking",
         mode: ITERATIVE,
+        flag: None,
         case: Case::MaxConns,
         expect: Expect::Limit,
         reason: "iterative serves one connection at a time, so N connections cannot be open and served at once",
@@ -84,6 +96,7 @@ pub const TABLE: &[Entry] = &[
     Entry {
         model: "blocking",
         mode: "pool",
+        flag: None,
         case: Case::Conns2000,
         expect: Expect::Serves(Capacity::Workers),
         reason: "a pool of --workers threads serves --workers connections at once; the rest wait until one closes",
@@ -91,6 +104,7 @@ pub const TABLE: &[Entry] = &[
     Entry {
         model: "blocking",
         mode: "prefork",
+        flag: None,
         case: Case::Conns2000,
         expect: Expect::Serves(Capacity::Workers),
         reason: "prefork's --workers processes serve --workers connections at once; the rest wait until one closes",
@@ -98,6 +112,7 @@ pub const TABLE: &[Entry] = &[
     Entry {
         model: "nonblocking",
         mode: "spin",
+        flag: None,
         case: Case::Idle,
         expect: Expect::Limit,
         reason: "spin busy-polls every socket without ever blocking: it burns a whole core even with no client",
@@ -105,6 +120,7 @@ pub const TABLE: &[Entry] = &[
     Entry {
         model: "nonblocking",
         mode: "spin",
+        flag: None,
         case: Case::Emfile,
         expect: Expect::Limit,
         reason: "spin burns a core whatever happens, flood or not; this case can only check that it survives and serves again",
@@ -112,9 +128,26 @@ pub const TABLE: &[Entry] = &[
     Entry {
         model: "select",
         mode: "*",
+        flag: None,
         case: Case::Conns2000,
         expect: Expect::FdSetSize,
         reason: "select's fd_set is a bitmap of FD_SETSIZE (1024) bits: descriptors at or above 1024 cannot be watched and are closed",
+    },
+    Entry {
+        model: "uring",
+        mode: "*",
+        flag: Some("sqpoll"),
+        case: Case::Idle,
+        expect: Expect::Limit,
+        reason: SQPOLL_SPINS,
+    },
+    Entry {
+        model: "uring",
+        mode: "*",
+        flag: Some("sqpoll"),
+        case: Case::Emfile,
+        expect: Expect::Limit,
+        reason: SQPOLL_SPINS,
     },
 ];
 
@@ -148,11 +181,25 @@ pub fn fault_lookup(model: &str, mode: Option<&str>, syscall: &str) -> Option<&'
     })
 }
 
-/// The entry for `model:mode` and `case`, if its limit is expected.
-pub fn lookup(model: &str, mode: Option<&str>, case: Case) -> Option<&'static Entry> {
-    TABLE
-        .iter()
-        .find(|e| e.model == model && e.case == case && (e.mode == "*" || Some(e.mode) == mode))
+/// The entry for `model:mode` run with `args` and `case`, if its limit is
+/// expected.
+pub fn lookup(
+    model: &str,
+    mode: Option<&str>,
+    args: &[String],
+    case: Case,
+) -> Option<&'static Entry> {
+    TABLE.iter().find(|e| {
+        e.model == model
+            && e.case == case
+            && (e.mode == "*" || Some(e.mode) == mode)
+            && e.flag.is_none_or(|flag| has_flag(args, flag))
+    })
+}
+
+/// Whether `args` hold `--FLAG`.
+fn has_flag(args: &[String], flag: &str) -> bool {
+    args.iter().any(|a| a.strip_prefix("--") == Some(flag))
 }
 
 /// How many connections `model:mode` serves at once by design, run with
@@ -163,7 +210,7 @@ pub fn connection_capacity(
     mode: Option<&str>,
     workers: usize,
 ) -> Option<(usize, &'static str)> {
-    let e = lookup(model, mode, Case::Conns2000)?;
+    let e = lookup(model, mode, &[], Case::Conns2000)?;
     let held = match e.expect {
         Expect::Serves(Capacity::One) => 1,
         Expect::Serves(Capacity::Workers) => workers,
@@ -197,11 +244,20 @@ mod tests {
 
     #[test]
     fn wildcard_and_exact_modes_match_and_others_do_not() {
-        assert!(lookup("select", None, Case::Conns2000).is_some());
-        assert!(lookup("blocking", Some("iterative"), Case::Slowloris).is_some());
-        assert!(lookup("blocking", Some("thread"), Case::Slowloris).is_none());
-        assert!(lookup("blocking", None, Case::Slowloris).is_none());
-        assert!(lookup("epoll", Some("edge"), Case::Idle).is_none());
+        assert!(lookup("select", None, &[], Case::Conns2000).is_some());
+        assert!(lookup("blocking", Some("iterative"), &[], Case::Slowloris).is_some());
+        assert!(lookup("blocking", Some("thread"), &[], Case::Slowloris).is_none());
+        assert!(lookup("blocking", None, &[], Case::Slowloris).is_none());
+        assert!(lookup("epoll", Some("edge"), &[], Case::Idle).is_none());
+    }
+
+    #[test]
+    fn a_flagged_limit_applies_only_with_its_flag() {
+        let with = ["--mode".to_string(), "single".into(), "--sqpoll".into()];
+        assert!(lookup("uring", Some("single"), &with, Case::Idle).is_some());
+        assert!(lookup("uring", Some("single"), &[], Case::Idle).is_none());
+        let prefix_only = ["--sqpoll-idle".to_string()];
+        assert!(lookup("uring", Some("single"), &prefix_only, Case::Idle).is_none());
     }
 
     #[test]

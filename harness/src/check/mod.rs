@@ -303,6 +303,7 @@ impl Target {
                 .args(extra.iter().cloned()),
             model: model.to_owned(),
             mode: effective_mode,
+            args: extra.to_vec(),
         })
     }
 
@@ -330,6 +331,8 @@ pub struct Managed {
     pub model: String,
     /// The mode it runs in (given, or its default), for the expectations.
     pub mode: Option<String>,
+    /// The extra server arguments it runs with, for the expectations.
+    pub args: Vec<String>,
 }
 
 impl Managed {
@@ -344,7 +347,7 @@ impl Managed {
     }
 
     fn expect(&self, case: Case) -> Option<&'static expect::Entry> {
-        expect::lookup(&self.model, self.mode.as_deref(), case)
+        expect::lookup(&self.model, self.mode.as_deref(), &self.args, case)
     }
 }
 

@@ -29,7 +29,8 @@ use crate::report::{
 use crate::run::OFFERED_SHARE;
 use crate::server::{self, ModelSpec, Server, ServerConfig};
 
-/// The model:modes of the standard matrix, in report order.
+/// The model:modes of the standard matrix, in report order. A row
+/// `MODEL:MODE+FLAG` is that model:mode run with `--FLAG` (see `row`).
 pub const STANDARD_MODELS: &[&str] = &[
     "blocking:iterative",
     "blocking:thread",
@@ -46,6 +47,7 @@ pub const STANDARD_MODELS: &[&str] = &[
     "sigio:rt",
     "uring:single",
     "uring:multishot",
+    "uring:multishot+sqpoll",
     "coroutine:stackful",
     "coroutine:async",
     "peers:tokio",
@@ -114,7 +116,8 @@ pub struct CompareArgs {
     /// repeats of 3 s windows): most of an hour.
     #[arg(long)]
     pub full: bool,
-    /// Only these model:modes (comma-separated), e.g. `select,epoll:level`.
+    /// Only these model:modes (comma-separated), e.g. `select,epoll:level`;
+    /// `MODEL:MODE+FLAG` adds `--FLAG` to its server (`uring:multishot+sqpoll`).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
     /// Repeats of every cell (default 4; --quick 1; --full 5).
@@ -272,12 +275,42 @@ impl Matrix {
     }
 }
 
-/// Extra server arguments compare passes to a model.
-pub fn server_args(model: &str) -> Vec<String> {
-    match model {
+/// The model:mode a row of the comparison runs and the flags it adds:
+/// `uring:multishot+sqpoll` is `uring:multishot` with `--sqpoll`, a row of
+/// its own in every table, set beside `uring:multishot` where the report
+/// asks what the flag changes.
+pub fn row(label: &str) -> Result<(ModelSpec, Vec<String>), String> {
+    let mut parts = label.split('+');
+    let spec: ModelSpec = parts.next().unwrap_or_default().parse()?;
+    let flags = parts
+        .map(|flag| {
+            let named =
+                !flag.is_empty() && flag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if named {
+                Ok(format!("--{flag}"))
+            } else {
+                Err(format!("`{label}`: empty or malformed FLAG after `+`"))
+            }
+        })
+        .collect::<Result<Vec<String>, String>>()?;
+    Ok((spec, flags))
+}
+
+/// The row a `+FLAG` row is compared with: the label before its first `+`.
+pub fn base_row(label: &str) -> Option<&str> {
+    label.split_once('+').map(|(base, _)| base)
+}
+
+/// Extra server arguments compare passes to a row's model: its workers,
+/// then the row's flags.
+pub fn server_args(label: &str) -> Vec<String> {
+    let base = base_row(label).unwrap_or(label);
+    let mut args = match base {
         "blocking:pool" | "blocking:prefork" => vec!["--workers".into(), POOL_WORKERS.to_string()],
         _ => Vec::new(),
-    }
+    };
+    args.extend(row(label).map(|(_, flags)| flags).unwrap_or_default());
+    args
 }
 
 /// `--workers` compare gives `model`, if any.
@@ -296,7 +329,7 @@ pub fn limit(model: &str, workload: &Workload) -> Option<String> {
     if matches!(workload, Workload::Connect { .. }) {
         return None;
     }
-    let spec: ModelSpec = model.parse().ok()?;
+    let (spec, _) = row(model).ok()?;
     let held = workload.concurrent_conns();
     let (capacity, reason) = expect::connection_capacity(
         &spec.model,
@@ -354,7 +387,8 @@ pub fn run_args(
     purpose: Purpose,
     repeat: usize,
 ) -> Vec<String> {
-    let mut a: Vec<String> = vec!["run".into(), model.into()];
+    let spec = row(model).map_or_else(|_| model.to_string(), |(spec, _)| spec.to_string());
+    let mut a: Vec<String> = vec!["run".into(), spec];
     let mut push = |k: &str, v: String| {
         a.push(k.into());
         a.push(v);
@@ -491,8 +525,8 @@ fn probe(model: &str) -> ModelStatus {
         server_args: args.clone(),
         unavailable: None,
     };
-    let spec: ModelSpec = match model.parse() {
-        Ok(s) => s,
+    let spec = match row(model) {
+        Ok((s, _)) => s,
         Err(e) => {
             status.unavailable = Some(e);
             return status;
@@ -813,6 +847,38 @@ mod tests {
     }
 
     #[test]
+    fn a_flag_row_runs_its_base_model_mode_with_the_flag() {
+        let (spec, flags) = row("uring:multishot+sqpoll").expect("a row");
+        assert_eq!(spec.to_string(), "uring:multishot");
+        assert_eq!(flags, ["--sqpoll"]);
+        assert_eq!(base_row("uring:multishot+sqpoll"), Some("uring:multishot"));
+        assert_eq!(base_row("uring:multishot"), None);
+        assert!(row("uring:multishot+").is_err());
+        assert!(row("uring:multishot+sq poll").is_err());
+        assert_eq!(
+            server_args("blocking:pool+verbose"),
+            ["--workers", "128", "--verbose"]
+        );
+        let m = Matrix::standard(Scale::Quick);
+        let a = run_args(
+            &m,
+            "uring:multishot+sqpoll",
+            &Workload::OpenLoop {
+                conns: 100,
+                rate: 5000,
+            },
+            Purpose::Timing,
+            0,
+        );
+        let text = a.join(" ");
+        assert!(text.starts_with("run uring:multishot --workload"), "{text}");
+        assert!(text.ends_with("--json -- --sqpoll"), "{text}");
+        for label in STANDARD_MODELS {
+            assert!(row(label).is_ok(), "{label}");
+        }
+    }
+
+    #[test]
     fn run_args_spell_each_workload_for_harness_run() {
         let m = Matrix::standard(Scale::Quick);
         let a = run_args(
@@ -899,6 +965,7 @@ mod tests {
             (Scale::Default, BUDGET_DEFAULT_S),
         ] {
             let m = Matrix::standard(scale);
+            assert!(STANDARD_MODELS.len() <= PLANNED_MODELS);
             let (runs, seconds) = m.plan(PLANNED_MODELS);
             // The plan is the sum of its runs' windows and costs.
             let windows = runs as f64 * (m.warmup_s + m.duration_s);

@@ -480,6 +480,10 @@ pub const SECTIONS: &[Section] = &[
         title: "Closed-loop saturation (throughput, not cost)",
         render: questions::saturation,
     },
+    Section {
+        title: "What does a server flag change?",
+        render: super::flags::flag_cost,
+    },
 ];
 
 /// The summary and every section's text, as rendered from `x`.

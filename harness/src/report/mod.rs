@@ -3,6 +3,7 @@
 
 mod csv;
 mod env;
+mod flags;
 pub mod herd;
 mod markdown;
 pub mod phases;

@@ -53,7 +53,7 @@ pub fn sweep(r: &CompareResults) -> Vec<Workload> {
     v
 }
 
-fn rate_label(w: &Workload) -> String {
+pub(super) fn rate_label(w: &Workload) -> String {
     format!("{}/s", si(w.offered_rate().unwrap_or(0) as f64))
 }
 
@@ -108,7 +108,7 @@ pub fn reference_rate(r: &CompareResults) -> Option<Workload> {
 
 /// "a vs b" as a finding states it: the ratio and the test, or no
 /// measurable difference, with both medians and the repeats.
-fn versus(
+pub(super) fn versus(
     a: &Cell,
     b: &Cell,
     metric: Metric,
@@ -207,7 +207,7 @@ fn cheapest(r: &CompareResults, w: &Workload, metric: Metric) -> Vec<(String, Sp
     v
 }
 
-fn findings_list(found: &[String]) -> String {
+pub(super) fn findings_list(found: &[String]) -> String {
     if found.is_empty() {
         return "Findings: none — the cells above hold no pair to compare.\n".into();
     }

@@ -671,3 +671,59 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
     assert!(text.contains("upper bound, 40.0 µs"), "{text}");
     assert!(text.contains("| 4 | 100000 | 25000 |"), "{text}");
 }
+
+/// `uring:multishot+sqpoll` beside `uring:multishot`: a section of its own
+/// with the io_uring threads' share read from the runs, the rank test on
+/// each workload, and no section at all without a flag row.
+#[test]
+fn a_flag_row_is_set_beside_its_base_row() {
+    let mut r = results();
+    assert!(!rendered(&r)
+        .iter()
+        .any(|(title, _)| *title == "What does a server flag change?"));
+    let base = "uring:multishot";
+    let row = "uring:multishot+sqpoll";
+    for m in [base, row] {
+        r.models.push(ModelStatus {
+            model: m.into(),
+            binary: None,
+            server_args: vec![],
+            unavailable: None,
+        });
+    }
+    r.cells
+        .push(reps(base, &OPEN_5K, [5e3; 4], [10.0, 10.5, 11.0, 11.5]));
+    let mut flagged = reps(row, &OPEN_5K, [5e3; 4], [40.0, 41.0, 42.0, 43.0]);
+    for m in &mut flagged.runs {
+        // 0.9 s of the 3 s window in the poller: 30 % of a CPU.
+        m.server.io_uring_threads_cpu_s = Some(0.9);
+    }
+    r.cells.push(flagged);
+    let answers = rendered(&r);
+    let (_, a) = answers
+        .iter()
+        .find(|(title, _)| *title == "What does a server flag change?")
+        .expect("the flag section");
+    assert!(
+        a.body
+            .contains("### `--sqpoll`: uring:multishot+sqpoll against uring:multishot"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body
+            .contains("| 41.5 µs (40.0 µs–43.0 µs) n=4 | 30 % n=4 |"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains("open loop 5000/s c=100: uring:multishot+sqpoll has 3.9× the server CPU per request of uring:multishot (41.5 µs vs 10.8 µs; 4 vs 4 runs, rank test p = 0.029)"),
+        "{}",
+        a.body
+    );
+    let summary = a.summary.as_deref().expect("a summary line");
+    assert!(
+        summary.contains("`--sqpoll` (uring:multishot+sqpoll) at 5.00k/s: 41.5 µs CPU per request against 10.8 µs without, 30 % of a CPU in its io_uring threads"),
+        "{summary}"
+    );
+}

@@ -86,9 +86,7 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
     for (row, base, flag) in &pairs {
         body.push_str(&format!("### `--{flag}`: {row} against {base}\n\n"));
         if let Some(text) = what_it_does(flag) {
-            body.push_str(&format!(
-                "{text} (What the flag does is read, not measured.)\n\n"
-            ));
+            body.push_str(&format!("{text}\n\n"));
         }
         let mut t = Table::from(vec![
             "workload".to_string(),

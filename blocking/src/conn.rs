@@ -153,14 +153,6 @@ fn connection_pending(listener: RawFd) -> bool {
     matches!(ready, Ok(1)) && pfd.revents & libc::POLLIN != 0
 }
 
-/// Prints `message` to stderr the first time only: a condition that repeats
-/// per connection must not flood the log.
-pub fn warn_once(flag: &AtomicBool, message: &str) {
-    if !flag.swap(true, Ordering::Relaxed) {
-        lab::log!("blocking: {message} (reported once)");
-    }
-}
-
 /// The open connections of this process and whether it is stopping. The
 /// stop thread's [`Registry::stop`] shuts every one of them down, which is
 /// the only way to wake a thread blocked in `read` or `send` on it.

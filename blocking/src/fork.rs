@@ -25,19 +25,21 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
 use lab::net::{Listener, Spare};
+use lab::policy::RateLimit;
 use lab::signals::SignalFd;
 use lab::Stats;
 use nix::sys::signal::Signal;
 
 use crate::children::{self, Children};
-use crate::conn::{accept_conn, serve_conn, warn_once, Registry};
+use crate::conn::{accept_conn, serve_conn, Registry};
 
-static FORK_WARNED: AtomicBool = AtomicBool::new(false);
+/// `fork` refused (EAGAIN: `RLIMIT_NPROC`, `threads-max`, `pid_max`;
+/// ENOMEM): it fails again for every connection while the shortage lasts.
+static FORK_REFUSED: RateLimit = RateLimit::new();
 
 /// Runs until SIGINT/SIGTERM, then ends every child and reaps it.
 pub fn serve(
@@ -80,10 +82,7 @@ pub fn serve(
             Ok(pid) => kids.insert(pid),
             Err(e) => {
                 stats.release();
-                warn_once(
-                    &FORK_WARNED,
-                    &format!("{e}; closing connections that get no process"),
-                );
+                FORK_REFUSED.warn("blocking", &e, "closing connections that get no process");
             }
         }
         drop(kids);

@@ -14,13 +14,13 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::AtomicBool;
 use std::thread;
 
 use lab::net::{Listener, Spare};
+use lab::policy::RateLimit;
 use lab::Stats;
 
-use crate::conn::{accept_conn, warn_once, Registry};
+use crate::conn::{accept_conn, Registry};
 
 /// Stack of a connection thread. Rust's default is 2 MiB; the kernel maps a
 /// stack lazily, so resident memory is only the pages touched, but the
@@ -33,7 +33,9 @@ use crate::conn::{accept_conn, warn_once, Registry};
 /// that, and the test below.
 const CONN_STACK: usize = 64 << 10;
 
-static SPAWN_WARNED: AtomicBool = AtomicBool::new(false);
+/// `pthread_create` refused (EAGAIN: `RLIMIT_NPROC`, `threads-max`,
+/// memory): it fails again for every connection while the shortage lasts.
+static SPAWN_REFUSED: RateLimit = RateLimit::new();
 
 /// Runs until the stop thread shuts the listener down, then waits for every
 /// connection thread (the stop thread has shut their sockets down too).
@@ -69,10 +71,8 @@ pub fn serve(
         if let Err(e) = spawned {
             // The closure was dropped unrun, and with it `conn`: that
             // connection is closed and its slot given back.
-            warn_once(
-                &SPAWN_WARNED,
-                &format!("pthread_create: {e}; closing connections that get no thread"),
-            );
+            let e = lab::sys::named(e, "pthread_create".into());
+            SPAWN_REFUSED.warn("blocking", &e, "closing connections that get no thread");
         }
     })
 }

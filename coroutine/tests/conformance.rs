@@ -1,6 +1,7 @@
 //! The lab's conformance suite (`harness check`) against `coroutine`:
 //! stackful and async on one hub, and stackful on two hubs (`--workers 2`,
-//! `SO_REUSEPORT`, and `--share shared`, one listener in both hubs' epoll).
+//! `SO_REUSEPORT`; `--share shared`, one listener in both hubs' epoll; and
+//! `--share exclusive`, the same with `EPOLLEXCLUSIVE`).
 //! No declared limit: every case must pass.
 
 use harness::check::assert_conforms;
@@ -31,5 +32,14 @@ fn coroutine_stackful_workers2_shared_conforms() {
         bin(),
         Some("stackful"),
         &["--workers", "2", "--share", "shared"],
+    );
+}
+
+#[test]
+fn coroutine_stackful_workers2_exclusive_conforms() {
+    assert_conforms(
+        bin(),
+        Some("stackful"),
+        &["--workers", "2", "--share", "exclusive"],
     );
 }

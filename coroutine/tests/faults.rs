@@ -1,5 +1,6 @@
 //! The lab's fault suite (`harness check --faults`) against `coroutine`:
-//! stackful, async, and two hubs (`--workers 2`). The `accept4` errors and
+//! stackful, async, and two hubs (`--workers 2`, with the default sharing,
+//! `--share shared` and `--share exclusive`). The `accept4` errors and
 //! EINTR on every read, write and `epoll_wait` it makes. Without strace or
 //! ptrace it prints SKIP.
 
@@ -31,5 +32,14 @@ fn coroutine_stackful_workers2_shared_survives_faults() {
         bin(),
         Some("stackful"),
         &["--workers", "2", "--share", "shared"],
+    );
+}
+
+#[test]
+fn coroutine_stackful_workers2_exclusive_survives_faults() {
+    assert_survives_faults(
+        bin(),
+        Some("stackful"),
+        &["--workers", "2", "--share", "exclusive"],
     );
 }

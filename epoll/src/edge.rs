@@ -7,11 +7,10 @@
 //! that data already in the socket is never reported again, so we read
 //! until it is drained. For fairness that is capped per wake-up; a socket
 //! that hit the cap, or whose reading back-pressure paused and a drained
-//! output buffer resumes, goes on a list of work we owe, served before the
-//! next sleep. `accept` is drained the same way: a listener that hit the
-//! accept cap is owed too.
+//! output buffer resumes, goes on a list of work we owe (`lab::owed`),
+//! served before the next sleep. `accept` is drained the same way: a
+//! listener that hit the accept cap is owed too.
 
-use std::collections::VecDeque;
 use std::io;
 
 use lab::conn::{drop_on, Conn, Next};
@@ -19,13 +18,13 @@ use lab::{syscall, Stats};
 
 use lab::epoll::{EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP};
 
-use crate::{reply_or_queue, LISTENER};
+use crate::reply_or_queue;
 
 /// Once, for everything: never an epoll_ctl again for this socket.
 pub const CONN_EVENTS: u32 = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
 /// The listener reports a new connection once; what is queued behind it
-/// gets no new edge (see `Owed::owe_listener`).
+/// gets no new edge (see `lab::owed::Owed::owe_listener`).
 pub const LISTENER_EVENTS: u32 = EPOLLIN | EPOLLET;
 
 /// How a token on the owed list is served: as if the kernel had reported it
@@ -45,63 +44,6 @@ pub const MAX_READS_PER_WAKEUP: usize = 16;
 pub enum Left {
     Nothing,
     Maybe,
-}
-
-/// Tokens the kernel will not report again though work is left, in the
-/// order they were owed (first owed, first served: no connection waits
-/// behind ones owed after it). Each token is on it at most once: a
-/// connection's flag (`Slot::owed`) says whether its token is, and the
-/// listener's lives here. The two queues are swapped, never dropped: the
-/// list costs no allocation per wake-up.
-pub struct Owed {
-    tokens: VecDeque<u64>,
-    /// The queue being served this round, kept between rounds for its memory.
-    spare: VecDeque<u64>,
-    listener: bool,
-}
-
-impl Owed {
-    pub fn new() -> Owed {
-        Owed {
-            tokens: VecDeque::new(),
-            spare: VecDeque::new(),
-            listener: false,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
-    }
-
-    /// Owes a connection's token, unless its flag says it is owed already.
-    pub fn owe(&mut self, token: u64, owed: &mut bool) {
-        if !*owed {
-            *owed = true;
-            self.tokens.push_back(token);
-        }
-    }
-
-    /// The accept cap left connections queued, which no new edge announces.
-    pub fn owe_listener(&mut self) {
-        if !self.listener {
-            self.listener = true;
-            self.tokens.push_back(LISTENER);
-        }
-    }
-
-    /// This round's tokens, to be served in order. What is owed while they
-    /// are served goes on the next round's list. A connection's flag is
-    /// cleared when its token is served (`on_ready`), the listener's here.
-    pub fn take(&mut self) -> VecDeque<u64> {
-        self.listener = false;
-        std::mem::swap(&mut self.tokens, &mut self.spare);
-        std::mem::take(&mut self.spare)
-    }
-
-    /// Hands back the (now empty) queue `take` gave, for its memory.
-    pub fn give_back(&mut self, served: VecDeque<u64>) {
-        self.spare = served;
-    }
 }
 
 /// Read until drained, at most `MAX_READS_PER_WAKEUP` times: level mode's
@@ -161,31 +103,4 @@ pub fn on_readable(conn: &mut Conn, scratch: &mut [u8], stats: &Stats, flags: u3
 pub fn work_left(conn: &Conn, was: u32, left: Left) -> bool {
     let resumed = was & EPOLLIN == 0;
     conn.wants_read() && (left == Left::Maybe || resumed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn owed_tokens_come_back_once_each_in_the_order_owed() {
-        let mut owed = Owed::new();
-        let (mut seven, mut three) = (false, false);
-        owed.owe(7, &mut seven);
-        owed.owe_listener();
-        owed.owe(3, &mut three);
-        owed.owe(7, &mut seven);
-        owed.owe_listener();
-        assert!(seven && three);
-        let mut round = owed.take();
-        assert!(owed.is_empty());
-        assert_eq!(round.drain(..).collect::<Vec<_>>(), [7, LISTENER, 3]);
-        owed.give_back(round);
-        // Served: a connection's flag is cleared by its handler, the
-        // listener's by `take`; owed again, each goes on the next round.
-        seven = false;
-        owed.owe(7, &mut seven);
-        owed.owe_listener();
-        assert_eq!(owed.take().into_iter().collect::<Vec<_>>(), [7, LISTENER]);
-    }
 }

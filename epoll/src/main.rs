@@ -61,7 +61,7 @@ mod cli;
 mod edge;
 
 use cli::{Cli, Config, Trigger};
-use edge::{Left, Owed};
+use edge::Left;
 
 /// Tokens in `epoll_event.u64`. A connection's token is its descriptor in
 /// the low 32 bits, and `conns` is indexed by it (Redis' `events[fd]`), with
@@ -121,7 +121,7 @@ struct Slot {
     conn: Conn,
     /// Part of this connection's token (see `LISTENER`).
     generation: u32,
-    /// Edge mode: the token is on the owed list (see `edge::Owed`).
+    /// Edge mode: the token is on the owed list (see `lab::owed`).
     owed: bool,
 }
 
@@ -161,7 +161,7 @@ fn serve(
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
     // Edge mode: what the kernel will not report again. Always empty in
     // level mode, where what is left stays ready and is reported again.
-    let mut owed = Owed::new();
+    let mut owed = lab::owed::Owed::new(LISTENER);
     // Set while the descriptor table is full: the listener is out of the
     // interest set until then.
     let mut accept_paused_until: Option<Instant> = None;
@@ -264,7 +264,7 @@ fn serve(
 enum Source {
     /// `epoll_wait` returned it.
     Kernel,
-    /// Edge mode's own list (`edge::Owed`).
+    /// Edge mode's own list (`lab::owed`).
     OwedList,
 }
 
@@ -301,7 +301,7 @@ fn accept_all(
     // A spare lost to a full table is taken back as soon as a descriptor frees.
     spare.refill();
     // At most MAX_ACCEPTS_PER_WAKEUP: level-triggered epoll reports the
-    // listener again if more are pending; edge mode owes it (`edge::Owed`).
+    // listener again if more are pending; edge mode owes it (`lab::owed`).
     for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
         let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
             Ok(fd) => fd,
@@ -366,7 +366,7 @@ fn on_ready(
     scratch: &mut [u8],
     stats: &Stats,
     mode: Trigger,
-    owed: &mut Owed,
+    owed: &mut lab::owed::Owed<u64>,
 ) {
     let fd = token as u32 as RawFd;
     let generation = (token >> 32) as u32;

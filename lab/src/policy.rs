@@ -2,6 +2,9 @@
 //! one table for `accept4` and one for the wait calls, shared by every model
 //! so that they cannot disagree. The calls themselves stay in each model's
 //! file; the model matches on the class right where the call returned.
+//! Each class logs through a [`RateLimit`], the one warning for an error
+//! that repeats; a model keeps one of its own for an error outside these
+//! tables (a `fork` or `pthread_create` refused per connection).
 //!
 //! ```no_run
 //! # use lab::policy::AcceptError;
@@ -146,20 +149,26 @@ pub const WARN_INTERVAL_SECS: u64 = 10;
 /// One class's rate limit: when it last logged, and how many it swallowed.
 /// Atomics, so that the threads of `--workers` and `blocking:thread` share
 /// it without a lock; a forked child has its own copy, which is right.
-struct RateLimit {
+/// A `static`, one per class of error.
+pub struct RateLimit {
     last_logged: AtomicU64,
     suppressed: AtomicU64,
 }
 
 impl RateLimit {
-    const fn new() -> RateLimit {
+    pub const fn new() -> RateLimit {
         RateLimit {
             last_logged: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
         }
     }
 
-    fn warn(&self, model: &str, err: &io::Error, what: &str) {
+    /// Logs `{model}: {err}: {what}` on stderr, at most once per
+    /// [`WARN_INTERVAL_SECS`], with how many were not logged since: a
+    /// condition that repeats per connection must not flood the log, nor
+    /// slow the server with writes to a full stderr pipe. `err` should name
+    /// its call (`lab::syscall!`, [`crate::sys::named`]).
+    pub fn warn(&self, model: &str, err: &io::Error, what: &str) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
@@ -179,6 +188,12 @@ impl RateLimit {
             0 => crate::log!("{model}: {err}: {what}"),
             n => crate::log!("{model}: {err}: {what} ({n} more like it not shown)"),
         }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> RateLimit {
+        RateLimit::new()
     }
 }
 

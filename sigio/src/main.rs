@@ -62,7 +62,6 @@
 //!
 //! Run: `cargo run --release -p sigio -- --mode rt`, then `nc 127.0.0.1 PORT`.
 
-use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
@@ -71,6 +70,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
 use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
+use lab::owed::Owed;
 use lab::policy::{
     AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, MAX_READS_PER_WAKEUP, READ_CHUNK,
 };
@@ -150,7 +150,7 @@ fn serve(
         conns: Vec::new(),
         spare: Spare::new()?,
         scratch: vec![0u8; READ_CHUNK],
-        owed: HashSet::new(),
+        owed: Owed::new(listener.as_raw_fd()),
         accept_paused_until: None,
     };
     let mut overflows = 0;
@@ -186,9 +186,10 @@ fn serve(
             // Connections queued during the pause raised their signals then,
             // and nothing will raise them again: we owe the listener a turn.
             lp.accept_paused_until = None;
-            lp.owed.insert(listener.as_raw_fd());
+            lp.owed.owe_listener();
         }
-        let mut owed = std::mem::take(&mut lp.owed);
+        // This round's debts, served after the signal, in the order owed.
+        let mut owed_now = lp.owed.take();
         match wake {
             // SIGINT or SIGTERM: stop serving; `run` summarises.
             Wake::Stop => return Ok(overflows),
@@ -196,6 +197,10 @@ fn serve(
             // Only rt mode asks for a queued signal with a descriptor in it.
             Wake::Ready { fd, band } => lp.handle(fd, band, Drain::UntilShort)?,
             Wake::Somewhere => {
+                // A sweep looks at every socket, the owed ones included.
+                for fd in owed_now.drain(..) {
+                    lp.settle(fd);
+                }
                 match mode {
                     // SIGIO is all plain mode ever hears: something, somewhere.
                     Mode::Plain => lp.sweep_every_socket()?,
@@ -215,13 +220,13 @@ fn serve(
                         lp.sweep_with_poll()?;
                     }
                 }
-                // A sweep looks at every socket, the owed ones included.
-                owed.clear();
             }
         }
-        for fd in owed {
+        for fd in owed_now.drain(..) {
+            lp.settle(fd);
             lp.handle(fd, OWED, Drain::UntilWouldBlock)?;
         }
+        lp.owed.give_back(owed_now);
     }
 }
 
@@ -246,6 +251,16 @@ enum Left {
     Maybe,
 }
 
+/// What the loop keeps for one descriptor, at `conns[fd]`.
+#[derive(Default)]
+struct Slot {
+    conn: Option<Conn>,
+    /// The descriptor is on the owed list. The flag outlives the connection,
+    /// as the list names descriptors, not connections: one accepted later on
+    /// the same descriptor is served by the turn still owed.
+    owed: bool,
+}
+
 /// What the loop keeps between wake-ups.
 struct Loop<'a> {
     listener: &'a Listener,
@@ -253,12 +268,12 @@ struct Loop<'a> {
     stats: &'a Stats,
     max_conns: Option<u64>,
     /// Indexed by descriptor, which is what `si_fd` gives us.
-    conns: Vec<Option<Conn>>,
+    conns: Vec<Slot>,
     spare: Spare,
     scratch: Vec<u8>,
-    /// Descriptors no signal will announce though work may be left (a set:
-    /// a descriptor is owed once).
-    owed: HashSet<RawFd>,
+    /// Descriptors no signal will announce though work may be left, in the
+    /// order owed, each once (`Slot::owed`).
+    owed: Owed<RawFd>,
     /// Set while the descriptor table is full: listener signals are ignored
     /// until then, and its turn is owed at the end.
     accept_paused_until: Option<Instant>,
@@ -281,9 +296,21 @@ impl Loop<'_> {
             )
         };
         if left == Left::Maybe {
-            self.owed.insert(fd);
+            if fd == self.listener.as_raw_fd() {
+                self.owed.owe_listener();
+            } else {
+                self.owed.owe(fd, &mut self.conns[fd as usize].owed);
+            }
         }
         Ok(())
+    }
+
+    /// `fd`'s owed turn is being served, or a sweep serves it anyway: it
+    /// may be owed again. (The listener's flag is cleared by `Owed::take`.)
+    fn settle(&mut self, fd: RawFd) {
+        if let Some(slot) = self.conns.get_mut(fd as usize) {
+            slot.owed = false;
+        }
     }
 
     fn on_listener(&mut self) -> io::Result<Left> {
@@ -321,7 +348,7 @@ impl Loop<'_> {
     fn sweep_every_socket(&mut self) -> io::Result<()> {
         self.handle(self.listener.as_raw_fd(), OWED, Drain::UntilWouldBlock)?;
         for fd in 0..self.conns.len() {
-            if self.conns[fd].is_some() {
+            if self.conns[fd].conn.is_some() {
                 let everything = libc::POLLIN | libc::POLLOUT;
                 self.handle(fd as RawFd, everything, Drain::UntilWouldBlock)?;
             }
@@ -336,7 +363,7 @@ impl Loop<'_> {
         if self.accept_paused_until.is_none() {
             pollfds.push(pollfd(self.listener.as_raw_fd(), libc::POLLIN));
         }
-        for conn in self.conns.iter().flatten() {
+        for conn in self.conns.iter().filter_map(|slot| slot.conn.as_ref()) {
             pollfds.push(pollfd(conn.raw(), interest(conn)));
         }
         let watched = pollfds.len();
@@ -386,8 +413,8 @@ enum Accept {
 fn accept_all(
     listener: &Listener,
     spare: &mut Spare,
-    conns: &mut Vec<Option<Conn>>,
-    owed: &mut HashSet<RawFd>,
+    conns: &mut Vec<Slot>,
+    owed: &mut Owed<RawFd>,
     signals: &Signals,
     stats: &Stats,
     max_conns: Option<u64>,
@@ -432,11 +459,12 @@ fn accept_all(
         }
         let slot = raw as usize;
         if conns.len() <= slot {
-            conns.resize_with(slot + 1, || None);
+            conns.resize_with(slot + 1, Slot::default);
         }
-        conns[slot] = Some(Conn::new(fd));
+        let slot = &mut conns[slot];
+        slot.conn = Some(Conn::new(fd));
         // Bytes that arrived between accept4 and O_ASYNC raised no signal.
-        owed.insert(raw);
+        owed.owe(raw, &mut slot.owed);
     }
     Ok(Accept::Capped)
 }
@@ -444,7 +472,7 @@ fn accept_all(
 /// A signal (or a sweep, or a debt) says `fd` had the events in `band`:
 /// read, write, and say whether work may be left that no signal announces.
 fn on_ready(
-    conns: &mut [Option<Conn>],
+    conns: &mut [Slot],
     fd: RawFd,
     band: libc::c_short,
     drain: Drain,
@@ -453,7 +481,7 @@ fn on_ready(
 ) -> Left {
     // None: a signal queued before its connection closed (closing removes
     // the socket's fasync entry, not the signals already queued).
-    let Some(conn) = conns.get_mut(fd as usize).and_then(Option::as_mut) else {
+    let Some(conn) = conns.get_mut(fd as usize).and_then(|s| s.conn.as_mut()) else {
         return Left::Nothing;
     };
     let was_reading = conn.wants_read();
@@ -583,8 +611,8 @@ fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
 
 /// Closes the connection on `fd`. Closing the descriptor also ends its
 /// signals: the kernel drops the socket's fasync entry.
-fn close_conn(conns: &mut [Option<Conn>], fd: RawFd, stats: &Stats) {
-    conns[fd as usize] = None;
+fn close_conn(conns: &mut [Slot], fd: RawFd, stats: &Stats) {
+    conns[fd as usize].conn = None;
     stats.release();
 }
 

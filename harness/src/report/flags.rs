@@ -92,7 +92,9 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
             "workload".to_string(),
             format!("{base} CPU/req"),
             format!("{row} CPU/req"),
-            format!("{row}: io_uring threads, share of a CPU"),
+            format!("{base}: share of a CPU"),
+            format!("{row}: share of a CPU"),
+            format!("of which io_uring threads"),
             format!("{base} p99"),
             format!("{row} p99"),
         ]);
@@ -118,6 +120,8 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
                 w.label(),
                 mark(b, show(Some(b), stats::server_cpu, micros)),
                 mark(v, show(Some(v), stats::server_cpu, micros)),
+                show(Some(b), stats::server_utilisation, percent),
+                show(Some(v), stats::server_utilisation, percent),
                 show(Some(v), io_uring_threads_share, percent),
                 show(Some(b), stats::p99, micros),
                 show(Some(v), stats::p99, micros),
@@ -144,6 +148,32 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
         }
         body.push_str(&t.render());
         body.push('\n');
+        let busy = |m: &str| {
+            let medians: Vec<f64> = sweep(r)
+                .iter()
+                .filter_map(|w| {
+                    Some(
+                        r.cell(m, w, Purpose::Timing)?
+                            .spread(stats::server_utilisation)?
+                            .median,
+                    )
+                })
+                .collect();
+            let lo = medians.iter().copied().reduce(f64::min)?;
+            let hi = medians.iter().copied().reduce(f64::max)?;
+            Some((lo, hi, medians.len()))
+        };
+        if let (Some((vl, vh, n)), Some((bl, bh, _))) = (busy(row), busy(base)) {
+            found.push(format!(
+                "Over the {n} offered rates of the sweep the server used {}–{} of a CPU with the \
+                 flag and {}–{} without (medians per rate): the more the loop needs, the less is \
+                 left to the poller's spin, which the io_uring threads' share shows.",
+                percent(vl),
+                percent(vh),
+                percent(bl),
+                percent(bh)
+            ));
+        }
         if short {
             body.push_str(
                 "‡ a repeat answered less than the offered rate (see the request-cost section).\n\n",

@@ -41,7 +41,11 @@
 //! awake. The price: that thread spins on a CPU for as long as there is
 //! work and `SQPOLL_IDLE_MS` after the last submission before it sleeps. It
 //! is a thread of our process, so its CPU time is counted in the server's
-//! (`getrusage`, `/proc/PID/stat` and the harness' per-process CPU clock).
+//! (`getrusage`, `/proc/PID/stat` and the harness' per-process CPU clock),
+//! and it may run only where the thread that set the ring up may: a server
+//! pinned to one CPU shares it with its poller. The loop still waits for
+//! completions in `io_uring_enter`. `harness compare` sets
+//! `uring:multishot+sqpoll` beside `uring:multishot`.
 //!
 //! Back-pressure: at most 1 MiB of reply not yet sent per connection. A
 //! one-shot RECV is then not re-submitted; a multishot RECV is cancelled

@@ -67,6 +67,7 @@ impl<T: Copy> Owed<T> {
 
     /// Hands back the (now empty) queue `take` gave, for its memory.
     pub fn give_back(&mut self, served: VecDeque<T>) {
+        debug_assert!(served.is_empty(), "an owed turn handed back unserved");
         self.spare = served;
     }
 }

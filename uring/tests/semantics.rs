@@ -284,55 +284,44 @@ fn accept_with_a_full_table_fails_with_emfile_though_nothing_is_queued() {
     );
 }
 
-/// The SQPOLL thread of this process's ring (`iou-sqp-PID`), by thread id.
-fn sqpoll_threads() -> Vec<i32> {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
-    tasks
-        .filter_map(|e| {
-            let tid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
-            comm.starts_with("iou-sqp").then_some(tid)
-        })
-        .collect()
-}
-
-/// Nanoseconds thread `tid` of this process has run (schedstat's first
-/// field).
-fn thread_cpu_ns(tid: i32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .expect("read schedstat");
-    text.split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("schedstat's first field")
-}
-
-/// Share of a CPU thread `tid` uses over `window`.
-fn cpu_share(tid: i32, window: std::time::Duration) -> f64 {
-    let before = thread_cpu_ns(tid);
-    std::thread::sleep(window);
-    (thread_cpu_ns(tid) - before) as f64 / window.as_nanos() as f64
-}
-
 /// What `--sqpoll` costs, on a ring of the test's own: the kernel starts a
-/// thread of this process, `iou-sqp-PID`, that may run only where the
-/// thread setting the ring up may (its affinity is the creator's: a server
-/// pinned to one CPU shares that CPU with its poller); after a submission
-/// it spins on that CPU for `sq_thread_idle` ms, then sets
-/// `IORING_SQ_NEED_WAKEUP` and sleeps, costing nothing until woken.
+/// thread of this process, `iou-sqp-PID`, that (on this kernel) may run only
+/// where the thread setting the ring up may: a server pinned to one CPU
+/// shares that CPU with its poller. After a submission it stays runnable,
+/// spinning without once going to sleep, until `sq_thread_idle` ms pass
+/// without one; then it sets `IORING_SQ_NEED_WAKEUP` and sleeps, costing
+/// nothing until woken. Judged by the scheduler's state and switch counts,
+/// not by how much CPU the spin got on a shared machine.
 #[test]
 fn sqpoll_thread_runs_where_its_creator_may_spins_then_sleeps() {
+    use harness::account::{thread_cpu_ns, thread_state, thread_switches, threads_named};
+    use std::time::{Duration, Instant};
     skip_without_io_uring!();
-    const IDLE_MS: u32 = 300;
+    const IDLE_MS: u32 = 1000;
+    let pid = std::process::id() as i32;
     // A thread of its own: the affinity set here must not reach other tests.
-    std::thread::spawn(|| {
-        let cpu = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
-        // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes
-        // inside it for a cpu below CPU_SETSIZE.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-        // SAFETY: `set` lives across the call and its size is passed.
-        let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    std::thread::spawn(move || {
+        // SAFETY: a zeroed cpu_set_t is the empty set, which
+        // sched_getaffinity fills; its size is passed.
+        let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let rc =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&allowed), &mut allowed) };
+        assert_eq!(
+            rc,
+            0,
+            "sched_getaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: CPU_ISSET reads inside the set for a cpu below CPU_SETSIZE.
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .rev()
+            .find(|&c| unsafe { libc::CPU_ISSET(c, &allowed) })
+            .expect("a CPU this thread may use");
+        // SAFETY: as above; CPU_SET writes inside the set.
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::CPU_SET(cpu, &mut one) };
+        // SAFETY: `one` lives across the call and its size is passed.
+        let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&one), &one) };
         assert_eq!(
             rc,
             0,
@@ -340,51 +329,86 @@ fn sqpoll_thread_runs_where_its_creator_may_spins_then_sleeps() {
             std::io::Error::last_os_error()
         );
 
-        let before = sqpoll_threads();
+        let before: Vec<i32> = threads_named(pid, "iou-sqp")
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
         let mut ring: IoUring = IoUring::builder()
             .setup_sqpoll(IDLE_MS)
             .build(8)
             .expect("io_uring_setup(SQPOLL)");
         // The thread names itself once it first runs, not at setup.
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let poller = loop {
-            let new: Vec<i32> = sqpoll_threads()
+            let new: Vec<i32> = threads_named(pid, "iou-sqp")
                 .into_iter()
+                .map(|t| t.0)
                 .filter(|t| !before.contains(t))
                 .collect();
-            if !new.is_empty() || started.elapsed() > std::time::Duration::from_secs(2) {
+            if !new.is_empty() || started.elapsed() > Duration::from_secs(2) {
                 break new;
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(5));
         };
         assert_eq!(poller.len(), 1, "one new iou-sqp thread, got {poller:?}");
         let poller = poller[0];
         let status = std::fs::read_to_string(format!("/proc/self/task/{poller}/status"))
             .expect("read status");
-        let allowed = status
+        let cpus = status
             .lines()
             .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
             .map(str::trim)
             .expect("Cpus_allowed_list");
-        assert_eq!(allowed, cpu.to_string(), "the poller's CPUs");
+        assert_eq!(cpus, cpu.to_string(), "the poller's CPUs");
 
         let nop = opcode::Nop::new().build().user_data(1);
         // SAFETY: a NOP references no memory.
         unsafe { ring.submission().push(&nop) }.expect("push NOP");
         ring.submit_and_wait(1).expect("io_uring_enter");
         assert_eq!(ring.completion().next().map(|c| c.user_data()), Some(1));
-        let spinning = cpu_share(poller, std::time::Duration::from_millis(150));
-        std::thread::sleep(std::time::Duration::from_millis(u64::from(IDLE_MS) * 2));
-        let asleep = cpu_share(poller, std::time::Duration::from_millis(300));
+        let submitted = Instant::now();
+        let switches = || {
+            thread_switches(pid, poller)
+                .expect("the poller's switches")
+                .0
+        };
+        let (slept_before, cpu_before) =
+            (switches(), thread_cpu_ns(pid, poller).expect("schedstat"));
+        std::thread::sleep(Duration::from_millis(200));
+        let spun = (thread_state(pid, poller), switches());
         assert!(
-            spinning >= 0.2,
-            "after a submission the poller spins: {:.0} % of a CPU",
-            spinning * 100.0
+            submitted.elapsed() < Duration::from_millis(u64::from(IDLE_MS)),
+            "the test itself was held past the idle time: nothing to judge"
+        );
+        assert_eq!(
+            spun.0,
+            Some(b'R'),
+            "within sq_thread_idle the poller is runnable"
+        );
+        assert_eq!(spun.1, slept_before, "and has not gone to sleep once");
+        assert!(
+            thread_cpu_ns(pid, poller).expect("schedstat") > cpu_before,
+            "and it has run meanwhile"
+        );
+
+        std::thread::sleep(Duration::from_millis(u64::from(IDLE_MS) + 500));
+        assert_eq!(
+            thread_state(pid, poller),
+            Some(b'S'),
+            "past sq_thread_idle it sleeps"
         );
         assert!(
-            asleep < 0.02,
-            "{IDLE_MS} ms after the last submission the poller sleeps: {:.1} % of a CPU",
-            asleep * 100.0
+            switches() > slept_before,
+            "a voluntary switch: it went to sleep"
+        );
+        let asleep_cpu = thread_cpu_ns(pid, poller).expect("schedstat");
+        std::thread::sleep(Duration::from_millis(200));
+        let ran = thread_cpu_ns(pid, poller)
+            .expect("schedstat")
+            .saturating_sub(asleep_cpu);
+        assert!(
+            ran < 1_000_000,
+            "asleep, it does not run: {ran} ns in 200 ms"
         );
         assert!(
             ring.submission().need_wakeup(),

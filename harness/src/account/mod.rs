@@ -31,8 +31,8 @@ pub use perf::{
     HERD_RETURNS,
 };
 pub use procfs::{
-    asleep_in, asleep_in_epoll_wait, clock_ticks_per_sec, threads_named, RssPeak, RssSampler,
-    Snapshot, TreeDelta, Usage,
+    asleep_in, asleep_in_epoll_wait, clock_ticks_per_sec, thread_cpu_ns, thread_state,
+    thread_switches, threads_named, RssPeak, RssSampler, Snapshot, TreeDelta, Usage,
 };
 pub use wakes::{AcceptLog, WakeCounts, WakeTrace, DRAIN_EVERY};
 
@@ -162,7 +162,8 @@ pub struct ServerAccount {
     /// children reaped in the window: the figure `getrusage` would give.
     pub clock_cpu_s: f64,
     /// Of that, the CPU of io_uring's kernel threads (`iou-sqp`, `iou-wrk`;
-    /// `procfs::IO_URING_THREADS`); `None`: the server had none.
+    /// `procfs::IO_URING_THREADS`), a lower bound (`TreeDelta` says why);
+    /// `None`: the server had none.
     #[serde(default)]
     pub io_uring_threads_cpu_s: Option<f64>,
     /// CPU of the tree from perf `task-clock`, when perf is available. Kept

@@ -270,6 +270,21 @@ fn thread_status(pid: i32, tid: i32) -> Option<(String, (u64, u64))> {
     Some((name?, (voluntary?, involuntary?)))
 }
 
+/// (voluntary, involuntary) context switches of thread `tid` of `pid`;
+/// `None` if it has exited.
+pub fn thread_switches(pid: i32, tid: i32) -> Option<(u64, u64)> {
+    thread_status(pid, tid).map(|(_, switches)| switches)
+}
+
+/// The scheduler state of thread `tid` of `pid`, from its `stat`: `R`
+/// running or runnable, `S` asleep, and so on; `None` if it has exited.
+pub fn thread_state(pid: i32, tid: i32) -> Option<u8> {
+    fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+        .ok()
+        .and_then(|text| parse_stat(&text))
+        .map(|stat| stat.state)
+}
+
 /// The name prefix of io_uring's kernel threads: `iou-sqp-PID`, the
 /// SQPOLL poller, and `iou-wrk-PID`, io-wq workers that run an operation
 /// that would block. They belong to the process that set the ring up, so
@@ -281,7 +296,7 @@ pub const IO_URING_THREADS: &str = "iou-";
 /// only when the thread is switched out and at each scheduler tick, so it
 /// lags a running thread by up to a tick (`/proc/.../stat` rounds to 10 ms
 /// ticks, and another process's thread CPU clock is not ours to read).
-fn thread_cpu_ns(pid: i32, tid: i32) -> Option<u64> {
+pub fn thread_cpu_ns(pid: i32, tid: i32) -> Option<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
     text.split_whitespace().next()?.parse().ok()
 }
@@ -416,7 +431,9 @@ pub struct TreeDelta {
     pub user_s: f64,
     pub sys_s: f64,
     /// CPU of the tree's io_uring kernel threads, seconds (part of the
-    /// above); `None`: the tree had none.
+    /// above); `None`: the tree had none, or their `schedstat` could not be
+    /// read. A lower bound: a thread that exits inside the window (io-wq
+    /// workers come and go) takes its time with it.
     pub io_uring_threads_cpu_s: Option<f64>,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
@@ -611,10 +628,7 @@ pub fn asleep_in(pid: i32, tid: i32, calls: &[i64]) -> bool {
     let number: Option<i64> = fs::read_to_string(format!("{task}/syscall"))
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse().ok());
-    let asleep = fs::read_to_string(format!("{task}/stat"))
-        .ok()
-        .and_then(|text| parse_stat(&text))
-        .is_some_and(|stat| stat.state == b'S');
+    let asleep = thread_state(pid, tid) == Some(b'S');
     asleep && number.is_some_and(|n| calls.contains(&n))
 }
 
@@ -681,18 +695,39 @@ mod tests {
     }
 
     #[test]
-    fn thread_status_reads_the_name_and_both_switch_counts() {
+    fn thread_status_and_schedstat_read_a_threads_name_switches_and_cpu() {
         let pid = std::process::id() as i32;
         // SAFETY: gettid has no arguments and cannot fail.
         let tid = unsafe { libc::gettid() };
-        let (name, _) = thread_status(pid, tid).expect("own thread's status");
         let comm = fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).expect("comm");
-        assert_eq!(name, comm.trim());
-        // The running thread's own figure moves when it is switched out.
-        let spin = Instant::now();
-        while spin.elapsed() < Duration::from_millis(20) {}
+        // Spin 20 ms of this thread's own CPU, then sleep: schedstat is
+        // brought up to date when the thread is switched out.
+        let cpu_now = || {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: ts is a valid out-pointer for the call.
+            let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            assert_eq!(rc, 0, "clock_gettime");
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        let start = cpu_now();
+        while cpu_now() < start + 20_000_000 {}
+        let before_sleep = cpu_now();
         thread::sleep(Duration::from_millis(2));
+        let (name, (voluntary, _)) = thread_status(pid, tid).expect("own thread's status");
+        assert_eq!(name, comm.trim());
+        assert!(voluntary >= 1, "the sleep was a voluntary switch");
+        assert_eq!(
+            thread_state(pid, tid),
+            Some(b'R'),
+            "reading its own stat, it runs"
+        );
         let ns = thread_cpu_ns(pid, tid).expect("own thread's schedstat");
-        assert!(ns >= 10_000_000, "{ns} ns after spinning 20 ms");
+        assert!(
+            ns >= before_sleep,
+            "schedstat {ns} ns < the thread's CPU clock {before_sleep} ns"
+        );
     }
 }

@@ -785,6 +785,29 @@ struct CpuShare {
     io_uring_threads: Option<f64>,
 }
 
+impl CpuShare {
+    /// The server's own threads' share: io_uring's kernel threads left out.
+    fn own(&self) -> f64 {
+        (self.total - self.io_uring_threads.unwrap_or(0.0)).max(0.0)
+    }
+
+    /// Holds the share to `limit`: past it, the case's limitation (`what`
+    /// says which), excusable by the table. Where the table excuses only
+    /// io_uring's kernel threads (`Expect::KernelThreads`), the server's
+    /// own threads past the limit are a FAIL the table cannot excuse.
+    fn judge(&self, limit: f64, expected: Option<Expect>, what: &str, f: &mut Findings) {
+        if expected == Some(Expect::KernelThreads) && self.own() >= limit {
+            f.fatal(format!(
+                "{self}, {:.1} % outside io_uring's kernel threads (limit {:.0} %): {what}",
+                self.own() * 100.0,
+                limit * 100.0
+            ));
+        } else if self.total >= limit {
+            f.limit(format!("{self} (limit {:.0} %): {what}", limit * 100.0));
+        }
+    }
+}
+
 impl fmt::Display for CpuShare {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:.1} % of a CPU", self.total * 100.0)?;
@@ -808,14 +831,19 @@ pub(crate) fn idle(ctx: &mut Ctx) -> Findings {
             return f;
         }
     };
-    let text = format!("{share} over 2 s with no client");
-    if share.total >= 0.02 {
-        f.limit(text);
-    } else {
-        f.note(text);
-    }
+    f.note(format!("{share} over 2 s with no client"));
+    let expected = ctx.expect(Case::Idle).map(|e| e.expect);
+    share.judge(IDLE_CPU_LIMIT, expected, "CPU with no client", &mut f);
     f
 }
+
+/// The most an idle server may use of a CPU: a loop that sleeps in its wait
+/// uses next to nothing.
+const IDLE_CPU_LIMIT: f64 = 0.02;
+
+/// The most a server may use of a CPU while a flood keeps its descriptor
+/// table full: more means accept keeps failing and the loop retries at once.
+const EMFILE_CPU_LIMIT: f64 = 0.5;
 
 fn start_own(
     managed: &Managed,
@@ -881,16 +909,13 @@ fn emfile(managed: &Managed) -> Findings {
             return f;
         }
     };
-    if share.total >= 0.5 {
-        let who = match share.io_uring_threads {
-            Some(k) if k >= share.total / 2.0 => "io_uring's kernel threads spin",
-            _ => "accept keeps failing with EMFILE and the loop spins",
-        };
-        f.limit(format!(
-            "{share} while flooded (limit 50 %): {who}; stderr: {}",
-            tail(&server.stderr_so_far(), 300)
-        ));
-    }
+    let what = format!(
+        "CPU while the flood keeps the descriptor table full (a loop that retries a failing \
+         accept at once spins like this); stderr: {}",
+        tail(&server.stderr_so_far(), 300)
+    );
+    let expected = managed.expect(Case::Emfile).map(|e| e.expect);
+    share.judge(EMFILE_CPU_LIMIT, expected, &what, &mut f);
     match answers_again(addr, Duration::from_secs(3)) {
         Ok(t) => f.note(format!(
             "serving again {:.0} ms after the flood closed",
@@ -1114,5 +1139,41 @@ fn check_summary(f: &mut Findings, s: &Summary, managed: &Managed, answered: u64
             "summary: connections={} bytes={} user={:.3}s sys={:.3}s",
             s.connections, s.bytes, s.user_s, s.sys_s
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(total: f64, io_uring_threads: Option<f64>) -> CpuShare {
+        CpuShare {
+            total,
+            io_uring_threads,
+        }
+    }
+
+    #[test]
+    fn a_kernel_threads_entry_excuses_the_poller_and_not_the_loop() {
+        let excused = Some(Expect::KernelThreads);
+        // The poller spins, the loop sleeps: the limitation shows, excusable.
+        let mut f = Findings::default();
+        share(0.99, Some(0.98)).judge(0.5, excused, "spins", &mut f);
+        assert_eq!((f.limits.len(), f.fatal.len()), (1, 0), "{f:?}");
+        // The loop itself spins beside the poller: a FAIL no entry excuses.
+        let mut f = Findings::default();
+        share(0.99, Some(0.3)).judge(0.5, excused, "spins", &mut f);
+        assert_eq!((f.limits.len(), f.fatal.len()), (0, 1), "{f:?}");
+        assert!(
+            f.fatal[0].contains("69.0 % outside io_uring's kernel threads"),
+            "{f:?}"
+        );
+        // Without such an entry the total is what counts, poller or not.
+        let mut f = Findings::default();
+        share(0.99, Some(0.98)).judge(0.5, Some(Expect::Limit), "spins", &mut f);
+        assert_eq!((f.limits.len(), f.fatal.len()), (1, 0), "{f:?}");
+        let mut f = Findings::default();
+        share(0.01, None).judge(0.02, None, "idle", &mut f);
+        assert_eq!((f.limits.len(), f.fatal.len()), (0, 0), "{f:?}");
     }
 }

@@ -5,9 +5,9 @@
 use super::markdown::{label, show, Table};
 use super::questions::{findings_list, models, rate_label, sustained, sweep, versus, Answer};
 use super::results::{CompareResults, Purpose, Workload};
-use super::stats::{self, micros, significant, Spread};
+use super::stats::{self, micros, percent, significant, Spread};
 use super::Ctx;
-use crate::compare::base_row;
+use crate::compare::{base_row, row as parse_row};
 use crate::measurement::Measurement;
 
 /// Share of a CPU io_uring's kernel threads used in the window (the SQPOLL
@@ -15,10 +15,6 @@ use crate::measurement::Measurement;
 fn io_uring_threads_share(m: &Measurement) -> Option<f64> {
     let cpu = m.server.io_uring_threads_cpu_s?;
     (m.window_s > 0.0).then(|| cpu / m.window_s)
-}
-
-fn percent(v: f64) -> String {
-    format!("{:.0} %", v * 100.0)
 }
 
 /// What the flag does, from the model's header and its manual page: words,
@@ -29,12 +25,13 @@ fn what_it_does(flag: &str) -> Option<&'static str> {
             "`--sqpoll` sets the ring up with `IORING_SETUP_SQPOLL`: a kernel thread of the \
              server's process, `iou-sqp-PID`, takes the submissions from the ring, so submitting \
              needs no `io_uring_enter` while it is awake; it spins on a CPU while work comes and \
-             for a second (`SQPOLL_IDLE_MS`) after the last submission, then sleeps. It may run \
-             only where the thread that set the ring up may, so with the server pinned to one \
-             CPU, as here, the poller and the loop share it. Waiting for completions still takes \
-             `io_uring_enter` (`GETEVENTS`). (From `io_uring_setup(2)` and the model's header, \
-             not measured here; the poller's affinity, spin and sleep are asserted by `uring`'s \
-             semantics tests.)",
+             until a second (uring's `SQPOLL_IDLE_MS`) passes without a submission, then sleeps. \
+             On the kernel `uring`'s semantics tests run on, it may run only where the thread \
+             that set the ring up may (they assert it, with the spin and the sleep; kernels \
+             differ), so with the server pinned to its CPUs, as `harness run` pins it, the poller \
+             and the loop share them. Waiting for completions still takes `io_uring_enter` \
+             (`GETEVENTS`). (From `io_uring_setup(2)` and the model's header, not measured \
+             here.)",
         ),
         _ => None,
     }
@@ -53,18 +50,18 @@ fn workloads(r: &CompareResults) -> Vec<Workload> {
     v
 }
 
-/// The flag rows measured with their base, as (row, base, flag).
-fn pairs(r: &CompareResults) -> Vec<(String, String, String)> {
+/// The flag rows measured with their base, as (row, base, flags).
+fn pairs(r: &CompareResults) -> Vec<(String, String, Vec<String>)> {
     let measured = models(r);
     measured
         .iter()
         .filter_map(|m| {
             let base = base_row(m)?;
-            let flag = m[base.len() + 1..].to_string();
+            let (_, flags) = parse_row(m).ok()?;
             measured
                 .iter()
                 .any(|b| b == base)
-                .then(|| (m.clone(), base.to_string(), flag))
+                .then(|| (m.clone(), base.to_string(), flags))
         })
         .collect()
 }
@@ -83,9 +80,13 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
          share of a CPU is shown apart.\n\n",
     );
     let mut summary = Vec::new();
-    for (row, base, flag) in &pairs {
-        body.push_str(&format!("### `--{flag}`: {row} against {base}\n\n"));
-        if let Some(text) = what_it_does(flag) {
+    for (row, base, flags) in &pairs {
+        let flag = flags.join(" ");
+        body.push_str(&format!("### `{flag}`: {row} against {base}\n\n"));
+        for text in flags
+            .iter()
+            .filter_map(|f| what_it_does(f.trim_start_matches('-')))
+        {
             body.push_str(&format!("{text}\n\n"));
         }
         let mut t = Table::from(vec![
@@ -94,7 +95,7 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
             format!("{row} CPU/req"),
             format!("{base}: share of a CPU"),
             format!("{row}: share of a CPU"),
-            format!("of which io_uring threads"),
+            "of which io_uring threads".to_string(),
             format!("{base} p99"),
             format!("{row} p99"),
         ]);
@@ -148,36 +149,34 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
         }
         body.push_str(&t.render());
         body.push('\n');
-        let busy = |m: &str| {
-            let medians: Vec<f64> = sweep(r)
-                .iter()
-                .filter_map(|w| {
-                    Some(
-                        r.cell(m, w, Purpose::Timing)?
-                            .spread(stats::server_utilisation)?
-                            .median,
-                    )
-                })
-                .collect();
-            let lo = medians.iter().copied().reduce(f64::min)?;
-            let hi = medians.iter().copied().reduce(f64::max)?;
-            Some((lo, hi, medians.len()))
+        // The server's share of a CPU, and the io_uring threads' share, at
+        // the sweep's lowest and highest rate both rows were measured on.
+        let median = |m: &str, w: &Workload, metric: stats::Metric| {
+            Some(r.cell(m, w, Purpose::Timing)?.spread(metric)?.median)
         };
-        if let (Some((vl, vh, n)), Some((bl, bh, _))) = (busy(row), busy(base)) {
+        let measured: Vec<Workload> = sweep(r)
+            .into_iter()
+            .filter(|w| {
+                median(base, w, stats::server_utilisation).is_some()
+                    && median(row, w, stats::server_utilisation).is_some()
+            })
+            .collect();
+        if let [first, .., last] = measured.as_slice() {
+            let at = |m: &str, w: &Workload, metric| {
+                median(m, w, metric).map_or_else(|| "?".to_string(), percent)
+            };
             found.push(format!(
-                "Over the {n} offered rates of the sweep the server used {}–{} of a CPU with the \
-                 flag and {}–{} without (medians per rate): the more the loop needs, the less is \
-                 left to the poller's spin, which the io_uring threads' share shows.",
-                percent(vl),
-                percent(vh),
-                percent(bl),
-                percent(bh)
+                "From {} to {} the server used {} then {} of a CPU with the flag, {} then {} \
+                 without; io_uring's kernel threads took {} then {} of it (medians).",
+                rate_label(first),
+                rate_label(last),
+                at(row, first, stats::server_utilisation),
+                at(row, last, stats::server_utilisation),
+                at(base, first, stats::server_utilisation),
+                at(base, last, stats::server_utilisation),
+                at(row, first, io_uring_threads_share),
+                at(row, last, io_uring_threads_share),
             ));
-        }
-        if short {
-            body.push_str(
-                "‡ a repeat answered less than the offered rate (see the request-cost section).\n\n",
-            );
         }
         if let Some(w) = super::questions::syscall_workloads(r).first() {
             let totals = |m: &str| {
@@ -221,7 +220,7 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
                     .map(|s| format!(", {} of a CPU in its io_uring threads", percent(s.median)))
                     .unwrap_or_default();
                 summary.push(format!(
-                    "`--{flag}` ({}) at {}: {} CPU per request against {} without{poller}",
+                    "`{flag}` ({}) at {}: {} CPU per request against {} without{poller}",
                     label(row),
                     rate_label(&w),
                     micros(v.median),

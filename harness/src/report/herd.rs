@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::plots;
-use super::stats::{compare, micros, show_p, si_tick, Compared, Spread, MIN_REPEATS};
+use super::stats::{compare, micros, percent, show_p, si_tick, Compared, Spread, MIN_REPEATS};
 use super::{io_err, write_file, write_json};
 use crate::measurement::{LoopLatency, Measurement};
 
@@ -281,10 +281,6 @@ fn versus(a: &Row, b: &Row, metric: Metric) -> (Compared, String) {
         }
     };
     (outcome, words)
-}
-
-fn percent(v: f64) -> String {
-    format!("{:.0} %", v * 100.0)
 }
 
 fn show(s: &Option<Spread>, f: impl Fn(f64) -> String) -> String {

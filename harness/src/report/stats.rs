@@ -304,6 +304,11 @@ fn trim_zeros(s: &str) -> String {
     format!("{num}{unit}")
 }
 
+/// A share (1.0 = all) as a whole percentage.
+pub fn percent(v: f64) -> String {
+    format!("{:.0} %", v * 100.0)
+}
+
 /// Bytes as MiB.
 pub fn mib(kib: f64) -> String {
     format!("{} MiB", si(kib / 1024.0))

@@ -56,6 +56,13 @@ impl FromStr for ModelSpec {
     type Err = String;
 
     fn from_str(text: &str) -> Result<ModelSpec, String> {
+        if let Some((spec, flags)) = text.split_once('+') {
+            return Err(format!(
+                "`{text}`: `+FLAG` is a row of harness compare; here give the flag to the \
+                 server: `{spec} -- --{}`",
+                flags.replace('+', " --")
+            ));
+        }
         let (model, mode) = match text.split_once(':') {
             Some((model, mode)) => (model, Some(mode)),
             None => (text, None),
@@ -817,6 +824,12 @@ mod tests {
         for bad in ["", ":edge", "epoll:", "ep oll", "a:b:c"] {
             assert!(bad.parse::<ModelSpec>().is_err(), "{bad:?}");
         }
+        let row = "uring:multishot+sqpoll".parse::<ModelSpec>();
+        assert_eq!(
+            row.expect_err("a compare row"),
+            "`uring:multishot+sqpoll`: `+FLAG` is a row of harness compare; here give the flag \
+             to the server: `uring:multishot -- --sqpoll`"
+        );
     }
 
     #[test]

@@ -20,11 +20,15 @@ use std::time::{Duration, Instant, SystemTime};
 use indicatif::{ProgressBar, ProgressStyle};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use crate::check::expect;
 use crate::measurement::{wall_clock, Measurement};
 use crate::report::{
-    self, Cell, CompareResults, CpuTicks, Environment, ModelStatus, Purpose, RunFailure, Workload,
+    self, Cell, CompareResults, CpuTicks, Environment, ModelStatus, Purpose, RunFailure, RunKey,
+    Workload,
 };
 use crate::run::OFFERED_SHARE;
 use crate::server::{self, ModelSpec, Server, ServerConfig};
@@ -54,6 +58,41 @@ pub const STANDARD_MODELS: &[&str] = &[
     "peers:polling",
 ];
 
+/// The A/A control: `epoll:level` measured a second time under another
+/// label, in the same rounds, so that the report shows what the method
+/// finds between two identical servers (nothing, it must) and what it can
+/// resolve in this run (the width of their interval).
+pub const AA_ROW: &str = "epoll:level#aa";
+
+/// The instrument's floor: the cheapest reflector there is (one thread
+/// busy-polling epoll, no wake-up on the server's side), measured like a
+/// model, so that the load generator's own latency and CPU per request are
+/// known in the same rounds as everything it measures.
+pub const FLOOR_ROW: &str = "reflector";
+
+/// The rows of the open-loop sweep past its lowest rate, and of the idle
+/// question: the loops that multiplex (the question is where each one
+/// saturates, and what an idle connection costs it), a thread per
+/// connection as the classic alternative, the references, the A/A twin and
+/// the floor. The other rows are measured at the lowest rate and on every
+/// other workload; `--full` runs every row everywhere.
+pub const SWEEP_ROWS: &[&str] = &[
+    "select",
+    "poll",
+    "epoll:level",
+    AA_ROW,
+    "epoll:edge",
+    "sigio:rt",
+    "uring:single",
+    "uring:multishot",
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+    "peers:polling",
+    FLOOR_ROW,
+];
+
 /// Workers given to `blocking:pool` and `blocking:prefork`: each worker
 /// serves one connection at a time, so this is how many they serve at once.
 pub const POOL_WORKERS: usize = 128;
@@ -62,18 +101,42 @@ pub const POOL_WORKERS: usize = 128;
 /// side: enough that a model must multiplex, few enough for every model.
 pub const SWEEP_CONNS: usize = 100;
 
+/// The rows of the idle question in the default matrix: the loops whose
+/// cost per idle connection is the question (the A/A twin among them, so
+/// that the idle-0 against idle-1000 ratio has its control), a thread per
+/// connection and the reference.
+pub const IDLE_ROWS: &[&str] = &[
+    "poll",
+    "epoll:level",
+    AA_ROW,
+    "epoll:edge",
+    "uring:multishot",
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+];
+
 /// The fixed load under which the idle workloads measure what idle
-/// connections cost: the sweep's lowest rate, so that the idle-0 point is
-/// the sweep's first cell.
-pub const IDLE_RATE: u64 = 5_000;
+/// connections cost: the sweep's lowest rate.
+pub const IDLE_RATE: u64 = 10_000;
+
+/// The open-loop sweep's first rate; each next one doubles it, up to
+/// `SWEEP_TOP`, and a model is asked for a rate only while it sustained
+/// the one below (`saturated_below`).
+pub const SWEEP_FROM: u64 = 10_000;
+pub const SWEEP_TOP: u64 = 160_000;
+
+/// Latency samples a run needs before a percentile p is shown: 10/(1−p),
+/// so that ten samples lie beyond it (p99.9: 10 000).
+pub fn samples_needed(p: f64) -> u64 {
+    (10.0 / (1.0 - p / 100.0)).round() as u64
+}
 
 /// What `harness compare` promises to finish within on the lab's 2-CPU
-/// machine with `PLANNED_MODELS` model:modes, seconds (issue 11).
+/// machine, seconds.
 pub const BUDGET_DEFAULT_S: f64 = 600.0;
 pub const BUDGET_QUICK_S: f64 = 120.0;
-/// The model:modes the budgets are planned for (the lab's models, the
-/// peers, and room for those being added).
-pub const PLANNED_MODELS: usize = 20;
 
 /// What one run costs beyond its warm-up and window, seconds: the child
 /// `harness run`, server start and SIGTERM stop, and the drain of a run
@@ -96,39 +159,46 @@ const PROBE_S: f64 = 0.2;
 /// Which matrix to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scale {
-    /// One repeat of a few cells: does the pipeline work (≤ 2 minutes).
+    /// One round of a few cells: does the pipeline work (≤ 2 minutes).
     Quick,
-    /// The rate sweep (5k-40k/s) and every question at 4 repeats of short windows
-    /// (≤ 10 minutes): enough repeats for a rank test to find a difference;
-    /// 10 000 idle connections measured once, for their memory.
+    /// Every question, in paired rounds, windows long enough for the
+    /// percentiles shown (≤ 10 minutes): `SWEEP_ROWS` past the lowest rate.
     Default,
-    /// The complete matrix: more rates, counts and repeats, long windows.
+    /// Every row on every question, more rounds, longer windows.
     Full,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
-    /// A reduced matrix (one repeat of short windows), in about a minute:
+    /// A reduced matrix (one round of short windows), in about a minute:
     /// shows the pipeline works, supports no finding.
     #[arg(long, conflicts_with = "full")]
     pub quick: bool,
-    /// The complete matrix (more rates, connection and idle counts, 5
-    /// repeats of 3 s windows): most of an hour.
+    /// The complete matrix (every row on every question, 6 rounds, longer
+    /// windows, more connection and idle counts): most of an hour.
     #[arg(long)]
     pub full: bool,
-    /// Only these model:modes (comma-separated), e.g. `select,epoll:level`;
-    /// `MODEL:MODE+FLAG` adds `--FLAG` to its server (`uring:multishot+sqpoll`).
+    /// Only these rows (comma-separated), e.g. `select,epoll:level`;
+    /// `MODEL:MODE+FLAG` adds `--FLAG` to its server
+    /// (`uring:multishot+sqpoll`, `uring:multishot+min-wait=50`), and
+    /// `MODEL:MODE#TAG` measures the same server again under another label
+    /// (the A/A control, `epoll:level#aa`).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
-    /// Repeats of every cell (default 4; --quick 1; --full 5).
+    /// Rounds of every repeated question (default 4; --quick 1; --full 6).
     #[arg(long)]
     pub repeats: Option<usize>,
-    /// Timed window of each run, seconds (default 0.25; --quick 0.2; --full 3).
+    /// Every timed window, seconds, instead of the one each workload's rate
+    /// needs for its percentiles (`Matrix::window_s`).
     #[arg(long)]
     pub duration: Option<f64>,
     /// Warm-up before each window, seconds (default 0.1; --full 1).
     #[arg(long)]
     pub warmup: Option<f64>,
+    /// The seed of the rounds' random order (default: from the clock; the
+    /// seed used is recorded in compare.json and the report).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Skip the separate syscall-counting runs.
     #[arg(long)]
     pub no_syscalls: bool,
@@ -140,27 +210,46 @@ pub struct CompareArgs {
     pub report_from: Option<PathBuf>,
 }
 
+/// Which rows a block measures.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rows {
+    /// Every row of the matrix.
+    All,
+    /// Only these (those of the matrix among them).
+    Only(&'static [&'static str]),
+}
+
+/// One question's runs: its workloads, measured in `rounds` rounds. In each
+/// round every (row, workload) of the block runs once, in a random order,
+/// so that everything compared within the block (two rows, or a row at two
+/// workloads: idle 0 against idle 1000) is paired by round.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Block {
+    pub workloads: Vec<Workload>,
+    pub rows: Rows,
+    pub rounds: usize,
+    pub purpose: Purpose,
+}
+
 /// What a compare run will measure.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Matrix {
     pub models: Vec<String>,
-    pub workloads: Vec<Workload>,
-    /// Timing workloads measured in one repeat only: points for figures
-    /// that need no rank test (the memory an idle connection holds), where
-    /// repeats would not fit the budget.
-    pub once: Vec<Workload>,
-    /// Workloads measured once more with syscall counting on.
-    pub syscall_workloads: Vec<Workload>,
-    pub repeats: usize,
+    /// In the order they run. The open-loop rates are blocks of their own,
+    /// ascending: a model that cannot sustain one is not asked for the next
+    /// (`saturated_below`).
+    pub blocks: Vec<Block>,
     pub size: usize,
     pub warmup_s: f64,
-    pub duration_s: f64,
+    /// Every window this long, instead of `window_s`'s rule.
+    pub duration_s: Option<f64>,
+    /// The shortest and longest window `window_s` chooses.
+    pub min_window_s: f64,
+    pub max_window_s: f64,
 }
 
 impl Matrix {
-    /// The standard matrix at `scale`. Open-loop rates are listed in
-    /// ascending order: a model that cannot sustain one is not asked for
-    /// the next (`saturated_below`).
+    /// The standard matrix at `scale`.
     pub fn standard(scale: Scale) -> Matrix {
         let open = |rate| Workload::OpenLoop {
             conns: SWEEP_CONNS,
@@ -173,55 +262,101 @@ impl Matrix {
         };
         let pp = |conns| Workload::Pingpong { conns };
         let connect = Workload::Connect { conns: 4 };
-        type Counts = (
-            &'static [u64],
-            &'static [usize],
-            &'static [usize],
-            &'static [usize],
-        );
-        let (rates, pingpong, idles, idles_once): Counts = match scale {
-            Scale::Quick => (&[5_000, 20_000], &[100], &[1_000], &[]),
-            // Up to 40k/s: in a --quick compare of the 11 lab model:modes
-            // on the lab machine no model sustained more than 20k/s, so a
-            // rate beyond 40k/s would only cost budget; --full goes on.
-            Scale::Default => (
-                &[5_000, 10_000, 20_000, 40_000],
-                &[100],
-                &[1_000],
-                &[10_000],
-            ),
-            // 500: the largest count below select's FD_SETSIZE, so that its
-            // linear cost shows on the same axis.
-            Scale::Full => (
-                &[5_000, 10_000, 20_000, 40_000, 80_000, 160_000],
-                &[1, 10, 100, 1000],
-                &[100, 500, 1_000, 10_000],
-                &[],
-            ),
-        };
-        let syscalls = match scale {
-            Scale::Quick => vec![open(5_000)],
-            Scale::Default => vec![open(10_000)],
-            Scale::Full => vec![open(10_000), pp(1), pp(100)],
-        };
-        let mut workloads: Vec<Workload> = rates.iter().map(|r| open(*r)).collect();
-        workloads.extend(pingpong.iter().map(|c| pp(*c)));
-        workloads.push(connect);
-        workloads.extend(idles.iter().map(|n| idle(*n)));
-        let (repeats, warmup_s, duration_s) = match scale {
-            Scale::Quick => (1, 0.1, 0.2),
-            Scale::Default => (4, 0.1, 0.25),
-            Scale::Full => (5, 1.0, 3.0),
-        };
-        Matrix {
-            models: STANDARD_MODELS.iter().map(|s| s.to_string()).collect(),
+        let block = |workloads: Vec<Workload>, rows: Rows, rounds: usize| Block {
             workloads,
-            once: idles_once.iter().map(|n| idle(*n)).collect(),
-            syscall_workloads: syscalls,
-            repeats,
+            rows,
+            rounds,
+            purpose: Purpose::Timing,
+        };
+        let sweep: Vec<u64> = std::iter::successors(Some(SWEEP_FROM), |r| Some(r * 2))
+            .take_while(|r| *r <= SWEEP_TOP)
+            .collect();
+        let (rounds, warmup_s, min_window_s, max_window_s) = match scale {
+            Scale::Quick => (1, 0.1, 0.2, 0.2),
+            Scale::Default => (4, 0.1, 0.25, 0.5),
+            Scale::Full => (6, 1.0, 1.0, 3.0),
+        };
+        let past_first = match scale {
+            Scale::Full => Rows::All,
+            _ => Rows::Only(SWEEP_ROWS),
+        };
+        let mut blocks = Vec::new();
+        match scale {
+            Scale::Quick => {
+                blocks.push(block(vec![open(SWEEP_FROM)], Rows::All, 1));
+                blocks.push(block(vec![open(2 * SWEEP_FROM)], Rows::All, 1));
+                blocks.push(block(vec![pp(100)], Rows::All, 1));
+                blocks.push(block(vec![connect], Rows::All, 1));
+                blocks.push(block(vec![idle(0), idle(1_000)], Rows::Only(IDLE_ROWS), 1));
+            }
+            Scale::Default | Scale::Full => {
+                for (i, rate) in sweep.iter().enumerate() {
+                    let rows = if i == 0 {
+                        Rows::All
+                    } else {
+                        past_first.clone()
+                    };
+                    blocks.push(block(vec![open(*rate)], rows, rounds));
+                }
+                let pingpong: &[usize] = match scale {
+                    Scale::Full => &[1, 10, 100, 1000],
+                    _ => &[100],
+                };
+                for c in pingpong {
+                    blocks.push(block(vec![pp(*c)], Rows::All, rounds));
+                }
+                blocks.push(block(vec![connect], Rows::All, rounds));
+                let (idles, idle_rows): (Vec<Workload>, Rows) = match scale {
+                    // 500: the largest count below select's FD_SETSIZE.
+                    Scale::Full => ([0, 100, 500, 1_000, 10_000].map(idle).to_vec(), Rows::All),
+                    _ => (vec![idle(0), idle(1_000)], Rows::Only(IDLE_ROWS)),
+                };
+                blocks.push(block(idles, idle_rows, rounds));
+                if scale == Scale::Default {
+                    // Memory at 10 000 idle connections, once per row: a
+                    // figure, not a comparison.
+                    blocks.push(block(vec![idle(10_000)], Rows::Only(SWEEP_ROWS), 1));
+                }
+            }
+        }
+        let syscalls: Vec<Workload> = match scale {
+            Scale::Quick => vec![open(SWEEP_FROM)],
+            Scale::Default => vec![open(SWEEP_FROM)],
+            Scale::Full => vec![open(SWEEP_FROM), pp(1), pp(100)],
+        };
+        blocks.push(Block {
+            workloads: syscalls,
+            rows: Rows::All,
+            rounds: 1,
+            purpose: Purpose::Syscalls,
+        });
+        let mut models: Vec<String> = STANDARD_MODELS.iter().map(|s| s.to_string()).collect();
+        models.push(AA_ROW.into());
+        models.push(FLOOR_ROW.into());
+        Matrix {
+            models,
+            blocks,
             size: 64,
             warmup_s,
-            duration_s,
+            duration_s: None,
+            min_window_s,
+            max_window_s,
+        }
+    }
+
+    /// The timed window of a run of `w`: long enough that each run holds
+    /// `samples_needed(99.9)` latency samples at an open-loop rate, within
+    /// the matrix's shortest and longest window (closed loops, whose rate
+    /// is not known in advance, get the shortest: at this size every model
+    /// answers more than 4 000 requests/s, p99's need in 0.25 s).
+    pub fn window_s(&self, w: &Workload) -> f64 {
+        if let Some(d) = self.duration_s {
+            return d;
+        }
+        match w.offered_rate() {
+            Some(rate) => (samples_needed(99.9) as f64 / rate as f64)
+                .clamp(self.min_window_s, self.max_window_s),
+            None => self.min_window_s,
         }
     }
 
@@ -229,82 +364,132 @@ impl Matrix {
     /// time to start and stop the server and to open the connections (a
     /// fork-per-connection server forks once for each).
     pub fn run_timeout_s(&self, w: &Workload) -> f64 {
-        self.warmup_s + self.duration_s + 30.0 + w.concurrent_conns() as f64 / 500.0
+        self.warmup_s + self.window_s(w) + 30.0 + w.concurrent_conns() as f64 / 500.0
     }
 
     /// The seconds one run of `w` is planned to take.
     pub fn planned_run_s(&self, w: &Workload) -> f64 {
         self.warmup_s
-            + self.duration_s
+            + self.window_s(w)
             + RUN_OVERHEAD_S
             + w.concurrent_conns() as f64 * CONNECT_COST_S
     }
 
-    /// Every (workload, purpose, repeats) the matrix runs, in order: the
-    /// timing workloads, those measured once, then the syscall counts.
-    pub fn schedule(&self) -> Vec<(Workload, Purpose, usize)> {
-        let timing = self
-            .workloads
+    /// The rows of the matrix `block` measures, in matrix order.
+    pub fn rows<'a>(&'a self, block: &Block) -> Vec<&'a str> {
+        self.models
             .iter()
-            .map(|w| (*w, Purpose::Timing, self.repeats));
-        let once = self.once.iter().map(|w| (*w, Purpose::Timing, 1));
-        let syscalls = self
-            .syscall_workloads
-            .iter()
-            .map(|w| (*w, Purpose::Syscalls, 1));
-        timing.chain(once).chain(syscalls).collect()
+            .map(String::as_str)
+            .filter(|m| match &block.rows {
+                Rows::All => true,
+                Rows::Only(only) => only.contains(m),
+            })
+            .collect()
     }
 
-    /// The runs of `models` model:modes at most (before cells a model's
-    /// limit or saturation excuses), and their planned seconds, probes, the
-    /// herd section's connect runs and the phases traces after the matrix
-    /// included.
-    pub fn plan(&self, models: usize) -> (usize, f64) {
-        let schedule = self.schedule();
-        let runs: usize = schedule.iter().map(|(_, _, reps)| reps).sum();
-        let seconds: f64 = schedule
-            .iter()
-            .map(|(w, _, reps)| *reps as f64 * self.planned_run_s(w))
-            .sum();
-        let herd = self.repeats * report::herd::runs_per_round();
-        let herd_s = herd as f64 * self.planned_run_s(&Workload::Connect { conns: 4 });
-        (
-            models * runs + herd,
-            models as f64 * (PROBE_S + seconds) + herd_s + PHASES_S,
-        )
+    /// Every workload a timing block measures, in the order first run.
+    pub fn timing_workloads(&self) -> Vec<Workload> {
+        let mut v = Vec::new();
+        for b in self.blocks.iter().filter(|b| b.purpose == Purpose::Timing) {
+            for w in &b.workloads {
+                if !v.contains(w) {
+                    v.push(*w);
+                }
+            }
+        }
+        v
+    }
+
+    /// The runs of the matrix at most (before cells a model's limit or
+    /// saturation excuses), and their planned seconds, the herd section's
+    /// connect runs and the phases traces after the matrix included.
+    pub fn plan(&self) -> (usize, f64) {
+        let mut runs = 0;
+        let mut seconds = self.models.len() as f64 * PROBE_S + PHASES_S;
+        for b in &self.blocks {
+            let rows = self.rows(b).len();
+            for w in &b.workloads {
+                runs += rows * b.rounds;
+                seconds += (rows * b.rounds) as f64 * self.planned_run_s(w);
+            }
+        }
+        let rounds = self.repeated_rounds();
+        let herd = rounds * report::herd::runs_per_round();
+        runs += herd;
+        seconds += herd as f64 * self.planned_run_s(&Workload::Connect { conns: 4 });
+        (runs, seconds)
+    }
+
+    /// The rounds of the repeated questions (the most any block has).
+    pub fn repeated_rounds(&self) -> usize {
+        self.blocks.iter().map(|b| b.rounds).max().unwrap_or(1)
+    }
+
+    /// Sets every repeated block's rounds to `rounds`.
+    pub fn set_rounds(&mut self, rounds: usize) {
+        for b in self.blocks.iter_mut().filter(|b| b.rounds > 1) {
+            b.rounds = rounds;
+        }
     }
 }
 
-/// The model:mode a row of the comparison runs and the flags it adds:
+/// The model:mode a row of the comparison runs and the arguments it adds.
 /// `uring:multishot+sqpoll` is `uring:multishot` with `--sqpoll`, a row of
 /// its own in every table, set beside `uring:multishot` where the report
-/// asks what the flag changes.
+/// asks what the flag changes; `+min-wait=50` adds `--min-wait 50`.
+/// `epoll:level#aa` runs `epoll:level` unchanged under another label: the
+/// A/A control.
 pub fn row(label: &str) -> Result<(ModelSpec, Vec<String>), String> {
-    let mut parts = label.split('+');
+    let untagged = match label.split_once('#') {
+        Some((_, tag)) if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            return Err(format!("`{label}`: empty or malformed TAG after `#`"))
+        }
+        Some((row, _)) => row,
+        None => label,
+    };
+    let mut parts = untagged.split('+');
     let spec: ModelSpec = parts.next().unwrap_or_default().parse()?;
-    let flags = parts
-        .map(|flag| {
-            let named =
-                !flag.is_empty() && flag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            if named {
-                Ok(format!("--{flag}"))
-            } else {
-                Err(format!("`{label}`: empty or malformed FLAG after `+`"))
-            }
-        })
-        .collect::<Result<Vec<String>, String>>()?;
-    Ok((spec, flags))
+    let mut args = Vec::new();
+    for flag in parts {
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (flag, None),
+        };
+        let named =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let valued = value.is_none_or(|v| {
+            !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        });
+        if !(named && valued) {
+            return Err(format!(
+                "`{label}`: empty or malformed FLAG after `+` (FLAG or FLAG=VALUE)"
+            ));
+        }
+        args.push(format!("--{name}"));
+        args.extend(value.map(str::to_string));
+    }
+    Ok((spec, args))
 }
 
 /// The row a `+FLAG` row is compared with: the label before its first `+`.
 pub fn base_row(label: &str) -> Option<&str> {
-    label.split_once('+').map(|(base, _)| base)
+    label
+        .split_once('#')
+        .map_or(label, |(row, _)| row)
+        .split_once('+')
+        .map(|(base, _)| base)
+}
+
+/// The row an A/A twin (`epoll:level#aa`) measures again: the label before `#`.
+pub fn twin_of(label: &str) -> Option<&str> {
+    label.split_once('#').map(|(row, _)| row)
 }
 
 /// Extra server arguments compare passes to a row's model: its workers,
 /// then the row's flags.
 pub fn server_args(label: &str) -> Vec<String> {
-    let base = base_row(label).unwrap_or(label);
+    let untagged = twin_of(label).unwrap_or(label);
+    let base = base_row(untagged).unwrap_or(untagged);
     let mut args = match base {
         "blocking:pool" | "blocking:prefork" => vec!["--workers".into(), POOL_WORKERS.to_string()],
         _ => Vec::new(),
@@ -385,7 +570,7 @@ pub fn run_args(
     model: &str,
     w: &Workload,
     purpose: Purpose,
-    repeat: usize,
+    round: usize,
 ) -> Vec<String> {
     let spec = row(model).map_or_else(|_| model.to_string(), |(spec, _)| spec.to_string());
     let mut a: Vec<String> = vec!["run".into(), spec];
@@ -418,8 +603,8 @@ pub fn run_args(
     }
     push("--size", m.size.to_string());
     push("--warmup", m.warmup_s.to_string());
-    push("--duration", m.duration_s.to_string());
-    push("--seed", (repeat + 1).to_string());
+    push("--duration", m.window_s(w).to_string());
+    push("--seed", (round + 1).to_string());
     a.push("--json".into());
     if matches!(w, Workload::Connect { .. }) {
         // The matrix compares models, not wake-ups: no trace overhead (the
@@ -555,6 +740,24 @@ fn now() -> String {
     wall_clock(SystemTime::now()).1
 }
 
+/// The runs of one round of `block`, in a random order drawn from `rng`:
+/// every (row, workload) pair once.
+fn shuffled_round(
+    matrix: &Matrix,
+    block: &Block,
+    runnable: &[&str],
+    rng: &mut ChaCha8Rng,
+) -> Vec<(String, Workload)> {
+    let mut runs: Vec<(String, Workload)> = matrix
+        .rows(block)
+        .into_iter()
+        .filter(|m| runnable.contains(m))
+        .flat_map(|m| block.workloads.iter().map(move |w| (m.to_string(), *w)))
+        .collect();
+    runs.shuffle(rng);
+    runs
+}
+
 /// Runs `matrix` and returns everything measured. `command` is recorded.
 /// After every run, what was measured so far is written to `partial` (if
 /// given), so that an interrupted comparison can still be reported with
@@ -564,16 +767,17 @@ pub fn run_matrix(
     exe: &Path,
     command: String,
     quick: bool,
+    seed: u64,
     partial: Option<&Path>,
 ) -> CompareResults {
     let started_at = now();
     let t0 = Instant::now();
     let environment = Environment::read();
     let ticks_at_start = CpuTicks::read();
-    let (planned_runs, planned_s) = matrix.plan(matrix.models.len());
+    let (planned_runs, planned_s) = matrix.plan();
     eprintln!(
         "harness compare: at most {planned_runs} runs, planned at {planned_s:.0} s \
-         (fewer where a model's limit or saturation excuses a cell)"
+         (fewer where a model's limit or saturation excuses a cell); order seed {seed}"
     );
     eprintln!("harness compare: checking {} models", matrix.models.len());
     let models: Vec<ModelStatus> = matrix.models.iter().map(|m| probe(m)).collect();
@@ -590,46 +794,58 @@ pub fn run_matrix(
         .map(|m| m.model.as_str())
         .collect();
 
-    // Every cell, timing then syscall runs; not-run cells get their reason.
+    // Every cell; not-run cells get their reason.
     let mut cells: Vec<Cell> = Vec::new();
-    let plan = matrix.schedule();
-    for (w, purpose, _) in &plan {
-        for model in &runnable {
-            let not_run = limit(model, w);
-            if let Some(why) = &not_run {
-                if *purpose == Purpose::Timing {
+    for block in &matrix.blocks {
+        for w in &block.workloads {
+            for model in matrix
+                .rows(block)
+                .into_iter()
+                .filter(|m| runnable.contains(m))
+            {
+                let mut cell = Cell::new(model, *w, block.purpose);
+                cell.not_run = limit(model, w);
+                if let (Some(why), Purpose::Timing) = (&cell.not_run, block.purpose) {
                     eprintln!("harness compare: {model} / {}: not run: {why}", w.label());
                 }
+                cells.push(cell);
             }
-            cells.push(Cell {
-                model: model.to_string(),
-                workload: *w,
-                purpose: *purpose,
-                runs: Vec::new(),
-                failures: Vec::new(),
-                not_run,
-            });
         }
     }
-    let total: usize = plan
+    let total: usize = matrix
+        .blocks
         .iter()
-        .map(|(w, p, reps)| {
-            reps * cells
-                .iter()
-                .filter(|c| c.workload == *w && c.purpose == *p && c.not_run.is_none())
-                .count()
+        .flat_map(|b| b.workloads.iter().map(move |w| (b, w)))
+        .map(|(b, w)| {
+            b.rounds
+                * cells
+                    .iter()
+                    .filter(|c| c.workload == *w && c.purpose == b.purpose && c.not_run.is_none())
+                    .count()
         })
         .sum();
+    let timing = matrix.timing_workloads();
     let mut results = CompareResults {
         command,
         quick,
-        repeats: matrix.repeats,
+        repeats: matrix.repeated_rounds(),
         size: matrix.size,
         warmup_s: matrix.warmup_s,
-        duration_s: matrix.duration_s,
-        cell_timeout_s: plan
+        duration_s: timing
             .iter()
-            .map(|(w, _, _)| matrix.run_timeout_s(w))
+            .map(|w| matrix.window_s(w))
+            .fold(0.0, f64::max),
+        min_window_s: timing
+            .iter()
+            .map(|w| matrix.window_s(w))
+            .fold(f64::INFINITY, f64::min),
+        seed: Some(seed),
+        order: Vec::new(),
+        cell_timeout_s: matrix
+            .blocks
+            .iter()
+            .flat_map(|b| &b.workloads)
+            .map(|w| matrix.run_timeout_s(w))
             .fold(0.0, f64::max),
         started_at,
         finished_at: "(in progress)".into(),
@@ -638,12 +854,7 @@ pub fn run_matrix(
         steal_share: None,
         rendered_by: None,
         models: models.clone(),
-        workloads: matrix
-            .workloads
-            .iter()
-            .chain(&matrix.once)
-            .copied()
-            .collect(),
+        workloads: timing,
         cells,
     };
     let bar = ProgressBar::new(total as u64);
@@ -655,19 +866,19 @@ pub fn run_matrix(
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(250));
-    // ABAB: each repeat runs every model once before the next repeat.
-    for (w, purpose, reps) in &plan {
-        for repeat in 0..*reps {
-            for model in &runnable {
-                // The sweep runs its rates in ascending order, so the lower
-                // ones are complete when a higher one starts.
-                let saturated = (repeat == 0 && *purpose == Purpose::Timing)
-                    .then(|| saturated_below(&results.cells, model, w))
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for block in &matrix.blocks {
+        for round in 0..block.rounds {
+            for (model, w) in shuffled_round(matrix, block, &runnable, &mut rng) {
+                // The sweep's rates are blocks in ascending order, so the
+                // lower ones are complete when a higher one starts.
+                let saturated = (round == 0 && block.purpose == Purpose::Timing)
+                    .then(|| saturated_below(&results.cells, &model, &w))
                     .flatten();
                 let Some(cell) = results
                     .cells
                     .iter_mut()
-                    .find(|c| c.model == *model && c.workload == *w && c.purpose == *purpose)
+                    .find(|c| c.model == model && c.workload == w && c.purpose == block.purpose)
                 else {
                     continue;
                 };
@@ -677,18 +888,23 @@ pub fn run_matrix(
                 if let Some(why) = saturated {
                     eprintln!("harness compare: {model} / {}: not run: {why}", w.label());
                     cell.not_run = Some(why);
-                    bar.set_length(bar.length().unwrap_or(0).saturating_sub(*reps as u64));
+                    bar.set_length(
+                        bar.length()
+                            .unwrap_or(0)
+                            .saturating_sub(block.rounds as u64),
+                    );
                     continue;
                 }
                 let label = format!(
-                    "{model} · {}{} · repeat {}/{reps}",
+                    "{model} · {}{} · round {}/{}",
                     w.label(),
-                    if *purpose == Purpose::Syscalls {
+                    if block.purpose == Purpose::Syscalls {
                         " (syscalls)"
                     } else {
                         ""
                     },
-                    repeat + 1
+                    round + 1,
+                    block.rounds
                 );
                 // Not a terminal (a log, CI): one line per run instead of
                 // the bar, which indicatif then hides.
@@ -696,21 +912,30 @@ pub fn run_matrix(
                     eprintln!("[{}/{total}] {label}", bar.position() + 1);
                 }
                 bar.set_message(label);
-                let args = run_args(matrix, model, w, *purpose, repeat);
-                let timeout = Duration::from_secs_f64(matrix.run_timeout_s(w));
+                let args = run_args(matrix, &model, &w, block.purpose, round);
+                let timeout = Duration::from_secs_f64(matrix.run_timeout_s(&w));
                 match run_child(exe, &args, timeout) {
-                    Ok(m) => cell.runs.push(m),
+                    Ok(m) => cell.push_run(round, m),
                     Err(reason) => {
                         let line =
-                            format!("{model} / {}: repeat {}: {reason}", w.label(), repeat + 1);
+                            format!("{model} / {}: round {}: {reason}", w.label(), round + 1);
                         if bar.is_hidden() {
                             eprintln!("{line}");
                         } else {
                             bar.println(line);
                         }
-                        cell.failures.push(RunFailure { repeat, reason });
+                        cell.failures.push(RunFailure {
+                            repeat: round,
+                            reason,
+                        });
                     }
                 }
+                results.order.push(RunKey {
+                    model: model.clone(),
+                    workload: w,
+                    purpose: block.purpose,
+                    round,
+                });
                 bar.inc(1);
                 if let Some(path) = partial {
                     results.elapsed_s = t0.elapsed().as_secs_f64();
@@ -771,28 +996,40 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
         matrix.models = models.clone();
     }
     if let Some(r) = args.repeats {
-        matrix.repeats = r.max(1);
+        matrix.set_rounds(r.max(1));
     }
     if let Some(d) = args.duration {
-        matrix.duration_s = d;
+        matrix.duration_s = Some(d);
     }
     if let Some(w) = args.warmup {
         matrix.warmup_s = w;
     }
     if args.no_syscalls {
-        matrix.syscall_workloads.clear();
+        matrix.blocks.retain(|b| b.purpose != Purpose::Syscalls);
     }
+    let seed = args.seed.unwrap_or_else(|| wall_clock(SystemTime::now()).0);
     let exe = std::env::current_exe()
         .map_err(|e| io::Error::new(e.kind(), format!("current_exe: {e}")))?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| io::Error::new(e.kind(), format!("mkdir {}: {e}", args.out.display())))?;
     let partial = args.out.join("compare.partial.json");
-    let results = run_matrix(&matrix, &exe, command_line(), args.quick, Some(&partial));
+    let results = run_matrix(
+        &matrix,
+        &exe,
+        command_line(),
+        args.quick,
+        seed,
+        Some(&partial),
+    );
     let mut written = report::write(&args.out, &results)?;
-    let herd_timeout = Duration::from_secs_f64(matrix.warmup_s + matrix.duration_s + 60.0);
-    let herd = report::herd::measure(matrix.repeats, matrix.warmup_s, matrix.duration_s, |a| {
-        run_child(&exe, a, herd_timeout)
-    });
+    let connect = Workload::Connect { conns: 4 };
+    let herd_timeout = Duration::from_secs_f64(matrix.run_timeout_s(&connect) + 30.0);
+    let herd = report::herd::measure(
+        matrix.repeated_rounds(),
+        matrix.warmup_s,
+        matrix.window_s(&connect),
+        |a| run_child(&exe, a, herd_timeout),
+    );
     written.extend(report::herd::write(&args.out, &herd)?);
     written.extend(report::phases::write(&args.out, true)?);
     // Complete now: the partial record would only confuse.
@@ -859,6 +1096,21 @@ mod tests {
             server_args("blocking:pool+verbose"),
             ["--workers", "128", "--verbose"]
         );
+        let (spec, args) = row("uring:multishot+min-wait=50+defer-taskrun").expect("a row");
+        assert_eq!(spec.to_string(), "uring:multishot");
+        assert_eq!(args, ["--min-wait", "50", "--defer-taskrun"]);
+        assert!(row("uring:multishot+min-wait=").is_err());
+        assert!(row("uring:multishot+min-wait=5 0").is_err());
+        // The A/A twin runs its row unchanged.
+        let (spec, args) = row(AA_ROW).expect("a row");
+        assert_eq!((spec.to_string().as_str(), args.len()), ("epoll:level", 0));
+        assert_eq!(twin_of(AA_ROW), Some("epoll:level"));
+        assert_eq!(base_row(AA_ROW), None);
+        assert_eq!(
+            base_row("uring:multishot+sqpoll#b"),
+            Some("uring:multishot")
+        );
+        assert!(row("epoll:level#").is_err() && row("epoll:level#a-b").is_err());
         let m = Matrix::standard(Scale::Quick);
         let a = run_args(
             &m,
@@ -925,37 +1177,119 @@ mod tests {
     }
 
     #[test]
-    fn every_workload_of_the_matrices_is_unique_and_the_sweep_ascends() {
+    fn every_block_holds_unique_workloads_and_the_sweep_doubles() {
         for scale in [Scale::Quick, Scale::Default, Scale::Full] {
             let m = Matrix::standard(scale);
-            let mut seen: Vec<Workload> = m.workloads.iter().chain(&m.once).copied().collect();
-            let all = seen.len();
-            seen.sort();
-            seen.dedup();
-            assert_eq!(seen.len(), all);
+            for purpose in [Purpose::Timing, Purpose::Syscalls] {
+                let mut seen: Vec<Workload> = m
+                    .blocks
+                    .iter()
+                    .filter(|b| b.purpose == purpose)
+                    .flat_map(|b| b.workloads.clone())
+                    .collect();
+                let all = seen.len();
+                seen.sort();
+                seen.dedup();
+                assert_eq!(seen.len(), all, "{scale:?}");
+            }
             let rates: Vec<u64> = m
-                .workloads
+                .timing_workloads()
                 .iter()
                 .filter(|w| matches!(w, Workload::OpenLoop { .. }))
                 .filter_map(|w| w.offered_rate())
                 .collect();
             assert!(rates.windows(2).all(|p| p[0] < p[1]), "{rates:?}");
+            assert_eq!(rates[0], SWEEP_FROM);
+            if scale != Scale::Quick {
+                assert!(rates.windows(2).all(|p| p[1] == 2 * p[0]), "{rates:?}");
+                // One rate a block, so saturation at one stops the next.
+                assert!(m
+                    .blocks
+                    .iter()
+                    .filter(|b| b.purpose == Purpose::Timing)
+                    .all(|b| b.workloads.len() == 1
+                        || b.workloads
+                            .iter()
+                            .all(|w| !matches!(w, Workload::OpenLoop { .. }))));
+            }
+            // The A/A twin and the floor are rows of every matrix.
+            assert!(m.models.iter().any(|r| r == AA_ROW));
+            assert!(m.models.iter().any(|r| r == FLOOR_ROW));
         }
         let (quick, default, full) = (
             Matrix::standard(Scale::Quick),
             Matrix::standard(Scale::Default),
             Matrix::standard(Scale::Full),
         );
-        assert!(quick.workloads.len() < default.workloads.len());
-        assert!(default.workloads.len() < full.workloads.len());
-        // A rank test at p < 0.05 needs 4 repeats a side.
-        assert!(default.repeats >= crate::report::MIN_REPEATS);
-        assert!(full.repeats >= 5);
-        // The idle-0 point of the idle question is the sweep's first cell.
-        assert!(default.workloads.contains(&Workload::OpenLoop {
-            conns: SWEEP_CONNS,
-            rate: IDLE_RATE
-        }));
+        assert!(quick.timing_workloads().len() < default.timing_workloads().len());
+        assert!(default.timing_workloads().len() < full.timing_workloads().len());
+        // Paired intervals need rounds enough for Student's t to say something.
+        assert!(default.repeated_rounds() >= 4);
+        assert!(full.repeated_rounds() > default.repeated_rounds());
+        // The idle baseline (0 idle) is measured in the same block, so in
+        // the same rounds, as what it is compared with.
+        let idle_block = default
+            .blocks
+            .iter()
+            .find(|b| {
+                b.workloads
+                    .iter()
+                    .any(|w| matches!(w, Workload::Idle { idle: 1_000, .. }))
+            })
+            .expect("an idle block");
+        assert!(idle_block
+            .workloads
+            .iter()
+            .any(|w| matches!(w, Workload::Idle { idle: 0, .. })));
+        // The rows past the first rate include the twin and the floor.
+        assert!(SWEEP_ROWS.contains(&AA_ROW) && SWEEP_ROWS.contains(&FLOOR_ROW));
+    }
+
+    #[test]
+    fn windows_hold_the_samples_their_percentiles_need() {
+        let m = Matrix::standard(Scale::Default);
+        assert_eq!(samples_needed(99.9), 10_000);
+        assert_eq!(samples_needed(99.0), 1_000);
+        for w in m.timing_workloads() {
+            let Some(rate) = w.offered_rate() else {
+                continue;
+            };
+            let samples = rate as f64 * m.window_s(&w);
+            // Every open-loop window holds p99's samples; up to the longest
+            // window, p99.9's too.
+            assert!(samples >= samples_needed(99.0) as f64, "{w:?}");
+            if (samples_needed(99.9) as f64 / rate as f64) <= m.max_window_s {
+                assert!(samples >= samples_needed(99.9) as f64, "{w:?}: {samples}");
+            }
+        }
+        let fixed = Matrix {
+            duration_s: Some(2.0),
+            ..Matrix::standard(Scale::Default)
+        };
+        assert_eq!(fixed.window_s(&Workload::Pingpong { conns: 1 }), 2.0);
+    }
+
+    #[test]
+    fn a_round_runs_every_row_once_in_a_recorded_random_order() {
+        let m = Matrix::standard(Scale::Default);
+        let block = m
+            .blocks
+            .iter()
+            .find(|b| b.workloads.len() == 2)
+            .expect("the idle block");
+        let rows = m.rows(block);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let one = shuffled_round(&m, block, &rows, &mut rng);
+        let two = shuffled_round(&m, block, &rows, &mut rng);
+        assert_eq!(one.len(), rows.len() * 2);
+        let mut sorted = one.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), one.len(), "each pair once");
+        assert_ne!(one, two, "each round draws its own order");
+        // The same seed gives the same order: the order is reproducible.
+        let mut again = ChaCha8Rng::seed_from_u64(7);
+        assert_eq!(shuffled_round(&m, block, &rows, &mut again), one);
     }
 
     #[test]
@@ -965,11 +1299,7 @@ mod tests {
             (Scale::Default, BUDGET_DEFAULT_S),
         ] {
             let m = Matrix::standard(scale);
-            assert!(STANDARD_MODELS.len() <= PLANNED_MODELS);
-            let (runs, seconds) = m.plan(PLANNED_MODELS);
-            // The plan is the sum of its runs' windows and costs.
-            let windows = runs as f64 * (m.warmup_s + m.duration_s);
-            assert!(seconds >= windows, "{scale:?}: {seconds} < {windows}");
+            let (runs, seconds) = m.plan();
             assert!(
                 seconds <= budget,
                 "{scale:?}: {runs} runs planned at {seconds:.0} s, over the {budget:.0} s budget"
@@ -980,14 +1310,16 @@ mod tests {
         assert!(
             (m.planned_run_s(&one) - (0.1 + 0.25 + RUN_OVERHEAD_S + CONNECT_COST_S)).abs() < 1e-9
         );
-        // The plan counts exactly the runs the schedule and the herd make.
-        let (runs, _) = m.plan(1);
+        // The plan counts exactly the runs the blocks and the herd make.
+        let (runs, _) = m.plan();
+        let blocks: usize = m
+            .blocks
+            .iter()
+            .map(|b| m.rows(b).len() * b.workloads.len() * b.rounds)
+            .sum();
         assert_eq!(
             runs,
-            m.workloads.len() * m.repeats
-                + m.once.len()
-                + m.syscall_workloads.len()
-                + m.repeats * report::herd::runs_per_round()
+            blocks + m.repeated_rounds() * report::herd::runs_per_round()
         );
     }
 
@@ -1002,13 +1334,12 @@ mod tests {
             m.rate = achieved;
             m
         };
-        let cell = |rate, runs| Cell {
-            model: "poll".into(),
-            workload: at(rate),
-            purpose: Purpose::Timing,
-            runs,
-            failures: vec![],
-            not_run: None,
+        let cell = |rate, runs: Vec<Measurement>| {
+            let mut c = Cell::new("poll", at(rate), Purpose::Timing);
+            for (round, m) in runs.into_iter().enumerate() {
+                c.push_run(round, m);
+            }
+            c
         };
         let cells = vec![
             cell(10_000, vec![run(10e3, 9.99e3), run(10e3, 10e3)]),

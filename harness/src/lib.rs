@@ -11,3 +11,4 @@ pub mod phases;
 pub mod report;
 pub mod run;
 pub mod server;
+pub mod stats;

@@ -15,7 +15,8 @@ mod stats;
 pub use env::{git_commit, CpuTicks, Environment};
 pub use markdown::{render as render_markdown, Section, SECTIONS};
 pub use results::{
-    is_reference, Cell, CompareResults, ModelStatus, Purpose, RunFailure, Workload, SATURATED,
+    is_reference, Cell, CompareResults, ModelStatus, Purpose, RunFailure, RunKey, Workload,
+    EXCLUDED, SATURATED,
 };
 pub use stats::{Spread, MIN_REPEATS};
 
@@ -72,9 +73,16 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()>
 }
 
 /// Reads back a `compare.json`.
+/// Reads a `compare.json`; a run whose cross-check disagreed is moved to its
+/// cell's failures, as `harness compare` does today, so that a record
+/// written before that rule publishes no doubted number either.
 pub fn load(path: &Path) -> io::Result<CompareResults> {
     let text = fs::read_to_string(path).map_err(|e| io_err(path, e))?;
-    serde_json::from_str(&text).map_err(|e| io_err(path, e))
+    let mut r: CompareResults = serde_json::from_str(&text).map_err(|e| io_err(path, e))?;
+    for c in &mut r.cells {
+        c.exclude_doubted();
+    }
+    Ok(r)
 }
 
 /// One line per model over `points` (x value, workload): `metric` of

@@ -110,12 +110,18 @@ pub struct ModelStatus {
     pub unavailable: Option<String>,
 }
 
-/// One repeat of one cell that produced no measurement.
+/// One repeat of one cell that produced no measurement, or one whose
+/// measurement the accounting itself doubts (excluded, never averaged in).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RunFailure {
+    /// The round it belonged to.
     pub repeat: usize,
     pub reason: String,
 }
+
+/// How a failure's reason starts when the run measured, but its own
+/// cross-check disagreed (`Cell::push_run`).
+pub const EXCLUDED: &str = "excluded: the accounting cross-check disagreed";
 
 /// One model on one workload: every repeat's measurement, or why not.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -124,10 +130,74 @@ pub struct Cell {
     pub workload: Workload,
     pub purpose: Purpose,
     pub runs: Vec<Measurement>,
+    /// The round of each run (`runs[i]` ran in round `rounds[i]`); empty in
+    /// a record from before rounds were kept, where run i is round i.
+    #[serde(default)]
+    pub rounds: Vec<usize>,
     pub failures: Vec<RunFailure>,
     /// Set when the cell was not attempted, with the reason (a limit of
     /// the model, e.g. `select` and FD_SETSIZE).
     pub not_run: Option<String>,
+}
+
+impl Cell {
+    pub fn new(model: &str, workload: Workload, purpose: Purpose) -> Cell {
+        Cell {
+            model: model.to_string(),
+            workload,
+            purpose,
+            runs: Vec::new(),
+            rounds: Vec::new(),
+            failures: Vec::new(),
+            not_run: None,
+        }
+    }
+
+    /// Keeps the measurement of round `round`, unless its own cross-check
+    /// (the harness' reading of the server's CPU against the server's exit
+    /// summary) disagreed: then it is recorded as a failure with the
+    /// disagreement, and no table, figure or finding uses it.
+    pub fn push_run(&mut self, round: usize, m: Measurement) {
+        match &m.server.summary_agreement {
+            Some(a) if !a.agrees => self.failures.push(RunFailure {
+                repeat: round,
+                reason: format!(
+                    "{EXCLUDED}: the harness read {:.4} s of server CPU, the server's exit \
+                     summary {:.4} s (allowed: {:.4} s)",
+                    a.harness_cpu_s, a.summary_cpu_s, a.tolerance_s
+                ),
+            }),
+            _ => {
+                self.rounds.push(round);
+                self.runs.push(m);
+            }
+        }
+    }
+
+    /// The round of run `i`.
+    pub fn round_of(&self, i: usize) -> usize {
+        self.rounds.get(i).copied().unwrap_or(i)
+    }
+
+    /// Moves every run whose cross-check disagreed to the failures (a
+    /// record written before `push_run` excluded them).
+    pub fn exclude_doubted(&mut self) {
+        let runs = std::mem::take(&mut self.runs);
+        let rounds: Vec<usize> = (0..runs.len()).map(|i| self.round_of(i)).collect();
+        self.rounds.clear();
+        for (round, m) in rounds.into_iter().zip(runs) {
+            self.push_run(round, m);
+        }
+    }
+}
+
+/// One run of the matrix, in the order it ran.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunKey {
+    pub model: String,
+    pub workload: Workload,
+    pub purpose: Purpose,
+    pub round: usize,
 }
 
 /// Everything one `harness compare` produced.
@@ -136,11 +206,23 @@ pub struct CompareResults {
     /// The command line, as typed.
     pub command: String,
     pub quick: bool,
+    /// Rounds of the repeated questions.
     pub repeats: usize,
     /// Request size, bytes.
     pub size: usize,
     pub warmup_s: f64,
+    /// The longest timed window of the run, seconds.
     pub duration_s: f64,
+    /// The shortest timed window, seconds (each window is as long as its
+    /// rate needs for the percentiles shown, within these two).
+    #[serde(default)]
+    pub min_window_s: f64,
+    /// The seed of the rounds' random order.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Every run, in the order it ran.
+    #[serde(default)]
+    pub order: Vec<RunKey>,
     /// The longest per-run timeout, seconds (runs that open more connections
     /// get more time).
     pub cell_timeout_s: f64,

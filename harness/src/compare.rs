@@ -31,7 +31,8 @@ use crate::report::{
     Workload,
 };
 use crate::run::OFFERED_SHARE;
-use crate::server::{self, ModelSpec, Server, ServerConfig};
+use crate::server::{self, Server, ServerConfig};
+use crate::spec::{base_row, row, twin_of};
 
 /// The model:modes of the standard matrix, in report order. A row
 /// `MODEL:MODE+FLAG` is that model:mode run with `--FLAG` (see `row`).
@@ -431,58 +432,6 @@ impl Matrix {
             b.rounds = rounds;
         }
     }
-}
-
-/// The model:mode a row of the comparison runs and the arguments it adds.
-/// `uring:multishot+sqpoll` is `uring:multishot` with `--sqpoll`, a row of
-/// its own in every table, set beside `uring:multishot` where the report
-/// asks what the flag changes; `+min-wait=50` adds `--min-wait 50`.
-/// `epoll:level#aa` runs `epoll:level` unchanged under another label: the
-/// A/A control.
-pub fn row(label: &str) -> Result<(ModelSpec, Vec<String>), String> {
-    let untagged = match label.split_once('#') {
-        Some((_, tag)) if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-            return Err(format!("`{label}`: empty or malformed TAG after `#`"))
-        }
-        Some((row, _)) => row,
-        None => label,
-    };
-    let mut parts = untagged.split('+');
-    let spec: ModelSpec = parts.next().unwrap_or_default().parse()?;
-    let mut args = Vec::new();
-    for flag in parts {
-        let (name, value) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (flag, None),
-        };
-        let named =
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        let valued = value.is_none_or(|v| {
-            !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
-        });
-        if !(named && valued) {
-            return Err(format!(
-                "`{label}`: empty or malformed FLAG after `+` (FLAG or FLAG=VALUE)"
-            ));
-        }
-        args.push(format!("--{name}"));
-        args.extend(value.map(str::to_string));
-    }
-    Ok((spec, args))
-}
-
-/// The row a `+FLAG` row is compared with: the label before its first `+`.
-pub fn base_row(label: &str) -> Option<&str> {
-    label
-        .split_once('#')
-        .map_or(label, |(row, _)| row)
-        .split_once('+')
-        .map(|(base, _)| base)
-}
-
-/// The row an A/A twin (`epoll:level#aa`) measures again: the label before `#`.
-pub fn twin_of(label: &str) -> Option<&str> {
-    label.split_once('#').map(|(row, _)| row)
 }
 
 /// Extra server arguments compare passes to a row's model: its workers,

@@ -11,4 +11,5 @@ pub mod phases;
 pub mod report;
 pub mod run;
 pub mod server;
+pub mod spec;
 pub mod stats;

@@ -32,69 +32,19 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::fmt;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
-use std::str::FromStr;
+
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// `MODEL[:MODE]`, e.g. `epoll:edge` or `blocking` (the model's default mode).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ModelSpec {
-    pub model: String,
-    pub mode: Option<String>,
-}
-
-impl FromStr for ModelSpec {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<ModelSpec, String> {
-        if let Some((spec, flags)) = text.split_once('+') {
-            return Err(format!(
-                "`{text}`: `+FLAG` is a row of harness compare; here give the flag to the \
-                 server: `{spec} -- --{}`",
-                flags.replace('+', " --")
-            ));
-        }
-        let (model, mode) = match text.split_once(':') {
-            Some((model, mode)) => (model, Some(mode)),
-            None => (text, None),
-        };
-        let is_name = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
-        if !is_name(model) {
-            return Err(format!("`{text}`: expected MODEL[:MODE], e.g. epoll:edge"));
-        }
-        if let Some(mode) = mode {
-            if !is_name(mode) {
-                return Err(format!("`{text}`: empty or malformed MODE after `:`"));
-            }
-        }
-        Ok(ModelSpec {
-            model: model.to_owned(),
-            mode: mode.map(str::to_owned),
-        })
-    }
-}
-
-impl fmt::Display for ModelSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.mode {
-            Some(mode) => write!(f, "{}:{mode}", self.model),
-            None => f.write_str(&self.model),
-        }
-    }
-}
+pub use crate::spec::ModelSpec;
 
 /// The path of a model's binary: next to the running executable
 /// (`target/{debug,release}/MODEL`; from a test binary in `.../deps/`, one

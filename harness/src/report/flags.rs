@@ -7,8 +7,8 @@ use super::questions::{findings_list, models, rate_label, sustained, sweep, vers
 use super::results::{CompareResults, Purpose, Workload};
 use super::stats::{self, micros, percent, significant, Spread};
 use super::Ctx;
-use crate::compare::{base_row, row as parse_row};
 use crate::measurement::Measurement;
+use crate::spec::{base_row, row as parse_row};
 
 /// Share of a CPU io_uring's kernel threads used in the window (the SQPOLL
 /// poller, io-wq workers), where the server had such threads.

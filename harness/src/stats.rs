@@ -9,9 +9,9 @@
 //! from Student's t on the log-ratios. Whether a difference is claimed is
 //! decided over every comparison of one document together, by the
 //! Benjamini–Hochberg procedure at a false-discovery rate of 5 % (`Family`).
-//! What is not claimed is "no measurable difference" only when the whole
-//! interval lies inside the equivalence margin (`EQUIVALENCE`), and "not
-//! resolved" otherwise.
+//! Where the whole interval lies inside the equivalence margin
+//! (`EQUIVALENCE`) the verdict is "no measurable difference"; a discovery
+//! outside it is a difference; anything else is "not resolved".
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -172,9 +172,10 @@ pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
 /// What a comparison may say, after the multiplicity control.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Verdict {
-    /// A difference, a discovery among the document's comparisons.
+    /// A difference, a discovery among the document's comparisons, whose
+    /// interval reaches past the equivalence margin.
     Differs { paired: Paired, q: f64 },
-    /// The whole interval lies within the equivalence margin.
+    /// The whole interval lies within the equivalence margin (whatever q).
     Equivalent { paired: Paired, q: f64 },
     /// Neither: the interval is too wide to say.
     NotResolved { paired: Paired, q: f64 },
@@ -196,8 +197,10 @@ impl Verdict {
 fn decide(paired: Option<Paired>, q: f64, pairs: usize) -> Verdict {
     match paired {
         None => Verdict::TooFew { pairs },
-        Some(paired) if q < FDR => Verdict::Differs { paired, q },
+        // A difference inside the margin is none a reader should act on,
+        // however consistently it shows.
         Some(paired) if paired.equivalent() => Verdict::Equivalent { paired, q },
+        Some(paired) if q < FDR => Verdict::Differs { paired, q },
         Some(paired) => Verdict::NotResolved { paired, q },
     }
 }

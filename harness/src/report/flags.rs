@@ -136,6 +136,7 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
                         w.label()
                     ));
                 } else if let Some(text) = versus(
+                    x.family,
                     v,
                     b,
                     stats::server_cpu,
@@ -143,7 +144,7 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
                     "server CPU per request",
                     base,
                 ) {
-                    found.push(format!("{}: {row} has {text}.", w.label()));
+                    found.push(format!("{}: {row}: {text}.", w.label()));
                 }
             }
         }

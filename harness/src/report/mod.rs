@@ -24,6 +24,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::stats::Family;
 use plots::{Axis, LineChart, Scale, Series};
 use stats::{micros_tick as micros, si_tick, Metric};
 
@@ -38,6 +39,26 @@ pub struct Figure {
 pub struct Ctx<'a> {
     pub r: &'a CompareResults,
     pub figures: &'a [Figure],
+    /// Every comparison of the report, under one multiplicity control.
+    pub family: &'a Family,
+}
+
+/// The report's Markdown: rendered once to collect every comparison it
+/// makes, then again with their Benjamini–Hochberg q-values, so that a
+/// difference is claimed only as a discovery among all of them.
+pub fn render_controlled(r: &CompareResults, figures: &[Figure]) -> String {
+    let first = Family::collecting();
+    markdown::render(&Ctx {
+        r,
+        figures,
+        family: &first,
+    });
+    let family = first.adjust();
+    markdown::render(&Ctx {
+        r,
+        figures,
+        family: &family,
+    })
 }
 
 /// Every figure file this module writes, so that a stale one from an
@@ -441,7 +462,7 @@ pub fn write(dir: &Path, r: &CompareResults) -> io::Result<Vec<PathBuf>> {
             .map(|f| dir.join(&f.file)),
     );
     let path = dir.join("REPORT.md");
-    write_file(&path, &markdown::render(&Ctx { r, figures: &figs }))?;
+    write_file(&path, &render_controlled(r, &figs))?;
     written.push(path);
     Ok(written)
 }

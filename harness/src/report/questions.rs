@@ -11,11 +11,10 @@ use std::collections::BTreeSet;
 
 use super::markdown::{figure_ref, label, show, Table};
 use super::results::{is_reference, Cell, CompareResults, Purpose, Workload, SATURATED};
-use super::stats::{
-    self, compare, micros, show_p, show_ratio, si, significant, Compared, Metric, Spread,
-};
+use super::stats::{self, micros, show_p, show_ratio, si, significant, Metric, Spread};
 use super::Ctx;
 use crate::run::OFFERED_SHARE;
+use crate::stats::{Family, Paired, Verdict, EQUIVALENCE, MIN_PAIRS};
 
 /// One question's answer: its section and its line of the summary.
 pub struct Answer {
@@ -106,9 +105,23 @@ pub fn reference_rate(r: &CompareResults) -> Option<Workload> {
         .copied()
 }
 
-/// "a vs b" as a finding states it: the ratio and the test, or no
-/// measurable difference, with both medians and the repeats.
+/// A ratio and its interval as a finding states them: `1.23× (95 % CI
+/// 1.10–1.38×)`.
+pub(super) fn show_paired(p: &Paired) -> String {
+    format!(
+        "{}× (95 % CI {}–{}×)",
+        significant(p.ratio, 3),
+        significant(p.lo, 3),
+        significant(p.hi, 3)
+    )
+}
+
+/// "a vs b" as a finding states it, paired by round and under the report's
+/// multiplicity control (`crate::stats`): the ratio a/b with its interval
+/// when it is a discovery, "no measurable difference" when the interval
+/// lies within the equivalence margin, "not resolved" otherwise.
 pub(super) fn versus(
+    family: &Family,
     a: &Cell,
     b: &Cell,
     metric: Metric,
@@ -116,45 +129,56 @@ pub(super) fn versus(
     what: &str,
     other: &str,
 ) -> Option<String> {
-    let (va, vb) = (a.values(metric), b.values(metric));
-    let (sa, sb) = (
-        Spread::of(va.iter().copied())?,
-        Spread::of(vb.iter().copied())?,
+    let (sa, sb) = (a.spread(metric)?, b.spread(metric)?);
+    let key = format!(
+        "{what} | {} {} | {} {}",
+        a.model,
+        a.workload.label(),
+        b.model,
+        b.workload.label()
     );
-    let both = format!(
-        "{} vs {}; {} vs {} runs",
-        f(sa.median),
-        f(sb.median),
-        sa.n,
-        sb.n
-    );
-    Some(match compare(&va, &vb) {
-        Compared::Higher { p } | Compared::Lower { p } => format!(
-            "{} the {what} of {other} ({both}, rank test {})",
-            show_ratio(&sa, &sb),
-            show_p(p)
-        ),
-        Compared::NoDifference { p } => format!(
-            "no measurable difference in {what} from {other} ({both}, rank test {})",
-            show_p(p)
-        ),
-        Compared::TooFewRepeats => format!(
-            "too few repeats to compare its {what} with {other} ({both}; a difference needs {} \
-             runs a side)",
-            stats::MIN_REPEATS
-        ),
-    })
+    let medians = format!("medians {} vs {}", f(sa.median), f(sb.median));
+    Some(
+        match family.judge(&key, &a.in_rounds(metric), &b.in_rounds(metric)) {
+            Verdict::Differs { paired, q } => format!(
+                "{} the {what} of {other} ({medians}; {} rounds paired, {}, q = {})",
+                show_paired(&paired),
+                paired.pairs,
+                show_p(paired.p),
+                significant(q, 2)
+            ),
+            Verdict::Equivalent { paired, .. } => format!(
+                "no measurable difference in {what} from {other}: {} lies within ±{:.0} % \
+                 ({medians}; {} rounds paired)",
+                show_paired(&paired),
+                EQUIVALENCE * 100.0,
+                paired.pairs
+            ),
+            Verdict::NotResolved { paired, q } => format!(
+                "not resolved: {what} {} {other}'s, an interval too wide to call a difference \
+                 or an equivalence ({medians}; {} rounds paired, q = {})",
+                show_paired(&paired),
+                paired.pairs,
+                significant(q, 2)
+            ),
+            Verdict::TooFew { pairs } => format!(
+                "too few rounds with both to compare its {what} with {other} ({medians}; {pairs} \
+                 paired, an interval needs {MIN_PAIRS})"
+            ),
+        },
+    )
 }
 
 /// Every model against the yardstick on `w`.
 fn against_yardstick(
-    r: &CompareResults,
+    x: &Ctx,
     w: &Workload,
     purpose: Purpose,
     metric: Metric,
     f: fn(f64) -> String,
     what: &str,
 ) -> Vec<String> {
+    let r = x.r;
     let Some(y) = yardstick(r) else {
         return Vec::new();
     };
@@ -184,7 +208,7 @@ fn against_yardstick(
             if short(c) {
                 return Some(why_not(m, c));
             }
-            let v = versus(c, base, metric, f, what, &label(&y))?;
+            let v = versus(x.family, c, base, metric, f, what, &label(&y))?;
             Some(format!("{}: {v}.", label(m)))
         })
         .collect()
@@ -282,7 +306,7 @@ pub fn request_cost(x: &Ctx) -> Option<Answer> {
             rate_label(&w)
         ));
         found.extend(against_yardstick(
-            r,
+            x,
             &w,
             Purpose::Timing,
             stats::server_cpu,
@@ -434,7 +458,7 @@ pub fn saturation(x: &Ctx) -> Option<Answer> {
         .or(pp.last())
     {
         found.extend(against_yardstick(
-            r,
+            x,
             w,
             Purpose::Timing,
             stats::rate,
@@ -576,6 +600,7 @@ pub fn idle_cost(x: &Ctx) -> Option<Answer> {
         };
         let other = format!("itself at {} idle", points[0].0);
         let Some(v) = versus(
+            x.family,
             top,
             base,
             stats::server_cpu,
@@ -652,7 +677,7 @@ pub fn accept_rate(x: &Ctx) -> Option<Answer> {
     body.push_str(&t.render());
     body.push('\n');
     body.push_str(&figure_ref(x, "connections_per_second.svg"));
-    let mut found = against_yardstick(r, &w, Purpose::Timing, stats::rate, si, "connections/s");
+    let mut found = against_yardstick(x, &w, Purpose::Timing, stats::rate, si, "connections/s");
     let empty: Vec<String> = models(r)
         .iter()
         .filter_map(|m| {
@@ -821,7 +846,7 @@ pub fn tail_latency(x: &Ctx) -> Option<Answer> {
             ));
         }
         found.extend(against_yardstick(
-            r,
+            x,
             &w,
             Purpose::Timing,
             stats::p99,

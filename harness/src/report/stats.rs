@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::results::Cell;
 use crate::measurement::Measurement;
+use crate::stats::InRound;
 
 /// The median of a cell's repeats, and the smallest and largest value.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -397,6 +398,17 @@ impl Cell {
             .iter()
             .filter_map(metric)
             .filter(|v| !v.is_nan())
+            .collect()
+    }
+
+    /// `metric` of every run that has it, with the run's round: what a
+    /// paired comparison reads (`crate::stats::paired`).
+    pub fn in_rounds(&self, metric: Metric) -> Vec<InRound> {
+        self.runs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| Some((self.round_of(i), metric(m)?)))
+            .filter(|(_, v)| !v.is_nan())
             .collect()
     }
 

@@ -252,7 +252,11 @@ fn results() -> CompareResults {
 }
 
 fn rendered(r: &CompareResults) -> Vec<(&'static str, questions::Answer)> {
-    markdown::answers(&Ctx { r, figures: &[] })
+    markdown::answers(&Ctx {
+        r,
+        figures: &[],
+        family: &Family::collecting(),
+    })
 }
 
 fn findings_of(r: &CompareResults) -> Vec<String> {
@@ -269,21 +273,22 @@ fn findings_of(r: &CompareResults) -> Vec<String> {
 }
 
 #[test]
-fn a_difference_is_stated_only_where_the_rank_test_finds_one() {
+fn a_difference_is_stated_only_where_the_paired_rule_finds_one() {
     let f = findings_of(&results()).join("\n");
-    // select: every repeat above the peer's, 4 against 4: p = 2/70.
+    // select: twice the peer's CPU in every round.
     assert!(
         f.contains(
-            "- select: 2.0× the server CPU per request of peers:tokio (reference) \
-             (21.5 µs vs 10.8 µs; 4 vs 4 runs, rank test p = 0.029)."
+            "- select: 2.00× (95 % CI 2.00–2.00×) the server CPU per request of peers:tokio \
+             (reference) (medians 21.5 µs vs 10.8 µs; 4 rounds paired, p < 0.001, q = "
         ),
         "{f}"
     );
-    // epoll:level interleaves with the peer: no difference claimed.
+    // epoll:level is 2 % above the peer in every round: consistent, but
+    // inside the equivalence margin, so no difference is claimed.
     assert!(
         f.contains(
             "- epoll:level: no measurable difference in server CPU per request from \
-             peers:tokio (reference)"
+             peers:tokio (reference): 1.02× (95 % CI 1.02–1.02×) lies within ±10 %"
         ),
         "{f}"
     );
@@ -305,15 +310,18 @@ fn a_difference_is_stated_only_where_the_rank_test_finds_one() {
 }
 
 #[test]
-fn three_repeats_never_support_a_difference() {
+fn two_rounds_never_support_a_difference() {
     let mut r = results();
     for c in &mut r.cells {
-        c.runs.truncate(3);
+        c.runs.truncate(2);
     }
     let f = findings_of(&r).join("\n");
-    assert!(!f.contains("rank test p = 0.0"), "{f}");
+    assert!(!f.contains("rounds paired, p"), "{f}");
     assert!(
-        f.contains("too few repeats to compare its server CPU per request"),
+        f.contains(
+            "select: too few rounds with both to compare its server CPU per request with \
+             peers:tokio (reference) (medians 20.5 µs vs 10.2 µs; 2 paired, an interval needs 3)"
+        ),
         "{f}"
     );
 }
@@ -478,10 +486,7 @@ fn a_syscall_count_of_zero_for_served_requests_is_not_a_measurement() {
         ("total".to_string(), 0.0),
         ("other".to_string(), 0.0),
     ]));
-    let md = markdown::render(&Ctx {
-        r: &r,
-        figures: &[],
-    });
+    let md = render_controlled(&r, &[]);
     assert!(
         md.contains("| select | 1 | none counted although requests were served"),
         "{md}"
@@ -493,10 +498,7 @@ fn a_syscall_count_of_zero_for_served_requests_is_not_a_measurement() {
 fn a_rendering_commit_other_than_the_measured_one_is_stamped() {
     let mut r = results();
     r.rendered_by = Some("def456".into());
-    let md = markdown::render(&Ctx {
-        r: &r,
-        figures: &[],
-    });
+    let md = render_controlled(&r, &[]);
     assert!(
         md.contains("| report rendered by | def456 (`--report-from`) |"),
         "{md}"
@@ -723,7 +725,13 @@ fn a_flag_row_is_set_beside_its_base_row() {
         a.body
     );
     assert!(
-        a.body.contains("open loop 5000/s c=100: uring:multishot+sqpoll has 3.9× the server CPU per request of uring:multishot (41.5 µs vs 10.8 µs; 4 vs 4 runs, rank test p = 0.029)"),
+        a.body
+            .contains("open loop 5000/s c=100: uring:multishot+sqpoll: 3.86× (95 % CI "),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains("the server CPU per request of uring:multishot (medians 41.5 µs vs 10.8 µs; 4 rounds paired"),
         "{}",
         a.body
     );

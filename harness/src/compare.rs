@@ -33,6 +33,7 @@ use crate::report::{
 use crate::run::OFFERED_SHARE;
 use crate::server::{self, Server, ServerConfig};
 use crate::spec::{base_row, row, twin_of};
+use crate::stats::samples_needed;
 
 /// The model:modes of the standard matrix, in report order. A row
 /// `MODEL:MODE+FLAG` is that model:mode run with `--FLAG` (see `row`).
@@ -127,12 +128,6 @@ pub const IDLE_RATE: u64 = 10_000;
 /// the one below (`saturated_below`).
 pub const SWEEP_FROM: u64 = 10_000;
 pub const SWEEP_TOP: u64 = 160_000;
-
-/// Latency samples a run needs before a percentile p is shown: 10/(1−p),
-/// so that ten samples lie beyond it (p99.9: 10 000).
-pub fn samples_needed(p: f64) -> u64 {
-    (10.0 / (1.0 - p / 100.0)).round() as u64
-}
 
 /// What `harness compare` promises to finish within on the lab's 2-CPU
 /// machine, seconds.

@@ -35,6 +35,16 @@ pub const EQUIVALENCE: f64 = 0.10;
 /// Student's t has one degree of freedom and the interval is ±12.7 s.d.
 pub const MIN_PAIRS: usize = 3;
 
+/// Samples one run needs before its percentile p (in %) is shown: 10/(1−p),
+/// so that ten samples lie beyond it (p99: 1 000; p99.9: 10 000). The
+/// maximum (p100) is shown as what it is, the largest sample.
+pub fn samples_needed(p: f64) -> u64 {
+    if p >= 100.0 {
+        return 1;
+    }
+    (10.0 / (1.0 - p / 100.0)).round() as u64
+}
+
 /// The median of a set of values, and the smallest and largest.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 pub struct Spread {

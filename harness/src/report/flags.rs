@@ -2,7 +2,7 @@
 //! (`uring:multishot+sqpoll`) set beside its base row (`uring:multishot`),
 //! workload by workload, in the same run.
 
-use super::markdown::{label, show, Table};
+use super::markdown::{label, show, show_pct, Table};
 use super::questions::{findings_list, models, rate_label, sustained, sweep, versus, Answer};
 use super::results::{CompareResults, Purpose, Workload};
 use super::stats::{self, micros, percent, significant, Spread};
@@ -124,8 +124,8 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
                 show(Some(b), stats::server_utilisation, percent),
                 show(Some(v), stats::server_utilisation, percent),
                 show(Some(v), io_uring_threads_share, percent),
-                show(Some(b), stats::p99, micros),
-                show(Some(v), stats::p99, micros),
+                show_pct(Some(b), 99.0),
+                show_pct(Some(v), 99.0),
             ]);
             let both_sustained =
                 w.offered_rate().is_none() || (sustained(Some(b)) && sustained(Some(v)));

@@ -99,6 +99,23 @@ pub fn show(cell: Option<&Cell>, metric: stats::Metric, f: fn(f64) -> String) ->
     }
 }
 
+/// A latency percentile `p` of a cell as a table shows it: `show`, or,
+/// where a run holds fewer samples than p needs, what it lacks.
+pub fn show_pct(cell: Option<&Cell>, p: f64) -> String {
+    let metric: stats::Metric = match p {
+        p if p >= 99.9 => stats::p999,
+        p if p >= 99.0 => stats::p99,
+        _ => stats::p50,
+    };
+    match cell.and_then(|c| stats::too_few_samples(c, p)) {
+        Some(_) => format!(
+            "— (<{} samples)",
+            stats::si(crate::stats::samples_needed(p) as f64)
+        ),
+        None => show(cell, metric, stats::micros),
+    }
+}
+
 fn timing<'a>(r: &'a CompareResults, model: &str, w: &Workload) -> Option<&'a Cell> {
     r.cell(model, w, Purpose::Timing)
 }

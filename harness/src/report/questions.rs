@@ -9,12 +9,12 @@
 
 use std::collections::BTreeSet;
 
-use super::markdown::{figure_ref, label, show, Table};
+use super::markdown::{figure_ref, label, show, show_pct, Table};
 use super::results::{is_reference, Cell, CompareResults, Purpose, Workload, SATURATED};
 use super::stats::{self, micros, show_p, show_ratio, si, significant, Metric, Spread};
 use super::Ctx;
 use crate::run::OFFERED_SHARE;
-use crate::stats::{Family, Paired, Verdict, EQUIVALENCE, MIN_PAIRS};
+use crate::stats::{samples_needed, Family, Paired, Verdict, EQUIVALENCE, MIN_PAIRS};
 
 /// One question's answer: its section and its line of the summary.
 pub struct Answer {
@@ -442,7 +442,7 @@ pub fn saturation(x: &Ctx) -> Option<Answer> {
                 show(c, stats::server_utilisation, share),
                 show(c, stats::client_utilisation, share),
                 show(c, stats::server_cpu, micros),
-                show(c, stats::p99, micros),
+                show_pct(c, 99.0),
             ]);
         }
         body.push_str(&format!("**{}**\n\n{}\n", w.label(), t.render()));
@@ -670,7 +670,7 @@ pub fn accept_rate(x: &Ctx) -> Option<Answer> {
             show(c, stats::server_cpu, micros),
             show(c, stats::server_utilisation, share),
             show(c, stats::p50, micros),
-            show(c, stats::p99, micros),
+            show_pct(c, 99.0),
             show(c, stats::errors, |v| format!("{v:.0}")),
         ]);
     }
@@ -738,6 +738,8 @@ pub fn spectrum(c: &Cell) -> Vec<(f64, Spread)> {
             });
             Some((p, Spread::of(values)?))
         })
+        // A percentile is drawn only where every run holds its samples.
+        .filter(|(p, _)| stats::too_few_samples(c, *p).is_none())
         .collect()
 }
 
@@ -762,18 +764,21 @@ pub fn tail_latency(x: &Ctx) -> Option<Answer> {
             let c = timing(r, &m, w);
             row.push(match c.filter(|c| !c.runs.is_empty()) {
                 Some(c) => {
-                    let med = |f: Metric| c.spread(f).map_or("n/a".into(), |s| micros(s.median));
+                    let med = |f: Metric, p: f64| match stats::too_few_samples(c, p) {
+                        Some(_) => format!("<{} samples", si(samples_needed(p) as f64)),
+                        None => c.spread(f).map_or("n/a".into(), |s| micros(s.median)),
+                    };
                     let mark = if sustained(Some(c)) { "" } else { " ‡" };
                     format!(
                         "{} / {} / {}{mark} (n={}, {} samples)",
-                        med(stats::p50),
-                        med(stats::p99),
-                        med(stats::p999),
+                        med(stats::p50, 50.0),
+                        med(stats::p99, 99.0),
+                        med(stats::p999, 99.9),
                         c.runs.len(),
                         si(c.samples() as f64)
                     )
                 }
-                None => show(c, stats::p99, micros),
+                None => show_pct(c, 99.0),
             });
         }
         t.rows.push(row);
@@ -801,8 +806,8 @@ pub fn tail_latency(x: &Ctx) -> Option<Answer> {
             t.rows.push(vec![
                 label(&m),
                 show(c, stats::p50, micros),
-                show(c, stats::p99, micros),
-                show(c, stats::p999, micros),
+                show_pct(c, 99.0),
+                show_pct(c, 99.9),
                 show(c, stats::max_latency, micros),
                 show(c, stats::ctx_voluntary, |v| significant(v, 2)),
                 show(c, stats::ctx_involuntary, |v| significant(v, 2)),

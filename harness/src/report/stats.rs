@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::results::Cell;
 use crate::measurement::Measurement;
-use crate::stats::InRound;
+use crate::stats::{samples_needed, InRound};
 
 /// The median of a cell's repeats, and the smallest and largest value.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -326,11 +326,37 @@ pub fn rate(m: &Measurement) -> Option<f64> {
 pub fn p50(m: &Measurement) -> Option<f64> {
     m.latency.as_ref().map(|l| l.p50_us)
 }
+/// A run's p99 and p99.9 exist only where it holds `samples_needed` of them:
+/// fewer, and the percentile rests on a handful of samples (or is the
+/// maximum).
 pub fn p99(m: &Measurement) -> Option<f64> {
-    m.latency.as_ref().map(|l| l.p99_us)
+    m.latency
+        .as_ref()
+        .filter(|l| l.samples >= samples_needed(99.0))
+        .map(|l| l.p99_us)
 }
 pub fn p999(m: &Measurement) -> Option<f64> {
-    m.latency.as_ref().map(|l| l.p999_us)
+    m.latency
+        .as_ref()
+        .filter(|l| l.samples >= samples_needed(99.9))
+        .map(|l| l.p999_us)
+}
+
+/// Why a cell shows no percentile `p`: its runs hold too few samples (the
+/// fewest any run holds), if that is why.
+pub fn too_few_samples(c: &Cell, p: f64) -> Option<String> {
+    let fewest = c
+        .runs
+        .iter()
+        .filter_map(|m| m.latency.as_ref().map(|l| l.samples))
+        .min()?;
+    (fewest < samples_needed(p)).then(|| {
+        format!(
+            "too few samples (p{p} needs {} a run, fewest {})",
+            si(samples_needed(p) as f64),
+            si(fewest as f64)
+        )
+    })
 }
 pub fn max_latency(m: &Measurement) -> Option<f64> {
     m.latency.as_ref().map(|l| l.max_us)

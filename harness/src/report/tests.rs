@@ -65,7 +65,7 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
         rate,
         rate_unit: RateUnit::RequestsPerSec,
         latency: Some(Latency {
-            samples: 10,
+            samples: (rate * 3.0) as u64,
             p50_us: 50.0,
             p99_us: 90.0,
             p999_us: 120.0,
@@ -531,6 +531,30 @@ fn a_cell_with_fewer_usable_runs_than_attempts_says_so() {
         markdown::show(Some(&c), stats::p99, stats::micros),
         "90.0 µs n=1 of 3 (1 of 3 failed †)"
     );
+}
+
+#[test]
+fn a_percentile_is_shown_only_where_every_run_holds_its_samples() {
+    let w = Workload::OpenLoop {
+        conns: 100,
+        rate: 5_000,
+    };
+    // 3 s at 1 500/s: 4 500 samples a run, enough for p99, not for p99.9.
+    let c = cell(
+        "poll",
+        w,
+        Purpose::Timing,
+        vec![record("poll", &w, 1_500.0, 1.0, 1.0); 4],
+    );
+    assert_eq!(markdown::show_pct(Some(&c), 99.0), "90.0 µs n=4");
+    assert_eq!(markdown::show_pct(Some(&c), 99.9), "— (<10.0k samples)");
+    assert_eq!(stats::p999(&c.runs[0]), None);
+    assert!(stats::too_few_samples(&c, 99.9)
+        .expect("too few")
+        .contains("p99.9 needs 10.0k a run, fewest 4.50k"));
+    // The spectrum drops p99.9 and beyond, keeps the maximum.
+    let drawn: Vec<f64> = questions::spectrum(&c).iter().map(|(p, _)| *p).collect();
+    assert_eq!(drawn, [50.0, 99.0, 100.0]);
 }
 
 #[test]

@@ -255,8 +255,9 @@ fn sweep_table(r: &CompareResults, metric: Metric, f: fn(f64) -> String) -> Stri
         for w in &s {
             let c = timing(r, &m, w);
             let mut text = show(c, metric, f);
-            if c.is_some_and(|c| !c.runs.is_empty()) && !sustained(c) {
-                text.push_str(" ‡");
+            if let Some(c) = c.filter(|c| !c.runs.is_empty() && !sustained(Some(c))) {
+                text.push(' ');
+                text.push_str(stats::Limiter::of(c).map_or("‡", stats::Limiter::mark));
             }
             row.push(text);
         }
@@ -271,12 +272,80 @@ fn sweep_table(r: &CompareResults, metric: Metric, f: fn(f64) -> String) -> Stri
 
 fn short_note() -> String {
     format!(
-        "‡ at least one repeat answered less than {:.0} % of the offered rate: the server (or \
-         the client) could not keep up, and requests still unanswered at the window's end count \
-         at their wait so far, so latencies there are lower bounds. A model is not asked for a \
-         rate above one it fell short of in every repeat.\n",
-        OFFERED_SHARE * 100.0
+        "‡ at least one round answered less than {:.0} % of the offered rate; requests still \
+         unanswered at the window's end count at their wait so far, so latencies there are lower \
+         bounds. The letters say which side ran out of CPU (median share of a CPU at least {:.0} \
+         %): ‡S the server, ‡L the load generator, ‡SL both; a bare ‡, neither (the shortfall \
+         is waiting, not work). A model is not asked for a rate above one it fell short of in \
+         every round.\n",
+        OFFERED_SHARE * 100.0,
+        stats::CPU_BOUND * 100.0
     )
+}
+
+/// Where each model's sweep ended, and which side ran out: a capacity is
+/// claimed for the model only where the server, not the load generator,
+/// was the limit.
+fn saturation_findings(r: &CompareResults) -> Vec<String> {
+    let s = sweep(r);
+    let Some(top) = s.last() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for m in models(r) {
+        let short = s.iter().find_map(|w| {
+            let c = timing(r, &m, w).filter(|c| !c.runs.is_empty() && !sustained(Some(c)))?;
+            Some((w, c))
+        });
+        let best = highest_sustained(r, &m);
+        let below = best.map_or("none of the rates".to_string(), |b| {
+            format!("{}/s", si(b as f64))
+        });
+        let line = match short {
+            None if best == top.offered_rate() => format!(
+                "{}: sustained every rate up to {} (the sweep's top): its capacity lies above it.",
+                label(&m),
+                rate_label(top)
+            ),
+            None => continue,
+            Some((w, c)) => {
+                let share = |f: Metric| {
+                    c.spread(f)
+                        .map_or("?".to_string(), |s| format!("{:.0} %", s.median * 100.0))
+                };
+                let limiter = stats::Limiter::of(c);
+                let verdict = match limiter {
+                    Some(stats::Limiter::Server) => {
+                        format!(
+                            "the server ran out: its capacity here is between {below} and {}",
+                            rate_label(w)
+                        )
+                    }
+                    Some(stats::Limiter::LoadGenerator) | Some(stats::Limiter::Both) => format!(
+                        "the load generator ran out, so this run measures no capacity for the \
+                         model (only that it is at least {below})"
+                    ),
+                    _ => format!(
+                        "neither side used {:.0} % of a CPU: the model fell behind while \
+                         waiting, its capacity here is between {below} and {}",
+                        stats::CPU_BOUND * 100.0,
+                        rate_label(w)
+                    ),
+                };
+                format!(
+                    "{}: sustained {below}; at {} it answered {}/s with the server at {} and the \
+                     load generator at {} of a CPU (medians): {verdict}.",
+                    label(&m),
+                    rate_label(w),
+                    c.spread(stats::rate).map_or("?".into(), |s| si(s.median)),
+                    share(stats::server_utilisation),
+                    share(stats::client_utilisation),
+                )
+            }
+        };
+        out.push(line);
+    }
+    out
 }
 
 /// Question 1: what does a request cost at a given load?
@@ -314,6 +383,7 @@ pub fn request_cost(x: &Ctx) -> Option<Answer> {
             "server CPU per request",
         ));
     }
+    found.extend(saturation_findings(r));
     body.push_str(&findings_list(&found));
     let summary = reference.and_then(|w| {
         let v = cheapest(r, &w, stats::server_cpu);
@@ -324,16 +394,16 @@ pub fn request_cost(x: &Ctx) -> Option<Answer> {
             .and_then(|y| v.iter().find(|(m, _)| m == y))
             .map(|(m, s)| format!("; yardstick {}: {}", label(m), micros(s.median)))
             .unwrap_or_default();
-        let sustained: Vec<(String, u64)> = models(r)
+        let best_rates: Vec<(String, u64)> = models(r)
             .iter()
             .filter_map(|m| Some((m.clone(), highest_sustained(r, m)?)))
             .collect();
-        let top = sustained
+        let top = best_rates
             .iter()
             .map(|(_, rate)| *rate)
             .max()
             .map(|best| {
-                let at: Vec<String> = sustained
+                let at: Vec<String> = best_rates
                     .iter()
                     .filter(|(_, rate)| *rate == best)
                     .map(|(m, _)| label(m))
@@ -345,8 +415,27 @@ pub fn request_cost(x: &Ctx) -> Option<Answer> {
                         None => "; yardstick: none of the rates".into(),
                     })
                     .unwrap_or_default();
+                let limits: Vec<stats::Limiter> = models(r)
+                    .iter()
+                    .filter_map(|m| {
+                        sweep(r).iter().find_map(|w| {
+                            let c = timing(r, m, w)
+                                .filter(|c| !c.runs.is_empty() && !sustained(Some(c)))?;
+                            stats::Limiter::of(c)
+                        })
+                    })
+                    .collect();
+                let count = |l: stats::Limiter| limits.iter().filter(|x| **x == l).count();
+                let limited = format!(
+                    " Where a sweep ended, the server ran out of CPU {} time(s), the load \
+                     generator {} (both: {}, neither: {}).",
+                    count(stats::Limiter::Server),
+                    count(stats::Limiter::LoadGenerator),
+                    count(stats::Limiter::Both),
+                    count(stats::Limiter::Neither)
+                );
                 format!(
-                    " Highest rate sustained in every repeat: {}/s, by {} of {} models ({}){peer}.",
+                    " Highest rate sustained in every round: {}/s, by {} of {} rows ({}){peer}.{limited}",
                     si(best as f64),
                     at.len(),
                     models(r).len(),

@@ -380,6 +380,44 @@ pub fn server_utilisation(m: &Measurement) -> Option<f64> {
 pub fn client_utilisation(m: &Measurement) -> Option<f64> {
     (m.window_s > 0.0).then(|| (m.client.user_s + m.client.sys_s) / m.window_s)
 }
+/// The share of a CPU at which a side counts as having run out of it.
+pub const CPU_BOUND: f64 = 0.9;
+
+/// Which side ran out of CPU in a cell that fell short of its offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limiter {
+    Server,
+    LoadGenerator,
+    /// Both used at least `CPU_BOUND` of a CPU.
+    Both,
+    /// Neither did: the shortfall is waiting (wake-ups, queues), not work.
+    Neither,
+}
+
+impl Limiter {
+    /// From the medians of both sides' share of a CPU over the cell's runs.
+    pub fn of(c: &Cell) -> Option<Limiter> {
+        let server = c.spread(server_utilisation)?.median;
+        let client = c.spread(client_utilisation)?.median;
+        Some(match (server >= CPU_BOUND, client >= CPU_BOUND) {
+            (true, true) => Limiter::Both,
+            (true, false) => Limiter::Server,
+            (false, true) => Limiter::LoadGenerator,
+            (false, false) => Limiter::Neither,
+        })
+    }
+
+    /// The mark a short cell carries in a table.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Limiter::Server => "‡S",
+            Limiter::LoadGenerator => "‡L",
+            Limiter::Both => "‡SL",
+            Limiter::Neither => "‡",
+        }
+    }
+}
+
 /// Requests answered as a share of those offered (open loop only).
 pub fn offered_share(m: &Measurement) -> Option<f64> {
     let offered = m.workload.rate?;

@@ -372,6 +372,7 @@ fn every_number_in_the_summary_and_findings_comes_from_the_data() {
             // counts of cells, not measurements.
             let parameters = lx.starts_with("- The answers compare at")
                 || lx.starts_with("- In ")
+                || lx.contains("(the sweep's top)")
                 || !lx.chars().any(|c| c.is_ascii_digit());
             if !parameters {
                 checked += 1;
@@ -764,4 +765,54 @@ fn a_flag_row_is_set_beside_its_base_row() {
         summary.contains("`--sqpoll` (uring:multishot+sqpoll) at 5.00k/s: 41.5 µs CPU per request against 10.8 µs without, 15 % of a CPU in its io_uring threads"),
         "{summary}"
     );
+}
+
+#[test]
+fn a_short_cell_names_the_side_that_ran_out_and_claims_no_capacity_for_the_load_generators_limit() {
+    let with = |server_s: f64, client_s: f64| {
+        let mut r = results();
+        for c in r
+            .cells
+            .iter_mut()
+            .filter(|c| c.model == "select" && c.workload == OPEN_10K)
+        {
+            for m in &mut c.runs {
+                // 3 s windows: shares of a CPU of server_s/3 and client_s/3.
+                m.server.cpu_s = Some(server_s);
+                m.client.user_s = client_s;
+                m.client.sys_s = 0.0;
+            }
+        }
+        findings_of(&r).join("\n")
+    };
+    let f = with(2.9, 0.3);
+    assert!(
+        f.contains("- select: sustained 5.00k/s; at 10.0k/s it answered 7.15k/s with the server at 97 % and the load generator at 10 % of a CPU (medians): the server ran out: its capacity here is between 5.00k/s and 10.0k/s."),
+        "{f}"
+    );
+    let f = with(0.3, 2.9);
+    assert!(
+        f.contains("the load generator ran out, so this run measures no capacity for the model (only that it is at least 5.00k/s)"),
+        "{f}"
+    );
+    let f = with(0.3, 0.3);
+    assert!(f.contains("neither side used 90 % of a CPU"), "{f}");
+    // The sweep table marks the cell with the side.
+    let mut r = results();
+    for m in r
+        .cells
+        .iter_mut()
+        .filter(|c| c.model == "select" && c.workload == OPEN_10K)
+        .flat_map(|c| c.runs.iter_mut())
+    {
+        m.server.cpu_s = Some(2.9);
+    }
+    let a = rendered(&r);
+    let body = &a
+        .iter()
+        .find(|(t, _)| *t == "What does a request cost at a given load?")
+        .expect("section")
+        .1
+        .body;
+    assert!(body.contains(" ‡S |"), "{body}");
 }

@@ -32,7 +32,7 @@ use crate::report::{
 };
 use crate::run::OFFERED_SHARE;
 use crate::server::{self, Server, ServerConfig};
-use crate::spec::{base_row, row, twin_of};
+use crate::spec::{base_row, row, twin_of, AA_ROW, FLOOR_ROW};
 use crate::stats::samples_needed;
 
 /// The model:modes of the standard matrix, in report order. A row
@@ -59,18 +59,6 @@ pub const STANDARD_MODELS: &[&str] = &[
     "peers:tokio",
     "peers:polling",
 ];
-
-/// The A/A control: `epoll:level` measured a second time under another
-/// label, in the same rounds, so that the report shows what the method
-/// finds between two identical servers (nothing, it must) and what it can
-/// resolve in this run (the width of their interval).
-pub const AA_ROW: &str = "epoll:level#aa";
-
-/// The instrument's floor: the cheapest reflector there is (one thread
-/// busy-polling epoll, no wake-up on the server's side), measured like a
-/// model, so that the load generator's own latency and CPU per request are
-/// known in the same rounds as everything it measures.
-pub const FLOOR_ROW: &str = "reflector";
 
 /// The rows of the open-loop sweep past its lowest rate, and of the idle
 /// question: the loops that multiplex (the question is where each one

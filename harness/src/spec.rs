@@ -5,6 +5,24 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The A/A control: `epoll:level` measured a second time under another
+/// label, in the same rounds, so that the report shows what the method
+/// finds between two identical servers (nothing, it must) and what it can
+/// resolve in this run (the width of their interval).
+pub const AA_ROW: &str = "epoll:level#aa";
+
+/// The instrument's floor: the cheapest reflector there is (one thread
+/// busy-polling epoll, no wake-up on the server's side), measured like a
+/// model, so that the load generator's own latency and CPU per request are
+/// known in the same rounds as everything it measures.
+pub const FLOOR_ROW: &str = "reflector";
+
+/// Whether a row is a model a reader weighs: not the A/A twin of another
+/// row, not the instrument's floor.
+pub fn is_model_row(label: &str) -> bool {
+    twin_of(label).is_none() && label != FLOOR_ROW
+}
+
 /// `MODEL[:MODE]`, e.g. `epoll:edge` or `blocking` (the model's default mode).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ModelSpec {

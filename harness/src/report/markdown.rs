@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::questions::{self, Answer};
-use super::results::{is_reference, Cell, CompareResults, Purpose, Workload};
+use super::results::{is_reference, Cell, CompareResults, Purpose, Workload, EXCLUDED};
 use super::stats::{self, micros, significant, Spread};
 use super::Ctx;
 use crate::account::AGREEMENT_TOLERANCE;
@@ -157,76 +157,151 @@ fn efficiency(r: &CompareResults) -> String {
     )
 }
 
-/// The whole-run cross-check of every run that has one.
+/// How the run was made and how its numbers are read.
+fn method(x: &Ctx) -> String {
+    let r = x.r;
+    let order = match r.seed {
+        Some(seed) => format!(
+            "in a random order drawn from seed {seed} (each run's place is recorded in \
+             `compare.json`, `order`)"
+        ),
+        None => "in a fixed order (a record from before the order was drawn)".into(),
+    };
+    let windows = if (r.duration_s - r.min_window_s).abs() < 1e-9 || r.min_window_s == 0.0 {
+        format!("a {} s window", r.duration_s)
+    } else {
+        format!(
+            "a window of {} to {} s: an open-loop run lasts {}/rate s within those bounds, \
+             so that it holds the samples p99.9 needs",
+            r.min_window_s,
+            r.duration_s,
+            crate::stats::samples_needed(99.9)
+        )
+    };
+    format!(
+        "- **Rounds.** The questions run in blocks (one per open-loop rate, one per other \
+           workload; the idle counts together, so that idle 0 is measured in the same rounds \
+           as idle 1000). In each of {rounds} rounds every row of a block runs once, {order}; \
+           tables show the median, the smallest and largest round in parentheses, and `n=` \
+           the runs the cell holds.\n\
+         - **A run** starts the server pinned to its own CPU (the load generator on the other), \
+           connects, warms up for {warmup} s, measures {windows}, and stops the server with \
+           SIGTERM. Requests are {size} B; every reply byte is checked. Open-loop latency \
+           counts from each request's scheduled time (no coordinated omission).\n\
+         - **Samples before percentiles.** A percentile p is shown, drawn or compared only where \
+           every run of the cell holds at least 10/(1−p) samples (p99: 1 000; p99.9: 10 000); \
+           elsewhere the cell says what it lacks.\n\
+         - **server CPU/req**: the server's CPU in the window (every thread, every child \
+           process, reaped children included; each process's CPU-time clock) divided by the \
+           requests completed in it. **share of a CPU**: CPU time over the window's length, \
+           for both sides; a side at {bound:.0} % or more of a CPU ran out of it.\n\
+         - **Comparisons** are paired by round: the ratio of two rows' values in the same round, \
+           summarised as the geometric mean with a 95 % confidence interval (Student's t on the \
+           log-ratios) and its p-value. Whether a difference is claimed is decided over all \
+           {family} comparisons of this report together, by the Benjamini–Hochberg procedure at \
+           a false-discovery rate of {fdr:.0} % ({found} discoveries; q is each one's adjusted \
+           p-value). An interval entirely within ±{margin:.0} % reads \"no measurable \
+           difference\"; one that is neither a discovery nor inside that margin reads \"not \
+           resolved\". The A/A control shows what this rule finds between identical servers.\n\
+         - **No doubted number.** A run whose own cross-check (the harness' reading of the \
+           server's CPU against the server's exit summary) disagrees is excluded from every \
+           table, figure and finding, and listed under *Cells not run or failed*.\n\
+         - A cell that cannot run (a model's documented limit, or a rate above one it could not \
+           sustain) says so instead of hanging; every run has a timeout (up to {timeout} s). † \
+           marks a cell explained under *Cells not run or failed*.\n",
+        rounds = r.repeats,
+        warmup = r.warmup_s,
+        size = r.size,
+        bound = stats::CPU_BOUND * 100.0,
+        family = x.family.size(),
+        fdr = crate::stats::FDR * 100.0,
+        found = x.family.discoveries(),
+        margin = crate::stats::EQUIVALENCE * 100.0,
+        timeout = r.cell_timeout_s,
+    )
+}
+
+/// The whole-run cross-check of every run that has one: how many agreed
+/// within 5 %, how many were judged by the clock-tick floor instead (and
+/// what that floor is against their CPU), and the runs excluded.
 fn cross_check(r: &CompareResults) -> String {
-    let mut total = 0;
-    let mut agreeing = 0;
-    let mut by_floor = 0;
-    let mut outliers = Vec::new();
+    let mut by_share = 0;
+    let mut by_floor = Vec::new();
     // The largest relative difference among runs judged by the 5 % rule.
     let mut worst: Option<f64> = None;
-    for c in r.cells.iter() {
-        for (i, m) in c.runs.iter().enumerate() {
-            let Some(a) = &m.server.summary_agreement else {
-                continue;
-            };
-            total += 1;
-            if a.tolerance_s > AGREEMENT_TOLERANCE * a.summary_cpu_s {
-                by_floor += 1;
+    for m in r.cells.iter().flat_map(|c| &c.runs) {
+        let Some(a) = &m.server.summary_agreement else {
+            continue;
+        };
+        if a.tolerance_s > AGREEMENT_TOLERANCE * a.summary_cpu_s {
+            by_floor.push(if a.summary_cpu_s > 0.0 {
+                a.tolerance_s / a.summary_cpu_s
             } else {
-                let rel = (a.ratio - 1.0).abs();
-                worst = Some(worst.map_or(rel, |w| w.max(rel)));
-            }
-            if a.agrees {
-                agreeing += 1;
-            } else {
-                outliers.push(format!(
-                    "{} / {} run {}: harness {:.3} s vs summary {:.3} s",
-                    c.model,
-                    c.workload.label(),
-                    i + 1,
-                    a.harness_cpu_s,
-                    a.summary_cpu_s
-                ));
-            }
+                f64::INFINITY
+            });
+        } else {
+            by_share += 1;
+            let rel = (a.ratio - 1.0).abs();
+            worst = Some(worst.map_or(rel, |w| w.max(rel)));
         }
     }
-    if total == 0 {
+    let excluded: Vec<String> = r
+        .cells
+        .iter()
+        .flat_map(|c| {
+            c.failures
+                .iter()
+                .filter(|f| f.reason.starts_with(EXCLUDED))
+                .map(move |f| {
+                    format!(
+                        "{} / {} round {}",
+                        c.model,
+                        c.workload.label(),
+                        f.repeat + 1
+                    )
+                })
+        })
+        .collect();
+    let kept = by_share + by_floor.len();
+    if kept + excluded.len() == 0 {
         return "No run recorded a cross-check (the servers' exit summaries were not available).\n"
             .into();
     }
     let mut out = format!(
         "Over each whole run, the harness' reading of the server's CPU (every thread, live \
          descendant and reaped child, read just before SIGTERM) was compared with the server's \
-         own exit summary (`getrusage` SELF + CHILDREN). {agreeing} of {total} runs agreed within \
-         5 %{}.",
+         own exit summary (`getrusage` SELF + CHILDREN). Of the {} runs that had one, {} \
+         disagreed and were excluded. Of the {kept} kept, {by_share} were held to 5 % of \
+         their CPU{}",
+        kept + excluded.len(),
+        excluded.len(),
         match worst {
-            Some(w) => format!(
-                "; the largest difference among runs long enough for 5 % to exceed the \
-                                 clock-tick rounding was {:.1} %",
-                w * 100.0
-            ),
+            Some(w) => format!(" (largest difference {:.1} %)", w * 100.0),
             None => String::new(),
         }
     );
-    if by_floor > 0 {
-        out.push_str(&format!(
-            " {by_floor} runs used so little CPU that 5 % is less than two clock ticks; they were \
-             held to two ticks instead."
-        ));
+    match Spread::of(by_floor.iter().copied().filter(|v| v.is_finite())) {
+        Some(s) => out.push_str(&format!(
+            "; {} used so little CPU over the run that 5 % is less than the clock-tick floor \
+             (two ticks plus the summary's 1 ms rounding), and were held to that floor instead: \
+             {} of their CPU at the median ({} to {}), a check that says the accounting reached \
+             the server, not that it agrees to 5 %.\n",
+            by_floor.len(),
+            stats::percent(s.median),
+            stats::percent(s.min),
+            stats::percent(s.max)
+        )),
+        None if !by_floor.is_empty() => out.push_str(&format!(
+            "; {} used no CPU the summary could see and were held to the clock-tick floor.\n",
+            by_floor.len()
+        )),
+        None => out.push_str(".\n"),
     }
-    out.push('\n');
-    if !outliers.is_empty() {
-        out.push_str("\nRuns that did not agree:\n\n");
-        for o in outliers {
-            let _ = writeln!(out, "- {o}");
-        }
-        out.push_str(
-            "\nThe harness reads the server's CPU just before it sends SIGTERM; the summary also \
-             counts what the server spends after that: stopping, and for a forking server every \
-             child's exit, charged to the child and reaped into the parent's `RUSAGE_CHILDREN`. \
-             With thousands of children alive at the end, that work alone can exceed 5 %.\n",
-        );
+    if !excluded.is_empty() {
+        out.push_str(&format!(
+            "\nExcluded (each listed with its disagreement under *Cells not run or failed*): {}.\n",
+            excluded.join("; ")
+        ));
     }
     out
 }
@@ -474,6 +549,10 @@ pub struct Section {
 /// The questions a reader brings, in the order the report answers them.
 pub const SECTIONS: &[Section] = &[
     Section {
+        title: "How fine can this run resolve? The A/A control",
+        render: super::control::aa_control,
+    },
+    Section {
         title: "What does a request cost at a given load?",
         render: questions::request_cost,
     },
@@ -535,12 +614,12 @@ pub fn render(x: &Ctx) -> String {
     if r.quick {
         let _ = writeln!(
             w,
-            "> This is a `--quick` run: a reduced matrix, {} repeat(s) of {} s windows. It shows that \
-             the pipeline works; with fewer than {} repeats no difference can be tested, so do not \
+            "> This is a `--quick` run: a reduced matrix, {} round(s) of {} s windows. It shows that \
+             the pipeline works; with fewer than {} rounds no interval can be stated, so do not \
              draw conclusions from it.\n",
             r.repeats,
             r.duration_s,
-            stats::MIN_REPEATS
+            crate::stats::MIN_PAIRS
         );
     }
     let answered = answers(x);
@@ -587,34 +666,7 @@ pub fn render(x: &Ctx) -> String {
          section's findings.\n"
     );
     let _ = writeln!(w, "## Environment\n\n{}", environment(r));
-    let _ = writeln!(
-        w,
-        "## Method\n\n\
-         - Every cell (a model on a workload) ran {} time(s), in alternating order: each round runs \
-           every model once before the next round starts, so a slow drift of the machine hits every \
-           model alike. Tables show the median, the smallest and largest repeat in parentheses, and \
-           `n=` the runs the cell holds.\n\
-         - Each run starts the server, connects, warms up for {} s, measures a {} s window, and stops \
-           the server with SIGTERM. Requests are {} B; every reply byte is checked.\n\
-         - **server CPU/req**: the server's CPU in the window (every thread, every child process, \
-           reaped children included; each process's CPU-time clock) divided by the requests \
-           completed in it; a run that served requests with no CPU seen at all is counted as \
-           not measured (the accounting did not reach the processes that served), which the \
-           cell's `n=… of …` shows. **share of a CPU**: CPU time over the window's length.\n\
-         - **Differences**: a finding calls two cells different only when a two-sided \
-           Mann–Whitney rank test over their repeats gives p < {}, which needs at least {} repeats \
-           a side; otherwise it says there is no measurable difference.\n\
-         - A cell that cannot run (a model's documented limit, or a rate above one it could not \
-           sustain) says so instead of hanging; every run has a timeout (up to {} s). † marks a \
-           cell explained under *Cells not run or failed*.\n",
-        r.repeats,
-        r.warmup_s,
-        r.duration_s,
-        r.size,
-        stats::SIGNIFICANCE,
-        stats::MIN_REPEATS,
-        r.cell_timeout_s
-    );
+    let _ = writeln!(w, "## Method\n\n{}", method(x));
     let _ = writeln!(w, "## Models\n\n{}", models_table(r));
     for (title, a) in &answered {
         let _ = writeln!(w, "## {title}\n\n{}", a.body);

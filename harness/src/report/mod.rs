@@ -1,6 +1,7 @@
 //! Writes what `harness compare` measured: `REPORT.md`, its SVG figures,
 //! and the raw runs as JSON, all in one directory (`results/`).
 
+mod control;
 mod csv;
 mod env;
 mod flags;

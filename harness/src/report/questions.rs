@@ -14,6 +14,7 @@ use super::results::{is_reference, Cell, CompareResults, Purpose, Workload, SATU
 use super::stats::{self, micros, show_p, show_ratio, si, significant, Metric, Spread};
 use super::Ctx;
 use crate::run::OFFERED_SHARE;
+use crate::spec::{is_model_row, twin_of};
 use crate::stats::{samples_needed, Family, Paired, Verdict, EQUIVALENCE, MIN_PAIRS};
 
 /// One question's answer: its section and its line of the summary.
@@ -28,6 +29,13 @@ fn timing<'a>(r: &'a CompareResults, model: &str, w: &Workload) -> Option<&'a Ce
 
 pub fn models(r: &CompareResults) -> Vec<String> {
     r.available_models().map(|m| m.model.clone()).collect()
+}
+
+/// The rows findings and summaries rank: the models, without the A/A twin
+/// (compared with its original in its own section) and the floor (the
+/// instrument, not a model).
+pub fn ranked(r: &CompareResults) -> Vec<String> {
+    models(r).into_iter().filter(|m| is_model_row(m)).collect()
 }
 
 /// The yardstick every answer compares with: the first peer measured, or,
@@ -200,7 +208,7 @@ fn against_yardstick(
     if short(base) {
         return vec![why_not(&y, base)];
     }
-    models(r)
+    ranked(r)
         .iter()
         .filter(|m| **m != y)
         .filter_map(|m| {
@@ -219,7 +227,7 @@ fn against_yardstick(
 /// describes a backlog, not the load).
 fn cheapest(r: &CompareResults, w: &Workload, metric: Metric) -> Vec<(String, Spread)> {
     let open = w.offered_rate().is_some();
-    let mut v: Vec<(String, Spread)> = models(r)
+    let mut v: Vec<(String, Spread)> = ranked(r)
         .into_iter()
         .filter(|m| !open || sustained(timing(r, m, w)))
         .filter_map(|m| {
@@ -292,7 +300,8 @@ fn saturation_findings(r: &CompareResults) -> Vec<String> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for m in models(r) {
+    // The floor's row too: where it ran out is the load generator's own limit.
+    for m in models(r).into_iter().filter(|m| twin_of(m).is_none()) {
         let short = s.iter().find_map(|w| {
             let c = timing(r, &m, w).filter(|c| !c.runs.is_empty() && !sustained(Some(c)))?;
             Some((w, c))
@@ -570,16 +579,21 @@ fn kib_each(v: f64) -> String {
     format!("{} KiB", si(v))
 }
 
-/// The idle workloads and the open-loop cell that is their idle-0 point.
+/// The idle workloads, by idle count. The idle-0 point is an idle workload
+/// with no idle connection, measured in the same rounds as the others; a
+/// record from before it was measured uses the open-loop cell at the same
+/// rate instead (measured minutes apart: said in the section).
 fn idle_points(r: &CompareResults) -> Vec<(usize, Workload)> {
-    let idles: Vec<Workload> = r
+    let mut v: Vec<(usize, Workload)> = r
         .workloads
         .iter()
-        .copied()
-        .filter(|w| matches!(w, Workload::Idle { .. }))
+        .filter_map(|w| match *w {
+            Workload::Idle { idle, .. } => Some((idle, *w)),
+            _ => None,
+        })
         .collect();
-    let mut v: Vec<(usize, Workload)> = Vec::new();
-    if let Some(Workload::Idle { active, rate, .. }) = idles.first().copied() {
+    v.sort_by_key(|(n, _)| *n);
+    if let Some((n, Workload::Idle { active, rate, .. })) = v.first().copied() {
         let zero = match rate {
             Some(rate) => Workload::OpenLoop {
                 conns: active,
@@ -587,16 +601,10 @@ fn idle_points(r: &CompareResults) -> Vec<(usize, Workload)> {
             },
             None => Workload::Pingpong { conns: active },
         };
-        if r.workloads.contains(&zero) {
-            v.push((0, zero));
+        if n > 0 && r.workloads.contains(&zero) {
+            v.insert(0, (0, zero));
         }
     }
-    for w in idles {
-        if let Workload::Idle { idle, .. } = w {
-            v.push((idle, w));
-        }
-    }
-    v.sort_by_key(|(n, _)| *n);
     v.dedup_by_key(|(n, _)| *n);
     v
 }
@@ -702,7 +710,7 @@ pub fn idle_cost(x: &Ctx) -> Option<Answer> {
         found.push(format!("{} at {n} idle connections: {v}.", label(&m)));
     }
     body.push_str(&findings_list(&found));
-    let per: Vec<(String, f64)> = models(r)
+    let per: Vec<(String, f64)> = ranked(r)
         .into_iter()
         .filter_map(|m| Some((m.clone(), rss_per_idle(r, &m, &points)?.1)))
         .filter(|(_, k)| *k > 0.0)

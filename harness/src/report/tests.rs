@@ -441,7 +441,7 @@ fn report_has_every_section_figure_and_reason() {
         "repeat 1 failed: timed out after 34 s",
         "FD_SETSIZE (1024)",
         "| peers:tokio (reference) | 1 | 3.00 | 0.50 | 1.00 | 1.00 | 0.50 |",
-        "agreed within 5 %",
+        "were held to 5 % of their CPU",
         "## This machine's distortions",
         "![Server CPU per request vs offered load (100 connections, open loop)](cpu_per_request_vs_rate.svg)",
     ] {
@@ -815,4 +815,80 @@ fn a_short_cell_names_the_side_that_ran_out_and_claims_no_capacity_for_the_load_
         .1
         .body;
     assert!(body.contains(" ‡S |"), "{body}");
+}
+
+#[test]
+fn a_run_whose_cross_check_disagrees_is_excluded_and_listed() {
+    let mut r = results();
+    let c = r
+        .cells
+        .iter_mut()
+        .find(|c| c.model == "select" && c.workload == OPEN_5K)
+        .expect("cell");
+    c.runs[1].server.summary_agreement = Some(Agreement {
+        harness_cpu_s: 0.01,
+        summary_cpu_s: 1.0,
+        ratio: 0.01,
+        tolerance_s: 0.05,
+        agrees: false,
+    });
+    c.runs[1].server.cpu_per_request_us = Some(0.04);
+    // As `harness compare --report-from` reads a record.
+    c.exclude_doubted();
+    assert_eq!(c.runs.len(), 3);
+    assert_eq!(c.rounds, [0, 2, 3], "the other runs keep their rounds");
+    assert!(
+        c.failures[0].reason.starts_with(EXCLUDED),
+        "{:?}",
+        c.failures
+    );
+    assert!(!c
+        .runs
+        .iter()
+        .any(|m| m.server.cpu_per_request_us == Some(0.04)));
+    let md = render_controlled(&r, &[]);
+    assert!(md.contains("1 disagreed and were excluded"), "{md}");
+    assert!(
+        md.contains("| select | open loop 5000/s c=100 | repeat 2 failed: excluded: the accounting cross-check disagreed: the harness read 0.0100 s of server CPU, the server's exit summary 1.0000 s"),
+        "{md}"
+    );
+}
+
+#[test]
+fn the_aa_control_finds_no_difference_between_identical_rows_and_states_its_resolution() {
+    let mut r = results();
+    r.models.push(ModelStatus {
+        model: "epoll:level#aa".into(),
+        binary: None,
+        server_args: vec![],
+        unavailable: None,
+    });
+    // The twin: the original's values, each round 1 % off either way.
+    let twins: Vec<Cell> = r
+        .cells
+        .iter()
+        .filter(|c| c.model == "epoll:level" && c.purpose == Purpose::Timing)
+        .map(|c| {
+            let mut t = c.clone();
+            t.model = "epoll:level#aa".into();
+            for (i, m) in t.runs.iter_mut().enumerate() {
+                let k = if i % 2 == 0 { 1.01 } else { 0.99 };
+                m.server.cpu_per_request_us = m.server.cpu_per_request_us.map(|v| v * k);
+            }
+            t
+        })
+        .collect();
+    r.cells.extend(twins);
+    let md = render_controlled(&r, &[]);
+    assert!(
+        md.contains("**A/A control** (epoll:level measured twice, as epoll:level#aa): 0 of "),
+        "{md}"
+    );
+    assert!(
+        md.contains("| open loop 5000/s c=100 | server CPU per request | 1.000× (95 % CI 0.982–1.02×) | 4 % | no measurable difference |"),
+        "{md}"
+    );
+    assert!(!md.contains("(epoll:level#aa) of resident memory"), "{md}");
+    // The twin is not ranked among the models.
+    assert!(!md.contains("- epoll:level#aa: "), "{md}");
 }

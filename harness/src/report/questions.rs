@@ -1092,7 +1092,13 @@ fn uncounted(c: &Cell) -> bool {
 pub fn syscalls(x: &Ctx) -> Option<Answer> {
     let r = x.r;
     let ws = syscall_workloads(r);
-    let first = *ws.first()?;
+    let Some(first) = ws.first().copied() else {
+        let why = "no counting run was made (`harness compare --no-syscalls`)";
+        return Some(Answer {
+            body: format!("Not counted in this run: {why}.\n"),
+            summary: Some(format!("**System calls per request**: not counted: {why}.")),
+        });
+    };
     let mut body = String::from(
         "Counted by the kernel's syscall tracepoints over every thread and child of the server, \
          in separate runs (tracing slows every syscall, so these runs feed no other table). \
@@ -1145,6 +1151,23 @@ pub fn syscalls(x: &Ctx) -> Option<Answer> {
     body.push_str(&findings_list(&found));
     let lo = totals.iter().min_by(|a, b| a.1.total_cmp(&b.1));
     let hi = totals.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+    if totals.is_empty() {
+        // Never a silent gap: the reason the counters gave, or that none ran.
+        let why = r
+            .cells
+            .iter()
+            .filter(|c| c.purpose == Purpose::Syscalls)
+            .flat_map(|c| &c.runs)
+            .find_map(|m| m.server.syscalls_na_reason.clone())
+            .unwrap_or_else(|| "every counting run failed (see *Cells not run or failed*)".into());
+        return Some(Answer {
+            body,
+            summary: Some(format!(
+                "**System calls per request** at {}: not counted: {why}.",
+                first.label()
+            )),
+        });
+    }
     let summary = lo.zip(hi).map(|(lo, hi)| {
         let peer = base
             .as_ref()

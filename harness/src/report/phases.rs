@@ -8,8 +8,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
+use super::plots::{self, Ticked};
+use super::stats::micros_tick;
 use super::{io_err, write_file, write_json};
 use crate::phases::{self, Phase, Totals};
 
@@ -94,27 +97,45 @@ fn model_name(model: &str) -> String {
     model.split(':').next().unwrap_or(model).to_owned()
 }
 
-/// Copy calls last microseconds: drawn at least this wide (ms) to be seen.
-const MIN_COPY_MS: f64 = 0.25;
+/// The time axis' right end, ms before a lane's last call returned: the
+/// last call ends at 0, which a log axis cannot show.
+const END_MS: f64 = 0.005;
+/// A call narrower than this many pixels is drawn this wide, to be seen.
+const MIN_PX: f64 = 3.0;
+const WIDTH: u32 = 1100;
+const NAMES_W: u32 = 150;
+
+/// Where a time `t_ms` after the lane's first call sits on the axis: the
+/// log of the time left until the lane's `end_ms`, negated so that time
+/// runs left to right. The copies at a request's end, tens of µs long, get
+/// as much room as the 20 ms wait before them.
+fn position(t_ms: f64, end_ms: f64) -> f64 {
+    -(end_ms - t_ms).max(END_MS).log10()
+}
 
 /// Draws the lanes; `false` if there is nothing to draw.
 pub fn draw(path: &Path, lanes: &[Lane]) -> io::Result<bool> {
-    let end = lanes
+    let longest = lanes
         .iter()
-        .flat_map(|l| l.segments.iter().map(|s| s.end_ms))
+        .filter_map(|l| l.segments.last().map(|s| s.end_ms))
         .fold(0.0, f64::max);
-    if end <= 0.0 {
+    if longest <= 0.0 {
         return Ok(false);
     }
-    let drawn = draw_lanes(path, lanes, end * 1.08);
+    let drawn = draw_lanes(path, lanes, longest * 1.3);
     drawn.map_err(|e| io::Error::other(format!("drawing {}: {e}", path.display())))?;
     Ok(true)
 }
 
-fn draw_lanes(path: &Path, lanes: &[Lane], end: f64) -> Result<(), Box<dyn std::error::Error>> {
+fn draw_lanes(
+    path: &Path,
+    lanes: &[Lane],
+    start_ms: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
     let n = lanes.len();
-    let root = SVGBackend::new(path, (960, 140 + 60 * n as u32)).into_drawing_area();
+    let root = SVGBackend::new(path, (WIDTH, 190 + 60 * n as u32)).into_drawing_area();
     root.fill(&WHITE)?;
+    let (plot, foot) = root.split_vertically(150 + 60 * n as u32);
     let names: Vec<String> = lanes.iter().map(|l| l.model.clone()).collect();
     let y_fmt = move |y: &f64| {
         let i = y.round();
@@ -124,24 +145,44 @@ fn draw_lanes(path: &Path, lanes: &[Lane], end: f64) -> Result<(), Box<dyn std::
             String::new()
         }
     };
-    let mut c = ChartBuilder::on(&root)
+    let tick_values = plots::ticks(END_MS, start_ms, plots::Scale::Log);
+    let x_range = Ticked {
+        lo: -start_ms.log10(),
+        hi: -END_MS.log10(),
+        ticks: tick_values.iter().map(|v| -v.log10()).collect(),
+    };
+    let span = x_range.hi - x_range.lo;
+    let x_fmt = |p: &f64| {
+        tick_values
+            .iter()
+            .find(|v| (-v.log10() - p).abs() < 1e-9)
+            .map(|v| micros_tick(v * 1e3))
+            .unwrap_or_default()
+    };
+    let mut c = ChartBuilder::on(&plot)
         .caption(
             "The two phases of one request, per model (harness phases)",
             ("sans-serif", 22),
         )
         .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(150)
-        .build_cartesian_2d(0.0..end, -0.6..(n as f64 - 0.4))?;
+        .x_label_area_size(56)
+        .y_label_area_size(NAMES_W)
+        .build_cartesian_2d(x_range, -0.6..(n as f64 - 0.4))?;
     c.configure_mesh()
         .disable_y_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
         .y_labels(n * 2)
         .y_label_formatter(&y_fmt)
-        .x_desc("ms from the request's first call (light: wait for data; dark: copy; grey: other)")
+        .x_label_formatter(&x_fmt)
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
+        .x_desc(
+            "time left until the lane's last call returned (log scale; time runs left to right; \
+             a call under 3 px is drawn 3 px wide)",
+        )
         .draw()?;
-    let wait = RGBColor(0x1f, 0x77, 0xb4).mix(0.35);
-    let copy = RGBColor(0xd6, 0x27, 0x28).mix(0.9);
-    let other = RGBColor(0x7f, 0x7f, 0x7f).mix(0.5);
+    let min_w = span * MIN_PX / f64::from(WIDTH - NAMES_W - 32);
     for (i, lane) in lanes.iter().enumerate() {
         let row = (n - 1 - i) as f64;
         if let Some(why) = &lane.missing {
@@ -155,41 +196,61 @@ fn draw_lanes(path: &Path, lanes: &[Lane], end: f64) -> Result<(), Box<dyn std::
                 .collect();
             c.draw_series(std::iter::once(Text::new(
                 text,
-                (end * 0.01, row),
+                (-start_ms.log10() + span * 0.01, row),
                 ("sans-serif", 13),
             )))?;
             continue;
         }
-        for span in &lane.segments {
-            let (start, stop, phase) = (span.start_ms, span.end_ms, span.phase);
+        let end = lane.segments.last().map_or(0.0, |s| s.end_ms);
+        let lane_ms = lane.segments.first().map_or(0.0, |s| end - s.start_ms);
+        for span_ in &lane.segments {
+            let a = position(span_.start_ms, end);
+            let b = position(span_.end_ms, end).max(a + min_w);
             let rect = |a: f64, b: f64, color: RGBAColor| {
                 Rectangle::new([(a, row - 0.3), (b, row + 0.3)], color.filled())
             };
-            let copy_end = |b: f64| (b - MIN_COPY_MS).max(start);
-            let parts = match phase {
-                Phase::Wait => vec![rect(start, stop, wait)],
-                Phase::Copy => vec![rect(start, stop.max(start + MIN_COPY_MS), copy)],
+            let parts = match span_.phase {
+                Phase::Wait => vec![rect(a, b, WAIT)],
+                Phase::Copy => vec![rect(a, b, COPY)],
                 // One call, both phases: blocked waiting, then the copy at
                 // its end (its length is not separable; drawn minimal).
-                Phase::WaitThenCopy => {
-                    vec![rect(start, stop, wait), rect(copy_end(stop), stop, copy)]
-                }
-                Phase::Other => vec![rect(start, stop.max(start + MIN_COPY_MS / 2.0), other)],
+                Phase::WaitThenCopy => vec![rect(a, b, WAIT), rect(b - min_w, b, COPY)],
+                Phase::Other => vec![rect(a, b, OTHER)],
             };
             c.draw_series(parts)?;
             // Name the long calls: where the lane spends its time.
-            if stop - start > end * 0.15 {
+            if span_.end_ms - span_.start_ms > lane_ms * 0.15 {
                 c.draw_series(std::iter::once(Text::new(
-                    span.call.clone(),
-                    (start + end * 0.01, row + 0.05),
+                    span_.call.clone(),
+                    (a + span * 0.01, row + 0.05),
                     ("sans-serif", 14),
                 )))?;
             }
         }
     }
+    // The key, in the colours drawn.
+    let font = ("sans-serif", 14)
+        .into_font()
+        .into_text_style(&foot)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let mut x = NAMES_W as i32;
+    for (name, color) in [("wait for data", WAIT), ("copy", COPY), ("other", OTHER)] {
+        foot.draw(&Rectangle::new([(x, 8), (x + 16, 24)], color.filled()))?;
+        foot.draw(&Text::new(name, (x + 22, 16), font.clone()))?;
+        x += 150;
+    }
+    foot.draw(&Text::new(
+        "a call that waits, then copies (a blocking read): blue with a red end",
+        (x, 16),
+        font,
+    ))?;
     root.present()?;
     Ok(())
 }
+
+const WAIT: RGBAColor = RGBAColor(0x9e, 0xc5, 0xe4, 1.0);
+const COPY: RGBAColor = RGBAColor(0xd6, 0x27, 0x28, 1.0);
+const OTHER: RGBAColor = RGBAColor(0xaa, 0xaa, 0xaa, 1.0);
 
 /// The section `REPORT.md` gets.
 fn section(lanes: &[Lane], drawn: bool) -> String {

@@ -675,3 +675,19 @@ pub fn rewrite(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let r: HerdResults = serde_json::from_str(&text).map_err(|e| io_err(&json, e))?;
     write(dir, &r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_are_shown_to_two_significant_digits() {
+        assert_eq!(two_digits(0.1353), "0.14");
+        assert_eq!(two_digits(4.206), "4.2");
+        assert_eq!(two_digits(108.0), "110");
+        assert_eq!(two_digits(0.0), "0");
+        assert_eq!(rate_two_digits(1_356_000.0), "1.4M");
+        assert_eq!(rate_two_digits(57_142.0), "57k");
+        assert_eq!(rate_two_digits(100_000.0), "100k");
+    }
+}

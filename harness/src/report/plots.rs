@@ -197,10 +197,10 @@ type Area<'b> = DrawingArea<SVGBackend<'b>, Shift>;
 /// A linear coordinate whose ticks are the given positions (plotters picks
 /// its own otherwise): the axes of this module are linear in their drawn
 /// position, log or nines being applied before.
-pub(super) struct Ticked {
-    pub lo: f64,
-    pub hi: f64,
-    pub ticks: Vec<f64>,
+struct Ticked {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<f64>,
 }
 
 impl Ranged for Ticked {
@@ -628,11 +628,12 @@ fn draw_bars(
     for (i, bar) in bars.iter().enumerate() {
         let row = (n - 1 - i) as f64;
         let Some(s) = bar.value else {
-            c.draw_series([Text::new(
-                "no measurement".to_string(),
-                (0.0, row),
-                left_text(14).color(&RGBColor(0x70, 0x70, 0x70)),
-            )])?;
+            c.draw_series([EmptyElement::at((0.0, row))
+                + Text::new(
+                    "no measurement",
+                    (8, 0),
+                    left_text(14).color(&RGBColor(0x70, 0x70, 0x70)),
+                )])?;
             continue;
         };
         let color = color(bar.color);
@@ -701,7 +702,7 @@ pub fn break_at(totals: &[f64]) -> Option<f64> {
     v.sort_by(f64::total_cmp);
     let median = *v.get(v.len() / 2)?;
     let top = *v.last()?;
-    let below = v.iter().copied().filter(|t| *t <= 4.0 * median).last()?;
+    let below = v.iter().copied().rfind(|t| *t <= 4.0 * median)?;
     let raw = below * 1.1;
     let mag = 10f64.powf(raw.log10().floor());
     let at = [1.0, 2.0, 2.5, 5.0, 10.0]

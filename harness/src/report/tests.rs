@@ -439,6 +439,20 @@ fn report_has_every_section_figure_and_reason() {
     assert!(svg.contains("p99.9") && svg.contains("peers:tokio (ref.)"));
     let svg = std::fs::read_to_string(dir.join("cpu_per_request_vs_rate.svg")).expect("svg");
     assert!(svg.contains("(log scale)") && svg.contains("µs") && svg.contains("k/s"));
+    // Families as panels: the readiness loops apart from the references.
+    assert!(svg.contains("readiness loops") && svg.contains("references (peers)"));
+    // The idle figure's x values are the idle connections held, 0 included
+    // (not the 100 + 1000 connections in all).
+    let svg = std::fs::read_to_string(dir.join("cpu_per_request_vs_idle.svg")).expect("svg");
+    assert!(svg.contains("idle connections held (categories"), "{svg}");
+    assert!(svg.contains("\n0\n</text>") && svg.contains("\n1000\n</text>"));
+    assert!(!svg.contains("1100") && !svg.contains("1.1k"), "{svg}");
+    // System calls stacked by call, each bar's parts written out.
+    let svg = std::fs::read_to_string(dir.join("syscalls_per_request.svg")).expect("svg");
+    assert!(
+        svg.contains("3.0 = read 1.0 + write 1.0 + epoll_wait 0.50 + other 0.50"),
+        "{svg}"
+    );
     // CSV: a header and one row per cell, every row as wide as the header.
     let csv = std::fs::read_to_string(dir.join("cells.csv")).expect("csv");
     let rows: Vec<&str> = csv.lines().collect();

@@ -584,8 +584,10 @@ fn estimate(rows: &[Row]) -> Vec<String> {
          connection is woken in vain {} times per connection, as the other loop was here \
          (measured; the worst case, every idle loop woken every time, would be 1), \
          reuseport none, and each loop is limited by its CPU per connection; ignored: the \
-         shared accept queue's lock, caches, and the load generator's own cores. Two \
-         significant digits: the repeats do not support more.",
+         shared accept queue's lock, caches, and the load generator's own cores. The rates \
+         are capacities (N × 1 s over the CPU per connection), not what a run here would \
+         show: the connections/s measured above share this machine's CPUs with the load \
+         generator. Two significant digits: the repeats do not support more.",
         two_digits(per_other)
     ));
     let (cpu_head, rate_head) = if measured {

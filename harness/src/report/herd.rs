@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::plots;
-use super::stats::{compare, micros, percent, show_p, si_tick, Compared, Spread, MIN_REPEATS};
+use super::stats::{compare, micros, percent, show_p, Compared, Spread, MIN_REPEATS};
 use super::{io_err, write_file, write_json};
 use crate::measurement::{LoopLatency, Measurement};
 
@@ -503,15 +503,42 @@ fn findings(rows: &[Row]) -> Vec<String> {
     out
 }
 
+/// `v` to two significant digits: the precision of the inputs of the
+/// estimate (a few repeats, spreads of several per cent).
+fn two_digits(v: f64) -> String {
+    if v <= 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let unit = 10f64.powi(v.log10().floor() as i32 - 1);
+    let rounded = (v / unit).round() * unit;
+    let decimals = (1 - rounded.log10().floor() as i32).max(0) as usize;
+    format!("{rounded:.decimals$}")
+}
+
+/// A rate to two significant digits, with k and M.
+fn rate_two_digits(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{}M", two_digits(v / 1e6))
+    } else if v >= 1e3 {
+        format!("{}k", two_digits(v / 1e3))
+    } else {
+        two_digits(v)
+    }
+}
+
 /// What the measured per-connection costs imply for N loops on N cores.
 ///
-/// The cost of one wasted wake-up is taken from the data: the extra server
-/// CPU per connection of `shared` over `reuseport`, divided by its extra
-/// wasted wake-ups, when every repeat of the one lies above every repeat of
-/// the other (`Spread::all_above`: at least 4 repeats a side). Otherwise (a difference lost in the noise, or one repeat) an
-/// upper bound: every connection needs at least one wake-up, so one costs
-/// at most `reuseport`'s CPU per connection over its voluntary switches
-/// per connection.
+/// Every input is measured on `LOOPS` loops: `shared`'s wasted wake-ups
+/// per connection (each of the other `LOOPS − 1` loops woken in vain that
+/// often), and the cost of one wasted wake-up: the extra server CPU per
+/// connection of `shared` over `reuseport`, divided by its extra wasted
+/// wake-ups, when every repeat of the one lies above every repeat of the
+/// other (`Spread::all_above`: at least 4 repeats a side). Otherwise (a
+/// difference lost in the noise, or one repeat) an upper bound: every
+/// connection needs at least one wake-up, so one costs at most
+/// `reuseport`'s CPU per connection over its voluntary switches per
+/// connection. The one assumption: each other loop is woken in vain as
+/// often on N loops as the other loop was here.
 fn estimate(rows: &[Row]) -> Vec<String> {
     let (Some(shared), Some(reuseport)) = (find(rows, "shared"), find(rows, "reuseport")) else {
         return vec!["needs the shared and reuseport rows".into()];
@@ -549,23 +576,38 @@ fn estimate(rows: &[Row]) -> Vec<String> {
         ));
         bound
     };
-    out.push(
-        "Assumed: a plain shared listener wakes every idle loop (N − 1 wasted wake-ups per \
-         connection when all are idle, the worst case), reuseport none, and each loop is \
-         limited by its CPU per connection; ignored: the shared accept queue's lock, \
-         caches, and the load generator's own cores."
-            .into(),
-    );
-    let mut table = String::from(
-        "| N cores | reuseport conn/s | shared conn/s (worst case) |\n|---:|---:|---:|\n",
+    // Wake-ups in vain per connection, for each loop besides the one that
+    // accepts: measured.
+    let per_other = ws.median / (LOOPS - 1) as f64;
+    out.push(format!(
+        "Assumed: with a plain shared listener each of the N − 1 loops that do not get a \
+         connection is woken in vain {} times per connection, as the other loop was here \
+         (measured; the worst case, every idle loop woken every time, would be 1), \
+         reuseport none, and each loop is limited by its CPU per connection; ignored: the \
+         shared accept queue's lock, caches, and the load generator's own cores. The rates \
+         are capacities (N × 1 s over the CPU per connection), not what a run here would \
+         show: the connections/s measured above share this machine's CPUs with the load \
+         generator. Two significant digits: the repeats do not support more.",
+        two_digits(per_other)
+    ));
+    let (cpu_head, rate_head) = if measured {
+        ("added CPU/conn", "shared conn/s")
+    } else {
+        ("added CPU/conn (at most)", "shared conn/s (at least)")
+    };
+    let mut table = format!(
+        "| N loops on N cores | shared: wasted wake-ups/conn | shared: {cpu_head} | reuseport conn/s | {rate_head} |\n|---:|---:|---:|---:|---:|\n"
     );
     for n in [2usize, 4, 8, 16, 32] {
-        let herd = cu.median + (n as f64 - 1.0) * per_wake;
+        let wasted = per_other * (n as f64 - 1.0);
+        let added = wasted * per_wake;
         let _ = writeln!(
             table,
-            "| {n} | {:.0} | {:.0} |",
-            n as f64 * 1e6 / cu.median,
-            n as f64 * 1e6 / herd
+            "| {n} | {} | {} µs | {} | {} |",
+            two_digits(wasted),
+            two_digits(added),
+            rate_two_digits(n as f64 * 1e6 / cu.median),
+            rate_two_digits(n as f64 * 1e6 / (cu.median + added))
         );
     }
     out.push(format!("Estimate:\n\n{table}"));
@@ -576,10 +618,16 @@ fn estimate(rows: &[Row]) -> Vec<String> {
 fn figure(dir: &Path, r: &HerdResults) -> io::Result<Option<String>> {
     let file = "herd_wasted_wakeups.svg";
     let path = dir.join(file);
-    let bars: Vec<(String, usize, Spread)> = SHARINGS
+    // A mode without a measurement stays in the figure, marked as such; a
+    // measured zero (reuseport, prefork) is drawn as a zero.
+    let bars: Vec<plots::Bar> = SHARINGS
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| Some((s.label.to_string(), i, row(r, s.label, false).wasted?)))
+        .map(|(i, s)| plots::Bar {
+            name: s.label.to_string(),
+            color: i,
+            value: row(r, s.label, false).wasted,
+        })
         .collect();
     match fs::remove_file(&path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&path, e)),
@@ -591,9 +639,10 @@ fn figure(dir: &Path, r: &HerdResults) -> io::Result<Option<String>> {
         &plots::Axis {
             desc: "wake-ups that got no connection, per connection accepted",
             scale: plots::Scale::Linear,
-            format: si_tick,
+            format: plots::count_label,
         },
         &bars,
+        &[],
     )?;
     Ok(drawn.then(|| file.to_string()))
 }
@@ -627,4 +676,20 @@ pub fn rewrite(dir: &Path) -> io::Result<Vec<PathBuf>> {
     };
     let r: HerdResults = serde_json::from_str(&text).map_err(|e| io_err(&json, e))?;
     write(dir, &r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_are_shown_to_two_significant_digits() {
+        assert_eq!(two_digits(0.1353), "0.14");
+        assert_eq!(two_digits(4.206), "4.2");
+        assert_eq!(two_digits(108.0), "110");
+        assert_eq!(two_digits(0.0), "0");
+        assert_eq!(rate_two_digits(1_356_000.0), "1.4M");
+        assert_eq!(rate_two_digits(57_142.0), "57k");
+        assert_eq!(rate_two_digits(100_000.0), "100k");
+    }
 }

@@ -25,8 +25,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::stats::Family;
-use plots::{Axis, LineChart, Scale, Series};
+use plots::{Axis, Bar, Family, LineChart, Scale, Series, Stack};
 use stats::{micros_tick as micros, si_tick, Metric};
 
 /// One figure of the report: drawn to `file`, or why not.
@@ -41,14 +40,14 @@ pub struct Ctx<'a> {
     pub r: &'a CompareResults,
     pub figures: &'a [Figure],
     /// Every comparison of the report, under one multiplicity control.
-    pub family: &'a Family,
+    pub family: &'a crate::stats::Family,
 }
 
 /// The report's Markdown: rendered once to collect every comparison it
 /// makes, then again with their Benjamini–Hochberg q-values, so that a
 /// difference is claimed only as a discovery among all of them.
 pub fn render_controlled(r: &CompareResults, figures: &[Figure]) -> String {
-    let first = Family::collecting();
+    let first = crate::stats::Family::collecting();
     markdown::render(&Ctx {
         r,
         figures,
@@ -107,16 +106,26 @@ pub fn load(path: &Path) -> io::Result<CompareResults> {
     Ok(r)
 }
 
+/// Each model's place among the rows of its family in the matrix: its
+/// colour in every panel, whichever rows a figure has.
+fn family_color(r: &CompareResults, model: &str) -> usize {
+    let family = Family::of(model);
+    r.models
+        .iter()
+        .filter(|m| Family::of(&m.model) == family)
+        .position(|m| m.model == model)
+        .unwrap_or(0)
+}
+
 /// One line per model over `points` (x value, workload): `metric` of
 /// each timing cell.
 fn series(r: &CompareResults, points: &[(f64, Workload)], metric: Metric) -> Vec<Series> {
     r.models
         .iter()
-        .enumerate()
-        .filter(|(_, m)| m.unavailable.is_none())
-        .map(|(color, m)| Series {
+        .filter(|m| m.unavailable.is_none())
+        .map(|m| Series {
             name: m.model.clone(),
-            color,
+            color: family_color(r, &m.model),
             reference: is_reference(&m.model),
             points: points
                 .iter()
@@ -139,7 +148,7 @@ fn series(r: &CompareResults, points: &[(f64, Workload)], metric: Metric) -> Vec
 }
 
 /// A log axis where the values span more than a decade, else linear.
-fn scale_for(series: &[Series]) -> Scale {
+fn scale_for(series: &[Series]) -> Scale<'static> {
     let v: Vec<f64> = series
         .iter()
         .flat_map(|s| s.points.iter().map(|(_, p)| p.median))
@@ -179,33 +188,109 @@ fn percentile_tick(v: f64) -> String {
     format!("p{v}")
 }
 
-fn plain(v: f64) -> String {
-    si_tick(v)
-}
-
-/// One bar per model: `metric` of its `purpose` cell on `w`.
-fn bars(
-    r: &CompareResults,
-    w: &Workload,
-    purpose: Purpose,
-    metric: Metric,
-) -> Vec<(String, usize, Spread)> {
+/// One bar per model with a `purpose` cell on `w`: `metric` of it, or no
+/// value where its runs have none; coloured by family.
+fn bars(r: &CompareResults, w: &Workload, purpose: Purpose, metric: Metric) -> Vec<Bar> {
     r.models
         .iter()
-        .enumerate()
-        .filter_map(|(color, m)| {
+        .filter_map(|m| {
             let c = r.cell(&m.model, w, purpose)?;
-            Some((markdown::label(&m.model), color, c.spread(metric)?))
+            Some(Bar {
+                name: markdown::label(&m.model),
+                color: Family::of(&m.model).color(),
+                value: c.spread(metric),
+            })
         })
         .collect()
 }
 
-fn syscalls_total(m: &crate::measurement::Measurement) -> Option<f64> {
-    m.server
-        .syscalls_per_request
-        .as_ref()?
-        .get("total")
-        .copied()
+fn models(r: &CompareResults) -> Vec<String> {
+    r.models.iter().map(|m| m.model.clone()).collect()
+}
+
+/// The colour key of bars coloured by family: the families of `models`.
+fn family_key(models: &[String]) -> Vec<(&'static str, usize)> {
+    Family::ALL
+        .iter()
+        .filter(|f| models.iter().any(|m| Family::of(m) == **f))
+        .map(|f| (f.short(), f.color()))
+        .collect()
+}
+
+/// The system calls counted, by role: the colours of the syscall figure
+/// (palette index), a call not listed being "other".
+const CALL_ROLES: &[(&str, usize, &[&str])] = &[
+    (
+        "wait for readiness",
+        0,
+        &[
+            "epoll_wait",
+            "epoll_pwait",
+            "poll",
+            "ppoll",
+            "select",
+            "pselect6",
+            "rt_sigtimedwait",
+        ],
+    ),
+    ("io_uring_enter", 4, &["io_uring_enter"]),
+    ("read", 2, &["read", "recvfrom", "recvmsg", "readv"]),
+    ("write", 1, &["write", "sendto", "sendmsg", "writev"]),
+    ("accept", 3, &["accept", "accept4"]),
+    ("other", 7, &[]),
+];
+
+/// A call's role in `CALL_ROLES`: its index there.
+fn call_role(call: &str) -> usize {
+    CALL_ROLES
+        .iter()
+        .position(|(_, _, calls)| calls.contains(&call))
+        .unwrap_or(CALL_ROLES.len() - 1)
+}
+
+/// One stack per model with a syscall-counting cell on `w`: its calls per
+/// request (median over the cell's runs), grouped by role.
+fn syscall_stacks(r: &CompareResults, w: &Workload) -> Vec<Stack> {
+    r.models
+        .iter()
+        .filter_map(|m| {
+            let c = r.cell(&m.model, w, Purpose::Syscalls)?;
+            let counted: Vec<_> = c
+                .runs
+                .iter()
+                .filter_map(|run| run.server.syscalls_per_request.as_ref())
+                .collect();
+            if counted.is_empty() {
+                return Some(Stack {
+                    name: markdown::label(&m.model),
+                    parts: None,
+                });
+            }
+            let calls: std::collections::BTreeSet<&String> = counted
+                .iter()
+                .flat_map(|counts| counts.keys())
+                .filter(|k| *k != "total")
+                .collect();
+            let mut parts: Vec<(String, usize, f64)> = calls
+                .into_iter()
+                .filter_map(|call| Some((call.clone(), c.syscall(call)?.median)))
+                .filter(|(_, v)| *v > 0.0)
+                .map(|(call, v)| {
+                    let role = call_role(&call);
+                    (call, role, v)
+                })
+                .collect();
+            parts.sort_by(|a, b| a.1.cmp(&b.1).then(b.2.total_cmp(&a.2)));
+            let parts = parts
+                .into_iter()
+                .map(|(call, role, v)| (call, CALL_ROLES[role].1, v))
+                .collect();
+            Some(Stack {
+                name: markdown::label(&m.model),
+                parts: Some(parts),
+            })
+        })
+        .collect()
 }
 
 fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
@@ -255,8 +340,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
         let s: Vec<Series> = r
             .models
             .iter()
-            .enumerate()
-            .filter_map(|(color, m)| {
+            .filter_map(|m| {
                 let c = r.cell(&m.model, &w, Purpose::Timing)?;
                 let points: Vec<(f64, Spread)> = questions::spectrum(c)
                     .into_iter()
@@ -264,7 +348,7 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
                     .collect();
                 (!points.is_empty()).then(|| Series {
                     name: m.model.clone(),
-                    color,
+                    color: family_color(r, &m.model),
                     reference: is_reference(&m.model),
                     // Past saturation the whole spectrum is a backlog's.
                     short: if questions::sustained(Some(c)) {
@@ -293,7 +377,9 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
         out.push(line_figure(dir, "latency_spectrum.svg", &chart)?);
     }
 
-    let idle: Vec<(f64, Workload)> = r
+    // The idle figure's x values are the idle connections held, 0 among
+    // them: categories, evenly spaced, since a log axis has no 0.
+    let idle: Vec<(usize, Workload)> = r
         .workloads
         .iter()
         .copied()
@@ -311,28 +397,32 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
                 },
                 None => Workload::Pingpong { conns: active },
             };
-            std::iter::once(zero)
-                .chain(
-                    r.workloads
-                        .iter()
-                        .copied()
-                        .filter(|w| matches!(w, Workload::Idle { .. })),
-                )
-                .map(|w| (w.concurrent_conns() as f64, w))
+            std::iter::once((0, zero))
+                .chain(r.workloads.iter().filter_map(|w| match *w {
+                    Workload::Idle { idle, .. } => Some((idle, *w)),
+                    _ => None,
+                }))
                 .collect()
         })
         .unwrap_or_default();
     if !idle.is_empty() {
         let active = idle.first().map_or(0, |(_, w)| w.concurrent_conns());
-        let title =
-            format!("Server CPU per request of {active} active connections vs connections held");
-        let s = series(r, &idle, stats::server_cpu);
-        let desc = format!("connections held ({active} active, the rest idle)");
+        let title = format!(
+            "Server CPU per request of {active} active connections vs idle connections held"
+        );
+        let categories: Vec<String> = idle.iter().map(|(n, _)| n.to_string()).collect();
+        let points: Vec<(f64, Workload)> = idle
+            .iter()
+            .enumerate()
+            .map(|(i, (_, w))| (i as f64, *w))
+            .collect();
+        let s = series(r, &points, stats::server_cpu);
+        let desc = "idle connections held (categories, not to scale: a log axis has no 0)";
         let chart = LineChart {
             title: &title,
             x: Axis {
-                desc: &desc,
-                scale: Scale::Log,
+                desc,
+                scale: Scale::Categories(&categories),
                 format: count,
             },
             y: Axis {
@@ -353,23 +443,34 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
         let title = format!("Connections per second ({})", w.label());
         let b = bars(r, w, Purpose::Timing, stats::rate);
         let x = Axis {
-            desc: "connections/s (median, line: min–max)",
+            desc: "connections/s (median, whisker: min–max)",
             scale: Scale::Linear,
             format: count,
         };
-        let drawn = plots::bar_chart(&dir.join("connections_per_second.svg"), &title, &x, &b);
+        let key = family_key(&models(r));
+        let drawn = plots::bar_chart(
+            &dir.join("connections_per_second.svg"),
+            &title,
+            &x,
+            &b,
+            &key,
+        );
         out.push(figure("connections_per_second.svg", &title, drawn)?);
     }
 
     if let Some(w) = questions::syscall_workloads(r).first() {
-        let title = format!("System calls per request ({}, one counting run)", w.label());
-        let b = bars(r, w, Purpose::Syscalls, syscalls_total);
-        let x = Axis {
-            desc: "syscalls per request",
-            scale: Scale::Linear,
-            format: plain,
-        };
-        let drawn = plots::bar_chart(&dir.join("syscalls_per_request.svg"), &title, &x, &b);
+        let title = format!(
+            "System calls per request by call ({}, one counting run)",
+            w.label()
+        );
+        let key: Vec<(&str, usize)> = CALL_ROLES.iter().map(|(n, c, _)| (*n, *c)).collect();
+        let drawn = plots::stacked_bar_chart(
+            &dir.join("syscalls_per_request.svg"),
+            &title,
+            "system calls per request",
+            &syscall_stacks(r, w),
+            &key,
+        );
         out.push(figure("syscalls_per_request.svg", &title, drawn)?);
     }
 
@@ -390,11 +491,12 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
             );
             let b = bars(r, w, Purpose::Timing, stats::rate);
             let x = Axis {
-                desc: "requests/s (median, line: min–max)",
+                desc: "requests/s (median, whisker: min–max)",
                 scale: Scale::Linear,
                 format: count,
             };
-            let drawn = plots::bar_chart(&dir.join(file), &title, &x, &b);
+            let key = family_key(&models(r));
+            let drawn = plots::bar_chart(&dir.join(file), &title, &x, &b, &key);
             out.push(figure(file, &title, drawn)?);
         }
         _ => {

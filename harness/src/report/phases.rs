@@ -7,9 +7,12 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
+use super::stats::micros_tick;
 use super::{io_err, write_file, write_json};
 use crate::phases::{self, Phase, Totals};
 
@@ -94,27 +97,130 @@ fn model_name(model: &str) -> String {
     model.split(':').next().unwrap_or(model).to_owned()
 }
 
-/// Copy calls last microseconds: drawn at least this wide (ms) to be seen.
-const MIN_COPY_MS: f64 = 0.25;
+/// A call narrower than this many pixels is drawn this wide, to be seen.
+const MIN_PX: f64 = 3.0;
+const WIDTH: u32 = 1200;
+const NAMES_W: u32 = 150;
+/// The share of the plot width the whole-request panel gets; the zoom on
+/// the request's end gets the rest.
+const OVERVIEW: f64 = 0.42;
+
+/// The zoom's length, ms before each lane's end: every call after the
+/// lane's longest one (its main wait), rounded up to 1-2-5.
+fn zoom_ms(lanes: &[Lane]) -> f64 {
+    let tail = lanes
+        .iter()
+        .filter_map(|l| {
+            let end = l.segments.last()?.end_ms;
+            let longest = l
+                .segments
+                .iter()
+                .max_by(|a, b| (a.end_ms - a.start_ms).total_cmp(&(b.end_ms - b.start_ms)))?;
+            Some(end - longest.end_ms)
+        })
+        .fold(0.0, f64::max);
+    let raw = (tail * 1.15).max(0.05);
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|v| *v >= raw)
+        .unwrap_or(mag * 10.0)
+}
 
 /// Draws the lanes; `false` if there is nothing to draw.
 pub fn draw(path: &Path, lanes: &[Lane]) -> io::Result<bool> {
-    let end = lanes
+    let longest = lanes
         .iter()
-        .flat_map(|l| l.segments.iter().map(|s| s.end_ms))
+        .filter_map(|l| l.segments.last().map(|s| s.end_ms))
         .fold(0.0, f64::max);
-    if end <= 0.0 {
+    if longest <= 0.0 {
         return Ok(false);
     }
-    let drawn = draw_lanes(path, lanes, end * 1.08);
+    let drawn = draw_lanes(path, lanes, longest * 1.04, zoom_ms(lanes));
     drawn.map_err(|e| io::Error::other(format!("drawing {}: {e}", path.display())))?;
     Ok(true)
 }
 
-fn draw_lanes(path: &Path, lanes: &[Lane], end: f64) -> Result<(), Box<dyn std::error::Error>> {
+type Drawn = Result<(), Box<dyn std::error::Error>>;
+
+/// One panel of the figure: every lane over `range` (ms). With `zoom`,
+/// each lane is shifted so that its last call ends at 0.
+struct Panel<'a> {
+    caption: &'a str,
+    desc: &'a str,
+    range: std::ops::Range<f64>,
+    zoom: bool,
+    names: bool,
+}
+
+fn draw_lanes(path: &Path, lanes: &[Lane], end: f64, zoom: f64) -> Drawn {
     let n = lanes.len();
-    let root = SVGBackend::new(path, (960, 140 + 60 * n as u32)).into_drawing_area();
+    let height = 214 + 60 * n as u32;
+    let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE)?;
+    let (head, rest) = root.split_vertically(44);
+    head.draw(&Text::new(
+        "The two phases of one request, per model (harness phases)",
+        (WIDTH as i32 / 2, 24),
+        ("sans-serif", 22)
+            .into_font()
+            .into_text_style(&head)
+            .pos(Pos::new(HPos::Center, VPos::Center)),
+    ))?;
+    let (body, foot) = rest.split_vertically(height - 44 - 64);
+    let split = NAMES_W + (f64::from(WIDTH - NAMES_W) * OVERVIEW) as u32;
+    let (left, right) = body.split_horizontally(split);
+    let zoom_caption = format!("its end: the last {} of each lane", micros_tick(zoom * 1e3));
+    draw_panel(
+        &left,
+        lanes,
+        &Panel {
+            caption: "the whole request",
+            desc: "ms from the request's first call",
+            range: 0.0..end,
+            zoom: false,
+            names: true,
+        },
+    )?;
+    draw_panel(
+        &right,
+        lanes,
+        &Panel {
+            caption: &zoom_caption,
+            desc: "time before the lane's last call returned",
+            range: -zoom..zoom * 0.02,
+            zoom: true,
+            names: false,
+        },
+    )?;
+    // The key, in the colours drawn.
+    let font = ("sans-serif", 14)
+        .into_font()
+        .into_text_style(&foot)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let mut x = 24;
+    for (name, color) in [("wait for data", WAIT), ("copy", COPY), ("other", OTHER)] {
+        foot.draw(&Rectangle::new([(x, 12), (x + 16, 28)], color.filled()))?;
+        foot.draw(&Text::new(name, (x + 22, 20), font.clone()))?;
+        x += 140;
+    }
+    foot.draw(&Text::new(
+        "a call that waits, then copies (a blocking read): wait-coloured,",
+        (x, 12),
+        font.clone(),
+    ))?;
+    foot.draw(&Text::new(
+        "its copy a 3 px red mark at its end (not separable); calls under 3 px drawn 3 px wide",
+        (x, 30),
+        font,
+    ))?;
+    root.present()?;
+    Ok(())
+}
+
+fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, lanes: &[Lane], p: &Panel) -> Drawn {
+    let n = lanes.len();
     let names: Vec<String> = lanes.iter().map(|l| l.model.clone()).collect();
     let y_fmt = move |y: &f64| {
         let i = y.round();
@@ -124,72 +230,96 @@ fn draw_lanes(path: &Path, lanes: &[Lane], end: f64) -> Result<(), Box<dyn std::
             String::new()
         }
     };
-    let mut c = ChartBuilder::on(&root)
-        .caption(
-            "The two phases of one request, per model (harness phases)",
-            ("sans-serif", 22),
-        )
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(150)
-        .build_cartesian_2d(0.0..end, -0.6..(n as f64 - 0.4))?;
+    let x_fmt = |v: &f64| {
+        let ms = if p.zoom { -v } else { *v };
+        if ms.abs() < 1e-9 {
+            "0".to_string()
+        } else {
+            micros_tick(ms * 1e3)
+        }
+    };
+    let (lo, hi) = (p.range.start, p.range.end);
+    let width = area
+        .dim_in_pixel()
+        .0
+        .saturating_sub(if p.names { NAMES_W } else { 0 } + 24);
+    let min_w = (hi - lo) * MIN_PX / f64::from(width.max(1));
+    let mut c = ChartBuilder::on(area)
+        .caption(p.caption, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(50)
+        .y_label_area_size(if p.names { NAMES_W } else { 0 })
+        .build_cartesian_2d(p.range.clone(), -0.6..(n as f64 - 0.4))?;
     c.configure_mesh()
         .disable_y_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .x_labels(6)
         .y_labels(n * 2)
         .y_label_formatter(&y_fmt)
-        .x_desc("ms from the request's first call (light: wait for data; dark: copy; grey: other)")
+        .x_label_formatter(&x_fmt)
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 14))
+        .x_desc(p.desc)
         .draw()?;
-    let wait = RGBColor(0x1f, 0x77, 0xb4).mix(0.35);
-    let copy = RGBColor(0xd6, 0x27, 0x28).mix(0.9);
-    let other = RGBColor(0x7f, 0x7f, 0x7f).mix(0.5);
     for (i, lane) in lanes.iter().enumerate() {
         let row = (n - 1 - i) as f64;
         if let Some(why) = &lane.missing {
-            // The reason without its parenthesised detail (in the table).
-            let text: String = why
-                .split(" (")
-                .next()
-                .unwrap_or(why)
-                .chars()
-                .take(110)
-                .collect();
-            c.draw_series(std::iter::once(Text::new(
-                text,
-                (end * 0.01, row),
-                ("sans-serif", 13),
-            )))?;
+            if p.names {
+                // The reason without its parenthesised detail (in the table).
+                let text: String = why
+                    .split(" (")
+                    .next()
+                    .unwrap_or(why)
+                    .chars()
+                    .take(70)
+                    .collect();
+                c.draw_series(std::iter::once(Text::new(
+                    text,
+                    (lo + (hi - lo) * 0.01, row),
+                    ("sans-serif", 13),
+                )))?;
+            }
             continue;
         }
+        let end = lane.segments.last().map_or(0.0, |s| s.end_ms);
+        let lane_ms = lane.segments.first().map_or(0.0, |s| end - s.start_ms);
+        let shift = if p.zoom { end } else { 0.0 };
         for span in &lane.segments {
-            let (start, stop, phase) = (span.start_ms, span.end_ms, span.phase);
+            let a = (span.start_ms - shift).max(lo);
+            let b = (span.end_ms - shift).max(a + min_w);
+            if b <= lo {
+                continue;
+            }
             let rect = |a: f64, b: f64, color: RGBAColor| {
                 Rectangle::new([(a, row - 0.3), (b, row + 0.3)], color.filled())
             };
-            let copy_end = |b: f64| (b - MIN_COPY_MS).max(start);
-            let parts = match phase {
-                Phase::Wait => vec![rect(start, stop, wait)],
-                Phase::Copy => vec![rect(start, stop.max(start + MIN_COPY_MS), copy)],
+            let parts = match span.phase {
+                Phase::Wait => vec![rect(a, b, WAIT)],
+                Phase::Copy => vec![rect(a, b, COPY)],
                 // One call, both phases: blocked waiting, then the copy at
                 // its end (its length is not separable; drawn minimal).
-                Phase::WaitThenCopy => {
-                    vec![rect(start, stop, wait), rect(copy_end(stop), stop, copy)]
-                }
-                Phase::Other => vec![rect(start, stop.max(start + MIN_COPY_MS / 2.0), other)],
+                Phase::WaitThenCopy => vec![rect(a, b, WAIT), rect(b - min_w, b, COPY)],
+                Phase::Other => vec![rect(a, b, OTHER)],
             };
             c.draw_series(parts)?;
-            // Name the long calls: where the lane spends its time.
-            if stop - start > end * 0.15 {
+            // Name the long calls, where the lane spends its time, in the
+            // whole-request panel.
+            if !p.zoom && span.end_ms - span.start_ms > lane_ms * 0.15 {
                 c.draw_series(std::iter::once(Text::new(
                     span.call.clone(),
-                    (start + end * 0.01, row + 0.05),
+                    (a + (hi - lo) * 0.01, row + 0.05),
                     ("sans-serif", 14),
                 )))?;
             }
         }
     }
-    root.present()?;
     Ok(())
 }
+
+const WAIT: RGBAColor = RGBAColor(0x9e, 0xc5, 0xe4, 1.0);
+const COPY: RGBAColor = RGBAColor(0xd6, 0x27, 0x28, 1.0);
+const OTHER: RGBAColor = RGBAColor(0xaa, 0xaa, 0xaa, 1.0);
 
 /// The section `REPORT.md` gets.
 fn section(lanes: &[Lane], drawn: bool) -> String {
@@ -327,6 +457,42 @@ mod tests {
         // The long call is named in its lane, the short one is not.
         assert!(svg.contains("read") && !svg.contains("sendto"));
         assert!(!draw(&path, &lanes()[1..]).unwrap());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The `width` of every `<rect>` filled with `color` (`#RRGGBB`).
+    fn widths(svg: &str, color: &str) -> Vec<f64> {
+        svg.split("<rect")
+            .skip(1)
+            .filter(|r| r.contains(&format!("fill=\"{color}\"")))
+            .filter_map(|r| {
+                let w = r.split("width=\"").nth(1)?.split('"').next()?;
+                w.parse().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_phase_is_visible_and_the_key_has_the_drawn_colours() {
+        // The copy after the 20 ms wait lasts 30 µs: the zoom on the lane's
+        // end covers the last 0.2 ms, after everything but the wait.
+        assert_eq!(zoom_ms(&lanes()), 0.2);
+        let dir = std::env::temp_dir().join(format!("harness-phases-vis-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(FIGURE);
+        assert!(draw(&path, &lanes()).unwrap());
+        let svg = fs::read_to_string(&path).unwrap();
+        let hex = |c: RGBAColor| format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2);
+        let copies = widths(&svg, &hex(COPY));
+        // In the zoom the 30 µs sendto is a bar tens of pixels wide, not a
+        // sliver; the key's swatch is one of the copy-coloured rects.
+        assert!(copies.iter().any(|w| *w >= 40.0), "{copies:?}");
+        assert!(copies.contains(&16.0), "{copies:?}");
+        assert!(widths(&svg, &hex(WAIT)).contains(&16.0));
+        for name in ["wait for data", "copy", "other"] {
+            assert!(svg.contains(&format!("\n{name}\n</text>")), "{name}");
+        }
+        assert!(!svg.contains("dark: copy"));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

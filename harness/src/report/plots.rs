@@ -1,29 +1,101 @@
-//! The report's SVG figures, drawn with plotters: one line per model
-//! (median of the repeats, with a bar from the smallest to the largest) over
-//! a numeric x axis, or one bar per model.
+//! The report's SVG figures, drawn with plotters: lines over a numeric or
+//! categorical x axis, one small panel per family of models (`Family`), so
+//! that no panel holds more than eight lines; horizontal bars, one per
+//! model or sharing mode; and stacked bars (system calls by call).
 //!
-//! Both axes are drawn in their own units: a logarithmic axis is drawn as a
-//! linear axis of log10(value) whose ticks sit at 1-2-5 values and are
-//! labelled with the values, so that a log axis always carries labels where
-//! the data is (plotters' own log axis labels powers of ten only). The
-//! legend stands in its own column right of the plot, never over the data.
+//! Every axis is drawn in its own units: a logarithmic axis is drawn as a
+//! linear axis of log10(value) whose ticks sit at 1-2-5 values inside the
+//! data's range and are labelled with the values (plotters' own log axis
+//! labels powers of ten only). A line's point is the median of the
+//! repeats; its whisker, drawn over the marker with caps, runs from the
+//! smallest to the largest. A bar with the value 0 is drawn and labelled
+//! "0"; a bar without a measurement is labelled so and not drawn.
 
 use std::error::Error;
 use std::io;
+use std::ops::Range;
 use std::path::Path;
 
-use std::ops::Range;
-
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::stats::Spread;
+
+/// The families the report draws as panels, in the report's order. A row's
+/// family follows from its model name alone (`Family::of`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    Blocking,
+    Readiness,
+    Completion,
+    Coroutines,
+    References,
+    /// A model added later and not yet placed in a family.
+    Other,
+}
+
+impl Family {
+    pub const ALL: [Family; 6] = [
+        Family::Blocking,
+        Family::Readiness,
+        Family::Completion,
+        Family::Coroutines,
+        Family::References,
+        Family::Other,
+    ];
+
+    /// The family of a row label (`epoll:edge`, `uring:multishot+sqpoll`):
+    /// decided by the model name before `:` or `+`. The one place this
+    /// mapping is written.
+    pub fn of(label: &str) -> Family {
+        let model = label.split([':', '+']).next().unwrap_or(label);
+        match model {
+            "blocking" => Family::Blocking,
+            "nonblocking" | "select" | "poll" | "epoll" | "sigio" => Family::Readiness,
+            "uring" => Family::Completion,
+            "coroutine" => Family::Coroutines,
+            "peers" => Family::References,
+            _ => Family::Other,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Family::Blocking => "blocking: a thread or process per connection",
+            Family::Readiness => "readiness loops: nonblocking, select, poll, epoll, sigio",
+            Family::Completion => "completion: io_uring",
+            Family::Coroutines => "coroutines on epoll",
+            Family::References => "references (peers)",
+            Family::Other => "other models",
+        }
+    }
+
+    /// Its name in a colour key.
+    pub fn short(self) -> &'static str {
+        match self {
+            Family::Blocking => "blocking",
+            Family::Readiness => "readiness loops",
+            Family::Completion => "completion",
+            Family::Coroutines => "coroutines",
+            Family::References => "references",
+            Family::Other => "other",
+        }
+    }
+
+    /// Its colour where a figure colours by family.
+    pub fn color(self) -> usize {
+        Family::ALL.iter().position(|f| *f == self).unwrap_or(0)
+    }
+}
 
 /// One model's points: (x value, spread of the repeats).
 pub struct Series {
     pub name: String,
-    /// Index into the palette: the model's place in the matrix, so that a
-    /// model has the same colour in every figure.
+    /// Index into the palette: the model's place among its family's rows in
+    /// the matrix, so that a model has the same colour in every panel of a
+    /// run.
     pub color: usize,
     /// A reference (a peer): drawn dashed, so it reads as a yardstick.
     pub reference: bool,
@@ -33,9 +105,9 @@ pub struct Series {
     pub short: Vec<f64>,
 }
 
-/// Tableau's twenty colours, black and four darker shades: distinguishable,
-/// also in print, for up to twenty-five model:modes.
-const PALETTE: [RGBColor; 25] = [
+/// Tableau 10: ten qualitative colours, distinguishable also in print and
+/// by most colour-blind readers; a panel holds at most eight lines.
+const PALETTE: [RGBColor; 10] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x2c, 0xa0, 0x2c),
@@ -46,21 +118,6 @@ const PALETTE: [RGBColor; 25] = [
     RGBColor(0x7f, 0x7f, 0x7f),
     RGBColor(0xbc, 0xbd, 0x22),
     RGBColor(0x17, 0xbe, 0xcf),
-    RGBColor(0x00, 0x00, 0x00),
-    RGBColor(0x39, 0x3b, 0x79),
-    RGBColor(0x63, 0x79, 0x39),
-    RGBColor(0x84, 0x3c, 0x39),
-    RGBColor(0x7b, 0x41, 0x73),
-    RGBColor(0xae, 0xc7, 0xe8),
-    RGBColor(0xff, 0xbb, 0x78),
-    RGBColor(0x98, 0xdf, 0x8a),
-    RGBColor(0xff, 0x98, 0x96),
-    RGBColor(0xc5, 0xb0, 0xd5),
-    RGBColor(0xc4, 0x9c, 0x94),
-    RGBColor(0xf7, 0xb6, 0xd2),
-    RGBColor(0xc7, 0xc7, 0xc7),
-    RGBColor(0xdb, 0xdb, 0x8d),
-    RGBColor(0x9e, 0xda, 0xe5),
 ];
 
 pub fn color(i: usize) -> RGBAColor {
@@ -69,19 +126,22 @@ pub fn color(i: usize) -> RGBAColor {
 
 /// How an axis maps its values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scale {
+pub enum Scale<'a> {
     Linear,
     /// log10; the axis title says "log scale".
     Log,
     /// Percentiles spaced by their nines: p90, p99, p99.9 equally apart
     /// (the position is -log10(1 - p/100)), as HdrHistogram plots them.
     Nines,
+    /// Evenly spaced categories: the value is the index into these labels.
+    /// For x values a log axis cannot show (0 idle connections).
+    Categories(&'a [String]),
 }
 
-impl Scale {
+impl Scale<'_> {
     fn to_axis(self, v: f64) -> f64 {
         match self {
-            Scale::Linear => v,
+            Scale::Linear | Scale::Categories(_) => v,
             Scale::Log => v.log10(),
             Scale::Nines => -(1.0 - v / 100.0).log10(),
         }
@@ -93,6 +153,7 @@ impl Scale {
                 Scale::Linear => true,
                 Scale::Log => v > 0.0,
                 Scale::Nines => v < 100.0,
+                Scale::Categories(c) => v >= 0.0 && v.round() == v && (v as usize) < c.len(),
             }
     }
 }
@@ -101,7 +162,7 @@ impl Scale {
 #[derive(Clone, Copy)]
 pub struct Axis<'a> {
     pub desc: &'a str,
-    pub scale: Scale,
+    pub scale: Scale<'a>,
     pub format: fn(f64) -> String,
 }
 
@@ -110,7 +171,15 @@ impl Axis<'_> {
         match self.scale {
             Scale::Log => format!("{} (log scale)", self.desc),
             Scale::Nines => format!("{} (spaced by nines)", self.desc),
-            Scale::Linear => self.desc.to_string(),
+            Scale::Linear | Scale::Categories(_) => self.desc.to_string(),
+        }
+    }
+
+    /// A tick's label: the category, or the value through `format`.
+    fn label(&self, v: f64) -> String {
+        match self.scale {
+            Scale::Categories(c) => c.get(v as usize).cloned().unwrap_or_default(),
+            _ => (self.format)(v),
         }
     }
 }
@@ -123,6 +192,7 @@ pub struct LineChart<'a> {
 }
 
 type Drawn = Result<(), Box<dyn Error>>;
+type Area<'b> = DrawingArea<SVGBackend<'b>, Shift>;
 
 /// A linear coordinate whose ticks are the given positions (plotters picks
 /// its own otherwise): the axes of this module are linear in their drawn
@@ -166,14 +236,14 @@ fn bounds(values: impl Iterator<Item = f64>, scale: Scale, from_zero: bool) -> O
     }
     Some(match scale {
         Scale::Log => {
-            let (lo, hi) = if hi / lo < 2.0 {
+            if hi / lo < 2.0 {
                 (lo / 1.5, hi * 1.5)
             } else {
                 (lo / 1.25, hi * 1.25)
-            };
-            (lo, hi)
+            }
         }
         Scale::Nines => (lo.min(40.0), hi.max(99.9)),
+        Scale::Categories(c) => (-0.5, c.len() as f64 - 0.5),
         Scale::Linear => {
             let lo = if from_zero && lo >= 0.0 { 0.0 } else { lo };
             let span = (hi - lo).max(hi.abs() * 0.1).max(1e-9);
@@ -183,9 +253,24 @@ fn bounds(values: impl Iterator<Item = f64>, scale: Scale, from_zero: bool) -> O
     })
 }
 
+/// Round steps (1, 2, 2.5, 5 times a power of ten) inside `[lo, hi]`, about
+/// `count` of them.
+fn linear_ticks(lo: f64, hi: f64, count: f64) -> Vec<f64> {
+    let raw = (hi - lo) / count;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(mag * 10.0);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|i| i as f64 * step).collect()
+}
+
 /// Tick values inside `[lo, hi]`: 1-2-5 steps on a log axis (1..9 where
 /// that leaves fewer than three), a round step on a linear one, the nines
-/// on a percentile axis.
+/// on a percentile axis, every category on a categorical one.
 pub fn ticks(lo: f64, hi: f64, scale: Scale) -> Vec<f64> {
     match scale {
         Scale::Log => {
@@ -208,27 +293,33 @@ pub fn ticks(lo: f64, hi: f64, scale: Scale) -> Vec<f64> {
                 pick(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
             }
         }
-        Scale::Linear => {
-            let raw = (hi - lo) / 6.0;
-            let mag = 10f64.powf(raw.log10().floor());
-            let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-                .iter()
-                .map(|m| m * mag)
-                .find(|s| *s >= raw)
-                .unwrap_or(mag * 10.0);
-            let first = (lo / step).ceil() as i64;
-            let last = (hi / step).floor() as i64;
-            (first..=last).map(|i| i as f64 * step).collect()
-        }
+        Scale::Linear => linear_ticks(lo, hi, 6.0),
         Scale::Nines => [50.0, 90.0, 99.0, 99.9, 99.99, 99.999]
             .into_iter()
             .filter(|p| *p >= lo && *p <= hi)
             .collect(),
+        Scale::Categories(c) => (0..c.len()).map(|i| i as f64).collect(),
     }
 }
 
-/// Draws `chart` to `path`. Returns `false` (and writes nothing) when no
-/// series has a point.
+/// The panels of a line chart: the series of each family present, in the
+/// families' order; a family without a series has no panel.
+pub fn panels(series: &[Series]) -> Vec<(Family, Vec<&Series>)> {
+    Family::ALL
+        .iter()
+        .map(|f| {
+            let of: Vec<&Series> = series
+                .iter()
+                .filter(|s| Family::of(&s.name) == *f)
+                .collect();
+            (*f, of)
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .collect()
+}
+
+/// Draws `chart` to `path`, one panel per family, every panel on the same
+/// axes. Returns `false` (and writes nothing) when no series has a point.
 pub fn line_chart(path: &Path, chart: &LineChart) -> io::Result<bool> {
     let xs = chart
         .series
@@ -245,151 +336,245 @@ pub fn line_chart(path: &Path, chart: &LineChart) -> io::Result<bool> {
     ) else {
         return Ok(false);
     };
-    wrap(path, draw_lines(path, chart, xb, yb))?;
+    wrap(path, draw_panels(path, chart, xb, yb))?;
     Ok(true)
 }
 
-const WIDTH: u32 = 1080;
-const HEIGHT: u32 = 640;
-const LEGEND_WIDTH: u32 = 230;
+const PANEL_W: u32 = 680;
+const PANEL_H: u32 = 400;
+const PANEL_LEGEND: u32 = 200;
+const TITLE_H: u32 = 48;
+const FOOT_H: u32 = 44;
 
-fn draw_lines(path: &Path, chart: &LineChart, xb: (f64, f64), yb: (f64, f64)) -> Drawn {
-    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+fn draw_panels(path: &Path, chart: &LineChart, xb: (f64, f64), yb: (f64, f64)) -> Drawn {
+    let panels = panels(chart.series);
+    let cols = if panels.len() > 1 { 2 } else { 1 };
+    let rows = panels.len().div_ceil(cols);
+    let size = (
+        PANEL_W * cols as u32,
+        TITLE_H + PANEL_H * rows as u32 + FOOT_H,
+    );
+    let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE)?;
-    let (plot, legend) = root.split_horizontally(WIDTH - LEGEND_WIDTH);
+    let (head, body) = root.split_vertically(TITLE_H);
+    head.draw(&Text::new(
+        chart.title.to_string(),
+        (size.0 as i32 / 2, TITLE_H as i32 / 2),
+        ("sans-serif", 24)
+            .into_font()
+            .into_text_style(&head)
+            .pos(Pos::new(HPos::Center, VPos::Center)),
+    ))?;
+    let (grid, foot) = body.split_vertically(PANEL_H * rows as u32);
+    for ((family, series), area) in panels.iter().zip(grid.split_evenly((rows, cols))) {
+        draw_panel(&area, family.title(), chart, series, xb, yb)?;
+    }
+    let mut notes = vec![
+        "dot: median of the repeats",
+        "whisker: smallest to largest",
+        "points moved apart sideways by a few pixels so that whiskers do not overlap",
+    ];
+    if chart.series.iter().any(|s| !s.short.is_empty()) {
+        notes.push("hollow: rate not sustained");
+    }
+    if chart.series.iter().any(|s| s.reference) {
+        notes.push("dashed: a reference");
+    }
+    foot.draw(&Text::new(
+        format!("Every panel has the same axes. {}.", notes.join("; ")).replacen("dot", "Dot", 1),
+        (16, FOOT_H as i32 / 2),
+        ("sans-serif", 15)
+            .into_font()
+            .into_text_style(&foot)
+            .pos(Pos::new(HPos::Left, VPos::Center)),
+    ))?;
+    root.present()?;
+    Ok(())
+}
+
+/// The axis positions (linear, log or nines applied) of a value range and
+/// its ticks.
+fn ticked(b: (f64, f64), scale: Scale) -> (Ticked, Vec<f64>) {
+    let values = ticks(b.0, b.1, scale);
+    let t = Ticked {
+        lo: scale.to_axis(b.0),
+        hi: scale.to_axis(b.1),
+        ticks: values.iter().map(|v| scale.to_axis(*v)).collect(),
+    };
+    (t, values)
+}
+
+/// An axis' tick labels: the tick values the positions were made from.
+fn tick_labels<'a>(ticks: Vec<f64>, axis: Axis<'a>) -> impl Fn(&f64) -> String + 'a {
+    move |pos: &f64| {
+        ticks
+            .iter()
+            .find(|t| (axis.scale.to_axis(**t) - pos).abs() < 1e-9)
+            .map(|t| axis.label(*t))
+            .unwrap_or_default()
+    }
+}
+
+fn draw_panel(
+    area: &Area,
+    title: &str,
+    chart: &LineChart,
+    series: &[&Series],
+    xb: (f64, f64),
+    yb: (f64, f64),
+) -> Drawn {
+    let (plot, legend) = area.split_horizontally(PANEL_W - PANEL_LEGEND);
     let (xs, ys) = (chart.x.scale, chart.y.scale);
-    let x_ticks = ticks(xb.0, xb.1, xs);
-    let y_ticks = ticks(yb.0, yb.1, ys);
-    let x_range = Ticked {
-        lo: xs.to_axis(xb.0),
-        hi: xs.to_axis(xb.1),
-        ticks: x_ticks.iter().map(|v| xs.to_axis(*v)).collect(),
-    };
-    let y_range = Ticked {
-        lo: ys.to_axis(yb.0),
-        hi: ys.to_axis(yb.1),
-        ticks: y_ticks.iter().map(|v| ys.to_axis(*v)).collect(),
-    };
-    // The labels are the tick values the positions were made from.
-    let label = |ticks: Vec<f64>, scale: Scale, format: fn(f64) -> String| {
-        move |pos: &f64| {
-            ticks
-                .iter()
-                .find(|t| (scale.to_axis(**t) - pos).abs() < 1e-9)
-                .map(|t| format(*t))
-                .unwrap_or_default()
-        }
-    };
-    let x_label = label(x_ticks, xs, chart.x.format);
-    let y_label = label(y_ticks, ys, chart.y.format);
+    let (x_range, x_ticks) = ticked(xb, xs);
+    let (y_range, y_ticks) = ticked(yb, ys);
+    let x_span = x_range.hi - x_range.lo;
+    let floor = y_range.lo;
+    let x_label = tick_labels(x_ticks, chart.x);
+    let y_label = tick_labels(y_ticks, chart.y);
     let mut c = ChartBuilder::on(&plot)
-        .caption(chart.title, ("sans-serif", 24))
-        .margin(18)
-        .x_label_area_size(60)
-        .y_label_area_size(96)
+        .caption(title, ("sans-serif", 17))
+        .margin(12)
+        .x_label_area_size(50)
+        .y_label_area_size(84)
         .build_cartesian_2d(x_range, y_range)?;
     c.configure_mesh()
         .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
         .x_label_formatter(&x_label)
         .y_label_formatter(&y_label)
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 14))
         .x_desc(chart.x.title())
         .y_desc(chart.y.title())
         .draw()?;
-    for s in chart.series {
+    let k = series.len() as f64;
+    for (i, s) in series.iter().enumerate() {
         let color = color(s.color);
-        let pts: Vec<(f64, Spread)> = s
+        // Side by side rather than on top of each other: a few pixels.
+        let dodge = (i as f64 - (k - 1.0) / 2.0) * x_span * 0.006;
+        let hollow = |x: f64| s.short.contains(&x);
+        let pts: Vec<(f64, Spread, bool)> = s
             .points
             .iter()
             .filter(|(x, p)| xs.usable(*x) && ys.usable(p.median))
-            .map(|(x, p)| (xs.to_axis(*x), *p))
+            .map(|(x, p)| (xs.to_axis(*x) + dodge, *p, hollow(*x)))
             .collect();
         let line: Vec<(f64, f64)> = pts
             .iter()
-            .map(|(x, p)| (*x, ys.to_axis(p.median)))
+            .map(|(x, p, _)| (*x, ys.to_axis(p.median)))
             .collect();
         if s.reference {
-            c.draw_series(DashedLineSeries::new(line, 8, 5, color.stroke_width(3)))?;
+            c.draw_series(DashedLineSeries::new(line, 7, 4, color.stroke_width(2)))?;
         } else {
             c.draw_series(LineSeries::new(line, color.stroke_width(2)))?;
         }
-        // A log axis has no zero: a bar's foot is cut at the axis bottom.
-        let floor = ys.to_axis(yb.0);
-        c.draw_series(pts.iter().filter(|(_, p)| p.max > p.min).map(|(x, p)| {
+        c.draw_series(pts.iter().map(|(x, p, hollow)| {
+            let at = (*x, ys.to_axis(p.median));
+            let style = if *hollow {
+                color.stroke_width(2)
+            } else {
+                color.filled()
+            };
+            Circle::new(at, 3, style)
+        }))?;
+        // Whiskers over the markers, with caps; a log axis has no zero,
+        // so a whisker's foot is cut at the axis bottom.
+        for (x, p, _) in pts.iter().filter(|(_, p, _)| p.max > p.min) {
             let lo = if ys.usable(p.min) {
                 ys.to_axis(p.min).max(floor)
             } else {
                 floor
             };
-            PathElement::new(vec![(*x, lo), (*x, ys.to_axis(p.max))], color)
-        }))?;
-        let hollow = |x: f64| s.short.iter().any(|v| xs.to_axis(*v) == x);
-        c.draw_series(pts.iter().map(|(x, p)| {
-            let style = if hollow(*x) {
-                WHITE.filled()
-            } else {
-                color.filled()
-            };
-            Circle::new((*x, ys.to_axis(p.median)), 5, style)
-        }))?;
-        c.draw_series(
-            pts.iter()
-                .filter(|(x, _)| hollow(*x))
-                .map(|(x, p)| Circle::new((*x, ys.to_axis(p.median)), 5, color.stroke_width(2))),
-        )?;
+            let hi = ys.to_axis(p.max);
+            let style = color.stroke_width(2);
+            c.draw_series([PathElement::new(vec![(*x, lo), (*x, hi)], style)])?;
+            c.draw_series([lo, hi].map(|y| {
+                EmptyElement::at((*x, y)) + PathElement::new(vec![(-4, 0), (4, 0)], style)
+            }))?;
+        }
     }
-    draw_legend(&legend, chart.series)?;
-    root.present()?;
+    draw_legend(&legend, series)?;
     Ok(())
 }
 
-/// The legend, one row per series, in its own drawing area.
-fn draw_legend(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, series: &[Series]) -> Drawn {
-    let font = ("sans-serif", 16).into_font();
+/// A panel's legend, one row per series, in its own drawing area.
+fn draw_legend(area: &Area, series: &[&Series]) -> Drawn {
+    let font = ("sans-serif", 14)
+        .into_font()
+        .into_text_style(area)
+        .pos(Pos::new(HPos::Left, VPos::Center));
     for (i, s) in series.iter().enumerate() {
-        let y = 70 + 24 * i as i32;
+        let y = 56 + 22 * i as i32;
         let color = color(s.color);
         if s.reference {
             // Dashed, as the reference's line in the plot.
-            let style = color.stroke_width(3);
-            area.draw(&PathElement::new(vec![(4, y), (14, y)], style))?;
-            area.draw(&PathElement::new(vec![(24, y), (34, y)], style))?;
+            let style = color.stroke_width(2);
+            area.draw(&PathElement::new(vec![(2, y), (10, y)], style))?;
+            area.draw(&PathElement::new(vec![(18, y), (26, y)], style))?;
         } else {
             area.draw(&PathElement::new(
-                vec![(4, y), (34, y)],
+                vec![(2, y), (26, y)],
                 color.stroke_width(2),
             ))?;
         }
-        area.draw(&Circle::new((19, y), 4, color.filled()))?;
+        area.draw(&Circle::new((14, y), 3, color.filled()))?;
         let name = if s.reference {
             format!("{} (ref.)", s.name)
         } else {
             s.name.clone()
         };
-        area.draw(&Text::new(name, (42, y - 9), font.clone()))?;
-    }
-    if series.iter().any(|s| !s.short.is_empty()) {
-        let y = 70 + 24 * series.len() as i32 + 16;
-        area.draw(&Circle::new((19, y), 5, BLACK.stroke_width(2)))?;
-        area.draw(&Text::new("rate not sustained", (42, y - 9), font.clone()))?;
+        area.draw(&Text::new(name, (32, y), font.clone()))?;
     }
     Ok(())
 }
 
-/// Horizontal bars, one per model (median, with a line from min to max).
-/// Returns `false` (and writes nothing) when there is no bar.
+/// One horizontal bar: the median of the repeats with a whisker from the
+/// smallest to the largest, or `None` where there is no measurement.
+pub struct Bar {
+    pub name: String,
+    pub color: usize,
+    pub value: Option<Spread>,
+}
+
+const WIDTH: u32 = 1080;
+const ROW_H: u32 = 30;
+const NAME_W: u32 = 210;
+
+/// The text style of labels that sit left-aligned right of a point.
+fn left_text(size: u32) -> TextStyle<'static> {
+    TextStyle::from(("sans-serif", size).into_font()).pos(Pos::new(HPos::Left, VPos::Center))
+}
+
+/// A row of coloured swatches naming what each colour means.
+fn draw_key(area: &Area, key: &[(&str, usize)], y: i32) -> Drawn {
+    let mut x = 16;
+    for (name, c) in key {
+        area.draw(&Rectangle::new(
+            [(x, y - 7), (x + 14, y + 7)],
+            color(*c).mix(0.8).filled(),
+        ))?;
+        area.draw(&Text::new(name.to_string(), (x + 20, y), left_text(14)))?;
+        x += 34 + 8 * name.chars().count() as i32;
+    }
+    Ok(())
+}
+
+/// Horizontal bars, one per row, labelled with their median; `key` names
+/// the colours (empty: no key). Returns `false` (and writes nothing) when
+/// no bar has a measurement.
 pub fn bar_chart(
     path: &Path,
     title: &str,
     x: &Axis,
-    bars: &[(String, usize, Spread)],
+    bars: &[Bar],
+    key: &[(&str, usize)],
 ) -> io::Result<bool> {
-    let Some((_, hi)) = bounds(bars.iter().map(|(_, _, s)| s.max), Scale::Linear, true) else {
+    let values = bars.iter().filter_map(|b| b.value.map(|s| s.max));
+    let Some((_, hi)) = bounds(values, Scale::Linear, true) else {
         return Ok(false);
     };
-    wrap(path, draw_bars(path, title, x, bars, hi))?;
+    // Room right of the longest bar for its label.
+    wrap(path, draw_bars(path, title, x, bars, key, hi * 1.12))?;
     Ok(true)
 }
 
@@ -397,14 +582,17 @@ fn draw_bars(
     path: &Path,
     title: &str,
     x: &Axis,
-    bars: &[(String, usize, Spread)],
+    bars: &[Bar],
+    key: &[(&str, usize)],
     hi: f64,
 ) -> Drawn {
-    let height = 140 + 34 * bars.len() as u32;
+    let n = bars.len();
+    let key_h = if key.is_empty() { 0 } else { 36 };
+    let height = 130 + ROW_H * n as u32 + key_h;
     let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let n = bars.len();
-    let names: Vec<String> = bars.iter().map(|(name, _, _)| name.clone()).collect();
+    let (plot, foot) = root.split_vertically(height - key_h);
+    let names: Vec<String> = bars.iter().map(|b| b.name.clone()).collect();
     let y_fmt = move |y: &f64| {
         let i = y.round();
         if (y - i).abs() < 0.01 && i >= 0.0 && (i as usize) < n {
@@ -414,18 +602,17 @@ fn draw_bars(
             String::new()
         }
     };
-    let x_ticks = ticks(0.0, hi, Scale::Linear);
-    let fmt = x.format;
     let x_range = Ticked {
         lo: 0.0,
         hi,
-        ticks: x_ticks,
+        ticks: ticks(0.0, hi, Scale::Linear),
     };
-    let mut c = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(18)
-        .x_label_area_size(60)
-        .y_label_area_size(200)
+    let fmt = x.format;
+    let mut c = ChartBuilder::on(&plot)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(56)
+        .y_label_area_size(NAME_W)
         .build_cartesian_2d(x_range, -0.6..(n as f64 - 0.4))?;
     c.configure_mesh()
         .disable_y_mesh()
@@ -434,24 +621,280 @@ fn draw_bars(
         .y_labels(n * 2 + 1)
         .y_label_formatter(&y_fmt)
         .x_label_formatter(&|v| fmt(*v))
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 16))
         .x_desc(x.title())
         .draw()?;
-    for (i, (_, palette_index, s)) in bars.iter().enumerate() {
+    for (i, bar) in bars.iter().enumerate() {
         let row = (n - 1 - i) as f64;
-        let color = color(*palette_index);
-        c.draw_series(std::iter::once(Rectangle::new(
-            [(0.0, row - 0.35), (s.median, row + 0.35)],
-            color.mix(0.7).filled(),
-        )))?;
+        let Some(s) = bar.value else {
+            c.draw_series([EmptyElement::at((0.0, row))
+                + Text::new(
+                    "no measurement",
+                    (8, 0),
+                    left_text(14).color(&RGBColor(0x70, 0x70, 0x70)),
+                )])?;
+            continue;
+        };
+        let color = color(bar.color);
+        c.draw_series([Rectangle::new(
+            [(0.0, row - 0.32), (s.median, row + 0.32)],
+            color.mix(0.75).filled(),
+        )])?;
+        if s.median == 0.0 {
+            // A zero is a measured value: a mark on the axis, not a gap.
+            c.draw_series([Rectangle::new(
+                [(0.0, row - 0.32), (hi * 0.003, row + 0.32)],
+                BLACK.filled(),
+            )])?;
+        }
         if s.max > s.min {
-            c.draw_series(std::iter::once(PathElement::new(
-                vec![(s.min, row), (s.max, row)],
-                BLACK.stroke_width(2),
-            )))?;
+            let style = BLACK.stroke_width(2);
+            c.draw_series([PathElement::new(vec![(s.min, row), (s.max, row)], style)])?;
+            c.draw_series([s.min, s.max].map(|v| {
+                EmptyElement::at((v, row)) + PathElement::new(vec![(0, -5), (0, 5)], style)
+            }))?;
+        }
+        c.draw_series([EmptyElement::at((s.max.max(s.median), row))
+            + Text::new(fmt(s.median), (8, 0), left_text(14))])?;
+    }
+    if !key.is_empty() {
+        draw_key(&foot, key, 14)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// One stacked bar: its parts in drawing order, each a named amount with
+/// the index of its colour; `None` where nothing was measured.
+pub struct Stack {
+    pub name: String,
+    pub parts: Option<Vec<(String, usize, f64)>>,
+}
+
+impl Stack {
+    fn total(&self) -> f64 {
+        self.parts.iter().flatten().map(|(_, _, v)| v).sum()
+    }
+}
+
+/// A count as precise as it is useful beside others: two significant
+/// digits below 10 (1.9, 0.93), whole numbers above (84, 118).
+pub fn count_label(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{v:.0}")
+    } else if v <= 0.0 {
+        format!("{v}")
+    } else {
+        // Rounded to two digits first: 0.9997 is "1.0", not "1.00".
+        let unit = 10f64.powi(v.log10().floor() as i32 - 1);
+        let rounded = (v / unit).round() * unit;
+        let decimals = (1 - rounded.log10().floor() as i32).max(0) as usize;
+        format!("{rounded:.decimals$}")
+    }
+}
+
+/// Where to break a linear axis so that totals an order of magnitude apart
+/// stay readable: above the largest total within four times the median,
+/// rounded up, when the largest total lies beyond three times that.
+pub fn break_at(totals: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = totals.iter().copied().filter(|t| *t > 0.0).collect();
+    v.sort_by(f64::total_cmp);
+    let median = *v.get(v.len() / 2)?;
+    let top = *v.last()?;
+    let below = v.iter().copied().rfind(|t| *t <= 4.0 * median)?;
+    let raw = below * 1.1;
+    let mag = 10f64.powf(raw.log10().floor());
+    let at = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(mag * 10.0);
+    (top > 3.0 * at).then_some(at)
+}
+
+/// A linear axis drawn in two parts: `[0, at]` over the first `LEFT` of
+/// the width, a gap, then `(at, top]` compressed into the rest.
+struct Broken {
+    at: Option<f64>,
+    top: f64,
+}
+
+const LEFT: f64 = 0.68;
+const GAP: f64 = 0.03;
+
+impl Broken {
+    fn pos(&self, v: f64) -> f64 {
+        match self.at {
+            None => v / self.top,
+            Some(at) if v <= at => v / at * LEFT,
+            Some(at) => LEFT + GAP + (v - at) / (self.top - at) * (1.0 - LEFT - GAP),
         }
     }
+
+    /// Tick values: round steps in each part.
+    fn ticks(&self) -> Vec<f64> {
+        match self.at {
+            None => linear_ticks(0.0, self.top, 6.0),
+            Some(at) => {
+                let mut t = linear_ticks(0.0, at, 5.0);
+                t.extend(
+                    linear_ticks(at, self.top, 3.0)
+                        .into_iter()
+                        .filter(|v| *v > at * 1.5),
+                );
+                t
+            }
+        }
+    }
+
+    /// `[a, b]` as drawn: two pieces where it spans the break.
+    fn pieces(&self, a: f64, b: f64) -> Vec<(f64, f64)> {
+        match self.at {
+            Some(at) if a < at && b > at => vec![(self.pos(a), LEFT), (LEFT + GAP, self.pos(b))],
+            _ => vec![(self.pos(a), self.pos(b))],
+        }
+    }
+}
+
+/// Stacked horizontal bars, one per row, each labelled with its total and
+/// its parts; the axis broken (`break_at`) where one total dwarfs the
+/// rest. `key` names the colours. Returns `false` (and writes nothing)
+/// without a non-zero total.
+pub fn stacked_bar_chart(
+    path: &Path,
+    title: &str,
+    desc: &str,
+    stacks: &[Stack],
+    key: &[(&str, usize)],
+) -> io::Result<bool> {
+    let totals: Vec<f64> = stacks.iter().map(Stack::total).collect();
+    let top = totals.iter().copied().fold(0.0, f64::max);
+    if top <= 0.0 {
+        return Ok(false);
+    }
+    let axis = Broken {
+        at: break_at(&totals),
+        top: top * 1.04,
+    };
+    wrap(path, draw_stacks(path, title, desc, stacks, key, &axis))?;
+    Ok(true)
+}
+
+const STACK_W: u32 = 1480;
+const STACK_PLOT_W: u32 = 800;
+
+fn draw_stacks(
+    path: &Path,
+    title: &str,
+    desc: &str,
+    stacks: &[Stack],
+    key: &[(&str, usize)],
+    axis: &Broken,
+) -> Drawn {
+    let n = stacks.len();
+    let height = 170 + ROW_H * n as u32;
+    let root = SVGBackend::new(path, (STACK_W, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (plot, foot) = root.split_vertically(height - 40);
+    let (plot, text) = plot.split_horizontally(STACK_PLOT_W);
+    let names: Vec<String> = stacks.iter().map(|s| s.name.clone()).collect();
+    let y_fmt = move |y: &f64| {
+        let i = y.round();
+        if (y - i).abs() < 0.01 && i >= 0.0 && (i as usize) < n {
+            names.get(n - 1 - i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let tick_values = axis.ticks();
+    let x_range = Ticked {
+        lo: 0.0,
+        hi: 1.0,
+        ticks: tick_values.iter().map(|v| axis.pos(*v)).collect(),
+    };
+    let x_fmt = |p: &f64| {
+        tick_values
+            .iter()
+            .find(|v| (axis.pos(**v) - p).abs() < 1e-9)
+            .map(|v| count_label(*v))
+            .unwrap_or_default()
+    };
+    let x_desc = match axis.at {
+        Some(at) => format!(
+            "{desc} (linear; axis broken at {}: the part right of the gap is compressed)",
+            count_label(at)
+        ),
+        None => desc.to_string(),
+    };
+    let mut c = ChartBuilder::on(&plot)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(56)
+        .y_label_area_size(NAME_W)
+        .build_cartesian_2d(x_range, -0.6..(n as f64 - 0.4))?;
+    c.configure_mesh()
+        .disable_y_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&y_fmt)
+        .x_label_formatter(&x_fmt)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 15))
+        .x_desc(x_desc)
+        .draw()?;
+    if axis.at.is_some() {
+        // The gap, blank over the grid, with the break's slashes on the
+        // axis.
+        let mid = LEFT + GAP / 2.0;
+        c.draw_series([Rectangle::new(
+            [(LEFT, -0.6), (LEFT + GAP, n as f64 - 0.4)],
+            WHITE.filled(),
+        )])?;
+        c.draw_series([-6, 2].map(|dx| {
+            EmptyElement::at((mid, -0.6))
+                + PathElement::new(vec![(dx, 7), (dx + 6, -7)], BLACK.stroke_width(2))
+        }))?;
+    }
+    let text_top = text.get_pixel_range().1.start;
+    for (i, stack) in stacks.iter().enumerate() {
+        let row = (n - 1 - i) as f64;
+        let y = c.backend_coord(&(0.0, row)).1 - text_top;
+        let Some(stack_parts) = &stack.parts else {
+            text.draw(&Text::new(
+                "no measurement",
+                (4, y),
+                left_text(14).color(&RGBColor(0x70, 0x70, 0x70)),
+            ))?;
+            continue;
+        };
+        let mut from = 0.0;
+        for (_, group, v) in stack_parts {
+            let to = from + v;
+            for (a, b) in axis.pieces(from, to) {
+                c.draw_series([Rectangle::new(
+                    [(a, row - 0.32), (b, row + 0.32)],
+                    color(*group).mix(0.85).filled(),
+                )])?;
+            }
+            from = to;
+        }
+        // Total and parts, largest first, in the column on the right.
+        let mut parts: Vec<&(String, usize, f64)> =
+            stack_parts.iter().filter(|(_, _, v)| *v > 0.0).collect();
+        parts.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let detail: Vec<String> = parts
+            .iter()
+            .map(|(name, _, v)| format!("{name} {}", count_label(*v)))
+            .collect();
+        text.draw(&Text::new(
+            format!("{} = {}", count_label(stack.total()), detail.join(" + ")),
+            (4, y),
+            left_text(14),
+        ))?;
+    }
+    draw_key(&foot, key, 16)?;
     root.present()?;
     Ok(())
 }
@@ -459,6 +902,7 @@ fn draw_bars(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::STANDARD_MODELS;
     use crate::report::stats::{micros_tick as micros, si_tick as si};
 
     fn spread(v: &[f64]) -> Spread {
@@ -486,6 +930,92 @@ mod tests {
             ticks(50.0, 99.99, Scale::Nines),
             vec![50.0, 90.0, 99.0, 99.9, 99.99]
         );
+    }
+
+    #[test]
+    fn log_ticks_lie_inside_the_range_shown_for_any_data() {
+        for (lo, hi) in [(11.0, 25.0), (0.04, 200.0), (48.0, 17_000.0), (9.0, 11.0)] {
+            let (a, b) = bounds([lo, hi].into_iter(), Scale::Log, true).expect("bounds");
+            let t = ticks(a, b, Scale::Log);
+            assert!(t.len() >= 3, "{lo}-{hi}: {t:?}");
+            assert!(t.iter().all(|v| *v >= a && *v <= b), "{lo}-{hi}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn every_standard_row_has_a_family_and_the_families_are_the_issues() {
+        for label in STANDARD_MODELS {
+            assert_ne!(Family::of(label), Family::Other, "{label}");
+        }
+        assert_eq!(Family::of("epoll:edge"), Family::Readiness);
+        assert_eq!(Family::of("nonblocking:spin"), Family::Readiness);
+        assert_eq!(Family::of("select"), Family::Readiness);
+        assert_eq!(Family::of("sigio:rt"), Family::Readiness);
+        assert_eq!(Family::of("blocking:fork"), Family::Blocking);
+        assert_eq!(Family::of("uring:multishot+sqpoll"), Family::Completion);
+        assert_eq!(Family::of("coroutine:async"), Family::Coroutines);
+        assert_eq!(Family::of("peers:tokio"), Family::References);
+        assert_eq!(Family::of("kqueue"), Family::Other);
+        // No panel holds more lines than the palette has colours.
+        for f in Family::ALL {
+            let n = STANDARD_MODELS
+                .iter()
+                .filter(|m| Family::of(m) == f)
+                .count();
+            assert!(n <= PALETTE.len(), "{f:?}: {n}");
+        }
+    }
+
+    #[test]
+    fn a_panel_is_drawn_only_for_a_family_with_a_series() {
+        let s = |name: &str| Series {
+            name: name.into(),
+            color: 0,
+            reference: false,
+            points: vec![(1.0, spread(&[1.0]))],
+            short: vec![],
+        };
+        let series = vec![s("peers:tokio"), s("epoll:level"), s("poll")];
+        let p = panels(&series);
+        let got: Vec<(Family, usize)> = p.iter().map(|(f, s)| (*f, s.len())).collect();
+        assert_eq!(got, vec![(Family::Readiness, 2), (Family::References, 1)]);
+    }
+
+    #[test]
+    fn a_categorical_axis_shows_zero_and_labels_the_categories() {
+        let cats = vec!["0".to_string(), "1000".into(), "10000".into()];
+        let scale = Scale::Categories(&cats);
+        assert!(scale.usable(0.0) && scale.usable(2.0) && !scale.usable(3.0));
+        assert_eq!(ticks(-0.5, 2.5, scale), vec![0.0, 1.0, 2.0]);
+        let axis = Axis {
+            desc: "idle",
+            scale,
+            format: si,
+        };
+        assert_eq!(axis.label(0.0), "0");
+        assert_eq!(axis.label(2.0), "10000");
+    }
+
+    #[test]
+    fn a_broken_axis_keeps_small_totals_readable_beside_large_ones() {
+        let totals = [1.9, 2.9, 2.9, 3.9, 3.0, 7.7, 84.0, 118.0, 1.9, 2.0];
+        assert_eq!(break_at(&totals), Some(10.0));
+        // Nothing dwarfs the rest: no break.
+        assert_eq!(break_at(&[1.9, 2.9, 3.9, 7.7]), None);
+        let axis = Broken {
+            at: Some(10.0),
+            top: 120.0,
+        };
+        // 1.9 and 2.9 are a tenth of the width apart, not a hundredth.
+        assert!(axis.pos(2.9) - axis.pos(1.9) > 0.05);
+        assert!(axis.pos(118.0) <= 1.0 && axis.pos(84.0) > LEFT + GAP);
+        assert_eq!(axis.pieces(1.0, 50.0).len(), 2);
+        assert!(axis.ticks().iter().all(|t| *t >= 0.0 && *t <= 120.0));
+        assert_eq!(count_label(1.94), "1.9");
+        assert_eq!(count_label(0.93), "0.93");
+        assert_eq!(count_label(0.9997), "1.0");
+        assert_eq!(count_label(118.2), "118");
+        assert_eq!(count_label(0.0), "0");
     }
 
     #[test]
@@ -537,18 +1067,69 @@ mod tests {
                 "units on the ticks"
             );
             assert_eq!(svg.contains("latency (log scale)"), scale == Scale::Log);
+            // One panel per family: the unknown model's and the peers'.
+            assert!(svg.contains(Family::Other.title()));
+            assert!(svg.contains(Family::References.title()));
+            assert!(!svg.contains(Family::Blocking.title()));
         }
         let path = dir.join("bars.svg");
-        let bars = vec![("model-a".to_string(), 0, spread(&[5.0, 6.0]))];
+        let bars = vec![
+            Bar {
+                name: "model-a".into(),
+                color: 0,
+                value: Some(spread(&[5.0, 6.0])),
+            },
+            Bar {
+                name: "model-zero".into(),
+                color: 1,
+                value: Some(spread(&[0.0, 0.0])),
+            },
+            Bar {
+                name: "model-none".into(),
+                color: 2,
+                value: None,
+            },
+        ];
         let x = Axis {
             desc: "connections/s",
             scale: Scale::Linear,
             format: si,
         };
-        assert!(bar_chart(&path, "t", &x, &bars).expect("drawn"));
-        assert!(std::fs::read_to_string(&path)
-            .expect("svg")
-            .contains("model-a"));
+        assert!(bar_chart(&path, "t", &x, &bars, &[("blocking", 0)]).expect("drawn"));
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        assert!(svg.contains("model-a") && svg.contains("blocking"));
+        // A zero is labelled as a value, a missing bar as missing.
+        assert!(
+            svg.contains("\n0\n</text>") && svg.contains("no measurement"),
+            "{svg}"
+        );
+        assert!(!bar_chart(&path, "t", &x, &bars[2..], &[]).expect("no error"));
+        let path = dir.join("stacks.svg");
+        let stacks = vec![
+            Stack {
+                name: "epoll:level".into(),
+                parts: Some(vec![
+                    ("epoll_wait".into(), 0, 0.97),
+                    ("recvfrom".into(), 1, 0.9997),
+                ]),
+            },
+            Stack {
+                name: "nonblocking:spin".into(),
+                parts: Some(vec![("recvfrom".into(), 1, 115.0)]),
+            },
+            Stack {
+                name: "blocking:iterative".into(),
+                parts: None,
+            },
+        ];
+        assert!(stacked_bar_chart(&path, "t", "calls", &stacks, &[("wait", 0)]).expect("drawn"));
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        assert!(
+            svg.contains("2.0 = recvfrom 1.0 + epoll_wait 0.97"),
+            "{svg}"
+        );
+        assert!(svg.contains("115 = recvfrom 115"), "{svg}");
+        assert!(svg.contains("no measurement"), "{svg}");
         let empty = LineChart {
             title: "t",
             x: Axis {

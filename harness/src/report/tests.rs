@@ -255,7 +255,7 @@ fn rendered(r: &CompareResults) -> Vec<(&'static str, questions::Answer)> {
     markdown::answers(&Ctx {
         r,
         figures: &[],
-        family: &Family::collecting(),
+        family: &crate::stats::Family::collecting(),
     })
 }
 
@@ -452,6 +452,20 @@ fn report_has_every_section_figure_and_reason() {
     assert!(svg.contains("p99.9") && svg.contains("peers:tokio (ref.)"));
     let svg = std::fs::read_to_string(dir.join("cpu_per_request_vs_rate.svg")).expect("svg");
     assert!(svg.contains("(log scale)") && svg.contains("µs") && svg.contains("k/s"));
+    // Families as panels: the readiness loops apart from the references.
+    assert!(svg.contains("readiness loops") && svg.contains("references (peers)"));
+    // The idle figure's x values are the idle connections held, 0 included
+    // (not the 100 + 1000 connections in all).
+    let svg = std::fs::read_to_string(dir.join("cpu_per_request_vs_idle.svg")).expect("svg");
+    assert!(svg.contains("idle connections held (categories"), "{svg}");
+    assert!(svg.contains("\n0\n</text>") && svg.contains("\n1000\n</text>"));
+    assert!(!svg.contains("1100") && !svg.contains("1.1k"), "{svg}");
+    // System calls stacked by call, each bar's parts written out.
+    let svg = std::fs::read_to_string(dir.join("syscalls_per_request.svg")).expect("svg");
+    assert!(
+        svg.contains("3.0 = read 1.0 + write 1.0 + epoll_wait 0.50 + other 0.50"),
+        "{svg}"
+    );
     // CSV: a header and one row per cell, every row as wide as the header.
     let csv = std::fs::read_to_string(dir.join("cells.csv")).expect("csv");
     let rows: Vec<&str> = csv.lines().collect();
@@ -687,8 +701,14 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
     );
     assert!(!text.contains("under 90 %"), "{text}");
     // 10 µs more for 0.9 more wasted wake-ups: 11.1 µs each; on 4 cores
-    // reuseport 4 × 1e6 / 40 = 100000/s, shared 4e6 / (40 + 3 × 11.1).
-    assert!(text.contains("| 4 | 100000 | 54545 |"), "{text}");
+    // each of the 3 other loops woken 0.9 times in vain (as measured on
+    // 2): 2.7 wake-ups, 30 µs; reuseport 4 × 1e6 / 40 = 100k/s, shared
+    // 4e6 / (40 + 30) = 57k/s, to two digits.
+    assert!(text.contains("| 4 | 2.7 | 30 µs | 100k | 57k |"), "{text}");
+    assert!(
+        text.contains("woken in vain 0.90 times per connection"),
+        "{text}"
+    );
     assert!(text.contains("an estimate"), "{text}");
     // One repeat each: no measured difference, the upper bound instead
     // (reuseport's 40 µs over at least one wake-up).
@@ -700,7 +720,9 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
     };
     let text = herd::section(&one_each, None);
     assert!(text.contains("upper bound, 40.0 µs"), "{text}");
-    assert!(text.contains("| 4 | 100000 | 25000 |"), "{text}");
+    // 2.7 wasted wake-ups at most 40 µs each: 108 µs; 4e6 / 148 = 27k/s.
+    assert!(text.contains("| 4 | 2.7 | 110 µs | 100k | 27k |"), "{text}");
+    assert!(text.contains("shared conn/s (at least)"), "{text}");
 }
 
 /// `uring:multishot+sqpoll` beside `uring:multishot`: a section of its own

@@ -21,9 +21,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::plots;
-use super::stats::{compare, micros, percent, show_p, Compared, Spread, MIN_REPEATS};
+use super::questions::show_paired;
+use super::stats::{micros, percent, significant, Spread};
 use super::{io_err, write_file, write_json};
 use crate::measurement::{LoopLatency, Measurement};
+use crate::stats::{paired, Family as StatFamily, InRound, Verdict, EQUIVALENCE, MIN_PAIRS};
 
 /// Loops (threads or processes) in every herd run: the machine this lab
 /// was written on has 2 CPUs; beyond that the section estimates.
@@ -168,8 +170,8 @@ pub fn measure(
 /// One sharing mode's medians over its repeats.
 struct Row<'a> {
     label: &'static str,
-    /// Its runs' measurements, for the rank test of `versus`.
-    measurements: Vec<&'a Measurement>,
+    /// Its runs' measurements with their round, for `versus`.
+    measurements: Vec<(usize, &'a Measurement)>,
     runs: usize,
     failed: Vec<String>,
     wasted: Option<Spread>,
@@ -203,7 +205,11 @@ fn row<'a>(r: &'a HerdResults, label: &'static str, skewed: bool) -> Row<'a> {
     let of = |f: &dyn Fn(&Measurement) -> Option<f64>| Spread::of(ms.iter().filter_map(|m| f(m)));
     Row {
         label,
-        measurements: ms.clone(),
+        measurements: runs
+            .iter()
+            .enumerate()
+            .filter_map(|(round, x)| Some((round, x.measurement.as_ref()?)))
+            .collect(),
         runs: runs.len(),
         failed: runs.iter().filter_map(|x| x.error.clone()).collect(),
         wasted: of(&|m| m.server.wakeups.as_ref()?.wasted_per_conn),
@@ -266,21 +272,44 @@ fn loop_of(m: &Measurement, busy: bool) -> Option<&LoopLatency> {
 
 /// `a` against `b` on `metric`, in words: the report's rank test over the
 /// repeats (`stats::compare`), a difference claimed only where it finds one.
-fn versus(a: &Row, b: &Row, metric: Metric) -> (Compared, String) {
-    let values =
-        |x: &Row| -> Vec<f64> { x.measurements.iter().filter_map(|m| metric(m)).collect() };
-    let outcome = compare(&values(a), &values(b));
-    let words = match outcome {
-        Compared::Higher { p } => format!("higher ({})", show_p(p)),
-        Compared::Lower { p } => format!("lower ({})", show_p(p)),
-        Compared::NoDifference { p } => {
-            format!("no difference the repeats support ({})", show_p(p))
-        }
-        Compared::TooFewRepeats => {
-            format!("not compared: fewer than {MIN_REPEATS} repeats a side")
+/// `a` against `b`, paired by round, under the section's own family
+/// (`crate::stats`: the report's rule, Benjamini–Hochberg over the
+/// section's comparisons); the verdict and its words.
+fn versus(fam: &StatFamily, a: &Row, b: &Row, metric: Metric) -> (Verdict, String) {
+    let values = |x: &Row| -> Vec<InRound> {
+        x.measurements
+            .iter()
+            .filter_map(|(round, m)| Some((*round, metric(m)?)))
+            .collect()
+    };
+    let key = format!("herd | {} | {} | {metric:p}", a.label, b.label);
+    let verdict = fam.judge(&key, &values(a), &values(b));
+    let words = match verdict {
+        Verdict::Differs { paired, q } => format!(
+            "{} ({}, q = {})",
+            if paired.ratio > 1.0 {
+                "higher"
+            } else {
+                "lower"
+            },
+            show_paired(&paired),
+            significant(q, 2)
+        ),
+        Verdict::Equivalent { paired, .. } => format!(
+            "no measurable difference ({} within ±{:.0} %)",
+            show_paired(&paired),
+            EQUIVALENCE * 100.0
+        ),
+        Verdict::NotResolved { paired, q } => format!(
+            "not resolved ({}, q = {})",
+            show_paired(&paired),
+            significant(q, 2)
+        ),
+        Verdict::TooFew { pairs } => {
+            format!("not compared: {pairs} rounds with both, an interval needs {MIN_PAIRS}")
         }
     };
-    (outcome, words)
+    (verdict, words)
 }
 
 fn show(s: &Option<Spread>, f: impl Fn(f64) -> String) -> String {
@@ -292,7 +321,15 @@ fn fixed(digits: usize) -> impl Fn(f64) -> String {
 }
 
 /// The section, in Markdown.
+/// The section, its comparisons under one multiplicity control: rendered
+/// once to collect them, then with their q-values.
 pub fn section(r: &HerdResults, figure: Option<&str>) -> String {
+    let first = StatFamily::collecting();
+    section_with(r, figure, &first);
+    section_with(r, figure, &first.adjust())
+}
+
+fn section_with(r: &HerdResults, figure: Option<&str>, fam: &StatFamily) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\n## Several loops on one port: the thundering herd\n");
     let _ = writeln!(
@@ -334,7 +371,7 @@ pub fn section(r: &HerdResults, figure: Option<&str>) -> String {
         let _ = writeln!(out, "\n![wasted wake-ups per connection]({file})\n");
     }
     let _ = writeln!(out, "\nFindings (computed from the table):\n");
-    for line in findings(&rows) {
+    for line in findings(fam, &rows) {
         let _ = writeln!(out, "- {line}");
     }
     let skewed: Vec<Row> = SKEWED.iter().map(|l| row(r, l, true)).collect();
@@ -382,7 +419,7 @@ pub fn section(r: &HerdResults, figure: Option<&str>) -> String {
         }
     }
     let _ = writeln!(out);
-    for line in skew_findings(&skewed) {
+    for line in skew_findings(fam, &skewed) {
         let _ = writeln!(out, "- {line}");
     }
     let _ = writeln!(out, "\n### On N cores (an estimate, not a measurement)\n");
@@ -394,7 +431,7 @@ pub fn section(r: &HerdResults, figure: Option<&str>) -> String {
 
 /// Under skew: `reuseport` against `exclusive`, each figure compared over
 /// the repeats and a difference claimed only where they separate.
-fn skew_findings(skewed: &[Row]) -> Vec<String> {
+fn skew_findings(fam: &StatFamily, skewed: &[Row]) -> Vec<String> {
     let (Some(exclusive), Some(reuseport)) = (find(skewed, "exclusive"), find(skewed, "reuseport"))
     else {
         return vec!["needs the exclusive and reuseport rows under skew".into()];
@@ -423,7 +460,7 @@ fn skew_findings(skewed: &[Row]) -> Vec<String> {
             "{what}: `reuseport` {} against `exclusive` {}: {}.",
             f(u.median),
             f(e.median),
-            versus(reuseport, exclusive, metric).1
+            versus(fam, reuseport, exclusive, metric).1
         ))
     };
     out.extend(finding(
@@ -454,7 +491,7 @@ fn find<'r, 'a>(rows: &'r [Row<'a>], label: &str) -> Option<&'r Row<'a>> {
     rows.iter().find(|x| x.label == label)
 }
 
-fn findings(rows: &[Row]) -> Vec<String> {
+fn findings(fam: &StatFamily, rows: &[Row]) -> Vec<String> {
     let mut out = Vec::new();
     let per_mode: Vec<String> = rows
         .iter()
@@ -473,7 +510,7 @@ fn findings(rows: &[Row]) -> Vec<String> {
                 micros(s.median),
                 micros(u.median),
                 (s.median / u.median - 1.0) * 100.0,
-                versus(shared, reuseport, cpu_us).1
+                versus(fam, shared, reuseport, cpu_us).1
             ));
         }
     }
@@ -489,12 +526,11 @@ fn findings(rows: &[Row]) -> Vec<String> {
     }
     if let (Some(exclusive), Some(reuseport)) = (find(rows, "exclusive"), find(rows, "reuseport")) {
         if exclusive.spread.is_some() && reuseport.spread.is_some() {
-            out.push(match versus(exclusive, reuseport, loop_spread) {
-                (Compared::Higher { p }, _) => format!(
-                    "`exclusive` spreads connections less evenly than `reuseport` ({}): it \
+            out.push(match versus(fam, exclusive, reuseport, loop_spread) {
+                (Verdict::Differs { paired, .. }, words) if paired.ratio > 1.0 => format!(
+                    "`exclusive` spreads connections less evenly than `reuseport` ({words}): it \
                      wakes the loop that waits first, so its spread follows who is idle, \
-                     where `reuseport` hashes.",
-                    show_p(p)
+                     where `reuseport` hashes."
                 ),
                 (_, words) => format!("Spread, `exclusive` against `reuseport`: {words}."),
             });
@@ -533,7 +569,7 @@ fn rate_two_digits(v: f64) -> String {
 /// often), and the cost of one wasted wake-up: the extra server CPU per
 /// connection of `shared` over `reuseport`, divided by its extra wasted
 /// wake-ups, when every repeat of the one lies above every repeat of the
-/// other (`Spread::all_above`: at least 4 repeats a side). Otherwise (a
+/// other (the 95 % interval of their paired ratio above 1). Otherwise (a
 /// difference lost in the noise, or one repeat) an upper bound: every
 /// connection needs at least one wake-up, so one costs at most
 /// `reuseport`'s CPU per connection over its voluntary switches per
@@ -550,7 +586,16 @@ fn estimate(rows: &[Row]) -> Vec<String> {
     };
     let extra = ws.median - reuseport.wasted.map_or(0.0, |w| w.median);
     let mut out = Vec::new();
-    let measured = extra > 0.0 && cs.all_above(&cu);
+    // Measured where shared costs more than reuseport in the paired rounds
+    // (the whole 95 % interval of the ratio above 1).
+    let cpu_in = |x: &Row| -> Vec<InRound> {
+        x.measurements
+            .iter()
+            .filter_map(|(round, m)| Some((*round, cpu_us(m)?)))
+            .collect()
+    };
+    let separated = paired(&cpu_in(shared), &cpu_in(reuseport)).is_some_and(|p| p.lo > 1.0);
+    let measured = extra > 0.0 && separated;
     let per_wake = if measured {
         let per_wake = (cs.median - cu.median) / extra;
         out.push(format!(

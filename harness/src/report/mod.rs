@@ -19,7 +19,7 @@ pub use results::{
     is_reference, Cell, CompareResults, ModelStatus, Purpose, RunFailure, RunKey, Workload,
     EXCLUDED, SATURATED,
 };
-pub use stats::{Spread, MIN_REPEATS};
+pub use stats::Spread;
 
 use std::fs;
 use std::io;

@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 
 use super::markdown::{figure_ref, label, show, show_pct, Table};
 use super::results::{is_reference, Cell, CompareResults, Purpose, Workload, SATURATED};
-use super::stats::{self, micros, show_p, show_ratio, si, significant, Metric, Spread};
+use super::stats::{self, micros, show_p, si, significant, Metric, Spread};
 use super::Ctx;
 use crate::run::OFFERED_SHARE;
-use crate::spec::{is_model_row, twin_of};
+use crate::spec::{is_model_row, twin_of, FLOOR_ROW};
 use crate::stats::{samples_needed, Family, Paired, Verdict, EQUIVALENCE, MIN_PAIRS};
 
 /// One question's answer: its section and its line of the summary.
@@ -691,7 +691,7 @@ pub fn idle_cost(x: &Ctx) -> Option<Answer> {
                 .rev()
                 .find_map(|(n, w)| Some((*n, timing(r, &m, w).filter(|c| c.runs.len() >= enough)?)))
         };
-        let top = measured(stats::MIN_REPEATS).or_else(|| measured(1));
+        let top = measured(MIN_PAIRS).or_else(|| measured(1));
         let (Some(base), Some((n, top))) = (base, top) else {
             continue;
         };
@@ -920,9 +920,19 @@ pub fn tail_latency(x: &Ctx) -> Option<Answer> {
             t.render()
         ));
         body.push_str(&figure_ref(x, "latency_spectrum.svg"));
-        for m in models(r) {
+        // The instrument's own p99 at this rate: the reflector's, which
+        // answers without a wake-up on its side.
+        let floor = timing(r, FLOOR_ROW, &w)
+            .filter(|c| sustained(Some(c)))
+            .and_then(|c| c.spread(stats::p99));
+        for m in ranked(r) {
             // Past saturation the tail is the backlog's (said below).
             let Some(c) = timing(r, &m, &w).filter(|c| sustained(Some(c))) else {
+                continue;
+            };
+            let Some(ratio) =
+                crate::stats::paired(&c.in_rounds(stats::p999), &c.in_rounds(stats::p50))
+            else {
                 continue;
             };
             let (Some(p50), Some(p999)) = (c.spread(stats::p50), c.spread(stats::p999)) else {
@@ -938,23 +948,36 @@ pub fn tail_latency(x: &Ctx) -> Option<Answer> {
                 })
                 .unwrap_or_default();
             found.push(format!(
-                "{} at {}: p99.9 is {} its p50 ({} vs {}, medians of {} runs){inv}.",
+                "{} at {}: p99.9 is {} its p50 ({} vs {}, medians of {} rounds){inv}.",
                 label(&m),
                 rate_label(&w),
-                show_ratio(&p999, &p50),
+                show_paired(&ratio),
                 micros(p999.median),
                 micros(p50.median),
                 c.runs.len()
             ));
         }
-        found.extend(against_yardstick(
-            x,
-            &w,
-            Purpose::Timing,
-            stats::p99,
-            micros,
-            "p99 latency",
-        ));
+        match floor {
+            Some(f) => {
+                found.push(format!(
+                    "The instrument's own p99 at {} (the load generator against the reflector, \
+                     which answers without a wake-up) is {}: no two models are ranked on a \
+                     p99 difference smaller than that (their medians closer than the floor \
+                     read \"within the instrument's floor\").",
+                    rate_label(&w),
+                    micros(f.median)
+                ));
+                found.extend(floor_aware_p99(x, &w, f.median));
+            }
+            None => found.extend(against_yardstick(
+                x,
+                &w,
+                Purpose::Timing,
+                stats::p99,
+                micros,
+                "p99 latency",
+            )),
+        }
         found.push(
             "Not measured: which part of a late request's time was spent where (queueing in \
              the kernel, waiting to be scheduled, the server's own loop). The columns above show \
@@ -983,6 +1006,50 @@ pub fn tail_latency(x: &Ctx) -> Option<Answer> {
         ))
     });
     Some(Answer { body, summary })
+}
+
+/// Every model's p99 against the yardstick's on `w`, except where their
+/// medians lie closer than `floor` (the instrument's own p99): a difference
+/// the instrument's own tail explains ranks nothing.
+fn floor_aware_p99(x: &Ctx, w: &Workload, floor: f64) -> Vec<String> {
+    let r = x.r;
+    let Some(y) = yardstick(r) else {
+        return Vec::new();
+    };
+    let Some(base) = timing(r, &y, w).filter(|c| sustained(Some(c))) else {
+        return Vec::new();
+    };
+    let Some(yp) = base.spread(stats::p99) else {
+        return Vec::new();
+    };
+    ranked(r)
+        .iter()
+        .filter(|m| **m != y)
+        .filter_map(|m| {
+            let c = timing(r, m, w).filter(|c| sustained(Some(c)))?;
+            let mp = c.spread(stats::p99)?;
+            if (mp.median - yp.median).abs() < floor {
+                return Some(format!(
+                    "{}: p99 {} against {}'s {}: within the instrument's floor ({}).",
+                    label(m),
+                    micros(mp.median),
+                    label(&y),
+                    micros(yp.median),
+                    micros(floor)
+                ));
+            }
+            let v = versus(
+                x.family,
+                c,
+                base,
+                stats::p99,
+                micros,
+                "p99 latency",
+                &label(&y),
+            )?;
+            Some(format!("{}: {v}.", label(m)))
+        })
+        .collect()
 }
 
 /// Syscalls per request of every syscall-counting cell of `w`, by call.

@@ -647,8 +647,7 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
         });
         r
     };
-    // Four repeats of shared and reuseport: disjoint ranges count as a
-    // difference from four a side (`Spread::all_above`).
+    // Four rounds of shared and reuseport: paired by round, a difference.
     let results = herd::HerdResults {
         runs: vec![
             run("shared", false, 0.9, 50.0, vec![100, 100]),
@@ -676,26 +675,29 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
         "{text}"
     );
     assert!(text.contains("exclusive 3.00×"), "{text}");
-    assert!(text.contains("(+25.0 %): higher (p"), "{text}");
+    assert!(
+        text.contains("(+25.0 %): higher (1.25× (95 % CI 1.25–1.25×), q = "),
+        "{text}"
+    );
     // Under skew, four repeats a side: 3 of 4 s of CPU on the busy loop; its
     // share of new connections and its p99 differ (every repeat above: the
     // rank test's smallest p, 2/70), the p99 of all of them does not.
     assert!(text.contains("| 75 % |"), "{text}");
     assert!(
         text.contains(
-            "busy loop served: `reuseport` 50 % against `exclusive` 23 %: higher (p = 0.029)"
+            "busy loop served: `reuseport` 50 % against `exclusive` 23 %: higher (2.20× (95 % CI 1.85–2.63×), q = "
         ),
         "{text}"
     );
     assert!(
         text.contains(
-            "landed on the busy loop: `reuseport` 965 µs against `exclusive` 315 µs: higher (p = 0.029)"
+            "landed on the busy loop: `reuseport` 965 µs against `exclusive` 315 µs: higher (3.04× (95 % CI 2.93–3.15×), q = "
         ),
         "{text}"
     );
     assert!(
         text.contains(
-            "p99 of all new connections: `reuseport` 255 µs against `exclusive` 255 µs: no difference the repeats support"
+            "p99 of all new connections: `reuseport` 255 µs against `exclusive` 255 µs: no measurable difference (1.00× (95 % CI 0.930–1.07×) within ±10 %)"
         ),
         "{text}"
     );

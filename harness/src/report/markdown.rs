@@ -1,13 +1,13 @@
 //! `results/REPORT.md`: a one-screen summary, the environment stamp, then
 //! one section per question a reader brings (`SECTIONS`), and the checks of
-//! the measurement itself (load generator efficiency, accounting
+//! the measurement itself (the instrument's floor, accounting
 //! cross-check, this machine's distortions).
 
 use std::fmt::Write as _;
 
 use super::questions::{self, Answer};
 use super::results::{is_reference, Cell, CompareResults, Purpose, Workload, EXCLUDED};
-use super::stats::{self, micros, significant, Spread};
+use super::stats::{self, significant, Spread};
 use super::Ctx;
 use crate::account::AGREEMENT_TOLERANCE;
 
@@ -118,43 +118,6 @@ pub fn show_pct(cell: Option<&Cell>, p: f64) -> String {
 
 fn timing<'a>(r: &'a CompareResults, model: &str, w: &Workload) -> Option<&'a Cell> {
     r.cell(model, w, Purpose::Timing)
-}
-
-/// The efficiency target of issue 5: at 100 connections against
-/// epoll:level, the load generator's CPU per request is no more than the
-/// server's.
-fn efficiency(r: &CompareResults) -> String {
-    let w = Workload::Pingpong { conns: 100 };
-    let Some(cell) = timing(r, "epoll:level", &w) else {
-        return "Not measured: the matrix had no epoll:level ping-pong at 100 connections.\n"
-            .into();
-    };
-    if let Some(why) = cell.why_empty() {
-        return format!("Not measured: epoll:level at c=100 {why}.\n");
-    }
-    let (Some(client), Some(server)) = (
-        cell.spread(stats::client_cpu),
-        cell.spread(stats::server_cpu),
-    ) else {
-        return "Not measured: the runs lack client or server CPU per request (see the pingpong table).\n"
-            .into();
-    };
-    let verdict = if client.max <= server.min {
-        "met: in every repeat the load generator spent no more CPU per request than the server"
-    } else if client.median <= server.median {
-        "met by the medians, but not in every repeat"
-    } else {
-        "NOT met: the load generator spent more CPU per request than the server, so rates in this \
-         report may be limited by the client"
-    };
-    format!(
-        "Against epoll:level at 100 connections of {} B ping-pong: the load generator used {} of CPU per \
-         request, the server {} (client/server = {:.2}). Target (client ≤ server): {verdict}.\n",
-        r.size,
-        client.show(micros),
-        server.show(micros),
-        client.median / server.median
-    )
 }
 
 /// How the run was made and how its numbers are read.
@@ -549,6 +512,10 @@ pub struct Section {
 /// The questions a reader brings, in the order the report answers them.
 pub const SECTIONS: &[Section] = &[
     Section {
+        title: "The instrument's floor",
+        render: super::instrument::floor,
+    },
+    Section {
         title: "How fine can this run resolve? The A/A control",
         render: super::control::aa_control,
     },
@@ -671,7 +638,6 @@ pub fn render(x: &Ctx) -> String {
     for (title, a) in &answered {
         let _ = writeln!(w, "## {title}\n\n{}", a.body);
     }
-    let _ = writeln!(w, "## Load generator efficiency\n\n{}", efficiency(r));
     let _ = writeln!(w, "## Accounting cross-check\n\n{}", cross_check(r));
     let _ = writeln!(w, "## This machine's distortions\n\n{}", distortions(r));
     if let Some(t) = not_run_table(r) {

@@ -6,6 +6,7 @@ mod csv;
 mod env;
 mod flags;
 pub mod herd;
+mod instrument;
 mod markdown;
 pub mod phases;
 mod plots;

@@ -374,6 +374,11 @@ pub fn request_cost(x: &Ctx) -> Option<Answer> {
         sweep_table(r, stats::server_cpu, micros),
         short_note()
     );
+    body.push_str(&format!(
+        "**The load generator's CPU per request in the same runs** (the instrument's cost, \
+         beside the server's; `reflector` is its floor):\n\n{}\n",
+        sweep_table(r, stats::client_cpu, micros)
+    ));
     body.push_str(&figure_ref(x, "cpu_per_request_vs_rate.svg"));
     let mut found = Vec::new();
     let reference = reference_rate(r);

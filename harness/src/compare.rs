@@ -32,7 +32,7 @@ use crate::report::{
 };
 use crate::run::OFFERED_SHARE;
 use crate::server::{self, Server, ServerConfig};
-use crate::spec::{base_row, row, twin_of, AA_ROW, FLOOR_ROW};
+use crate::spec::{base_row, row, twin_of, AA_ROW, FLOOR_ROW, URING_BEST};
 use crate::stats::samples_needed;
 
 /// The model:modes of the standard matrix, in report order. A row
@@ -92,7 +92,7 @@ pub const LADDER_ROWS: &[&str] = &[
     "uring:multishot+defer-taskrun",
     "uring:multishot+defer-taskrun+skip-send-cqe",
     "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files",
-    "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+incremental-buffers",
+    URING_BEST,
     "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+bundle",
 ];
 
@@ -134,7 +134,7 @@ pub const MEMORY_ROWS: &[&str] = &[
     "epoll:level",
     "uring:multishot",
     "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files",
-    "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+incremental-buffers",
+    URING_BEST,
     "coroutine:stackful",
     "coroutine:async",
     "blocking:thread",

@@ -17,6 +17,11 @@ pub const AA_ROW: &str = "epoll:level#aa";
 /// known in the same rounds as everything it measures.
 pub const FLOOR_ROW: &str = "reflector";
 
+/// io_uring's best combination, a named row: every ladder feature that
+/// goes together (see `uring/README.md`).
+pub const URING_BEST: &str =
+    "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+incremental-buffers";
+
 /// Whether a row is a model a reader weighs: not the A/A twin of another
 /// row, not the instrument's floor.
 pub fn is_model_row(label: &str) -> bool {

@@ -12,7 +12,7 @@ use crate::spec::{base_row, row as parse_row};
 
 /// Share of a CPU io_uring's kernel threads used in the window (the SQPOLL
 /// poller, io-wq workers), where the server had such threads.
-fn io_uring_threads_share(m: &Measurement) -> Option<f64> {
+pub(super) fn io_uring_threads_share(m: &Measurement) -> Option<f64> {
     let cpu = m.server.io_uring_threads_cpu_s?;
     (m.window_s > 0.0).then(|| cpu / m.window_s)
 }
@@ -55,6 +55,8 @@ fn pairs(r: &CompareResults) -> Vec<(String, String, Vec<String>)> {
     let measured = models(r);
     measured
         .iter()
+        // Ladder rungs are set against the rung below them (`ladder`).
+        .filter(|m| !super::ladder::is_rung(m))
         .filter_map(|m| {
             let base = base_row(m)?;
             let (_, flags) = parse_row(m).ok()?;

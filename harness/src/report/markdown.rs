@@ -544,6 +544,10 @@ pub const SECTIONS: &[Section] = &[
         render: questions::saturation,
     },
     Section {
+        title: "io_uring at its best: the ablation ladder",
+        render: super::ladder::ladder,
+    },
+    Section {
         title: "What does a server flag change?",
         render: super::flags::flag_cost,
     },

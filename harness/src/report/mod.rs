@@ -7,6 +7,7 @@ mod env;
 mod flags;
 pub mod herd;
 mod instrument;
+mod ladder;
 mod markdown;
 pub mod phases;
 mod plots;

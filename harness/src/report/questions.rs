@@ -1132,7 +1132,7 @@ pub fn syscall_workloads(r: &CompareResults) -> Vec<Workload> {
 
 /// The median of the total syscalls per request, `None` where the counters
 /// saw none although requests were served (see `uncounted`).
-fn total_syscalls(c: &Cell) -> Option<f64> {
+pub(super) fn total_syscalls(c: &Cell) -> Option<f64> {
     if uncounted(c) {
         return None;
     }

@@ -916,3 +916,56 @@ fn the_aa_control_finds_no_difference_between_identical_rows_and_states_its_reso
     // The twin is not ranked among the models.
     assert!(!md.contains("- epoll:level#aa: "), "{md}");
 }
+
+#[test]
+fn each_ladder_rung_is_set_against_the_rung_below_it() {
+    let mut r = results();
+    let rungs = [
+        ("uring:multishot", [12.0, 12.5, 13.0, 13.5]),
+        ("uring:multishot+defer-taskrun", [9.0, 9.4, 9.8, 10.1]),
+        (
+            "uring:multishot+defer-taskrun+skip-send-cqe",
+            [9.1, 9.3, 9.9, 10.0],
+        ),
+        ("uring:multishot+sqpoll", [40.0, 41.0, 42.0, 43.0]),
+    ];
+    for (m, cpus) in rungs {
+        r.models.push(ModelStatus {
+            model: m.into(),
+            binary: None,
+            server_args: vec![],
+            unavailable: None,
+        });
+        r.cells.push(reps(m, &OPEN_5K, [5e3; 4], cpus));
+    }
+    let a = rendered(&r);
+    let body = &a
+        .iter()
+        .find(|(t, _)| *t == "io_uring at its best: the ablation ladder")
+        .expect("the ladder")
+        .1
+        .body;
+    // defer-taskrun against the base: about 0.75×, a difference.
+    assert!(
+        body.contains("- open loop 5000/s c=100, uring:multishot+defer-taskrun: 0.75"),
+        "{body}"
+    );
+    assert!(
+        body.contains("the server CPU per request of uring:multishot (medians"),
+        "{body}"
+    );
+    // skip-send-cqe against defer-taskrun (the rung below), not the base.
+    assert!(
+        body.contains("- open loop 5000/s c=100, uring:multishot+defer-taskrun+skip-send-cqe: no measurable difference in server CPU per request from uring:multishot+defer-taskrun"),
+        "{body}"
+    );
+    // SQPOLL is the flag section's, not a rung.
+    assert!(!body.contains("| uring:multishot+sqpoll |"), "{body}");
+    assert!(a
+        .iter()
+        .any(|(t, a)| *t == "What does a server flag change?" && a.body.contains("--sqpoll")));
+    assert!(
+        body.contains("The best combination (uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+incremental-buffers) was not measured in this run."),
+        "{body}"
+    );
+}

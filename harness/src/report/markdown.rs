@@ -512,6 +512,10 @@ pub struct Section {
 /// The questions a reader brings, in the order the report answers them.
 pub const SECTIONS: &[Section] = &[
     Section {
+        title: "Which model, when?",
+        render: super::when::which_when,
+    },
+    Section {
         title: "The instrument's floor",
         render: super::instrument::floor,
     },

@@ -14,6 +14,7 @@ mod plots;
 mod questions;
 mod results;
 mod stats;
+mod when;
 
 pub use env::{git_commit, CpuTicks, Environment};
 pub use markdown::{render as render_markdown, Section, SECTIONS};

@@ -969,3 +969,31 @@ fn each_ladder_rung_is_set_against_the_rung_below_it() {
         "{body}"
     );
 }
+
+#[test]
+fn which_model_when_answers_each_pair_from_its_cells() {
+    let r = results();
+    let a = rendered(&r);
+    let (title, answer) = &a[0];
+    assert_eq!(*title, "Which model, when?", "the first section");
+    // epoll:level against tokio: 2 % more at 5k/s (inside the margin);
+    // at 10k/s epoll fell short, so that cell is not compared.
+    assert!(
+        answer.body.contains("- epoll:level against peers:tokio (reference), over the 1 cells both sustained: no measurable difference (within ±10 %) at 5.00k/s c=100."),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("| 5.00k/s | 1.02× (1.02–1.02) same |"),
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.contains("| 10.0k/s | — |"), "{}", answer.body);
+    assert!(answer
+        .summary
+        .as_deref()
+        .expect("a summary line")
+        .starts_with("**Which model, when?** epoll:level against peers:tokio"));
+    // A pair with a row not measured is left out, not answered with nothing.
+    assert!(!answer.body.contains("coroutine:async"), "{}", answer.body);
+}

@@ -105,6 +105,25 @@ pub const LADDER_BESIDE: &[&str] = &["uring:multishot", "epoll:level"];
 pub const LADDER_CONNS: usize = 1_000;
 pub const LADDER_HIGH: u64 = 40_000;
 
+/// The active-connection counts of `--full`'s crossover map beyond the
+/// sweep's and the ladder's (each connection sending, open loop; over
+/// 1 000 the ladder's blocks hold these rows too), and the rows it holds:
+/// the pairs of the report's "Which model, when?" and the references.
+pub const CROSSOVER_CONNS: &[usize] = &[1, 10, 10_000];
+pub const CROSSOVER_ROWS: &[&str] = &[
+    "epoll:level",
+    "epoll:edge",
+    "poll",
+    "uring:single",
+    "uring:multishot",
+    URING_BEST,
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+    "peers:polling",
+];
+
 /// Workers given to `blocking:pool` and `blocking:prefork`: each worker
 /// serves one connection at a time, so this is how many they serve at once.
 pub const POOL_WORKERS: usize = 128;
@@ -341,6 +360,20 @@ impl Matrix {
                 // Closed loops and accepting are throughput questions: the
                 // sweep's rows, and for accepting every model (a process or
                 // a thread per connection is what it is about) and the twin.
+                if scale == Scale::Full {
+                    // The crossover map (issue 22): active connections from
+                    // 1 to 10 000 at the sweep's first rate and LADDER_HIGH,
+                    // for the pairs a reader weighs.
+                    for conns in CROSSOVER_CONNS {
+                        for rate in [SWEEP_FROM, LADDER_HIGH] {
+                            let w = Workload::OpenLoop {
+                                conns: *conns,
+                                rate,
+                            };
+                            blocks.push(block(vec![w], Rows::Only(&[CROSSOVER_ROWS]), rounds));
+                        }
+                    }
+                }
                 let closed = match scale {
                     Scale::Full => Rows::All,
                     _ => Rows::Only(&[SWEEP_ROWS]),
@@ -1225,6 +1258,13 @@ mod tests {
         );
         assert!(quick.timing_workloads().len() < default.timing_workloads().len());
         assert!(default.timing_workloads().len() < full.timing_workloads().len());
+        // --full maps active connections from 1 to 10 000.
+        for conns in [1, 10, 100, 1_000, 10_000] {
+            assert!(full.timing_workloads().contains(&Workload::OpenLoop {
+                conns,
+                rate: SWEEP_FROM
+            }));
+        }
         // Paired intervals need rounds enough for Student's t to say something.
         assert!(default.repeated_rounds() >= 4);
         assert!(full.repeated_rounds() > default.repeated_rounds());

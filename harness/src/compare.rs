@@ -100,6 +100,16 @@ pub const LADDER_ROWS: &[&str] = &[
 /// base and the readiness loop it is weighed against.
 pub const LADDER_BESIDE: &[&str] = &["uring:multishot", "epoll:level"];
 
+/// Beside the ladder over 1 000 connections in the default matrix: the
+/// other pairs of "Which model, when?", so that each is answered at two
+/// connection counts.
+pub const MANY_ROWS: &[&str] = &[
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+];
+
 /// The ladder's second connection count, and the rate near the event
 /// loops' saturation it is measured at besides the sweep's first.
 pub const LADDER_CONNS: usize = 1_000;
@@ -313,9 +323,14 @@ impl Matrix {
             Scale::Default => (4, 0.1, 0.25, 0.4),
             Scale::Full => (6, 1.0, 1.0, 3.0),
         };
-        let past_first = match scale {
+        // Past the first rate the sweep's rows; the ladder's rungs at
+        // LADDER_HIGH and the rate above it (near the base's saturation).
+        let past_first = |rate: u64| match scale {
             Scale::Full => Rows::All,
-            _ => Rows::Only(&[SWEEP_ROWS, LADDER_ROWS]),
+            _ if rate == LADDER_HIGH || rate == 2 * LADDER_HIGH => {
+                Rows::Only(&[SWEEP_ROWS, LADDER_ROWS])
+            }
+            _ => Rows::Only(&[SWEEP_ROWS]),
         };
         let mut blocks = Vec::new();
         match scale {
@@ -332,11 +347,7 @@ impl Matrix {
             }
             Scale::Default | Scale::Full => {
                 for (i, rate) in sweep.iter().enumerate() {
-                    let rows = if i == 0 {
-                        Rows::All
-                    } else {
-                        past_first.clone()
-                    };
+                    let rows = if i == 0 { Rows::All } else { past_first(*rate) };
                     blocks.push(block(vec![open(*rate)], rows, rounds));
                 }
                 let pingpong: &[usize] = match scale {
@@ -351,11 +362,11 @@ impl Matrix {
                         conns: LADDER_CONNS,
                         rate,
                     };
-                    blocks.push(block(
-                        vec![many],
-                        Rows::Only(&[LADDER_ROWS, LADDER_BESIDE]),
-                        rounds,
-                    ));
+                    let rows = match scale {
+                        Scale::Full => Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, CROSSOVER_ROWS]),
+                        _ => Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, MANY_ROWS]),
+                    };
+                    blocks.push(block(vec![many], rows, rounds));
                 }
                 // Closed loops and accepting are throughput questions: the
                 // sweep's rows, and for accepting every model (a process or

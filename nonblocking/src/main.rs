@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
+use lab::net::{accept, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
 use lab::policy::{AcceptError, MAX_ACCEPTS_PER_WAKEUP, READ_CHUNK};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
@@ -96,7 +96,7 @@ fn run(cli: &lab::cli::Common, mode: Mode, nap: Duration) -> io::Result<()> {
     // Without a readiness mechanism the signalfd is asked like a socket:
     // `read` must answer EAGAIN, not block the sweep.
     lab::net::set_nonblocking(signals.as_raw_fd())?;
-    let listener = Listener::bind(cli.addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
+    let listener = Listener::bind(cli.addr, IoMode::NonBlocking)?;
     listener.announce()?;
     let stats = Stats::new()?;
     serve(&listener, &signals, &stats, cli.max_conns, mode, nap)?;

@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
+use lab::net::{accept, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
 use lab::policy::{AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, READ_CHUNK};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &lab::cli::Common) -> io::Result<()> {
     let signals = SignalFd::install(&[])?;
-    let listener = Listener::bind(cli.addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
+    let listener = Listener::bind(cli.addr, IoMode::NonBlocking)?;
     listener.announce()?;
     let stats = Stats::new()?;
     serve(&listener, &signals, &stats, cli.max_conns)?;

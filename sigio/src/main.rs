@@ -69,7 +69,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
+use lab::net::{accept, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
 use lab::owed::Owed;
 use lab::policy::{
     AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, MAX_READS_PER_WAKEUP, READ_CHUNK,
@@ -120,7 +120,7 @@ fn run(cli: &Cli) -> io::Result<()> {
     // First: the signals must be blocked before the first socket can raise
     // one, or its default action (terminate) would end the process.
     let signals = Signals::block(cli.mode)?;
-    let listener = Listener::bind(cli.common.addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
+    let listener = Listener::bind(cli.common.addr, IoMode::NonBlocking)?;
     signals.arm(listener.as_raw_fd())?;
     listener.announce()?;
     let stats = Stats::new()?;

@@ -14,6 +14,9 @@ use lab::policy::{Accept, AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, READ_C
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
 
+/// The model's name, in every message this file logs.
+const MODEL: &str = "poll";
+
 /// Slot 0 of the `pollfd` array is the listener, slot 1 the signalfd, and
 /// slot `FIRST_CONN + i` belongs to `conns[i]`.
 const LISTENER: usize = 0;
@@ -75,7 +78,7 @@ impl<'a> Loop<'a> {
             );
             match ready {
                 Ok(_) => {}
-                Err(e) => match WaitError::classify(&e).warned("poll", &e) {
+                Err(e) => match WaitError::classify(&e).warned(MODEL, &e) {
                     // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
                     WaitError::Retry => continue,
                     // ENOMEM: the kernel could not copy the array in; try again later.
@@ -83,10 +86,14 @@ impl<'a> Loop<'a> {
                         std::thread::sleep(ACCEPT_PAUSE);
                         continue;
                     }
+                    // EFAULT, EINVAL: our arguments are wrong.
                     WaitError::Fatal => return Err(e),
                 },
             }
-            if self.accept_paused_until.is_some_and(|until| Instant::now() >= until) {
+            if self
+                .accept_paused_until
+                .is_some_and(|until| Instant::now() >= until)
+            {
                 // Level-triggered: the next poll reports the listener at once if
                 // connections are queued.
                 self.pollfds[LISTENER].fd = self.listener.as_raw_fd();
@@ -123,12 +130,12 @@ impl<'a> Loop<'a> {
         let listener = self.listener.as_raw_fd();
         // A spare lost to a full table is taken back as soon as a descriptor frees.
         self.spare.refill();
-        // At most MAX_ACCEPTS_PER_WAKEUP: level-triggered `poll` reports the
+        // At most MAX_ACCEPTS_PER_WAKEUP: level-triggered poll reports the
         // listener again if more are pending.
         for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
             let fd = match accept(listener, IoMode::NonBlocking) {
                 Ok(fd) => fd,
-                Err(e) => match AcceptError::classify(&e).warned("poll", &e) {
+                Err(e) => match AcceptError::classify(&e).warned(MODEL, &e) {
                     AcceptError::Drained => return Ok(Accept::Drained),
                     AcceptError::Retry => continue,
                     // That one connection failed while queued: take the next.
@@ -214,7 +221,7 @@ fn on_readable(conn: &mut Conn, scratch: &mut [u8], stats: &Stats) -> Next {
         // Readiness can be stale by the time we read: nothing lost, wait again.
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Next::Keep,
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Next::Keep,
-        Err(e) => drop_on("poll", e),
+        Err(e) => drop_on(MODEL, e),
     }
 }
 // copy-phase: end
@@ -228,7 +235,7 @@ fn reply_or_queue(conn: &mut Conn, reply: &[u8], stats: &Stats) -> Next {
         // instead of waiting a round for POLLOUT.
         match send(conn.raw(), reply, stats) {
             Ok(sent) => conn.out.push(&reply[sent..]),
-            Err(e) => return drop_on("poll", e),
+            Err(e) => return drop_on(MODEL, e),
         }
     } else {
         // Bytes already queued go first, or the stream reorders.
@@ -237,7 +244,7 @@ fn reply_or_queue(conn: &mut Conn, reply: &[u8], stats: &Stats) -> Next {
     Next::Keep
 }
 
-/// The socket has buffer space again: send what is owed.
+/// Sends what is owed: the socket may have buffer space again.
 fn on_writable(conn: &mut Conn, stats: &Stats) -> Next {
     if conn.out.is_empty() {
         return Next::Keep;
@@ -247,7 +254,7 @@ fn on_writable(conn: &mut Conn, stats: &Stats) -> Next {
             conn.out.consume(sent);
             Next::Keep
         }
-        Err(e) => drop_on("poll", e),
+        Err(e) => drop_on(MODEL, e),
     }
 }
 

@@ -25,6 +25,9 @@ use lab::{syscall, Stats};
 
 use crate::setup::{self, Setup, LISTENER, MAX_EVENTS, SIGNALS};
 
+/// The model's name, in every message this file logs.
+const MODEL: &str = "epoll";
+
 /// Once, for everything: never an epoll_ctl again for this socket.
 const CONN_EVENTS: u32 = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
@@ -105,7 +108,7 @@ impl<'a> Loop<'a> {
             };
             let ready = match self.ep.wait(&mut self.events, timeout) {
                 Ok(n) => n,
-                Err(e) => match WaitError::classify(&e).warned("epoll", &e) {
+                Err(e) => match WaitError::classify(&e).warned(MODEL, &e) {
                     // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
                     WaitError::Retry => continue,
                     // epoll_wait(2) lists no ENOMEM, but a wait that fails for
@@ -118,7 +121,10 @@ impl<'a> Loop<'a> {
                     WaitError::Fatal => return Err(e),
                 },
             };
-            if self.accept_paused_until.is_some_and(|until| Instant::now() >= until) {
+            if self
+                .accept_paused_until
+                .is_some_and(|until| Instant::now() >= until)
+            {
                 // ADD reports the listener at once if connections are queued.
                 let listener = self.listener.as_raw_fd();
                 self.ep.add(listener, LISTENER, self.listen_events)?;
@@ -181,7 +187,7 @@ impl<'a> Loop<'a> {
         for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
             let fd = match accept(listener, IoMode::NonBlocking) {
                 Ok(fd) => fd,
-                Err(e) => match AcceptError::classify(&e).warned("epoll", &e) {
+                Err(e) => match AcceptError::classify(&e).warned(MODEL, &e) {
                     // With a shared listener, also what every loop but the
                     // first finds after the herd's wake-up.
                     AcceptError::Drained => return Ok(Accept::Drained),
@@ -214,7 +220,7 @@ impl<'a> Loop<'a> {
             if let Err(e) = self.ep.add(raw, token, CONN_EVENTS) {
                 // ENOMEM, or ENOSPC (the user's fs.epoll.max_user_watches is
                 // reached): this connection cannot be watched; close it only.
-                lab::log!("epoll: {e}");
+                lab::log!("{MODEL}: {e}");
                 self.stats.release();
                 continue;
             }
@@ -339,7 +345,7 @@ fn on_readable(conn: &mut Conn, scratch: &mut [u8], stats: &Stats, flags: u32) -
             // Drained (or the readiness was stale): the kernel reports new data.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (Next::Keep, Left::Nothing),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return (drop_on("epoll", e), Left::Nothing),
+            Err(e) => return (drop_on(MODEL, e), Left::Nothing),
         }
     }
     (Next::Keep, Left::Maybe)
@@ -354,7 +360,7 @@ fn reply_or_queue(conn: &mut Conn, reply: &[u8], stats: &Stats) -> Next {
         // instead of waiting a round for EPOLLOUT.
         match send(conn.raw(), reply, stats) {
             Ok(sent) => conn.out.push(&reply[sent..]),
-            Err(e) => return drop_on("epoll", e),
+            Err(e) => return drop_on(MODEL, e),
         }
     } else {
         // Bytes already queued go first, or the stream reorders.
@@ -363,7 +369,7 @@ fn reply_or_queue(conn: &mut Conn, reply: &[u8], stats: &Stats) -> Next {
     Next::Keep
 }
 
-/// The socket has buffer space again: send what is owed.
+/// Sends what is owed: the socket may have buffer space again.
 fn on_writable(conn: &mut Conn, stats: &Stats) -> Next {
     if conn.out.is_empty() {
         return Next::Keep;
@@ -373,7 +379,7 @@ fn on_writable(conn: &mut Conn, stats: &Stats) -> Next {
             conn.out.consume(sent);
             Next::Keep
         }
-        Err(e) => drop_on("epoll", e),
+        Err(e) => drop_on(MODEL, e),
     }
 }
 

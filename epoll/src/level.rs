@@ -17,6 +17,9 @@ use lab::{syscall, Stats};
 
 use crate::setup::{self, Setup, LISTENER, MAX_EVENTS, SIGNALS};
 
+/// The model's name, in every message this file logs.
+const MODEL: &str = "epoll";
+
 /// One connection of this loop, at `conns[fd]`.
 struct Slot {
     conn: Conn,
@@ -77,7 +80,7 @@ impl<'a> Loop<'a> {
             };
             let ready = match self.ep.wait(&mut self.events, timeout) {
                 Ok(n) => n,
-                Err(e) => match WaitError::classify(&e).warned("epoll", &e) {
+                Err(e) => match WaitError::classify(&e).warned(MODEL, &e) {
                     // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
                     WaitError::Retry => continue,
                     // epoll_wait(2) lists no ENOMEM, but a wait that fails for
@@ -90,7 +93,10 @@ impl<'a> Loop<'a> {
                     WaitError::Fatal => return Err(e),
                 },
             };
-            if self.accept_paused_until.is_some_and(|until| Instant::now() >= until) {
+            if self
+                .accept_paused_until
+                .is_some_and(|until| Instant::now() >= until)
+            {
                 // ADD reports the listener at once if connections are queued.
                 let listener = self.listener.as_raw_fd();
                 self.ep.add(listener, LISTENER, self.listen_events)?;
@@ -129,7 +135,7 @@ impl<'a> Loop<'a> {
         for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
             let fd = match accept(listener, IoMode::NonBlocking) {
                 Ok(fd) => fd,
-                Err(e) => match AcceptError::classify(&e).warned("epoll", &e) {
+                Err(e) => match AcceptError::classify(&e).warned(MODEL, &e) {
                     // With a shared listener, also what every loop but the
                     // first finds after the herd's wake-up.
                     AcceptError::Drained => return Ok(Accept::Drained),
@@ -163,7 +169,7 @@ impl<'a> Loop<'a> {
             if let Err(e) = self.ep.add(raw, token, EPOLLIN) {
                 // ENOMEM, or ENOSPC (the user's fs.epoll.max_user_watches is
                 // reached): this connection cannot be watched; close it only.
-                lab::log!("epoll: {e}");
+                lab::log!("{MODEL}: {e}");
                 self.stats.release();
                 continue;
             }
@@ -214,7 +220,7 @@ impl<'a> Loop<'a> {
         let now = interest(conn);
         if now != was {
             if let Err(e) = self.ep.modify(fd, token, now) {
-                drop_on("epoll", e);
+                drop_on(MODEL, e);
                 self.close_conn(fd);
             }
         }
@@ -255,7 +261,7 @@ fn on_readable(conn: &mut Conn, scratch: &mut [u8], stats: &Stats) -> Next {
         // Readiness can be stale by the time we read: nothing lost, wait again.
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Next::Keep,
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Next::Keep,
-        Err(e) => drop_on("epoll", e),
+        Err(e) => drop_on(MODEL, e),
     }
 }
 // copy-phase: end
@@ -269,7 +275,7 @@ fn reply_or_queue(conn: &mut Conn, reply: &[u8], stats: &Stats) -> Next {
         // instead of waiting a round for EPOLLOUT.
         match send(conn.raw(), reply, stats) {
             Ok(sent) => conn.out.push(&reply[sent..]),
-            Err(e) => return drop_on("epoll", e),
+            Err(e) => return drop_on(MODEL, e),
         }
     } else {
         // Bytes already queued go first, or the stream reorders.
@@ -278,7 +284,7 @@ fn reply_or_queue(conn: &mut Conn, reply: &[u8], stats: &Stats) -> Next {
     Next::Keep
 }
 
-/// The socket has buffer space again: send what is owed.
+/// Sends what is owed: the socket may have buffer space again.
 fn on_writable(conn: &mut Conn, stats: &Stats) -> Next {
     if conn.out.is_empty() {
         return Next::Keep;
@@ -288,7 +294,7 @@ fn on_writable(conn: &mut Conn, stats: &Stats) -> Next {
             conn.out.consume(sent);
             Next::Keep
         }
-        Err(e) => drop_on("epoll", e),
+        Err(e) => drop_on(MODEL, e),
     }
 }
 

@@ -11,6 +11,23 @@
 //! `EAGAIN`, so an edge it was not waiting for is never needed later (the
 //! call it makes then finds the data or the room), and any change after the
 //! `EAGAIN` is a new edge. No `epoll_ctl` per request, as in `epoll --mode edge`.
+//!
+//! What the straight-line text costs: the handler learns that a socket is
+//! empty only from the `read` that says `EAGAIN`, and that is where it
+//! parks. So a ping-pong request takes three calls (`read` with data, `read`
+//! with `EAGAIN`, `send`) plus a share of `epoll_wait`, where `epoll`'s
+//! event loop makes two (it reads once per report); `blocking` makes two
+//! as well, and pays a sleep in the kernel per request instead. A handler
+//! reads nothing more while `write_all` is parked (back-pressure: one
+//! `BUF_LEN` buffer per connection at most, as in `blocking`).
+//!
+//! `--workers N` runs N hubs on N threads (`lab::workers`), sharing the port
+//! as `epoll --workers N` does: `--share reuseport`, a listener per hub;
+//! `exclusive`, one listener with `EPOLLEXCLUSIVE`; `shared`, one listener
+//! that wakes every idle hub, the herd. Coroutines are combined with threads
+//! or processes to use several cores; a blocking call (a file read, a DNS
+//! lookup, a lock) stops the whole hub, which is why gevent patches the
+//! standard library.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -72,7 +89,9 @@ pub trait Tasks {
     fn has_runnable(&self) -> bool;
 }
 
-/// One admitted connection. Dropping it (its handler returned, failed,
+/// One admitted connection: not `lab::conn::Conn`, which keeps an event
+/// loop's output buffer and half-close state; a handler here keeps its own
+/// buffer and writes each reply whole before it reads again. Dropping it (its handler returned, failed,
 /// panicked, or was unwound at the stop) gives its `--max-conns` slot back,
 /// then closes the socket, which also takes it out of the epoll set: once
 /// the peer sees our FIN, its slot is free again.

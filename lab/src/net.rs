@@ -336,11 +336,8 @@ mod tests {
 
     #[test]
     fn port_zero_binds_a_real_port_and_accept_returns_the_connection() {
-        let listener = Listener::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            IoMode::Blocking,
-        )
-        .expect("bind");
+        let listener =
+            Listener::bind("127.0.0.1:0".parse().expect("addr"), IoMode::Blocking).expect("bind");
         assert_ne!(listener.local_addr().port(), 0);
         let mut client = TcpStream::connect(listener.local_addr()).expect("connect");
         let conn = accept(listener.as_raw_fd(), IoMode::Blocking).expect("accept4");
@@ -351,10 +348,7 @@ mod tests {
 
     #[test]
     fn ipv6_loopback_is_reported_in_brackets() {
-        let listener = match Listener::bind(
-            "[::1]:0".parse().expect("addr"),
-            IoMode::NonBlocking,
-        ) {
+        let listener = match Listener::bind("[::1]:0".parse().expect("addr"), IoMode::NonBlocking) {
             Ok(l) => l,
             // A machine without IPv6 cannot run this check; it says so.
             Err(e) if crate::sys::errno(&e) == Some(libc::EADDRNOTAVAIL) => {
@@ -368,11 +362,8 @@ mod tests {
 
     #[test]
     fn nonblocking_accept_with_nothing_pending_would_block() {
-        let listener = Listener::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            IoMode::NonBlocking,
-        )
-        .expect("bind");
+        let listener = Listener::bind("127.0.0.1:0".parse().expect("addr"), IoMode::NonBlocking)
+            .expect("bind");
         let err = accept(listener.as_raw_fd(), IoMode::NonBlocking).expect_err("nothing pending");
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         assert!(err.to_string().starts_with("accept4(fd "), "{err}");
@@ -380,11 +371,8 @@ mod tests {
 
     #[test]
     fn spare_refuses_a_pending_connection() {
-        let listener = Listener::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            IoMode::NonBlocking,
-        )
-        .expect("bind");
+        let listener = Listener::bind("127.0.0.1:0".parse().expect("addr"), IoMode::NonBlocking)
+            .expect("bind");
         let mut client = TcpStream::connect(listener.local_addr()).expect("connect");
         let mut spare = Spare::new().expect("spare");
         // connect() returns once the handshake is done; the connection is
@@ -405,11 +393,8 @@ mod tests {
 
     #[test]
     fn a_lost_spare_reports_table_full_and_refill_takes_it_back() {
-        let listener = Listener::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            IoMode::NonBlocking,
-        )
-        .expect("bind");
+        let listener = Listener::bind("127.0.0.1:0".parse().expect("addr"), IoMode::NonBlocking)
+            .expect("bind");
         let mut spare = Spare::new().expect("spare");
         spare.fd = None;
         assert_eq!(

@@ -108,13 +108,15 @@ fn run(cli: &Cli) -> io::Result<()> {
                 share: cli.share,
             };
             match cli.mode {
-                Mode::Stackful => hub::serve(hub, spare, &setup, &mut Greenlets::new(stack_size)),
+                Mode::Stackful => {
+                    hub::Loop::new(hub, spare, &setup)?.serve(&mut Greenlets::new(stack_size))
+                }
                 Mode::Async => {
                     // Declared first, so dropped last: a task dropped at the stop
                     // unregisters its waker from the reactor.
                     let reactor = Reactor::default();
                     let mut executor = Executor::new(&reactor);
-                    hub::serve(hub, spare, &setup, &mut executor)
+                    hub::Loop::new(hub, spare, &setup)?.serve(&mut executor)
                 }
             }
         },

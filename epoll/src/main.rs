@@ -4,8 +4,8 @@
 //! Phase 1 (wait for data) blocks in `epoll_wait`, for all sockets together.
 //! Phase 2 (copy data) is `recv`/`send` on a socket epoll said is ready; it
 //! never blocks, because every socket is `O_NONBLOCK`. The interest set lives
-//! in the kernel, so a wake-up costs O(ready), not O(watched) as with
-//! `select` and `poll` (see the readiness benchmark).
+//! in the kernel and `epoll_wait` hands back only the ready sockets, so a
+//! wake-up costs O(ready), not O(watched) as with `select` and `poll`.
 //!
 //! `--mode level` (`level.rs`): a socket is reported while it stays ready;
 //! one read per wake-up, `epoll_ctl(MOD)` on the rare interest transitions.

@@ -1,5 +1,5 @@
 //! nonblocking — no readiness mechanism at all: every socket is `O_NONBLOCK`
-//! and one thread simply tries them all, over and over.
+//! and one thread simply tries them all, over and over (`sweep.rs`).
 //!
 //! Phase 1 (wait for data) is never a wait: it is a question asked of every
 //! socket on every sweep. `recv` on a socket with nothing to read returns
@@ -12,14 +12,12 @@
 //! `--mode spin`: sweep again at once, forever. It never sleeps, so it burns
 //! a whole core even with no client at all — that is the point of it: the
 //! CPU a readiness mechanism saves. In exchange, a request is seen within
-//! one sweep.
-//! `--mode sleep` (the default, as in the course notes): after a sweep that
-//! found nothing to do, sleep `--sleep-us` (default 10 000 µs = 10 ms). The
-//! trade: a request that arrives during a nap waits for it, up to sleep-us
-//! of extra latency; idle CPU falls to one sweep per nap, proportional to
-//! 1/sleep-us (and to the number of connections, each tried every sweep).
-//! While there is work, it does not sleep and behaves like spin.
-//! The loop of both modes is in `sweep.rs`.
+//! one sweep. `--mode sleep` (the default, as in the course notes): after a
+//! sweep that found nothing to do, sleep `--sleep-us` (default 10 000 µs =
+//! 10 ms). The trade: a request that arrives during a nap waits for it, up
+//! to sleep-us of extra latency; idle CPU falls to one sweep per nap,
+//! proportional to 1/sleep-us (and to the number of connections, each tried
+//! every sweep). While there is work, it does not sleep and behaves like spin.
 //!
 //! Cannot: wait without either burning a core (spin) or adding latency
 //! (sleep); use more than one core; stay cheap as connections grow.

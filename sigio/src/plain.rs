@@ -5,7 +5,8 @@
 //! until `EAGAIN` (a FIN or data that was already there raised the one
 //! signal we just took: the others merged into it), send what is owed.
 //! O(connections) system calls per wake-up, most of them `EAGAIN`: what the
-//! course notes mean by signal-driven I/O, and why they call it rarely used.
+//! course notes mean by signal-driven I/O, and why they call it rarely used:
+//! it is cheap only while every socket is busy.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

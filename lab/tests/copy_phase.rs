@@ -2,6 +2,8 @@
 //! kept in each model's loop file on purpose, so that each file reads as one
 //! page. The copies must not drift: this test compares them.
 //!
+//! `sigio`'s two loops also share their accept pass, which arms each socket.
+//!
 //! Convention: a copy sits between a line `// copy-phase: begin NAME` and
 //! the next line `// copy-phase: end`. Every copy of NAME must be the same
 //! text once the model's own name for what a short write waits for is
@@ -41,12 +43,12 @@ const COPIES: &[Copies] = &[
     ),
     (
         "sigio/src/plain.rs",
-        &["reply"],
+        &["reply", "sigio_accept_all"],
         &[("a POLL_OUT signal", "WRITABLE")],
     ),
     (
         "sigio/src/rt.rs",
-        &["reply"],
+        &["reply", "sigio_accept_all"],
         &[("a POLL_OUT signal", "WRITABLE")],
     ),
 ];

@@ -157,6 +157,7 @@ impl<'a> Loop<'a> {
         Ok(())
     }
 
+    // copy-phase: begin sigio_accept_all
     /// Accepts what is pending (up to the fairness cap) and arms it.
     fn accept_all(&mut self) -> io::Result<Accept> {
         let listener = self.listener.as_raw_fd();
@@ -209,6 +210,7 @@ impl<'a> Loop<'a> {
         }
         Ok(Accept::Capped)
     }
+    // copy-phase: end
 
     /// A signal (or a sweep, or a debt) says `fd` had the events in `band`
     /// (`POLL*` bits, as `si_band` and `revents` carry them): serve it, and

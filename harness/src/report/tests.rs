@@ -997,3 +997,17 @@ fn which_model_when_answers_each_pair_from_its_cells() {
     // A pair with a row not measured is left out, not answered with nothing.
     assert!(!answer.body.contains("coroutine:async"), "{}", answer.body);
 }
+
+#[test]
+fn every_workload_has_the_command_that_repeats_its_cells() {
+    let md = render_controlled(&results(), &[]);
+    assert!(md.contains("## Repeating a cell"), "{md}");
+    assert!(
+        md.contains("| open loop 5000/s c=100 | `harness run MODEL --workload pingpong --conns 100 --rate 5000 --size 64 --warmup 1 --duration 3` |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("(syscalls) | `harness run MODEL --workload pingpong --conns 100 --rate 5000 --size 64 --warmup 1 --duration 3 --syscalls` |"),
+        "{md}"
+    );
+}

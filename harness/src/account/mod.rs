@@ -24,6 +24,7 @@
 pub mod landed;
 mod perf;
 pub(crate) mod procfs;
+mod tracefs;
 mod wakes;
 
 pub use perf::{
@@ -42,6 +43,16 @@ use std::time::Duration;
 
 use nix::sys::resource::UsageWho;
 use serde::{Deserialize, Serialize};
+
+/// Whether syscall tracepoints can be counted on this machine: the tracefs
+/// root their ids are read from (mounted by the harness if it had to and
+/// could), or why not.
+pub fn syscall_tracepoints() -> Result<&'static str, String> {
+    let root = tracefs::root()?;
+    tracefs::tracepoint_id("raw_syscalls", "sys_enter")
+        .map(|_| root)
+        .ok_or_else(tracefs::syscalls_reason)
+}
 
 /// A measurement window in progress.
 pub struct Window<'a> {

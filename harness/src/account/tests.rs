@@ -310,6 +310,11 @@ fn syscalls_made_by_threads_created_after_attach_are_counted_exactly() {
                 reason.contains("perf_event_open") || reason.contains("tracefs"),
                 "{reason}"
             );
+            // Root mounts tracefs itself: only a refused mount may end here.
+            // SAFETY: geteuid has no failure mode and touches no memory.
+            if unsafe { libc::geteuid() } == 0 {
+                assert!(reason.contains("could not mount"), "{reason}");
+            }
             h.finish();
             return;
         }
@@ -641,4 +646,44 @@ fn child_helper() {
     }
     // Stay alive (and measurable) until the test closes stdin.
     while wait_line().is_some() {}
+}
+
+/// On a machine where tracefs is not mounted, root mounts it: counting then
+/// works, and the machine's tracepoints are reachable.
+#[test]
+fn root_counts_syscalls_with_or_without_tracefs_mounted() {
+    // SAFETY: geteuid has no failure mode and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        let reason = super::syscall_tracepoints().err();
+        // Not root: either someone mounted it, or the reason says why not.
+        if let Some(reason) = reason {
+            assert!(reason.contains("tracefs"), "{reason}");
+        }
+        return;
+    }
+    let root = super::syscall_tracepoints().expect("root reaches the syscall tracepoints");
+    assert!(
+        std::path::Path::new(root)
+            .join("events/raw_syscalls/sys_enter/id")
+            .exists(),
+        "{root}"
+    );
+    let mut h = Helper::spawn("getppid");
+    h.expect("ready");
+    let set = CounterSet {
+        syscalls: vec!["getppid".into()],
+        total_syscalls: true,
+        cpu_and_switches: true,
+        returns: Vec::new(),
+    };
+    let counters = TreeCounters::attach(h.pid(), &set).expect("perf as root");
+    let before = counters.read().expect("read");
+    h.send("go");
+    let done = h.expect("done");
+    let after = counters.read().expect("read");
+    let delta = counters.delta(&before, &after);
+    assert_eq!(delta.syscalls_unavailable, None);
+    let syscalls = delta.syscalls.expect("counted");
+    assert_eq!(syscalls.by_name["getppid"], done["calls"]);
+    h.finish();
 }

@@ -286,6 +286,17 @@ pub struct Agreement {
     /// the root's `cutime` and `cstime` each down to a tick.
     pub tolerance_s: f64,
     pub agrees: bool,
+    /// The tolerance in clock ticks (`tolerance_s` × `CLK_TCK`).
+    #[serde(default)]
+    pub tolerance_ticks: f64,
+    /// The tolerance relative to the summary's CPU (0.05 when judged by
+    /// the 5 % rule; more when the tick floor was larger: a run of 20 ms
+    /// CPU is judged within 105 %).
+    #[serde(default)]
+    pub tolerance_share: f64,
+    /// The tick floor, not the 5 % rule, set the tolerance.
+    #[serde(default)]
+    pub judged_by_ticks: bool,
 }
 
 /// The relative tolerance of the cross-check (issue 5: within 5 %).
@@ -298,7 +309,9 @@ pub const AGREEMENT_TOLERANCE: f64 = 0.05;
 pub fn cpu_agreement(harness_cpu_s: f64, summary_user_s: f64, summary_sys_s: f64) -> Agreement {
     let summary_cpu_s = summary_user_s + summary_sys_s;
     let tick = 1.0 / clock_ticks_per_sec() as f64;
-    let tolerance_s = (AGREEMENT_TOLERANCE * summary_cpu_s).max(2.0 * tick + 0.001);
+    let relative_s = AGREEMENT_TOLERANCE * summary_cpu_s;
+    let floor_s = 2.0 * tick + 0.001;
+    let tolerance_s = relative_s.max(floor_s);
     let ratio = if summary_cpu_s > 0.0 {
         harness_cpu_s / summary_cpu_s
     } else if harness_cpu_s > 0.0 {
@@ -312,6 +325,13 @@ pub fn cpu_agreement(harness_cpu_s: f64, summary_user_s: f64, summary_sys_s: f64
         ratio,
         tolerance_s,
         agrees: (harness_cpu_s - summary_cpu_s).abs() <= tolerance_s,
+        tolerance_ticks: tolerance_s / tick,
+        tolerance_share: if summary_cpu_s > 0.0 {
+            tolerance_s / summary_cpu_s
+        } else {
+            f64::INFINITY
+        },
+        judged_by_ticks: floor_s > relative_s,
     }
 }
 

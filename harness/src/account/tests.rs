@@ -390,6 +390,21 @@ fn agreement_allows_five_percent_or_two_ticks() {
 }
 
 #[test]
+fn agreement_says_which_rule_judged_and_how_wide_it_was() {
+    let tick = 1.0 / clock_ticks_per_sec() as f64;
+    let relative = cpu_agreement(10.0, 8.0, 2.0);
+    assert!(!relative.judged_by_ticks);
+    assert!((relative.tolerance_share - AGREEMENT_TOLERANCE).abs() < 1e-12);
+    assert!((relative.tolerance_ticks - 0.5 / tick).abs() < 1e-6);
+    // 20 ms of CPU: two ticks and 1 ms of rounding exceed 5 % of it.
+    let ticks = cpu_agreement(0.02, 0.02, 0.0);
+    assert!(ticks.judged_by_ticks);
+    assert!((ticks.tolerance_s - (2.0 * tick + 0.001)).abs() < 1e-12);
+    assert!((ticks.tolerance_share - ticks.tolerance_s / 0.02).abs() < 1e-12);
+    assert!(ticks.tolerance_share > AGREEMENT_TOLERANCE);
+}
+
+#[test]
 fn per_request_divides_and_keeps_nonzero_syscalls() {
     let account = ServerAccount {
         window_s: 1.0,

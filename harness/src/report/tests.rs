@@ -94,6 +94,9 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
                 ratio: 1.0 / 1.01,
                 tolerance_s: 0.05,
                 agrees: true,
+                tolerance_ticks: 5.0,
+                tolerance_share: 0.05 / 1.01,
+                judged_by_ticks: false,
             }),
             syscalls_per_request: Some(BTreeMap::from([
                 ("total".to_string(), 3.0),

@@ -127,8 +127,14 @@ pub fn find_binary(model: &str) -> io::Result<PathBuf> {
 fn build_binary(model: &str) -> io::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    // The reflector is a second binary of the harness package.
+    let package = if model == "reflector" {
+        "harness"
+    } else {
+        model
+    };
     let output = Command::new(&cargo)
-        .args(["build", "--release", "-p", model])
+        .args(["build", "--release", "-p", package, "--bin", model])
         .arg("--manifest-path")
         .arg(&manifest)
         .arg("--message-format=json-render-diagnostics")

@@ -122,6 +122,10 @@ pub struct RunOptions {
     /// Seed of the request payloads.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Timer slack of the load threads, ns (`PR_SET_TIMERSLACK`; the
+    /// kernel's default is 50 000: timers may fire that much late).
+    #[arg(long, default_value_t = load::sys::TIMER_SLACK_NS)]
+    pub timer_slack_ns: u64,
     /// Extra arguments for the server, after `--`.
     #[arg(last = true)]
     pub server_args: Vec<String>,
@@ -192,6 +196,8 @@ pub struct MeasureSpec {
     pub count_wakeups: bool,
     pub allow_remote: bool,
     pub seed: u64,
+    /// Timer slack of the load threads, ns.
+    pub timer_slack_ns: u64,
 }
 
 impl MeasureSpec {
@@ -218,6 +224,7 @@ impl MeasureSpec {
             count_wakeups: kind == WorkloadKind::Connect,
             allow_remote: false,
             seed: 1,
+            timer_slack_ns: load::sys::TIMER_SLACK_NS,
         }
     }
 }
@@ -437,6 +444,7 @@ fn load_spec(spec: &MeasureSpec, target: SocketAddr, cpus: &[usize]) -> LoadSpec
         cpus: cpus.to_vec(),
         seed: spec.seed,
         allow_remote: spec.allow_remote,
+        timer_slack_ns: spec.timer_slack_ns,
     }
 }
 
@@ -703,6 +711,7 @@ fn assemble(
             load_cpus,
             server_cpus,
             server_args: spec.server_args.clone(),
+            timer_slack_ns: Some(r.timer_slack_ns),
         },
         started_at: stamp,
         started_unix_ms: ms,
@@ -830,6 +839,7 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
         count_wakeups: kind == WorkloadKind::Connect && !a.no_wakeups,
         allow_remote: a.allow_remote,
         seed: a.seed,
+        timer_slack_ns: a.timer_slack_ns,
     })
 }
 

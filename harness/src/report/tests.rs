@@ -57,6 +57,7 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
             load_cpus: vec![0],
             server_cpus: vec![1],
             server_args: vec![],
+            timer_slack_ns: None,
         },
         started_at: "2026-01-01T00:00:00.000Z".into(),
         started_unix_ms: 0,

@@ -193,7 +193,7 @@ mod tests {
 
     impl System for Fake {
         fn has_events(&self, root: &str) -> bool {
-            self.mounted.iter().any(|m| *m == root)
+            self.mounted.contains(&root)
         }
         fn euid(&self) -> u32 {
             self.euid

@@ -619,7 +619,12 @@ fn stop_server(server: &mut Server, notes: &mut Vec<String>) -> io::Result<Serve
                 per_loop: sum.per_loop.clone(),
             });
             if let Ok(h) = whole_run {
-                side.summary_agreement = Some(account::cpu_agreement(h, sum.user_s, sum.sys_s));
+                side.summary_agreement = Some(account::cpu_agreement_reaped(
+                    h,
+                    stopped.reaped_cpu_s,
+                    sum.user_s,
+                    sum.sys_s,
+                ));
             }
         }
         Ok(None) => notes.push("the server printed no summary line".into()),

@@ -297,6 +297,12 @@ pub struct Agreement {
     /// The tick floor, not the 5 % rule, set the tolerance.
     #[serde(default)]
     pub judged_by_ticks: bool,
+    /// The tree's CPU over its whole life as the kernel reported it when
+    /// the harness reaped the server (`server::Stopped::reaped_cpu_s`):
+    /// shutdown included, which `harness_cpu_s` (read before SIGTERM)
+    /// cannot see. The summary is printed between the two readings.
+    #[serde(default)]
+    pub reaped_cpu_s: Option<f64>,
 }
 
 /// The relative tolerance of the cross-check (issue 5: within 5 %).
@@ -307,6 +313,21 @@ pub const AGREEMENT_TOLERANCE: f64 = 0.05;
 /// `cutime + cstime`) with the server's summary. The summary also counts
 /// the CPU of its shutdown, which the harness cannot see; it is small.
 pub fn cpu_agreement(harness_cpu_s: f64, summary_user_s: f64, summary_sys_s: f64) -> Agreement {
+    cpu_agreement_reaped(harness_cpu_s, None, summary_user_s, summary_sys_s)
+}
+
+/// `cpu_agreement`, with the tree's CPU at reaping when known: the summary
+/// is written after SIGTERM and before the exit, so it agrees when it lies
+/// between the reading before SIGTERM and the one at reaping, each widened
+/// by the tolerance. A fork server's children exit after SIGTERM: for
+/// 10 000 of them that shutdown is several percent of the run's CPU, which
+/// the summary rightly counts and the reading before SIGTERM cannot.
+pub fn cpu_agreement_reaped(
+    harness_cpu_s: f64,
+    reaped_cpu_s: Option<f64>,
+    summary_user_s: f64,
+    summary_sys_s: f64,
+) -> Agreement {
     let summary_cpu_s = summary_user_s + summary_sys_s;
     let tick = 1.0 / clock_ticks_per_sec() as f64;
     let relative_s = AGREEMENT_TOLERANCE * summary_cpu_s;
@@ -324,7 +345,13 @@ pub fn cpu_agreement(harness_cpu_s: f64, summary_user_s: f64, summary_sys_s: f64
         summary_cpu_s,
         ratio,
         tolerance_s,
-        agrees: (harness_cpu_s - summary_cpu_s).abs() <= tolerance_s,
+        agrees: match reaped_cpu_s {
+            Some(reaped) => {
+                summary_cpu_s >= harness_cpu_s - tolerance_s
+                    && summary_cpu_s <= reaped.max(harness_cpu_s) + tolerance_s
+            }
+            None => (harness_cpu_s - summary_cpu_s).abs() <= tolerance_s,
+        },
         tolerance_ticks: tolerance_s / tick,
         tolerance_share: if summary_cpu_s > 0.0 {
             tolerance_s / summary_cpu_s
@@ -332,6 +359,7 @@ pub fn cpu_agreement(harness_cpu_s: f64, summary_user_s: f64, summary_sys_s: f64
             f64::INFINITY
         },
         judged_by_ticks: floor_s > relative_s,
+        reaped_cpu_s,
     }
 }
 

@@ -390,6 +390,21 @@ fn agreement_allows_five_percent_or_two_ticks() {
 }
 
 #[test]
+fn a_summary_between_sigterm_and_reaping_agrees() {
+    // 10 s before SIGTERM, 10.8 s at reaping: children exited meanwhile.
+    assert!(cpu_agreement_reaped(10.0, Some(10.8), 10.7, 0.0).agrees);
+    // Without the reaped figure the same summary is 7 % off.
+    assert!(!cpu_agreement(10.0, 10.7, 0.0).agrees);
+    // Above what was reaped, or below what was read before: no excuse.
+    assert!(!cpu_agreement_reaped(10.0, Some(10.8), 11.5, 0.0).agrees);
+    assert!(!cpu_agreement_reaped(10.0, Some(10.8), 9.3, 0.0).agrees);
+    assert_eq!(
+        cpu_agreement_reaped(10.0, Some(10.8), 10.7, 0.0).reaped_cpu_s,
+        Some(10.8)
+    );
+}
+
+#[test]
 fn agreement_says_which_rule_judged_and_how_wide_it_was() {
     let tick = 1.0 / clock_ticks_per_sec() as f64;
     let relative = cpu_agreement(10.0, 8.0, 2.0);

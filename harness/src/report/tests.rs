@@ -98,6 +98,7 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
                 tolerance_ticks: 5.0,
                 tolerance_share: 0.05 / 1.01,
                 judged_by_ticks: false,
+                reaped_cpu_s: None,
             }),
             syscalls_per_request: Some(BTreeMap::from([
                 ("total".to_string(), 3.0),

@@ -5,6 +5,7 @@ pub mod account;
 pub mod check;
 pub mod claims;
 pub mod compare;
+pub mod floor;
 pub mod load;
 pub mod measurement;
 pub mod phases;

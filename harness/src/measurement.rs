@@ -146,6 +146,10 @@ pub struct WorkloadParams {
     pub server_cpus: Vec<usize>,
     /// Extra arguments given to the server after `--`.
     pub server_args: Vec<String>,
+    /// Timer slack of the load threads, ns (`PR_SET_TIMERSLACK`); `None`
+    /// in runs from before it was set (the kernel's default, 50 000).
+    #[serde(default)]
+    pub timer_slack_ns: Option<u64>,
 }
 
 /// Latency percentiles, microseconds.

@@ -185,13 +185,7 @@ impl Environment {
             git_commit: git_commit(),
             clock_ticks_per_sec: clock_ticks_per_sec(),
             perf_event_paranoid: read_trimmed("/proc/sys/kernel/perf_event_paranoid"),
-            syscall_tracepoints: ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-                .iter()
-                .any(|root| {
-                    Path::new(root)
-                        .join("events/raw_syscalls/sys_enter/id")
-                        .exists()
-                }),
+            syscall_tracepoints: crate::account::syscall_tracepoints().is_ok(),
             harness_build: if cfg!(debug_assertions) {
                 "debug".into()
             } else {

@@ -235,6 +235,7 @@ fn results() -> CompareResults {
         min_window_s: 0.3,
         seed: Some(7),
         order: vec![],
+        wakeups: vec![],
         cell_timeout_s: 34.0,
         started_at: "2026-01-01T00:00:00.000Z".into(),
         finished_at: "2026-01-01T00:10:00.000Z".into(),
@@ -860,6 +861,10 @@ fn a_run_whose_cross_check_disagrees_is_excluded_and_listed() {
         ratio: 0.01,
         tolerance_s: 0.05,
         agrees: false,
+        tolerance_ticks: 5.0,
+        tolerance_share: 0.05,
+        judged_by_ticks: false,
+        reaped_cpu_s: None,
     });
     c.runs[1].server.cpu_per_request_us = Some(0.04);
     // As `harness compare --report-from` reads a record.

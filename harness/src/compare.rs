@@ -25,40 +25,15 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::check::expect;
+use crate::env::{CpuTicks, Environment};
 use crate::measurement::{wall_clock, Measurement};
-use crate::report::{
-    self, Cell, CompareResults, CpuTicks, Environment, ModelStatus, Purpose, RunFailure, RunKey,
-    Workload,
+use crate::report;
+use crate::results::{
+    Cell, CompareResults, ModelStatus, Purpose, RunFailure, RunKey, Workload, SATURATED,
 };
-use crate::run::OFFERED_SHARE;
 use crate::server::{self, Server, ServerConfig};
-use crate::spec::{base_row, row, twin_of, AA_ROW, FLOOR_ROW};
+use crate::spec::{base_row, row, twin_of, AA_ROW, FLOOR_ROW, OFFERED_SHARE, STANDARD_MODELS};
 use crate::stats::samples_needed;
-
-/// The model:modes of the standard matrix, in report order. A row
-/// `MODEL:MODE+FLAG` is that model:mode run with `--FLAG` (see `row`).
-pub const STANDARD_MODELS: &[&str] = &[
-    "blocking:iterative",
-    "blocking:thread",
-    "blocking:pool",
-    "blocking:fork",
-    "blocking:prefork",
-    "nonblocking:spin",
-    "nonblocking:sleep",
-    "select",
-    "poll",
-    "epoll:level",
-    "epoll:edge",
-    "sigio:plain",
-    "sigio:rt",
-    "uring:single",
-    "uring:multishot",
-    "uring:multishot+sqpoll",
-    "coroutine:stackful",
-    "coroutine:async",
-    "peers:tokio",
-    "peers:polling",
-];
 
 /// The rows of the open-loop sweep past its lowest rate, and of the idle
 /// question: the loops that multiplex (the question is where each one
@@ -483,7 +458,7 @@ pub fn saturated_below(cells: &[Cell], model: &str, w: &Workload) -> Option<Stri
         .map(|r| {
             format!(
                 "{}: every repeat at {r}/s answered less than {:.0} % of the offer, so higher rates were not asked for",
-                report::SATURATED,
+                SATURATED,
                 OFFERED_SHARE * 100.0
             )
         })
@@ -901,7 +876,7 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
     if let Some(path) = &args.report_from {
         let mut results = report::load(path)?;
         // Stamp the commit that renders, when it is not the one measured.
-        let now = report::git_commit();
+        let now = crate::env::git_commit();
         if now != results.environment.git_commit {
             results.rendered_by =
                 Some(now.unwrap_or_else(|| "unknown (not a git checkout)".into()));

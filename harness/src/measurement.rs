@@ -260,7 +260,7 @@ pub struct ServerSide {
     /// The harness' `/proc` view of the server's CPU over its whole run
     /// (read just before SIGTERM) against the summary's `user + sys`.
     #[serde(default)]
-    pub summary_agreement: Option<crate::account::Agreement>,
+    pub summary_agreement: Option<Agreement>,
     /// The accept path's wake-ups in the window (connect workload only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wakeups: Option<Wakeups>,
@@ -342,7 +342,7 @@ pub struct Wakeups {
     pub eagain_per_conn: f64,
     pub wait_returns_per_conn: f64,
     /// From the replay; `None` with the reason in `replay_na_reason`.
-    pub replay: Option<crate::account::WakeCounts>,
+    pub replay: Option<WakeCounts>,
     /// `(replay.wasted_wakes + replay.kernel_wasted_wakes) / replay.accepted`:
     /// every wake-up, returned or not, that did not get a connection.
     pub wasted_per_conn: Option<f64>,
@@ -354,7 +354,7 @@ impl Wakeups {
     /// `None` if nothing was accepted.
     pub fn from_returns(
         returns: &BTreeMap<String, u64>,
-        replay: Option<Result<crate::account::WakeCounts, String>>,
+        replay: Option<Result<WakeCounts, String>>,
     ) -> Option<Wakeups> {
         let get = |key: &str| returns.get(key).copied().unwrap_or(0);
         let accepted = get("accept4=fd");
@@ -791,6 +791,44 @@ fn rfc3339_utc(ms: u64) -> String {
         rem % 60,
         ms % 1000
     )
+}
+
+/// How the harness' view of a server's CPU over its whole run compares with
+/// the server's own exit summary (`user=… sys=…`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    pub harness_cpu_s: f64,
+    pub summary_cpu_s: f64,
+    /// harness / summary (1.0 = identical).
+    pub ratio: f64,
+    /// The allowed difference: 5 % of the summary, but never less than two
+    /// clock ticks plus the summary's 1 ms rounding, since `/proc` rounds
+    /// the root's `cutime` and `cstime` each down to a tick.
+    pub tolerance_s: f64,
+    pub agrees: bool,
+}
+
+/// The relative tolerance of the cross-check (issue 5: within 5 %).
+pub const AGREEMENT_TOLERANCE: f64 = 0.05;
+
+/// What the replay of `account::wakes` found in the window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WakeCounts {
+    /// Wake-ups that called `accept4` (see `account::wakes`' definition).
+    pub listener_wakes: u64,
+    /// Those of them that got no connection.
+    pub wasted_wakes: u64,
+    /// Wake-ups inside one `epoll_wait` or `accept4` call that slept again
+    /// without returning (see `account::wakes`' note).
+    #[serde(default)]
+    pub kernel_wasted_wakes: u64,
+    /// `accept4` returns: a connection, `EAGAIN`.
+    pub accepted: u64,
+    pub accept_eagain: u64,
+    /// Records the kernel dropped because a buffer was full (0: exact).
+    pub lost_records: u64,
+    /// Threads of the tree at the end that were not there at attach.
+    pub threads_untraced: u64,
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::measurement::{
     WorkloadParams, SCHEMA_VERSION,
 };
 use crate::server::{describe_status, ModelSpec, Server, ServerConfig};
+use crate::spec::OFFERED_SHARE;
 use nix::sys::signal::Signal;
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -683,9 +684,6 @@ fn assemble(
         notes,
     }
 }
-
-/// Open loop: below this share of the offered rate the run says so.
-pub const OFFERED_SHARE: f64 = 0.95;
 
 /// The note an open-loop run carries when it did not reach the rate asked.
 fn shortfall_note(offered: f64, achieved: f64, missed: Option<u64>) -> Option<String> {

@@ -17,6 +17,34 @@ pub const AA_ROW: &str = "epoll:level#aa";
 /// known in the same rounds as everything it measures.
 pub const FLOOR_ROW: &str = "reflector";
 
+/// The model:modes of the standard matrix, in report order. A row
+/// `MODEL:MODE+FLAG` is that model:mode run with `--FLAG` (see `row`).
+pub const STANDARD_MODELS: &[&str] = &[
+    "blocking:iterative",
+    "blocking:thread",
+    "blocking:pool",
+    "blocking:fork",
+    "blocking:prefork",
+    "nonblocking:spin",
+    "nonblocking:sleep",
+    "select",
+    "poll",
+    "epoll:level",
+    "epoll:edge",
+    "sigio:plain",
+    "sigio:rt",
+    "uring:single",
+    "uring:multishot",
+    "uring:multishot+sqpoll",
+    "coroutine:stackful",
+    "coroutine:async",
+    "peers:tokio",
+    "peers:polling",
+];
+
+/// Open loop: below this share of the offered rate the run says so.
+pub const OFFERED_SHARE: f64 = 0.95;
+
 /// Whether a row is a model a reader weighs: not the A/A twin of another
 /// row, not the instrument's floor.
 pub fn is_model_row(label: &str) -> bool {

@@ -26,6 +26,7 @@ mod perf;
 pub(crate) mod procfs;
 mod wakes;
 
+pub use crate::measurement::{Agreement, WakeCounts, AGREEMENT_TOLERANCE};
 pub use perf::{
     CounterSet, PerfDelta, Reading, ReturnCount, SyscallCounts, TreeCounters, DEFAULT_SYSCALLS,
     HERD_RETURNS,
@@ -34,7 +35,7 @@ pub use procfs::{
     asleep_in, asleep_in_epoll_wait, clock_ticks_per_sec, thread_cpu_ns, thread_state,
     thread_switches, threads_named, RssPeak, RssSampler, Snapshot, TreeDelta, Usage,
 };
-pub use wakes::{AcceptLog, WakeCounts, WakeTrace, DRAIN_EVERY};
+pub use wakes::{AcceptLog, WakeTrace, DRAIN_EVERY};
 
 use std::collections::BTreeMap;
 use std::io;
@@ -261,24 +262,6 @@ pub struct PerRequest {
     /// Per syscall name, plus `total` and `other` (not among the names).
     pub syscalls: Option<BTreeMap<String, f64>>,
 }
-
-/// How the harness' view of a server's CPU over its whole run compares with
-/// the server's own exit summary (`user=… sys=…`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Agreement {
-    pub harness_cpu_s: f64,
-    pub summary_cpu_s: f64,
-    /// harness / summary (1.0 = identical).
-    pub ratio: f64,
-    /// The allowed difference: 5 % of the summary, but never less than two
-    /// clock ticks plus the summary's 1 ms rounding, since `/proc` rounds
-    /// the root's `cutime` and `cstime` each down to a tick.
-    pub tolerance_s: f64,
-    pub agrees: bool,
-}
-
-/// The relative tolerance of the cross-check (issue 5: within 5 %).
-pub const AGREEMENT_TOLERANCE: f64 = 0.05;
 
 /// Compares `harness_cpu_s` (`Snapshot::take(pid)?.cpu_s()` just before
 /// SIGTERM: each live process's CPU clock, exact, plus the root's

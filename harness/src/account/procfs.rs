@@ -40,17 +40,7 @@ use std::time::{Duration, Instant};
 use nix::sys::resource::{getrusage, UsageWho};
 use serde::{Deserialize, Serialize};
 
-/// Clock ticks per second, the unit of `/proc/PID/stat` CPU fields.
-pub fn clock_ticks_per_sec() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    // POSIX allows -1 (unknown); Linux has always exported USER_HZ = 100.
-    if hz > 0 {
-        hz as u64
-    } else {
-        100
-    }
-}
+pub use crate::env::clock_ticks_per_sec;
 
 fn page_size() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.

@@ -12,9 +12,9 @@
 
 mod probe;
 
+use crate::env::Environment;
 use crate::measurement::{Measurement, WorkloadKind};
 use crate::phases::{self, Traced};
-use crate::report::Environment;
 use crate::run::{self, MeasureSpec, ServerChoice};
 use crate::server::{find_binary, ModelSpec};
 use std::collections::BTreeMap;

@@ -5,9 +5,9 @@
 
 use super::markdown::{label, Table};
 use super::questions::{models, show_paired, Answer};
-use super::results::{CompareResults, Purpose, Workload};
 use super::stats::{self, Metric};
 use super::Ctx;
+use crate::results::{CompareResults, Purpose, Workload};
 use crate::spec::twin_of;
 use crate::stats::{median, Verdict, EQUIVALENCE, FDR};
 

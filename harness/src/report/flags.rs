@@ -4,10 +4,10 @@
 
 use super::markdown::{label, show, show_pct, Table};
 use super::questions::{findings_list, models, rate_label, sustained, sweep, versus, Answer};
-use super::results::{CompareResults, Purpose, Workload};
 use super::stats::{self, micros, percent, significant, Spread};
 use super::Ctx;
 use crate::measurement::Measurement;
+use crate::results::{CompareResults, Purpose, Workload};
 use crate::spec::{base_row, row as parse_row};
 
 /// Share of a CPU io_uring's kernel threads used in the window (the SQPOLL
@@ -108,7 +108,7 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
             ) else {
                 continue;
             };
-            let mut mark = |c: &super::results::Cell, text: String| {
+            let mut mark = |c: &crate::results::Cell, text: String| {
                 let open = w.offered_rate().is_some();
                 if open && !c.runs.is_empty() && !sustained(Some(c)) {
                     short = true;

@@ -4,9 +4,9 @@
 
 use super::markdown::{label, show, show_pct, Table};
 use super::questions::{highest_sustained, rate_label, sweep, Answer};
-use super::results::Purpose;
 use super::stats::{self, micros, si};
 use super::Ctx;
+use crate::results::Purpose;
 use crate::spec::FLOOR_ROW;
 
 /// The section.

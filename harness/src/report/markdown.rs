@@ -6,10 +6,10 @@
 use std::fmt::Write as _;
 
 use super::questions::{self, Answer};
-use super::results::{is_reference, Cell, CompareResults, Purpose, Workload, EXCLUDED};
 use super::stats::{self, significant, Spread};
 use super::Ctx;
 use crate::account::AGREEMENT_TOLERANCE;
+use crate::results::{is_reference, Cell, CompareResults, Purpose, Workload, EXCLUDED};
 
 /// A markdown table.
 pub struct Table {

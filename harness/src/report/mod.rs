@@ -3,7 +3,6 @@
 
 mod control;
 mod csv;
-mod env;
 mod flags;
 pub mod herd;
 mod instrument;
@@ -11,15 +10,14 @@ mod markdown;
 pub mod phases;
 mod plots;
 mod questions;
-mod results;
 mod stats;
 
-pub use env::{git_commit, CpuTicks, Environment};
-pub use markdown::{render as render_markdown, Section, SECTIONS};
-pub use results::{
+pub use crate::env::{git_commit, CpuTicks, Environment};
+pub use crate::results::{
     is_reference, Cell, CompareResults, ModelStatus, Purpose, RunFailure, RunKey, Workload,
     EXCLUDED, SATURATED,
 };
+pub use markdown::{render as render_markdown, Section, SECTIONS};
 pub use stats::Spread;
 
 use std::fs;

@@ -1,8 +1,8 @@
 //! Medians with their spread over a cell's repeats, and the metrics the
 //! report reads out of a `Measurement`.
 
-use super::results::Cell;
 use crate::measurement::Measurement;
+use crate::results::Cell;
 use crate::stats::{samples_needed, InRound};
 
 pub use crate::stats::Spread;

@@ -8,7 +8,17 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::clock_ticks_per_sec;
+/// Clock ticks per second, the unit of `/proc/PID/stat` CPU fields.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    // POSIX allows -1 (unknown); Linux has always exported USER_HZ = 100.
+    if hz > 0 {
+        hz as u64
+    } else {
+        100
+    }
+}
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Environment {

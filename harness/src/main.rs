@@ -8,7 +8,11 @@
 //! `results/`.
 
 use clap::{Parser, Subcommand};
+use std::io;
 use std::process::ExitCode;
+
+use harness::compare::{self, CompareArgs};
+use harness::report;
 
 #[derive(Parser)]
 #[command(
@@ -40,7 +44,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Check(args) => harness::check::main(args),
         Command::Run(args) => harness::run::main(args),
-        Command::Compare(args) => harness::compare::main(args),
+        Command::Compare(args) => compare(args),
         Command::Phases(args) => harness::phases::main(args),
         Command::Claims(args) => harness::claims::main(args),
     };
@@ -51,4 +55,31 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `harness compare`: measure (`compare`), then render (`report`); or, with
+/// `--report-from`, render an earlier record again.
+fn compare(args: CompareArgs) -> io::Result<ExitCode> {
+    if let Some(path) = &args.report_from {
+        let written = report::rewrite(path, &args.out)?;
+        eprintln!(
+            "harness compare: rewrote {} files in {}",
+            written.len(),
+            args.out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = args.out.clone();
+    let compared = compare::main(args)?;
+    let written = report::write_compared(&out, &compared)?;
+    eprintln!(
+        "harness compare: {:.0} s; wrote {}",
+        compared.results.elapsed_s,
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
 }

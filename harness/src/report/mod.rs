@@ -24,6 +24,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::compare::Compared;
 use plots::{Axis, Bar, Family, LineChart, Scale, Series, Stack};
 use stats::{micros_tick as micros, si_tick, Metric};
 
@@ -566,6 +567,37 @@ pub fn write(dir: &Path, r: &CompareResults) -> io::Result<Vec<PathBuf>> {
     let path = dir.join("REPORT.md");
     write_file(&path, &render_controlled(r, &figs))?;
     written.push(path);
+    Ok(written)
+}
+
+/// Writes what one `harness compare` measured into `dir`: the matrix's
+/// report and files (`write`), then the herd's and the phases' sections;
+/// removes the partial record, now complete. Returns the files written.
+pub fn write_compared(dir: &Path, c: &Compared) -> io::Result<Vec<PathBuf>> {
+    let mut written = write(dir, &c.results)?;
+    written.extend(herd::write(dir, &c.herd)?);
+    written.extend(phases::write(dir, Some(c.lanes.clone()))?);
+    if let Err(e) = fs::remove_file(&c.partial) {
+        if e.kind() != io::ErrorKind::NotFound {
+            eprintln!("harness compare: remove {}: {e}", c.partial.display());
+        }
+    }
+    Ok(written)
+}
+
+/// `harness compare --report-from`: the report again from an earlier
+/// `compare.json` (and the `herd.json` and `phases.json` beside it in
+/// `dir`), stamped with the commit that renders it when that is not the
+/// one measured. Returns the files written.
+pub fn rewrite(path: &Path, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut results = load(path)?;
+    let now = git_commit();
+    if now != results.environment.git_commit {
+        results.rendered_by = Some(now.unwrap_or_else(|| "unknown (not a git checkout)".into()));
+    }
+    let mut written = write(dir, &results)?;
+    written.extend(herd::rewrite(dir)?);
+    written.extend(phases::write(dir, None)?);
     Ok(written)
 }
 

@@ -601,7 +601,7 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
             sys_s: 0.0,
             per_loop,
         });
-        herd::HerdRun {
+        crate::compare::herd::HerdRun {
             sharing: sharing.into(),
             skewed,
             measurement: Some(m),
@@ -648,7 +648,7 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
         r
     };
     // Four rounds of shared and reuseport: paired by round, a difference.
-    let results = herd::HerdResults {
+    let results = crate::compare::herd::HerdResults {
         runs: vec![
             run("shared", false, 0.9, 50.0, vec![100, 100]),
             run("shared", false, 0.9, 50.0, vec![100, 100]),
@@ -714,7 +714,7 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
     assert!(text.contains("an estimate"), "{text}");
     // One repeat each: no measured difference, the upper bound instead
     // (reuseport's 40 µs over at least one wake-up).
-    let one_each = herd::HerdResults {
+    let one_each = crate::compare::herd::HerdResults {
         runs: vec![
             run("shared", false, 0.9, 50.0, vec![100, 100]),
             run("reuseport", false, 0.0, 40.0, vec![110, 100]),

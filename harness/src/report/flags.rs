@@ -2,9 +2,9 @@
 //! (`uring:multishot+sqpoll`) set beside its base row (`uring:multishot`),
 //! workload by workload, in the same run.
 
-use super::markdown::{label, show, show_pct, Table};
 use super::questions::{findings_list, models, rate_label, sustained, sweep, versus, Answer};
 use super::stats::{self, micros, percent, significant, Spread};
+use super::table::{label, show, show_pct, Table};
 use super::Ctx;
 use crate::measurement::Measurement;
 use crate::results::{CompareResults, Purpose, Workload};

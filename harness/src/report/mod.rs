@@ -11,6 +11,7 @@ pub mod phases;
 mod plots;
 mod questions;
 mod stats;
+mod table;
 
 pub use crate::env::{git_commit, CpuTicks, Environment};
 pub use crate::results::{
@@ -196,7 +197,7 @@ fn bars(r: &CompareResults, w: &Workload, purpose: Purpose, metric: Metric) -> V
         .filter_map(|m| {
             let c = r.cell(&m.model, w, purpose)?;
             Some(Bar {
-                name: markdown::label(&m.model),
+                name: table::label(&m.model),
                 color: Family::of(&m.model).color(),
                 value: c.spread(metric),
             })
@@ -262,7 +263,7 @@ fn syscall_stacks(r: &CompareResults, w: &Workload) -> Vec<Stack> {
                 .collect();
             if counted.is_empty() {
                 return Some(Stack {
-                    name: markdown::label(&m.model),
+                    name: table::label(&m.model),
                     parts: None,
                 });
             }
@@ -286,7 +287,7 @@ fn syscall_stacks(r: &CompareResults, w: &Workload) -> Vec<Stack> {
                 .map(|(call, role, v)| (call, CALL_ROLES[role].1, v))
                 .collect();
             Some(Stack {
-                name: markdown::label(&m.model),
+                name: table::label(&m.model),
                 parts: Some(parts),
             })
         })

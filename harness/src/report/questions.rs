@@ -9,8 +9,8 @@
 
 use std::collections::BTreeSet;
 
-use super::markdown::{figure_ref, label, show, show_pct, Table};
 use super::stats::{self, micros, show_p, si, significant, Metric, Spread};
+use super::table::{figure_ref, label, show, show_pct, Table};
 use super::Ctx;
 use crate::results::{is_reference, Cell, CompareResults, Purpose, Workload, SATURATED};
 use crate::spec::{is_model_row, twin_of, FLOOR_ROW, OFFERED_SHARE};

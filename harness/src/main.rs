@@ -8,11 +8,13 @@
 //! `results/`.
 
 use clap::{Parser, Subcommand};
-use std::io;
+use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use harness::compare::{self, CompareArgs};
+use harness::load::sys;
 use harness::report;
+use harness::run::RunArgs;
 
 #[derive(Parser)]
 #[command(
@@ -43,7 +45,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Check(args) => harness::check::main(args),
-        Command::Run(args) => harness::run::main(args),
+        Command::Run(args) => run(args),
         Command::Compare(args) => compare(args),
         Command::Phases(args) => harness::phases::main(args),
         Command::Claims(args) => harness::claims::main(args),
@@ -54,6 +56,24 @@ fn main() -> ExitCode {
             eprintln!("harness: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `harness run`: one measurement, printed as JSON or as a table.
+fn run(args: RunArgs) -> io::Result<ExitCode> {
+    let json = args.opts.json;
+    let m = harness::run::main(args)?;
+    let text = if json {
+        serde_json::to_string_pretty(&m).map_err(io::Error::other)? + "\n"
+    } else {
+        report::run_table(&m)
+    };
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // A reader that stopped early (`| head`) is not a failed measurement.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(sys::named("write(stdout)", e)),
+        Ok(()) => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -25,10 +25,9 @@ use crate::measurement::{
 use crate::server::{describe_status, ModelSpec, Server, ServerConfig};
 use crate::spec::OFFERED_SHARE;
 use nix::sys::signal::Signal;
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -789,21 +788,11 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
     })
 }
 
-pub fn main(args: RunArgs) -> io::Result<ExitCode> {
+/// `harness run`: the measurement the arguments ask for (`main.rs` prints
+/// it, as JSON or as `report::run_table`).
+pub fn main(args: RunArgs) -> io::Result<Measurement> {
     let spec = spec_from_args(&args.opts)?;
-    let m = measure(&spec)?;
-    let text = if args.opts.json {
-        serde_json::to_string_pretty(&m).map_err(io::Error::other)? + "\n"
-    } else {
-        m.to_table()
-    };
-    let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        // A reader that stopped early (`| head`) is not a failed measurement.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(sys::named("write(stdout)", e)),
-        Ok(()) => Ok(ExitCode::SUCCESS),
-    }
+    measure(&spec)
 }
 
 #[cfg(test)]

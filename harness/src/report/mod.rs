@@ -10,6 +10,7 @@ mod markdown;
 pub mod phases;
 mod plots;
 mod questions;
+mod run_table;
 mod stats;
 mod table;
 
@@ -19,6 +20,7 @@ pub use crate::results::{
     EXCLUDED, SATURATED,
 };
 pub use markdown::{render as render_markdown, Section, SECTIONS};
+pub use run_table::run_table;
 pub use stats::Spread;
 
 use std::fs;

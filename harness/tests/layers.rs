@@ -264,4 +264,3 @@ fn the_reader_finds_imports_in_groups_and_ignores_comments() {
     assert_eq!(first_segments(&text, "crate::"), ["a", "c", "d", "g"]);
     assert_eq!(first_segments(&text, "super::"), ["sib"]);
 }
-

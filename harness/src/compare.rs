@@ -518,7 +518,7 @@ pub fn run_args(
     a.push("--json".into());
     if matches!(w, Workload::Connect { .. }) {
         // The matrix compares models, not wake-ups: no trace overhead (the
-        // herd section measures wake-ups, `report::herd`).
+        // herd runs measure wake-ups, `compare::herd`).
         a.push("--no-wakeups".into());
     }
     if purpose == Purpose::Syscalls {

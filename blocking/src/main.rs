@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use lab::cli::Common;
-use lab::net::{IoMode, Listener, PortSharing};
+use lab::net::{IoMode, Listener};
 use lab::signals::SignalFd;
 use lab::Stats;
 use nix::sys::signal::Signal;
@@ -100,7 +100,7 @@ fn run(cli: &Cli) -> io::Result<()> {
     // Before any thread or child exists: each inherits the blocked mask,
     // so SIGINT/SIGTERM/SIGCHLD reach us only through this descriptor.
     let sigfd = SignalFd::install(&[Signal::SIGCHLD])?;
-    let listener = Listener::bind(cli.common.addr, IoMode::Blocking, PortSharing::Exclusive)?;
+    let listener = Listener::bind(cli.common.addr, IoMode::Blocking)?;
     if cli.common.workers.is_some() && !cli.mode.uses_workers() {
         lab::log!(
             "blocking: --workers is ignored by --mode {}",

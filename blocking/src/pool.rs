@@ -15,16 +15,19 @@
 //! Run: `cargo run --release -p blocking -- --mode pool --workers 8`
 
 use std::io;
-use std::thread;
 
 use lab::net::Listener;
-use lab::Stats;
+use lab::{workers, Stats};
 
 use crate::conn::Registry;
 use crate::iterative;
 
-/// Runs `workers` copies of the iterative loop until the stop thread shuts
-/// the listener down; the first error ends them all.
+/// Runs `workers` copies of the iterative loop, on threads `worker-0..N`
+/// (`lab::workers::run_loops`), until the stop thread shuts the listener
+/// down. A worker that ends for any other reason (an error, a panic outside
+/// a connection) raises SIGTERM as it leaves: the stop thread reads it and
+/// shuts the listener down, or the other workers would block in `accept`
+/// forever. The first error is returned.
 pub fn serve(
     listener: &Listener,
     stats: &Stats,
@@ -32,36 +35,11 @@ pub fn serve(
     max_conns: Option<u64>,
     workers: usize,
 ) -> io::Result<()> {
-    thread::scope(|scope| {
-        let mut pool = Vec::with_capacity(workers);
-        for i in 0..workers {
-            let worker = thread::Builder::new()
-                .name(format!("worker-{i}"))
-                .spawn_scoped(scope, move || {
-                    let served = iterative::serve(i, listener, stats, registry, max_conns, None);
-                    if served.is_err() {
-                        // The other workers would block in accept forever.
-                        registry.stop();
-                    }
-                    served
-                });
-            match worker {
-                Ok(worker) => pool.push(worker),
-                Err(e) => {
-                    registry.stop();
-                    return Err(lab::sys::named(e, format!("pthread_create(worker {i})")));
-                }
-            }
-        }
-        let mut first_err = Ok(());
-        for worker in pool {
-            let ended = worker.join().unwrap_or_else(|_| {
-                Err(io::Error::other("a worker panicked outside a connection"))
-            });
-            if first_err.is_ok() {
-                first_err = ended;
-            }
-        }
-        first_err
-    })
+    let each_own = vec![(); workers];
+    workers::run_loops(
+        "worker",
+        each_own,
+        std::slice::from_ref(listener),
+        |i, (), listener| iterative::serve(i, listener, stats, registry, max_conns, None),
+    )
 }

@@ -11,6 +11,23 @@
 //! `EAGAIN`, so an edge it was not waiting for is never needed later (the
 //! call it makes then finds the data or the room), and any change after the
 //! `EAGAIN` is a new edge. No `epoll_ctl` per request, as in `epoll --mode edge`.
+//!
+//! What the straight-line text costs: the handler learns that a socket is
+//! empty only from the `read` that says `EAGAIN`, and that is where it
+//! parks. So a ping-pong request takes three calls (`read` with data, `read`
+//! with `EAGAIN`, `send`) plus a share of `epoll_wait`, where `epoll`'s
+//! event loop makes two (it reads once per report); `blocking` makes two
+//! as well, and pays a sleep in the kernel per request instead. A handler
+//! reads nothing more while `write_all` is parked (back-pressure: one
+//! `BUF_LEN` buffer per connection at most, as in `blocking`).
+//!
+//! `--workers N` runs N hubs on N threads (`lab::workers`), sharing the port
+//! as `epoll --workers N` does: `--share reuseport`, a listener per hub;
+//! `exclusive`, one listener with `EPOLLEXCLUSIVE`; `shared`, one listener
+//! that wakes every idle hub, the herd. Coroutines are combined with threads
+//! or processes to use several cores; a blocking call (a file read, a DNS
+//! lookup, a lock) stops the whole hub, which is why gevent patches the
+//! standard library.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -21,7 +38,7 @@ use lab::epoll::{
     Epoll, EPOLLERR, EPOLLET, EPOLLEXCLUSIVE, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP,
 };
 use lab::net::{accept, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
-use lab::policy::{AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP};
+use lab::policy::{Accept, AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP};
 use lab::signals::SignalFd;
 use lab::workers::Share;
 use lab::Stats;
@@ -72,7 +89,9 @@ pub trait Tasks {
     fn has_runnable(&self) -> bool;
 }
 
-/// One admitted connection. Dropping it (its handler returned, failed,
+/// One admitted connection: not `lab::conn::Conn`, which keeps an event
+/// loop's output buffer and half-close state; a handler here keeps its own
+/// buffer and writes each reply whole before it reads again. Dropping it (its handler returned, failed,
 /// panicked, or was unwound at the stop) gives its `--max-conns` slot back,
 /// then closes the socket, which also takes it out of the epoll set: once
 /// the peer sees our FIN, its slot is free again.
@@ -160,148 +179,163 @@ pub struct Setup<'a> {
     pub share: Share,
 }
 
-/// Runs one hub until SIGINT/SIGTERM (or an error that is a bug of ours).
-/// The tasks still parked are the caller's to drop: that closes their
-/// connections.
-pub fn serve<T: Tasks>(
+/// What one hub keeps between wake-ups.
+pub struct Loop<'a> {
+    index: usize,
+    listener: &'a Listener,
+    stats: &'a Arc<Stats>,
+    max_conns: Option<u64>,
+    /// The interest set, kept by the kernel.
     hub: Epoll,
-    mut spare: Spare,
-    setup: &Setup,
-    tasks: &mut T,
-) -> io::Result<()> {
-    let listener = setup.listener.as_raw_fd();
-    // Level-triggered, and nobody reads it: every hub's epoll holds the same
-    // signalfd and keeps reporting the pending SIGTERM, so all of them stop.
-    hub.add(setup.signals.as_raw_fd(), SIGNALS, EPOLLIN)?;
-    let listen_events = match setup.share {
-        // Wake one (or a few) of the hubs waiting on this listener, not all.
-        Share::Exclusive => EPOLLIN | EPOLLEXCLUSIVE,
-        // Every hub waiting on the shared listener wakes: the herd.
-        Share::Shared => EPOLLIN,
-        // This hub's own listener: nobody else waits on it.
-        Share::ReusePort => EPOLLIN,
-    };
-    hub.add(listener, LISTENER, listen_events)?;
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
-    // Set while the descriptor table is full: the listener is out of the
-    // interest set until then.
-    let mut accept_paused_until: Option<Instant> = None;
-    loop {
-        let timeout = if tasks.has_runnable() {
-            // Tasks gave up their turn: look for new events, but do not sleep.
-            0
-        } else if let Some(until) = accept_paused_until {
-            let left = until.saturating_duration_since(Instant::now());
-            left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
-        } else {
-            -1
+    listen_events: u32,
+    events: Vec<libc::epoll_event>,
+    spare: Spare,
+    /// Set while the descriptor table is full: the listener is out of the
+    /// interest set until then.
+    accept_paused_until: Option<Instant>,
+}
+
+impl<'a> Loop<'a> {
+    pub fn new(hub: Epoll, spare: Spare, setup: &Setup<'a>) -> io::Result<Loop<'a>> {
+        // Level-triggered, and nobody reads it: every hub's epoll holds the same
+        // signalfd and keeps reporting the pending SIGTERM, so all of them stop.
+        hub.add(setup.signals.as_raw_fd(), SIGNALS, EPOLLIN)?;
+        let listen_events = match setup.share {
+            // Wake one (or a few) of the hubs waiting on this listener, not all.
+            Share::Exclusive => EPOLLIN | EPOLLEXCLUSIVE,
+            // Every hub waiting on the shared listener wakes: the herd.
+            Share::Shared => EPOLLIN,
+            // This hub's own listener: nobody else waits on it.
+            Share::ReusePort => EPOLLIN,
         };
-        let n = match hub.wait(&mut events, timeout) {
-            Ok(n) => n,
-            Err(e) => match WaitError::classify(&e).warned("coroutine", &e) {
-                // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
-                WaitError::Retry => continue,
-                WaitError::BackOff => {
-                    std::thread::sleep(ACCEPT_PAUSE);
-                    continue;
-                }
-                // EBADF, EFAULT, EINVAL: our arguments are wrong.
-                WaitError::Fatal => return Err(e),
-            },
-        };
-        if accept_paused_until.is_some_and(|until| Instant::now() >= until) {
-            // ADD reports the listener at once if connections are queued.
-            hub.add(listener, LISTENER, listen_events)?;
-            accept_paused_until = None;
-        }
-        for ev in &events[..n] {
-            match ev.u64 {
-                // SIGINT or SIGTERM is pending: stop serving; `run` summarises.
-                SIGNALS => return Ok(()),
-                LISTENER => {
-                    if accept_all(&hub, setup, &mut spare, tasks)? == Accept::Paused {
-                        // Connections stay queued and not one descriptor is
-                        // to be had: the level-triggered listener would be
-                        // reported at once, forever. Leave it alone a while.
-                        hub.delete(listener)?;
-                        accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+        hub.add(setup.listener.as_raw_fd(), LISTENER, listen_events)?;
+        Ok(Loop {
+            index: setup.index,
+            listener: setup.listener,
+            stats: setup.stats,
+            max_conns: setup.max_conns,
+            hub,
+            listen_events,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS],
+            spare,
+            accept_paused_until: None,
+        })
+    }
+
+    /// Runs the hub until SIGINT/SIGTERM (or an error that is a bug of
+    /// ours). The tasks still parked are the caller's to drop: that closes
+    /// their connections.
+    pub fn serve<T: Tasks>(&mut self, tasks: &mut T) -> io::Result<()> {
+        loop {
+            let timeout = if tasks.has_runnable() {
+                // Tasks gave up their turn: look for new events, but do not sleep.
+                0
+            } else if let Some(until) = self.accept_paused_until {
+                let left = until.saturating_duration_since(Instant::now());
+                left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
+            } else {
+                -1
+            };
+            let ready = match self.hub.wait(&mut self.events, timeout) {
+                Ok(n) => n,
+                Err(e) => match WaitError::classify(&e).warned("coroutine", &e) {
+                    // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
+                    WaitError::Retry => continue,
+                    // epoll_wait(2) lists no ENOMEM, but a wait that fails for
+                    // lack of memory is not the loop's end.
+                    WaitError::BackOff => {
+                        std::thread::sleep(ACCEPT_PAUSE);
+                        continue;
                     }
-                }
-                token => tasks.ready(token as usize, ev.events),
-            }
-        }
-        tasks.run();
-    }
-}
-
-/// How an accept pass ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Accept {
-    /// Drained, or capped: the level-triggered listener reports the rest.
-    Done,
-    /// Leave the listener alone for `ACCEPT_PAUSE`: EMFILE/ENFILE and the
-    /// spare could not refuse a connection either, or kernel memory is
-    /// short (ENOBUFS/ENOMEM). Either way retrying at once would spin.
-    Paused,
-}
-
-/// Accepts what is pending (up to the fairness cap), watches each socket
-/// and spawns its handler.
-fn accept_all<T: Tasks>(
-    hub: &Epoll,
-    setup: &Setup,
-    spare: &mut Spare,
-    tasks: &mut T,
-) -> io::Result<Accept> {
-    let listener = setup.listener.as_raw_fd();
-    // A spare lost to a full table is taken back as soon as a descriptor frees.
-    spare.refill();
-    // The listener is level-triggered: past the cap, the kernel reports the
-    // rest on the next wait.
-    for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
-        let fd = match accept(listener, IoMode::NonBlocking) {
-            Ok(fd) => fd,
-            Err(e) => match AcceptError::classify(&e).warned("coroutine", &e) {
-                // With a shared listener, also what every hub but the
-                // first finds after the herd's wake-up.
-                AcceptError::Drained => return Ok(Accept::Done),
-                AcceptError::Retry => continue,
-                // That one connection failed while queued: take the next.
-                AcceptError::Skip => continue,
-                // The connection stays queued and the listener stays
-                // readable, so the hub would spin; refuse it with the spare.
-                AcceptError::Exhausted => match spare.refuse_one(listener, IoMode::NonBlocking) {
-                    Refusal::Refused => continue,
-                    Refusal::NothingPending => return Ok(Accept::Done),
-                    Refusal::TableFull => return Ok(Accept::Paused),
+                    // EBADF, EFAULT, EINVAL: our arguments are wrong.
+                    WaitError::Fatal => return Err(e),
                 },
-                AcceptError::BackOff => return Ok(Accept::Paused),
-                AcceptError::Fatal => return Err(e),
-            },
-        };
-        if !setup.stats.admit(setup.max_conns) {
-            // --max-conns reached: connection N+1 is closed at once.
-            continue;
+            };
+            if self
+                .accept_paused_until
+                .is_some_and(|until| Instant::now() >= until)
+            {
+                // ADD reports the listener at once if connections are queued.
+                let listener = self.listener.as_raw_fd();
+                self.hub.add(listener, LISTENER, self.listen_events)?;
+                self.accept_paused_until = None;
+            }
+            for i in 0..ready {
+                let ev = self.events[i];
+                match ev.u64 {
+                    // SIGINT or SIGTERM is pending: stop serving; `run` summarises.
+                    SIGNALS => return Ok(()),
+                    LISTENER => {
+                        if self.accept_all(tasks)? == Accept::Paused {
+                            // Connections stay queued and not one descriptor is
+                            // to be had: the level-triggered listener would be
+                            // reported at once, forever. Leave it alone a while.
+                            self.hub.delete(self.listener.as_raw_fd())?;
+                            self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                        }
+                    }
+                    token => tasks.ready(token as usize, ev.events),
+                }
+            }
+            tasks.run();
         }
-        setup.stats.served_by(setup.index);
-        let conn = Conn {
-            fd,
-            stats: setup.stats.clone(),
-        };
-        let token = tasks.vacant();
-        // Once, for everything, edge-triggered: never an epoll_ctl again for
-        // this socket. Data that arrived before this call is not lost: ADD
-        // checks the socket's readiness at once.
-        let events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-        if let Err(e) = hub.add(conn.raw(), token as u64, events) {
-            // ENOMEM, or ENOSPC (fs.epoll.max_user_watches): this connection
-            // cannot be watched; dropping it closes it and frees its slot.
-            lab::log!("coroutine: {e}");
-            continue;
-        }
-        tasks.spawn(conn);
     }
-    Ok(Accept::Done)
+
+    /// Accepts what is pending (up to the fairness cap), watches each socket
+    /// and spawns its handler.
+    fn accept_all<T: Tasks>(&mut self, tasks: &mut T) -> io::Result<Accept> {
+        let listener = self.listener.as_raw_fd();
+        // A spare lost to a full table is taken back as soon as a descriptor frees.
+        self.spare.refill();
+        // The listener is level-triggered: past the cap, the kernel reports the
+        // rest on the next wait.
+        for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
+            let fd = match accept(listener, IoMode::NonBlocking) {
+                Ok(fd) => fd,
+                Err(e) => match AcceptError::classify(&e).warned("coroutine", &e) {
+                    // With a shared listener, also what every hub but the
+                    // first finds after the herd's wake-up.
+                    AcceptError::Drained => return Ok(Accept::Drained),
+                    AcceptError::Retry => continue,
+                    // That one connection failed while queued: take the next.
+                    AcceptError::Skip => continue,
+                    // The connection stays queued and the listener stays
+                    // readable, so the hub would spin; refuse it with the spare.
+                    AcceptError::Exhausted => {
+                        match self.spare.refuse_one(listener, IoMode::NonBlocking) {
+                            Refusal::Refused => continue,
+                            Refusal::NothingPending => return Ok(Accept::Drained),
+                            Refusal::TableFull => return Ok(Accept::Paused),
+                        }
+                    }
+                    AcceptError::BackOff => return Ok(Accept::Paused),
+                    AcceptError::Fatal => return Err(e),
+                },
+            };
+            if !self.stats.admit(self.max_conns) {
+                // --max-conns reached: connection N+1 is closed at once.
+                continue;
+            }
+            self.stats.served_by(self.index);
+            let conn = Conn {
+                fd,
+                stats: self.stats.clone(),
+            };
+            let token = tasks.vacant();
+            // Once, for everything, edge-triggered: never an epoll_ctl again for
+            // this socket. Data that arrived before this call is not lost: ADD
+            // checks the socket's readiness at once.
+            let events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+            if let Err(e) = self.hub.add(conn.raw(), token as u64, events) {
+                // ENOMEM, or ENOSPC (fs.epoll.max_user_watches): this connection
+                // cannot be watched; dropping it closes it and frees its slot.
+                lab::log!("coroutine: {e}");
+                continue;
+            }
+            tasks.spawn(conn);
+        }
+        Ok(Accept::Capped)
+    }
 }
 
 #[cfg(test)]

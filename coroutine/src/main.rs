@@ -4,52 +4,22 @@
 //! blocking call would sleep in the kernel, the connection's coroutine
 //! parks on the hub's epoll and the thread runs another.
 //!
+//! Phase 1 (wait for data) blocks in the hub's `epoll_wait` (`hub.rs`), for
+//! all the hub's connections together; to the handler it looks like a
+//! blocking `read`, because its coroutine stays parked until then. Phase 2
+//! (copy data) is `read`/`send` on an `O_NONBLOCK` socket: never blocks; a
+//! full send buffer parks the coroutine in `write_all` instead.
+//!
 //! `--mode stackful` (`stackful.rs`): a coroutine with its own small stack
-//! per connection; `read` and `send` on `EAGAIN` switch to the hub, in user
-//! space, and epoll's report switches back. gevent's greenlets with a
-//! monkey-patched socket module, in Rust.
-//! `--mode async` (`stackless.rs`): the same handler as an `async fn`; this
-//! crate's executor (a run queue, a hand-written `Waker`, the epoll hub as
-//! reactor) polls it. Python's `yield`/asyncio, with no runtime crate.
-//! Both share the hub (`hub.rs`: the one `epoll_wait`, the dispatch, the
-//! accept loop) and differ where a readiness event meets a task: `stackful`
-//! resumes the coroutine; `async` wakes the `Waker`, the executor polls.
+//! per connection, switched in user space: gevent's greenlets, in Rust.
+//! `--mode async` (`stackless.rs`): the same handler as an `async fn`, polled
+//! by this crate's executor: Python's `yield`/asyncio, with no runtime crate.
 //!
-//! What the straight-line text costs: the handler learns that a socket is
-//! empty only from the `read` that says `EAGAIN`, and that is where it
-//! parks. So a ping-pong request takes three calls (`read` with data, `read`
-//! with `EAGAIN`, `send`) plus a share of `epoll_wait`, where `epoll`'s
-//! event loop makes two (it reads once per report); `blocking` makes two
-//! as well, and pays a sleep in the kernel per request instead.
-//!
-//! Phase 1 (wait for data) blocks in the hub's `epoll_wait`, for all the
-//! hub's connections together; to the handler it looks like a blocking
-//! `read`, because its coroutine stays parked until then. Phase 2 (copy
-//! data) is `read`/`send` on an `O_NONBLOCK` socket: never blocks; a full
-//! send buffer parks the coroutine in `write_all` instead, and it reads
-//! nothing more meanwhile (back-pressure: one `BUF_LEN` buffer per
-//! connection at most, as in `blocking`).
-//!
-//! Cannot: use more than one core per hub (`--workers N` runs N hubs on N
-//! threads, which share the port as `epoll --workers N` does: `--share
-//! reuseport`, a listener per hub; `exclusive`, one listener with
-//! `EPOLLEXCLUSIVE`; `shared`, one listener that wakes every idle hub, the
-//! herd: coroutines are combined with threads or processes to use several
-//! cores); preempt: a
-//! handler that computes without I/O keeps the hub, and the other
-//! connections wait (the handler gives up its turn every `READS_PER_TURN`
-//! reads, because nothing would force it to); call anything that really blocks (a file read, a DNS
-//! lookup, a lock): it stops the whole hub, which is why gevent patches the
-//! standard library. Stackful: a coroutine that overflows `--stack-kib`
-//! touches its guard page (`PROT_NONE`): SIGSEGV. Rust's overflow handler
-//! knows only thread stacks, so it restores the default action and the
-//! whole process dies of SIGSEGV, every connection with it, with no
-//! "stack overflow" message (see `tests/semantics.rs`). The default 16 KiB
-//! holds the handler and a caught panic's report, but not a panic under
-//! `RUST_BACKTRACE=1`: the hook symbolises the backtrace on the coroutine's
-//! stack and overflows it (32 KiB suffices; give `--stack-kib 64` to debug).
-//! Async has no stack to overflow: a task's state has a size fixed at
-//! compile time, and a panic unwinds on the hub thread's own stack.
+//! Cannot: use more than one core per hub (`--workers N` runs N hubs, which
+//! share the port as `epoll --workers N` does); preempt a handler that
+//! computes without I/O (it gives up its turn every `READS_PER_TURN` reads,
+//! because nothing would force it to); call anything that really blocks (a
+//! file read, a DNS lookup, a lock): it stops the whole hub.
 //!
 //! Run: `cargo run --release -p coroutine -- --mode stackful --stack-kib 16`
 //! (or `--mode async`, `--workers 2`), then `nc 127.0.0.1 PORT`.
@@ -138,13 +108,15 @@ fn run(cli: &Cli) -> io::Result<()> {
                 share: cli.share,
             };
             match cli.mode {
-                Mode::Stackful => hub::serve(hub, spare, &setup, &mut Greenlets::new(stack_size)),
+                Mode::Stackful => {
+                    hub::Loop::new(hub, spare, &setup)?.serve(&mut Greenlets::new(stack_size))
+                }
                 Mode::Async => {
                     // Declared first, so dropped last: a task dropped at the stop
                     // unregisters its waker from the reactor.
                     let reactor = Reactor::default();
                     let mut executor = Executor::new(&reactor);
-                    hub::serve(hub, spare, &setup, &mut executor)
+                    hub::Loop::new(hub, spare, &setup)?.serve(&mut executor)
                 }
             }
         },

@@ -12,6 +12,15 @@
 //! whole stack is kept: the handler needs no rewriting, only calls that
 //! know how to park. The price is a stack per connection (`--stack-kib`; the
 //! kernel maps it lazily, so resident memory is the pages touched).
+//!
+//! A coroutine that overflows `--stack-kib` touches its guard page
+//! (`PROT_NONE`): SIGSEGV. Rust's overflow handler knows only thread stacks,
+//! so it restores the default action and the whole process dies of SIGSEGV,
+//! every connection with it, with no "stack overflow" message (see
+//! `tests/semantics.rs`). The default 16 KiB holds the handler and a caught
+//! panic's report, but not a panic under `RUST_BACKTRACE=1`: the hook
+//! symbolises the backtrace on the coroutine's stack and overflows it (32
+//! KiB suffices; give `--stack-kib 64` to debug).
 
 use std::io;
 use std::os::fd::RawFd;

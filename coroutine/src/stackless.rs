@@ -12,6 +12,8 @@
 //! can happen only at an `.await`, in an `async fn` called with `.await`:
 //! every function on the path to a wait must be `async` (Python's `yield`
 //! and asyncio have the same rule). A resumption is a call to `poll` again.
+//! There is no stack to overflow: a task's state has a size fixed at compile
+//! time, and a panic unwinds on the hub thread's own stack.
 
 use std::cell::RefCell;
 use std::future::Future;

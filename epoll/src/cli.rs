@@ -28,14 +28,6 @@ pub struct Cli {
     pub share: Share,
 }
 
-/// What every loop is told; the same for all.
-#[derive(Clone, Copy)]
-pub struct Config {
-    pub mode: Trigger,
-    pub share: Share,
-    pub max_conns: Option<u64>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! What the kernel promises about epoll, asserted with raw syscalls on
 //! socketpairs and TCP pairs (as the `polling` crate's tests do), not
-//! through the server: the model in `src/main.rs` is written against exactly
-//! these behaviours.
+//! through the server: the loops in `src/level.rs` and `src/edge.rs` are
+//! written against exactly these behaviours.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};

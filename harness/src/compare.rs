@@ -35,7 +35,9 @@ use crate::results::{
     Cell, CompareResults, ModelStatus, Purpose, RunFailure, RunKey, Workload, SATURATED,
 };
 use crate::server::{self, Server, ServerConfig};
-use crate::spec::{base_row, row, twin_of, AA_ROW, FLOOR_ROW, OFFERED_SHARE, STANDARD_MODELS};
+use crate::spec::{
+    base_row, row, twin_of, AA_ROW, FLOOR_ROW, OFFERED_SHARE, STANDARD_MODELS, URING_BEST,
+};
 use crate::stats::samples_needed;
 
 /// The rows of the open-loop sweep past its lowest rate, and of the idle
@@ -61,6 +63,57 @@ pub const SWEEP_ROWS: &[&str] = &[
     FLOOR_ROW,
 ];
 
+/// io_uring's ablation ladder: `uring:multishot` (a row of the standard
+/// matrix) and one kernel feature more per rung, each rung compared with
+/// the one below it (`report::ladder`). `bundle` cannot go with
+/// `incremental-buffers` (both change how a RECV fills provided buffers),
+/// so it is a side rung off the fixed-files one.
+pub const LADDER_ROWS: &[&str] = &[
+    "uring:multishot+defer-taskrun",
+    "uring:multishot+defer-taskrun+skip-send-cqe",
+    "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files",
+    URING_BEST,
+    "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+bundle",
+];
+
+/// The rows measured beside the ladder where only the ladder runs: its
+/// base and the readiness loop it is weighed against.
+pub const LADDER_BESIDE: &[&str] = &["uring:multishot", "epoll:level"];
+
+/// Beside the ladder over 1 000 connections in the default matrix: the
+/// other pairs of "Which model, when?", so that each is answered at two
+/// connection counts.
+pub const MANY_ROWS: &[&str] = &[
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+];
+
+/// The ladder's second connection count, and the rate near the event
+/// loops' saturation it is measured at besides the sweep's first.
+pub const LADDER_CONNS: usize = 1_000;
+pub const LADDER_HIGH: u64 = 40_000;
+
+/// The active-connection counts of `--full`'s crossover map beyond the
+/// sweep's and the ladder's (each connection sending, open loop; over
+/// 1 000 the ladder's blocks hold these rows too), and the rows it holds:
+/// the pairs of the report's "Which model, when?" and the references.
+pub const CROSSOVER_CONNS: &[usize] = &[1, 10, 10_000];
+pub const CROSSOVER_ROWS: &[&str] = &[
+    "epoll:level",
+    "epoll:edge",
+    "poll",
+    "uring:single",
+    "uring:multishot",
+    URING_BEST,
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+    "peers:polling",
+];
+
 /// Workers given to `blocking:pool` and `blocking:prefork`: each worker
 /// serves one connection at a time, so this is how many they serve at once.
 pub const POOL_WORKERS: usize = 128;
@@ -74,11 +127,23 @@ pub const SWEEP_CONNS: usize = 100;
 /// that the idle-0 against idle-1000 ratio has its control), a thread per
 /// connection and the reference.
 pub const IDLE_ROWS: &[&str] = &[
-    "poll",
     "epoll:level",
     AA_ROW,
-    "epoll:edge",
     "uring:multishot",
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+];
+
+/// The rows whose memory at 10 000 idle connections the default matrix
+/// measures (once each: a figure, not a comparison): the idle question's
+/// rows and io_uring's ladder rungs that change its buffers.
+pub const MEMORY_ROWS: &[&str] = &[
+    "epoll:level",
+    "uring:multishot",
+    "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files",
+    URING_BEST,
     "coroutine:stackful",
     "coroutine:async",
     "blocking:thread",
@@ -177,8 +242,8 @@ pub struct CompareArgs {
 pub enum Rows {
     /// Every row of the matrix.
     All,
-    /// Only these (those of the matrix among them).
-    Only(&'static [&'static str]),
+    /// Only those of the matrix in one of these lists.
+    Only(&'static [&'static [&'static str]]),
 }
 
 /// One question's runs: its workloads, measured in `rounds` rounds. In each
@@ -235,12 +300,17 @@ impl Matrix {
             .collect();
         let (rounds, warmup_s, min_window_s, max_window_s) = match scale {
             Scale::Quick => (1, 0.1, 0.2, 0.2),
-            Scale::Default => (4, 0.1, 0.25, 0.5),
+            Scale::Default => (4, 0.1, 0.25, 0.4),
             Scale::Full => (6, 1.0, 1.0, 3.0),
         };
-        let past_first = match scale {
+        // Past the first rate the sweep's rows; the ladder's rungs at
+        // LADDER_HIGH and the rate above it (near the base's saturation).
+        let past_first = |rate: u64| match scale {
             Scale::Full => Rows::All,
-            _ => Rows::Only(SWEEP_ROWS),
+            _ if rate == LADDER_HIGH || rate == 2 * LADDER_HIGH => {
+                Rows::Only(&[SWEEP_ROWS, LADDER_ROWS])
+            }
+            _ => Rows::Only(&[SWEEP_ROWS]),
         };
         let mut blocks = Vec::new();
         match scale {
@@ -249,35 +319,74 @@ impl Matrix {
                 blocks.push(block(vec![open(2 * SWEEP_FROM)], Rows::All, 1));
                 blocks.push(block(vec![pp(100)], Rows::All, 1));
                 blocks.push(block(vec![connect], Rows::All, 1));
-                blocks.push(block(vec![idle(0), idle(1_000)], Rows::Only(IDLE_ROWS), 1));
+                blocks.push(block(
+                    vec![idle(0), idle(1_000)],
+                    Rows::Only(&[IDLE_ROWS]),
+                    1,
+                ));
             }
             Scale::Default | Scale::Full => {
                 for (i, rate) in sweep.iter().enumerate() {
-                    let rows = if i == 0 {
-                        Rows::All
-                    } else {
-                        past_first.clone()
-                    };
+                    let rows = if i == 0 { Rows::All } else { past_first(*rate) };
                     blocks.push(block(vec![open(*rate)], rows, rounds));
                 }
                 let pingpong: &[usize] = match scale {
                     Scale::Full => &[1, 10, 100, 1000],
                     _ => &[100],
                 };
-                for c in pingpong {
-                    blocks.push(block(vec![pp(*c)], Rows::All, rounds));
+                // io_uring's ladder over 1 000 connections, at the sweep's
+                // first rate and at LADDER_HIGH (where it is in the sweep
+                // over 100 connections too).
+                for rate in [SWEEP_FROM, LADDER_HIGH] {
+                    let many = Workload::OpenLoop {
+                        conns: LADDER_CONNS,
+                        rate,
+                    };
+                    let rows = match scale {
+                        Scale::Full => Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, CROSSOVER_ROWS]),
+                        _ => Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, MANY_ROWS]),
+                    };
+                    blocks.push(block(vec![many], rows, rounds));
                 }
-                blocks.push(block(vec![connect], Rows::All, rounds));
+                // Closed loops and accepting are throughput questions: the
+                // sweep's rows, and for accepting every model (a process or
+                // a thread per connection is what it is about) and the twin.
+                if scale == Scale::Full {
+                    // The crossover map (issue 22): active connections from
+                    // 1 to 10 000 at the sweep's first rate and LADDER_HIGH,
+                    // for the pairs a reader weighs.
+                    for conns in CROSSOVER_CONNS {
+                        for rate in [SWEEP_FROM, LADDER_HIGH] {
+                            let w = Workload::OpenLoop {
+                                conns: *conns,
+                                rate,
+                            };
+                            blocks.push(block(vec![w], Rows::Only(&[CROSSOVER_ROWS]), rounds));
+                        }
+                    }
+                }
+                let closed = match scale {
+                    Scale::Full => Rows::All,
+                    _ => Rows::Only(&[SWEEP_ROWS]),
+                };
+                for c in pingpong {
+                    blocks.push(block(vec![pp(*c)], closed.clone(), rounds));
+                }
+                let accepting = match scale {
+                    Scale::Full => Rows::All,
+                    _ => Rows::Only(&[STANDARD_MODELS, &[AA_ROW]]),
+                };
+                blocks.push(block(vec![connect], accepting, rounds));
                 let (idles, idle_rows): (Vec<Workload>, Rows) = match scale {
                     // 500: the largest count below select's FD_SETSIZE.
                     Scale::Full => ([0, 100, 500, 1_000, 10_000].map(idle).to_vec(), Rows::All),
-                    _ => (vec![idle(0), idle(1_000)], Rows::Only(IDLE_ROWS)),
+                    _ => (vec![idle(0), idle(1_000)], Rows::Only(&[IDLE_ROWS])),
                 };
                 blocks.push(block(idles, idle_rows, rounds));
                 if scale == Scale::Default {
                     // Memory at 10 000 idle connections, once per row: a
                     // figure, not a comparison.
-                    blocks.push(block(vec![idle(10_000)], Rows::Only(SWEEP_ROWS), 1));
+                    blocks.push(block(vec![idle(10_000)], Rows::Only(&[MEMORY_ROWS]), 1));
                 }
             }
         }
@@ -293,6 +402,7 @@ impl Matrix {
             purpose: Purpose::Syscalls,
         });
         let mut models: Vec<String> = STANDARD_MODELS.iter().map(|s| s.to_string()).collect();
+        models.extend(LADDER_ROWS.iter().map(|s| s.to_string()));
         models.push(AA_ROW.into());
         models.push(FLOOR_ROW.into());
         Matrix {
@@ -307,19 +417,25 @@ impl Matrix {
     }
 
     /// The timed window of a run of `w`: long enough that each run holds
-    /// `samples_needed(99.9)` latency samples at an open-loop rate, within
-    /// the matrix's shortest and longest window (closed loops, whose rate
-    /// is not known in advance, get the shortest: at this size every model
-    /// answers more than 4 000 requests/s, p99's need in 0.25 s).
+    /// `samples_needed(99.9)` latency samples at an open-loop rate if the
+    /// matrix's longest window allows, else what p99 needs, never shorter
+    /// than the shortest window (closed loops, whose rate is not known in
+    /// advance, get the shortest: at this size every model answers more
+    /// than 4 000 requests/s, p99's need in 0.25 s).
     pub fn window_s(&self, w: &Workload) -> f64 {
         if let Some(d) = self.duration_s {
             return d;
         }
-        match w.offered_rate() {
-            Some(rate) => (samples_needed(99.9) as f64 / rate as f64)
-                .clamp(self.min_window_s, self.max_window_s),
-            None => self.min_window_s,
-        }
+        let Some(rate) = w.offered_rate() else {
+            return self.min_window_s;
+        };
+        let need = |p| samples_needed(p) as f64 / rate as f64;
+        let s = if need(99.9) <= self.max_window_s {
+            need(99.9)
+        } else {
+            need(99.0)
+        };
+        s.clamp(self.min_window_s, self.max_window_s)
     }
 
     /// Seconds a run of `w` may take before it is killed: the window, plus
@@ -344,7 +460,7 @@ impl Matrix {
             .map(String::as_str)
             .filter(|m| match &block.rows {
                 Rows::All => true,
-                Rows::Only(only) => only.contains(m),
+                Rows::Only(lists) => lists.iter().any(|l| l.contains(m)),
             })
             .collect()
     }
@@ -1093,7 +1209,7 @@ mod tests {
             let rates: Vec<u64> = m
                 .timing_workloads()
                 .iter()
-                .filter(|w| matches!(w, Workload::OpenLoop { .. }))
+                .filter(|w| matches!(w, Workload::OpenLoop { conns, .. } if *conns == SWEEP_CONNS))
                 .filter_map(|w| w.offered_rate())
                 .collect();
             assert!(rates.windows(2).all(|p| p[0] < p[1]), "{rates:?}");
@@ -1121,6 +1237,13 @@ mod tests {
         );
         assert!(quick.timing_workloads().len() < default.timing_workloads().len());
         assert!(default.timing_workloads().len() < full.timing_workloads().len());
+        // --full maps active connections from 1 to 10 000.
+        for conns in [1, 10, 100, 1_000, 10_000] {
+            assert!(full.timing_workloads().contains(&Workload::OpenLoop {
+                conns,
+                rate: SWEEP_FROM
+            }));
+        }
         // Paired intervals need rounds enough for Student's t to say something.
         assert!(default.repeated_rounds() >= 4);
         assert!(full.repeated_rounds() > default.repeated_rounds());
@@ -1141,6 +1264,31 @@ mod tests {
             .any(|w| matches!(w, Workload::Idle { idle: 0, .. })));
         // The rows past the first rate include the twin and the floor.
         assert!(SWEEP_ROWS.contains(&AA_ROW) && SWEEP_ROWS.contains(&FLOOR_ROW));
+    }
+
+    #[test]
+    fn the_ladder_runs_beside_its_base_and_epoll_at_two_connection_counts() {
+        let m = Matrix::standard(Scale::Default);
+        for rung in LADDER_ROWS {
+            let (spec, args) = row(rung).expect("a row");
+            assert_eq!(spec.to_string(), "uring:multishot");
+            assert!(args.iter().all(|a| a.starts_with("--")), "{args:?}");
+            assert!(m.models.iter().any(|r| r == rung));
+        }
+        for conns in [SWEEP_CONNS, LADDER_CONNS] {
+            for rate in [SWEEP_FROM, LADDER_HIGH] {
+                let w = Workload::OpenLoop { conns, rate };
+                let block = m
+                    .blocks
+                    .iter()
+                    .find(|b| b.purpose == Purpose::Timing && b.workloads.contains(&w))
+                    .expect("a ladder block");
+                let rows = m.rows(block);
+                for r in LADDER_ROWS.iter().chain(LADDER_BESIDE) {
+                    assert!(rows.contains(r), "{r} at {w:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub const STANDARD_MODELS: &[&str] = &[
 /// Open loop: below this share of the offered rate the run says so.
 pub const OFFERED_SHARE: f64 = 0.95;
 
+/// io_uring's best combination, a named row: every ladder feature that
+/// goes together (see `uring/README.md`).
+pub const URING_BEST: &str =
+    "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+incremental-buffers";
+
 /// Whether a row is a model a reader weighs: not the A/A twin of another
 /// row, not the instrument's floor.
 pub fn is_model_row(label: &str) -> bool {

@@ -17,16 +17,6 @@ pub enum IoMode {
     NonBlocking,
 }
 
-/// How the listener is shared between event loops (`epoll --workers N`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PortSharing {
-    /// One listener, one owner.
-    Exclusive,
-    /// `SO_REUSEPORT`: several listeners on one port; the kernel hashes each
-    /// new connection to one of them.
-    ReusePort,
-}
-
 /// Connections waiting to be accepted. The kernel clamps it to
 /// `net.core.somaxconn` (4096 on current kernels); a small backlog makes a
 /// burst of connects wait for SYN retransmits, seconds each.
@@ -39,8 +29,20 @@ pub struct Listener {
 
 impl Listener {
     /// `socket`, `SO_REUSEADDR` (a restarted server rebinds despite
-    /// TIME_WAIT), optionally `SO_REUSEPORT`, `bind`, `listen(BACKLOG)`.
-    pub fn bind(addr: SocketAddr, io: IoMode, sharing: PortSharing) -> io::Result<Listener> {
+    /// TIME_WAIT), `bind`, `listen(BACKLOG)`: one listener, one owner; no
+    /// other socket may bind the port.
+    pub fn bind(addr: SocketAddr, io: IoMode) -> io::Result<Listener> {
+        Listener::bind_with(addr, io, false)
+    }
+
+    /// The same with `SO_REUSEPORT`: several listeners on one port, and the
+    /// kernel hashes each new connection to one of them (how `--share
+    /// reuseport` loops share it: [`crate::workers::Share`]).
+    pub fn bind_reuseport(addr: SocketAddr, io: IoMode) -> io::Result<Listener> {
+        Listener::bind_with(addr, io, true)
+    }
+
+    fn bind_with(addr: SocketAddr, io: IoMode, reuse_port: bool) -> io::Result<Listener> {
         let family = match addr {
             SocketAddr::V4(_) => libc::AF_INET,
             SocketAddr::V6(_) => libc::AF_INET6,
@@ -54,7 +56,7 @@ impl Listener {
         // SAFETY: socket returned a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         set_int_option(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1, "SO_REUSEADDR")?;
-        if sharing == PortSharing::ReusePort {
+        if reuse_port {
             set_int_option(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
         }
         let (storage, len) = to_sockaddr(&addr);
@@ -334,12 +336,8 @@ mod tests {
 
     #[test]
     fn port_zero_binds_a_real_port_and_accept_returns_the_connection() {
-        let listener = Listener::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            IoMode::Blocking,
-            PortSharing::Exclusive,
-        )
-        .expect("bind");
+        let listener =
+            Listener::bind("127.0.0.1:0".parse().expect("addr"), IoMode::Blocking).expect("bind");
         assert_ne!(listener.local_addr().port(), 0);
         let mut client = TcpStream::connect(listener.local_addr()).expect("connect");
         let conn = accept(listener.as_raw_fd(), IoMode::Blocking).expect("accept4");
@@ -350,11 +348,7 @@ mod tests {
 
     #[test]
     fn ipv6_loopback_is_reported_in_brackets() {
-        let listener = match Listener::bind(
-            "[::1]:0".parse().expect("addr"),
-            IoMode::NonBlocking,
-            PortSharing::Exclusive,
-        ) {
+        let listener = match Listener::bind("[::1]:0".parse().expect("addr"), IoMode::NonBlocking) {
             Ok(l) => l,
             // A machine without IPv6 cannot run this check; it says so.
             Err(e) if crate::sys::errno(&e) == Some(libc::EADDRNOTAVAIL) => {
@@ -368,12 +362,8 @@ mod tests {
 
     #[test]
     fn nonblocking_accept_with_nothing_pending_would_block() {
-        let listener = Listener::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            IoMode::NonBlocking,
-            PortSharing::Exclusive,
-        )
-        .expect("bind");
+        let listener = Listener::bind("127.0.0.1:0".parse().expect("addr"), IoMode::NonBlocking)
+            .expect("bind");
         let err = accept(listener.as_raw_fd(), IoMode::NonBlocking).expect_err("nothing pending");
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         assert!(err.to_string().starts_with("accept4(fd "), "{err}");
@@ -381,12 +371,8 @@ mod tests {
 
     #[test]
     fn spare_refuses_a_pending_connection() {
-        let listener = Listener::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            IoMode::NonBlocking,
-            PortSharing::Exclusive,
-        )
-        .expect("bind");
+        let listener = Listener::bind("127.0.0.1:0".parse().expect("addr"), IoMode::NonBlocking)
+            .expect("bind");
         let mut client = TcpStream::connect(listener.local_addr()).expect("connect");
         let mut spare = Spare::new().expect("spare");
         // connect() returns once the handshake is done; the connection is
@@ -407,12 +393,8 @@ mod tests {
 
     #[test]
     fn a_lost_spare_reports_table_full_and_refill_takes_it_back() {
-        let listener = Listener::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            IoMode::NonBlocking,
-            PortSharing::Exclusive,
-        )
-        .expect("bind");
+        let listener = Listener::bind("127.0.0.1:0".parse().expect("addr"), IoMode::NonBlocking)
+            .expect("bind");
         let mut spare = Spare::new().expect("spare");
         spare.fd = None;
         assert_eq!(

@@ -11,6 +11,16 @@
 
 use std::collections::VecDeque;
 
+/// Whether a pass may have left work in a descriptor: data unread, or
+/// connections not accepted. A mechanism that reports changes only (an
+/// edge, a signal) reported that readiness once and will not report it
+/// again, so the loop must remember it: on the owed list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Left {
+    Nothing,
+    Maybe,
+}
+
 /// Tokens the kernel will not report again though work is left, in the
 /// order they were owed (first owed, first served: no connection waits
 /// behind ones owed after it). Each token is on it at most once: the

@@ -128,6 +128,20 @@ impl WaitError {
     }
 }
 
+/// How an event loop's accept pass (`accept_all`) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accept {
+    /// EAGAIN: nothing more is queued.
+    Drained,
+    /// The fairness cap ([`MAX_ACCEPTS_PER_WAKEUP`]): more may be queued.
+    Capped,
+    /// Leave the listener alone for [`crate::net::ACCEPT_PAUSE`]:
+    /// EMFILE/ENFILE and the spare could not refuse a connection either, or
+    /// kernel memory is short (ENOBUFS/ENOMEM). Either way retrying at once
+    /// would spin.
+    Paused,
+}
+
 /// A connect flood must not starve the connections already open: an event
 /// loop accepts at most this many per wake-up (Redis' MAX_ACCEPTS_PER_CALL),
 /// then serves what is ready and comes back to the listener.

@@ -10,9 +10,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::thread;
 
-use crate::net::{IoMode, Listener, PortSharing};
+use crate::net::{IoMode, Listener};
 
-/// How `--workers N` loops share the port (`--share`).
+/// How `--workers N` loops share the port (`--share`): the lab's one name
+/// for it ([`Listener::bind`] for one owner, [`Listener::bind_reuseport`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Share {
     /// A listener per loop, all on one port (`SO_REUSEPORT`).
@@ -32,18 +33,14 @@ pub enum Share {
 /// take a share of our connections.
 pub fn bind_listeners(addr: SocketAddr, workers: usize, share: Share) -> io::Result<Vec<Listener>> {
     if share != Share::ReusePort || workers == 1 {
-        let listener = Listener::bind(addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
+        let listener = Listener::bind(addr, IoMode::NonBlocking)?;
         return Ok(vec![listener]);
     }
-    let first = Listener::bind(addr, IoMode::NonBlocking, PortSharing::ReusePort)?;
+    let first = Listener::bind_reuseport(addr, IoMode::NonBlocking)?;
     let port = first.local_addr();
     let mut all = vec![first];
     for _ in 1..workers {
-        all.push(Listener::bind(
-            port,
-            IoMode::NonBlocking,
-            PortSharing::ReusePort,
-        )?);
+        all.push(Listener::bind_reuseport(port, IoMode::NonBlocking)?);
     }
     Ok(all)
 }
@@ -159,11 +156,7 @@ mod tests {
             let all = bind_listeners(loopback(), workers, share).expect("bind");
             assert_eq!(all.len(), 1, "{workers} {share:?}");
             // Without SO_REUSEPORT nobody else may bind the port.
-            let again = Listener::bind(
-                all[0].local_addr(),
-                IoMode::NonBlocking,
-                PortSharing::ReusePort,
-            );
+            let again = Listener::bind_reuseport(all[0].local_addr(), IoMode::NonBlocking);
             assert!(again.is_err(), "{share:?}: the port must not be shareable");
         }
     }

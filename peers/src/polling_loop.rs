@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use lab::cli::Common;
 use lab::conn::{drop_on, Conn, Next};
-use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
+use lab::net::{accept, IoMode, Listener, Refusal, Spare, ACCEPT_PAUSE};
 use lab::policy::{AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, READ_CHUNK};
 use lab::signals::SignalFd;
 use lab::{syscall, Stats};
@@ -47,7 +47,7 @@ const SIGNALS: usize = usize::MAX - 2;
 
 pub fn run(common: &Common) -> io::Result<()> {
     let signals = SignalFd::install(&[])?;
-    let listener = Listener::bind(common.addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
+    let listener = Listener::bind(common.addr, IoMode::NonBlocking)?;
     // Declared before the poller, so dropped after it: polling asks that no
     // source be dropped while registered in a live `Poller`.
     let mut conns: Vec<Option<Conn>> = Vec::new();

@@ -72,7 +72,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use lab::cli::Common;
-use lab::net::{IoMode, Listener, PortSharing, ACCEPT_PAUSE};
+use lab::net::{IoMode, Listener, ACCEPT_PAUSE};
 use lab::policy::AcceptError;
 use lab::Stats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -101,7 +101,7 @@ pub fn run(common: &Common) -> io::Result<()> {
     .map_err(|e| io::Error::new(e.kind(), format!("building the tokio runtime: {e}")))?;
     // The lab's listener: the same socket options and backlog as every
     // model's (`TcpListener::bind` would listen with a backlog of 1024).
-    let listener = Listener::bind(common.addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
+    let listener = Listener::bind(common.addr, IoMode::NonBlocking)?;
     let stats = Arc::new(Stats::new()?);
     runtime.block_on(serve(listener, Arc::clone(&stats), common.max_conns))?;
     // Drops every task still parked on a connection, and closes its socket.

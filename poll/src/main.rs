@@ -4,11 +4,8 @@
 //! Phase 2 (copy data) is `recv`/`send` on a socket `poll` said is ready; it
 //! never blocks, because every socket is `O_NONBLOCK`.
 //!
-//! The interest set is one `pollfd` array kept incrementally: a slot is
-//! added at accept, its `events` edited in place (`POLLIN` only while the
-//! output buffer has room, `POLLOUT` only while a reply is pending), and
-//! removed in O(1) by moving the last slot into the hole. Unlike `select`
-//! there is no `FD_SETSIZE`: any descriptor number can be watched.
+//! The interest set is one `pollfd` array, kept by the loop
+//! (`event_loop.rs`); unlike `select`, any descriptor number can be watched.
 //!
 //! Cost: every call copies the whole array into the kernel, which then polls
 //! every descriptor in it and copies `revents` back: O(watched), not
@@ -19,17 +16,17 @@
 //!
 //! Run: `cargo run --release -p poll`, then `nc 127.0.0.1 PORT`.
 
+mod event_loop;
+
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use lab::conn::{drop_on, Conn, Next};
-use lab::net::{accept, IoMode, Listener, PortSharing, Refusal, Spare, ACCEPT_PAUSE};
-use lab::policy::{AcceptError, WaitError, MAX_ACCEPTS_PER_WAKEUP, READ_CHUNK};
+use lab::net::{IoMode, Listener};
 use lab::signals::SignalFd;
-use lab::{syscall, Stats};
+use lab::Stats;
+
+use event_loop::Loop;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Mode {
@@ -50,12 +47,6 @@ struct Cli {
     mode: Mode,
 }
 
-/// Slot 0 of the `pollfd` array is the listener, slot 1 the signalfd, and
-/// slot `FIRST_CONN + i` belongs to `conns[i]`.
-const LISTENER: usize = 0;
-const SIGNALS: usize = 1;
-const FIRST_CONN: usize = 2;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Mode::Loop = cli.mode;
@@ -70,275 +61,9 @@ fn main() -> ExitCode {
 
 fn run(cli: &lab::cli::Common) -> io::Result<()> {
     let signals = SignalFd::install(&[])?;
-    let listener = Listener::bind(cli.addr, IoMode::NonBlocking, PortSharing::Exclusive)?;
+    let listener = Listener::bind(cli.addr, IoMode::NonBlocking)?;
     listener.announce()?;
     let stats = Stats::new()?;
-    serve(&listener, &signals, &stats, cli.max_conns)?;
+    Loop::new(&listener, &signals, &stats, cli.max_conns)?.serve()?;
     stats.print_summary("poll:loop")
-}
-
-fn serve(
-    listener: &Listener,
-    signals: &SignalFd,
-    stats: &Stats,
-    max_conns: Option<u64>,
-) -> io::Result<()> {
-    let mut pollfds = vec![
-        pollfd(listener.as_raw_fd(), libc::POLLIN),
-        pollfd(signals.as_raw_fd(), libc::POLLIN),
-    ];
-    let mut conns: Vec<Conn> = Vec::new();
-    let mut spare = Spare::new()?;
-    let mut scratch = vec![0u8; READ_CHUNK];
-    // Set while the descriptor table is full: the listener's slot holds -1,
-    // which poll skips, until then.
-    let mut accept_paused_until: Option<Instant> = None;
-    loop {
-        let timeout = if let Some(until) = accept_paused_until {
-            let left = until.saturating_duration_since(Instant::now());
-            left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
-        } else {
-            -1
-        };
-        let watched = pollfds.len();
-        // SAFETY: `pollfds` is a live array of `watched` pollfd structs; the
-        // kernel writes only their `revents`.
-        let ready = syscall!(
-            unsafe { libc::poll(pollfds.as_mut_ptr(), watched as libc::nfds_t, timeout) },
-            "poll({watched} fds)"
-        );
-        match ready {
-            Ok(_) => {}
-            Err(e) => match WaitError::classify(&e).warned("poll", &e) {
-                // EINTR: a signal we do not block (e.g. SIGSTOP/SIGCONT) cut the wait short.
-                WaitError::Retry => continue,
-                // ENOMEM: the kernel could not copy the array in; try again later.
-                WaitError::BackOff => {
-                    std::thread::sleep(ACCEPT_PAUSE);
-                    continue;
-                }
-                WaitError::Fatal => return Err(e),
-            },
-        }
-        if accept_paused_until.is_some_and(|until| Instant::now() >= until) {
-            // Level-triggered: the next poll reports the listener at once if
-            // connections are queued.
-            pollfds[LISTENER].fd = listener.as_raw_fd();
-            accept_paused_until = None;
-        }
-        if pollfds[SIGNALS].revents != 0 {
-            // SIGINT or SIGTERM is pending: stop serving; the caller summarises.
-            return Ok(());
-        }
-        if pollfds[LISTENER].revents != 0 {
-            let accepted = accept_all(
-                listener,
-                &mut spare,
-                &mut pollfds,
-                &mut conns,
-                stats,
-                max_conns,
-            )?;
-            if accepted == Accept::Paused {
-                // Connections stay queued and not one descriptor is to be
-                // had (the spare was lost earlier, or the system's table is
-                // full), or kernel memory is short. Level-triggered poll would report the listener at
-                // once, forever. Stop watching it for a while, as nginx does;
-                // closing connections free descriptors. poll skips a negative
-                // fd (revents 0).
-                pollfds[LISTENER].fd = -1;
-                accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
-            }
-        }
-        // Backwards, so that `close_conn` moving the last connection into the
-        // hole never moves one we have not visited yet. Connections accepted
-        // just now have `revents == 0` and are skipped.
-        for i in (0..conns.len()).rev() {
-            let slot = FIRST_CONN + i;
-            let revents = pollfds[slot].revents;
-            if revents == 0 {
-                continue;
-            }
-            let conn = &mut conns[i];
-            // POLLHUP/POLLERR arrive whatever we asked for, and stay set:
-            // ignoring them would spin. The next `recv` or `send` returns the
-            // EOF or the error, which ends the connection.
-            let hangup = revents & (libc::POLLHUP | libc::POLLERR) != 0;
-            let mut next = Next::Keep;
-            if (revents & libc::POLLIN != 0 || hangup) && conn.wants_read() {
-                next = on_readable(conn, &mut scratch, stats);
-            }
-            if next == Next::Keep && (revents & libc::POLLOUT != 0 || hangup) {
-                next = on_writable(conn, stats);
-            }
-            if next == Next::Close || conn.is_finished() {
-                close_conn(&mut pollfds, &mut conns, i, stats);
-            } else {
-                pollfds[slot].events = interest(conn);
-            }
-        }
-    }
-}
-
-/// How an accept pass ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Accept {
-    /// EAGAIN: nothing more is queued.
-    Drained,
-    /// The fairness cap: more may be queued.
-    Capped,
-    /// Leave the listener alone for `ACCEPT_PAUSE`: EMFILE/ENFILE and the
-    /// spare could not refuse a connection either, or kernel memory is
-    /// short (ENOBUFS/ENOMEM). Either way retrying at once would spin.
-    Paused,
-}
-
-/// Accepts what is pending (up to the fairness cap) and watches it.
-fn accept_all(
-    listener: &Listener,
-    spare: &mut Spare,
-    pollfds: &mut Vec<libc::pollfd>,
-    conns: &mut Vec<Conn>,
-    stats: &Stats,
-    max_conns: Option<u64>,
-) -> io::Result<Accept> {
-    // A spare lost to a full table is taken back as soon as a descriptor frees.
-    spare.refill();
-    // At most MAX_ACCEPTS_PER_WAKEUP: level-triggered `poll` reports the
-    // listener again if more are pending.
-    for _ in 0..MAX_ACCEPTS_PER_WAKEUP {
-        let fd = match accept(listener.as_raw_fd(), IoMode::NonBlocking) {
-            Ok(fd) => fd,
-            Err(e) => match AcceptError::classify(&e).warned("poll", &e) {
-                AcceptError::Drained => return Ok(Accept::Drained),
-                AcceptError::Retry => continue,
-                // That one connection failed while queued: take the next.
-                AcceptError::Skip => continue,
-                // The connection stays queued and the listener stays
-                // readable, so poll would report it again at once; refuse it with the spare.
-                AcceptError::Exhausted => {
-                    match spare.refuse_one(listener.as_raw_fd(), IoMode::NonBlocking) {
-                        Refusal::Refused => continue,
-                        Refusal::NothingPending => return Ok(Accept::Drained),
-                        Refusal::TableFull => return Ok(Accept::Paused),
-                    }
-                }
-                AcceptError::BackOff => return Ok(Accept::Paused),
-                AcceptError::Fatal => return Err(e),
-            },
-        };
-        if !stats.admit(max_conns) {
-            // --max-conns reached: connection N+1 is closed at once.
-            continue;
-        }
-        pollfds.push(pollfd(fd.as_raw_fd(), libc::POLLIN));
-        conns.push(Conn::new(fd));
-    }
-    Ok(Accept::Capped)
-}
-
-/// The peer sent something (or closed): read what fits in the output
-/// buffer, transform it, send it back, and keep what the socket did not take.
-fn on_readable(conn: &mut Conn, scratch: &mut [u8], stats: &Stats) -> Next {
-    let fd = conn.raw();
-    let want = conn.out.room().min(scratch.len());
-    // SAFETY: `scratch` is valid for writes of `want <= scratch.len()` bytes.
-    let got = syscall!(
-        unsafe { libc::recv(fd, scratch.as_mut_ptr().cast(), want, 0) },
-        "recv(fd {fd})"
-    );
-    match got {
-        Ok(0) => {
-            // EOF: the peer shut down its write side. Send what is still
-            // owed, then close (half-close).
-            conn.peer_closed = true;
-            Next::Keep
-        }
-        Ok(n) => {
-            let reply = &mut scratch[..n as usize];
-            lab::echo::transform_in_place(reply);
-            if conn.out.is_empty() {
-                // Usually the whole reply fits in the socket buffer: send it
-                // now instead of waiting a round for POLLOUT.
-                match send(fd, reply, stats) {
-                    Ok(sent) => conn.out.push(&reply[sent..]),
-                    Err(e) => return drop_on("poll", e),
-                }
-            } else {
-                // Bytes already queued go first, or the stream reorders.
-                conn.out.push(reply);
-            }
-            Next::Keep
-        }
-        // Readiness can be stale by the time we read: nothing lost, wait again.
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Next::Keep,
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Next::Keep,
-        Err(e) => drop_on("poll", e),
-    }
-}
-
-/// The socket has buffer space again: send what is owed.
-fn on_writable(conn: &mut Conn, stats: &Stats) -> Next {
-    if conn.out.is_empty() {
-        return Next::Keep;
-    }
-    match send(conn.raw(), conn.out.pending(), stats) {
-        Ok(sent) => {
-            conn.out.consume(sent);
-            Next::Keep
-        }
-        Err(e) => drop_on("poll", e),
-    }
-}
-
-/// One `send`; returns how much the kernel took (a short write is normal on
-/// a non-blocking socket: the rest waits for POLLOUT). `MSG_NOSIGNAL`: a
-/// peer that closed gives EPIPE here, not a SIGPIPE that kills the server.
-fn send(fd: RawFd, bytes: &[u8], stats: &Stats) -> io::Result<usize> {
-    loop {
-        // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes.
-        let sent = syscall!(
-            unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) },
-            "send(fd {fd})"
-        );
-        return match sent {
-            Ok(n) => {
-                stats.echoed(n as usize);
-                Ok(n as usize)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            // EINTR: nothing was sent though the socket may have room (for
-            // which edge-triggered epoll reports no new edge); try again now.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(e),
-        };
-    }
-}
-
-/// Closes `conns[i]` and removes its slot in O(1): the last slot moves into
-/// the hole, in both arrays, so they stay aligned.
-fn close_conn(pollfds: &mut Vec<libc::pollfd>, conns: &mut Vec<Conn>, i: usize, stats: &Stats) {
-    pollfds.swap_remove(FIRST_CONN + i);
-    conns.swap_remove(i);
-    stats.release();
-}
-
-/// What to ask `poll` for, from the connection's state.
-fn interest(conn: &Conn) -> libc::c_short {
-    let mut events = 0;
-    if conn.wants_read() {
-        events |= libc::POLLIN;
-    }
-    if conn.wants_write() {
-        events |= libc::POLLOUT;
-    }
-    events
-}
-
-fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
 }

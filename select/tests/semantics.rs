@@ -3,7 +3,7 @@
 //! `select_refuses_fd_at_fd_setsize` runs the `select` binary past
 //! `FD_SETSIZE`; `kernel_select_takes_a_bitmap_larger_than_fd_set` shows that
 //! the 1024 belongs to the C type `fd_set`, not to the kernel.
-//! The refusal of `FD_SET` itself is tested next to it, in `src/main.rs`.
+//! The refusal of `FD_SET` itself is tested next to it, in `src/fd_set.rs`.
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -3,19 +3,11 @@
 //! workload by workload, in the same run.
 
 use super::questions::{findings_list, models, rate_label, sustained, sweep, versus, Answer};
-use super::stats::{self, micros, percent, significant, Spread};
+use super::stats::{self, io_uring_threads_share, micros, percent, significant, Spread};
 use super::table::{label, show, show_pct, Table};
 use super::Ctx;
-use crate::measurement::Measurement;
 use crate::results::{CompareResults, Purpose, Workload};
 use crate::spec::{base_row, row as parse_row};
-
-/// Share of a CPU io_uring's kernel threads used in the window (the SQPOLL
-/// poller, io-wq workers), where the server had such threads.
-fn io_uring_threads_share(m: &Measurement) -> Option<f64> {
-    let cpu = m.server.io_uring_threads_cpu_s?;
-    (m.window_s > 0.0).then(|| cpu / m.window_s)
-}
 
 /// What the flag does, from the model's header and its manual page: words,
 /// not a measurement.
@@ -55,6 +47,8 @@ fn pairs(r: &CompareResults) -> Vec<(String, String, Vec<String>)> {
     let measured = models(r);
     measured
         .iter()
+        // Ladder rungs are set against the rung below them (`ladder`).
+        .filter(|m| !super::ladder::is_rung(m))
         .filter_map(|m| {
             let base = base_row(m)?;
             let (_, flags) = parse_row(m).ok()?;

@@ -348,6 +348,72 @@ fn environment(r: &CompareResults) -> String {
     out
 }
 
+/// The `harness run` command that repeats a run of a cell, from what the
+/// run itself recorded (its workload, window and server arguments), with
+/// `MODEL` where the row goes.
+fn repeat_command(m: &crate::measurement::Measurement, syscalls: bool) -> String {
+    let w = &m.workload;
+    let mut a = vec![
+        "harness run MODEL".to_string(),
+        format!("--workload {}", w.kind.as_str()),
+        format!("--conns {}", w.conns),
+    ];
+    if let Some(rate) = w.rate {
+        a.push(format!("--rate {rate}"));
+    }
+    if w.idle > 0 {
+        a.push(format!("--idle {}", w.idle));
+    }
+    a.push(format!("--size {}", w.size));
+    a.push(format!(
+        "--warmup {} --duration {}",
+        w.warmup_s, w.duration_s
+    ));
+    if syscalls {
+        a.push("--syscalls".into());
+    }
+    a.join(" ")
+}
+
+/// One line per workload of the run: the command that repeats any of its
+/// cells.
+fn repeat_table(r: &CompareResults) -> Option<String> {
+    let mut t = Table::new(&["workload", "repeat one cell with"]);
+    for purpose in [Purpose::Timing, Purpose::Syscalls] {
+        let mut seen = Vec::new();
+        for c in r.cells.iter().filter(|c| c.purpose == purpose) {
+            if seen.contains(&c.workload) {
+                continue;
+            }
+            let Some(m) = c.runs.first() else {
+                continue;
+            };
+            seen.push(c.workload);
+            t.rows.push(vec![
+                format!(
+                    "{}{}",
+                    c.workload.label(),
+                    if purpose == Purpose::Syscalls {
+                        " (syscalls)"
+                    } else {
+                        ""
+                    }
+                ),
+                format!("`{}`", repeat_command(m, purpose == Purpose::Syscalls)),
+            ]);
+        }
+    }
+    (!t.rows.is_empty()).then(|| {
+        format!(
+            "MODEL is the row's model:mode; a row `MODEL:MODE+FLAG` adds `-- --FLAG` (`+FLAG=V`: \
+             `-- --FLAG V`), `blocking:pool` and `blocking:prefork` add `-- --workers 128` (the \
+             *Models* table lists each row's server arguments), and `--seed N` repeats round N's \
+             payloads. The A/A twin `epoll:level#aa` is `epoll:level`.\n\n{}",
+            t.render()
+        )
+    })
+}
+
 fn models_table(r: &CompareResults) -> String {
     let mut t = Table::new(&["model", "status", "server arguments"]);
     for m in &r.models {
@@ -408,6 +474,10 @@ pub struct Section {
 /// The questions a reader brings, in the order the report answers them.
 pub const SECTIONS: &[Section] = &[
     Section {
+        title: "Which model, when?",
+        render: super::when::which_when,
+    },
+    Section {
         title: "The instrument's floor",
         render: super::instrument::floor,
     },
@@ -438,6 +508,10 @@ pub const SECTIONS: &[Section] = &[
     Section {
         title: "Closed-loop saturation (throughput, not cost)",
         render: questions::saturation,
+    },
+    Section {
+        title: "io_uring at its best: the ablation ladder",
+        render: super::ladder::ladder,
     },
     Section {
         title: "What does a server flag change?",
@@ -536,6 +610,9 @@ pub fn render(x: &Ctx) -> String {
     }
     let _ = writeln!(w, "## Accounting cross-check\n\n{}", cross_check(r));
     let _ = writeln!(w, "## This machine's distortions\n\n{}", distortions(r));
+    if let Some(t) = repeat_table(r) {
+        let _ = writeln!(w, "## Repeating a cell\n\n{t}");
+    }
     if let Some(t) = not_run_table(r) {
         let _ = writeln!(w, "## Cells not run or failed\n\n{t}");
     }

@@ -6,6 +6,7 @@ mod csv;
 mod flags;
 pub mod herd;
 mod instrument;
+mod ladder;
 mod markdown;
 pub mod phases;
 mod plots;
@@ -13,6 +14,7 @@ mod questions;
 mod run_table;
 mod stats;
 mod table;
+mod when;
 
 pub use crate::env::{git_commit, CpuTicks, Environment};
 pub use crate::results::{

@@ -32,17 +32,20 @@ pub enum Family {
     Completion,
     Coroutines,
     References,
+    /// The load generator's floor (`reflector`): the instrument, not a model.
+    Instrument,
     /// A model added later and not yet placed in a family.
     Other,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Blocking,
         Family::Readiness,
         Family::Completion,
         Family::Coroutines,
         Family::References,
+        Family::Instrument,
         Family::Other,
     ];
 
@@ -57,6 +60,7 @@ impl Family {
             "uring" => Family::Completion,
             "coroutine" => Family::Coroutines,
             "peers" => Family::References,
+            "reflector" => Family::Instrument,
             _ => Family::Other,
         }
     }
@@ -68,6 +72,9 @@ impl Family {
             Family::Completion => "completion: io_uring",
             Family::Coroutines => "coroutines on epoll",
             Family::References => "references (peers)",
+            Family::Instrument => {
+                "the instrument's floor: the load generator against the reflector"
+            }
             Family::Other => "other models",
         }
     }
@@ -80,6 +87,7 @@ impl Family {
             Family::Completion => "completion",
             Family::Coroutines => "coroutines",
             Family::References => "references",
+            Family::Instrument => "instrument",
             Family::Other => "other",
         }
     }

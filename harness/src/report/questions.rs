@@ -587,7 +587,7 @@ fn kib_each(v: f64) -> String {
 /// with no idle connection, measured in the same rounds as the others; a
 /// record from before it was measured uses the open-loop cell at the same
 /// rate instead (measured minutes apart: said in the section).
-fn idle_points(r: &CompareResults) -> Vec<(usize, Workload)> {
+pub(super) fn idle_points(r: &CompareResults) -> Vec<(usize, Workload)> {
     let mut v: Vec<(usize, Workload)> = r
         .workloads
         .iter()
@@ -615,7 +615,7 @@ fn idle_points(r: &CompareResults) -> Vec<(usize, Workload)> {
 
 /// Memory per idle connection: the growth of the median peak RSS from no
 /// idle connection to `n`, over `n`, KiB.
-fn rss_per_idle(
+pub(super) fn rss_per_idle(
     r: &CompareResults,
     model: &str,
     points: &[(usize, Workload)],
@@ -1131,7 +1131,7 @@ pub fn syscall_workloads(r: &CompareResults) -> Vec<Workload> {
 
 /// The median of the total syscalls per request, `None` where the counters
 /// saw none although requests were served (see `uncounted`).
-fn total_syscalls(c: &Cell) -> Option<f64> {
+pub(super) fn total_syscalls(c: &Cell) -> Option<f64> {
     if uncounted(c) {
         return None;
     }

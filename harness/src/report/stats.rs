@@ -126,6 +126,13 @@ pub fn p999(m: &Measurement) -> Option<f64> {
         .map(|l| l.p999_us)
 }
 
+/// Share of a CPU io_uring's kernel threads used in the window (the SQPOLL
+/// poller, io-wq workers), where the server had such threads.
+pub(super) fn io_uring_threads_share(m: &Measurement) -> Option<f64> {
+    let cpu = m.server.io_uring_threads_cpu_s?;
+    (m.window_s > 0.0).then(|| cpu / m.window_s)
+}
+
 /// Why a cell shows no percentile `p`: its runs hold too few samples (the
 /// fewest any run holds), if that is why.
 pub fn too_few_samples(c: &Cell, p: f64) -> Option<String> {

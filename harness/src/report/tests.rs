@@ -916,3 +916,98 @@ fn the_aa_control_finds_no_difference_between_identical_rows_and_states_its_reso
     // The twin is not ranked among the models.
     assert!(!md.contains("- epoll:level#aa: "), "{md}");
 }
+
+#[test]
+fn each_ladder_rung_is_set_against_the_rung_below_it() {
+    let mut r = results();
+    let rungs = [
+        ("uring:multishot", [12.0, 12.5, 13.0, 13.5]),
+        ("uring:multishot+defer-taskrun", [9.0, 9.4, 9.8, 10.1]),
+        (
+            "uring:multishot+defer-taskrun+skip-send-cqe",
+            [9.1, 9.3, 9.9, 10.0],
+        ),
+        ("uring:multishot+sqpoll", [40.0, 41.0, 42.0, 43.0]),
+    ];
+    for (m, cpus) in rungs {
+        r.models.push(ModelStatus {
+            model: m.into(),
+            binary: None,
+            server_args: vec![],
+            unavailable: None,
+        });
+        r.cells.push(reps(m, &OPEN_5K, [5e3; 4], cpus));
+    }
+    let a = rendered(&r);
+    let body = &a
+        .iter()
+        .find(|(t, _)| *t == "io_uring at its best: the ablation ladder")
+        .expect("the ladder")
+        .1
+        .body;
+    // defer-taskrun against the base: about 0.75×, a difference.
+    assert!(
+        body.contains("- open loop 5000/s c=100, uring:multishot+defer-taskrun: 0.75"),
+        "{body}"
+    );
+    assert!(
+        body.contains("the server CPU per request of uring:multishot (medians"),
+        "{body}"
+    );
+    // skip-send-cqe against defer-taskrun (the rung below), not the base.
+    assert!(
+        body.contains("- open loop 5000/s c=100, uring:multishot+defer-taskrun+skip-send-cqe: no measurable difference in server CPU per request from uring:multishot+defer-taskrun"),
+        "{body}"
+    );
+    // SQPOLL is the flag section's, not a rung.
+    assert!(!body.contains("| uring:multishot+sqpoll |"), "{body}");
+    assert!(a
+        .iter()
+        .any(|(t, a)| *t == "What does a server flag change?" && a.body.contains("--sqpoll")));
+    assert!(
+        body.contains("The best combination (uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+incremental-buffers) was not measured in this run."),
+        "{body}"
+    );
+}
+
+#[test]
+fn which_model_when_answers_each_pair_from_its_cells() {
+    let r = results();
+    let a = rendered(&r);
+    let (title, answer) = &a[0];
+    assert_eq!(*title, "Which model, when?", "the first section");
+    // epoll:level against tokio: 2 % more at 5k/s (inside the margin);
+    // at 10k/s epoll fell short, so that cell is not compared.
+    assert!(
+        answer.body.contains("- epoll:level against peers:tokio (reference), over the 1 cells both sustained: no measurable difference (within ±10 %) at 5.00k/s c=100."),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("| 5.00k/s | 1.02× (1.02–1.02) same |"),
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.contains("| 10.0k/s | — |"), "{}", answer.body);
+    assert!(answer
+        .summary
+        .as_deref()
+        .expect("a summary line")
+        .starts_with("**Which model, when?** epoll:level against peers:tokio"));
+    // A pair with a row not measured is left out, not answered with nothing.
+    assert!(!answer.body.contains("coroutine:async"), "{}", answer.body);
+}
+
+#[test]
+fn every_workload_has_the_command_that_repeats_its_cells() {
+    let md = render_controlled(&results(), &[]);
+    assert!(md.contains("## Repeating a cell"), "{md}");
+    assert!(
+        md.contains("| open loop 5000/s c=100 | `harness run MODEL --workload pingpong --conns 100 --rate 5000 --size 64 --warmup 1 --duration 3` |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("(syscalls) | `harness run MODEL --workload pingpong --conns 100 --rate 5000 --size 64 --warmup 1 --duration 3 --syscalls` |"),
+        "{md}"
+    );
+}

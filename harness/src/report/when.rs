@@ -1,0 +1,288 @@
+//! "Which model, when?": the pairs a reader weighs, each answered in plain
+//! words from this run's paired comparisons, cell by cell over connections
+//! and offered rate, and nowhere written by hand.
+
+use super::questions::{idle_points, models, rate_label, rss_per_idle, sustained, Answer};
+use super::stats::{self, si, significant, Metric};
+use super::table::{label, Table};
+use super::Ctx;
+use crate::results::{Cell, CompareResults, Purpose, Workload};
+use crate::spec::URING_BEST;
+use crate::stats::{Family, Paired, Verdict};
+
+/// The pairs, as (row, against, what the question is).
+pub const PAIRS: &[(&str, &str, &str)] = &[
+    (
+        "uring:multishot",
+        "epoll:level",
+        "io_uring or epoll: what does completion-based I/O save per request?",
+    ),
+    (
+        URING_BEST,
+        "epoll:level",
+        "io_uring at its best (the ladder's best combination) against epoll",
+    ),
+    (
+        "coroutine:async",
+        "blocking:thread",
+        "a coroutine (async task) against a thread per connection",
+    ),
+    (
+        "coroutine:stackful",
+        "blocking:thread",
+        "a stackful coroutine against a thread per connection",
+    ),
+    (
+        "epoll:level",
+        "peers:tokio",
+        "what tokio's portability costs against raw epoll (epoll against tokio)",
+    ),
+];
+
+/// How one cell of a pair came out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Outcome {
+    Lower(Paired),
+    Higher(Paired),
+    Same(Paired),
+    Unresolved(Paired),
+    /// A side fell short of the offer, or too few rounds.
+    NotCompared,
+}
+
+/// The pair's server CPU per request on `w`, by the report's rule.
+pub fn outcome(family: &Family, r: &CompareResults, a: &str, b: &str, w: &Workload) -> Outcome {
+    let (Some(ca), Some(cb)) = (r.cell(a, w, Purpose::Timing), r.cell(b, w, Purpose::Timing))
+    else {
+        return Outcome::NotCompared;
+    };
+    if !(sustained(Some(ca)) && sustained(Some(cb))) {
+        return Outcome::NotCompared;
+    }
+    judged(family, "server CPU per request", ca, cb, stats::server_cpu)
+}
+
+fn judged(family: &Family, what: &str, a: &Cell, b: &Cell, metric: Metric) -> Outcome {
+    // The same key as the sections' own findings, so that one comparison
+    // is counted once in the report's family.
+    let key = format!(
+        "{what} | {} {} | {} {}",
+        a.model,
+        a.workload.label(),
+        b.model,
+        b.workload.label()
+    );
+    match family.judge(&key, &a.in_rounds(metric), &b.in_rounds(metric)) {
+        Verdict::Differs { paired, .. } if paired.ratio < 1.0 => Outcome::Lower(paired),
+        Verdict::Differs { paired, .. } => Outcome::Higher(paired),
+        Verdict::Equivalent { paired, .. } => Outcome::Same(paired),
+        Verdict::NotResolved { paired, .. } => Outcome::Unresolved(paired),
+        Verdict::TooFew { .. } => Outcome::NotCompared,
+    }
+}
+
+fn short(o: &Outcome) -> String {
+    let ci = |p: &Paired| {
+        format!(
+            "{}× ({}–{})",
+            significant(p.ratio, 3),
+            significant(p.lo, 3),
+            significant(p.hi, 3)
+        )
+    };
+    match o {
+        Outcome::Lower(p) => format!("**{}** less", ci(p)),
+        Outcome::Higher(p) => format!("**{}** more", ci(p)),
+        Outcome::Same(p) => format!("{} same", ci(p)),
+        Outcome::Unresolved(p) => format!("{} ?", ci(p)),
+        Outcome::NotCompared => "—".into(),
+    }
+}
+
+/// The open-loop workloads, as (connections, rates ascending).
+pub fn grid(r: &CompareResults) -> (Vec<usize>, Vec<u64>) {
+    let mut conns = Vec::new();
+    let mut rates = Vec::new();
+    for w in &r.workloads {
+        if let Workload::OpenLoop { conns: c, rate } = *w {
+            conns.push(c);
+            rates.push(rate);
+        }
+    }
+    conns.sort();
+    conns.dedup();
+    rates.sort();
+    rates.dedup();
+    (conns, rates)
+}
+
+/// One sentence from a pair's cells: where the row costs less, where more,
+/// and where the run cannot tell.
+fn sentence(a: &str, b: &str, cells: &[(Workload, Outcome)]) -> String {
+    let at = |f: fn(&Outcome) -> bool| -> Vec<String> {
+        cells
+            .iter()
+            .filter(|(_, o)| f(o))
+            .map(|(w, o)| {
+                let pct = match o {
+                    Outcome::Lower(p) | Outcome::Higher(p) => {
+                        format!(
+                            " ({:+.0} %, CI {:+.0} to {:+.0} %)",
+                            (p.ratio - 1.0) * 100.0,
+                            (p.lo - 1.0) * 100.0,
+                            (p.hi - 1.0) * 100.0
+                        )
+                    }
+                    _ => String::new(),
+                };
+                format!("{} c={}{pct}", rate_label(w), w.concurrent_conns())
+            })
+            .collect()
+    };
+    let lower = at(|o| matches!(o, Outcome::Lower(_)));
+    let higher = at(|o| matches!(o, Outcome::Higher(_)));
+    let same = at(|o| matches!(o, Outcome::Same(_)));
+    let open = at(|o| matches!(o, Outcome::Unresolved(_)));
+    let compared = lower.len() + higher.len() + same.len() + open.len();
+    if compared == 0 {
+        return format!(
+            "{} against {}: no cell where both sustained the offer in enough rounds; this run \
+             cannot answer.",
+            label(a),
+            label(b)
+        );
+    }
+    let list = |v: &[String]| v.join(", ");
+    let mut parts = Vec::new();
+    if !lower.is_empty() {
+        parts.push(format!("spends less CPU per request at {}", list(&lower)));
+    }
+    if !higher.is_empty() {
+        parts.push(format!("spends more at {}", list(&higher)));
+    }
+    if !same.is_empty() {
+        parts.push(format!(
+            "no measurable difference (within ±10 %) at {}",
+            list(&same)
+        ));
+    }
+    if !open.is_empty() {
+        parts.push(format!("not resolved at {}", list(&open)));
+    }
+    format!(
+        "{} against {}, over the {compared} cells both sustained: {}.",
+        label(a),
+        label(b),
+        parts.join("; ")
+    )
+}
+
+/// The coroutine-against-thread costs that are not CPU at a fixed load:
+/// memory per idle connection, accepting, closed-loop rate.
+fn beyond_cpu(x: &Ctx, a: &str, b: &str) -> Vec<String> {
+    let r = x.r;
+    let mut out = Vec::new();
+    let points = idle_points(r);
+    if let (Some((na, ka)), Some((nb, kb))) =
+        (rss_per_idle(r, a, &points), rss_per_idle(r, b, &points))
+    {
+        out.push(format!(
+            "Memory per idle connection (peak RSS growth over the idle count, medians): {} {} \
+             KiB (to {na}), {} {} KiB (to {nb}).",
+            label(a),
+            si(ka),
+            label(b),
+            si(kb)
+        ));
+    }
+    for (w, what, note) in r.workloads.iter().filter_map(|w| match w {
+        Workload::Connect { .. } => Some((w, "connections/s", "accepting")),
+        Workload::Pingpong { .. } => Some((w, "requests/s", "closed loop")),
+        _ => None,
+    }) {
+        let (Some(ca), Some(cb)) = (r.cell(a, w, Purpose::Timing), r.cell(b, w, Purpose::Timing))
+        else {
+            continue;
+        };
+        let o = judged(x.family, what, ca, cb, stats::rate);
+        let said = match &o {
+            Outcome::Lower(_) => "lower",
+            Outcome::Higher(_) => "higher",
+            Outcome::Same(_) => "no measurable difference",
+            Outcome::Unresolved(_) => "not resolved",
+            Outcome::NotCompared => continue,
+        };
+        out.push(format!(
+            "{} ({}): {} against {}: {} — {said}.",
+            note,
+            w.label(),
+            label(a),
+            label(b),
+            short(&o).replace("**", "")
+        ));
+    }
+    out
+}
+
+/// The section.
+pub fn which_when(x: &Ctx) -> Option<Answer> {
+    let r = x.r;
+    let measured = models(r);
+    let pairs: Vec<&(&str, &str, &str)> = PAIRS
+        .iter()
+        .filter(|(a, b, _)| measured.iter().any(|m| m == a) && measured.iter().any(|m| m == b))
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    let (conns, rates) = grid(r);
+    let mut body = String::from(
+        "Each answer below is computed from this run: server CPU per request of the first row \
+         over the second's, paired by round, in every open-loop cell (connections × offered \
+         rate) where both sustained the offer. **Bold**: a difference (the interval excludes 1, \
+         under the report's Benjamini–Hochberg control); *same*: the interval lies within ±10 %; \
+         *?*: not resolved by this run; —: not compared (a side fell short, or was not \
+         measured there). The map is drawn in the crossover figure.\n\n",
+    );
+    let mut summary = Vec::new();
+    for (a, b, question) in pairs {
+        let mut head = vec!["offered".to_string()];
+        head.extend(conns.iter().map(|c| format!("{c} connections")));
+        let mut t = Table::from(head);
+        let mut cells = Vec::new();
+        for rate in &rates {
+            let mut row = vec![format!("{}/s", si(*rate as f64))];
+            for c in &conns {
+                let w = Workload::OpenLoop {
+                    conns: *c,
+                    rate: *rate,
+                };
+                let o = outcome(x.family, r, a, b, &w);
+                row.push(short(&o));
+                if o != Outcome::NotCompared {
+                    cells.push((w, o));
+                }
+            }
+            t.rows.push(row);
+        }
+        let answer = sentence(a, b, &cells);
+        body.push_str(&format!("**{question}**\n\n- {answer}\n"));
+        if a.starts_with("coroutine") {
+            for line in beyond_cpu(x, a, b) {
+                body.push_str(&format!("- {line}\n"));
+            }
+        }
+        body.push_str(&format!("\n{}\n", t.render()));
+        summary.push(answer);
+    }
+    body.push_str(
+        "Not measured by `harness compare` yet: active connections other than these counts, and \
+         request sizes other than the run's; the map holds only the cells above.\n",
+    );
+    Some(Answer {
+        body,
+        summary: summary
+            .first()
+            .map(|s| format!("**Which model, when?** {s} (the other pairs: see the section)")),
+    })
+}

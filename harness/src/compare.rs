@@ -26,9 +26,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::account;
 use crate::check::expect;
 use crate::compare::herd::HerdResults;
-use crate::env::{CpuTicks, Environment};
 use crate::measurement::{wall_clock, Measurement};
 use crate::phases::lanes::{self, Lane};
 use crate::results::{
@@ -798,8 +798,8 @@ pub fn run_matrix(
 ) -> CompareResults {
     let started_at = now();
     let t0 = Instant::now();
-    let environment = Environment::read();
-    let ticks_at_start = CpuTicks::read();
+    let environment = account::environment();
+    let ticks_at_start = account::cpu_ticks();
     let (planned_runs, planned_s) = matrix.plan();
     eprintln!(
         "harness compare: at most {planned_runs} runs, planned at {planned_s:.0} s \
@@ -974,7 +974,7 @@ pub fn run_matrix(
     }
     bar.finish_with_message("done");
     results.steal_share = ticks_at_start
-        .zip(CpuTicks::read())
+        .zip(account::cpu_ticks())
         .and_then(|(a, b)| a.steal_share_until(&b));
     results.finished_at = now();
     results.elapsed_s = t0.elapsed().as_secs_f64();

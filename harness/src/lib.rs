@@ -6,6 +6,7 @@ pub mod check;
 pub mod claims;
 pub mod compare;
 pub mod env;
+pub mod floor;
 pub mod load;
 pub mod measurement;
 pub mod phases;

@@ -39,6 +39,9 @@ enum Command {
     Phases(harness::phases::PhasesArgs),
     /// Measure the course notes' claims C1–C18 and write CLAIMS.md.
     Claims(harness::claims::ClaimsArgs),
+    /// Measure the machine's timer wake-up lateness on each CPU (the floor
+    /// under every latency figure).
+    Floor(harness::floor::FloorArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare(args),
         Command::Phases(args) => harness::phases::main(args),
         Command::Claims(args) => harness::claims::main(args),
+        Command::Floor(args) => harness::floor::main(args),
     };
     match outcome {
         Ok(code) => code,

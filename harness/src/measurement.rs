@@ -145,6 +145,10 @@ pub struct WorkloadParams {
     pub server_cpus: Vec<usize>,
     /// Extra arguments given to the server after `--`.
     pub server_args: Vec<String>,
+    /// Timer slack of the load threads, ns (`PR_SET_TIMERSLACK`); `None`
+    /// in runs from before it was set (the kernel's default, 50 000).
+    #[serde(default)]
+    pub timer_slack_ns: Option<u64>,
 }
 
 /// Latency percentiles, microseconds.
@@ -489,6 +493,23 @@ pub struct Agreement {
     /// the root's `cutime` and `cstime` each down to a tick.
     pub tolerance_s: f64,
     pub agrees: bool,
+    /// The tolerance in clock ticks (`tolerance_s` × `CLK_TCK`).
+    #[serde(default)]
+    pub tolerance_ticks: f64,
+    /// The tolerance relative to the summary's CPU (0.05 when judged by
+    /// the 5 % rule; more when the tick floor was larger: a run of 20 ms
+    /// CPU is judged within 105 %).
+    #[serde(default)]
+    pub tolerance_share: f64,
+    /// The tick floor, not the 5 % rule, set the tolerance.
+    #[serde(default)]
+    pub judged_by_ticks: bool,
+    /// The tree's CPU over its whole life as the kernel reported it when
+    /// the harness reaped the server (`server::Stopped::reaped_cpu_s`):
+    /// shutdown included, which `harness_cpu_s` (read before SIGTERM)
+    /// cannot see. The summary is printed between the two readings.
+    #[serde(default)]
+    pub reaped_cpu_s: Option<f64>,
 }
 
 /// The relative tolerance of the cross-check (issue 5: within 5 %).

@@ -122,6 +122,10 @@ pub struct RunOptions {
     /// Seed of the request payloads.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Timer slack of the load threads, ns (`PR_SET_TIMERSLACK`; the
+    /// kernel's default is 50 000: timers may fire that much late).
+    #[arg(long, default_value_t = load::sys::TIMER_SLACK_NS)]
+    pub timer_slack_ns: u64,
     /// Extra arguments for the server, after `--`.
     #[arg(last = true)]
     pub server_args: Vec<String>,
@@ -192,6 +196,8 @@ pub struct MeasureSpec {
     pub count_wakeups: bool,
     pub allow_remote: bool,
     pub seed: u64,
+    /// Timer slack of the load threads, ns.
+    pub timer_slack_ns: u64,
 }
 
 impl MeasureSpec {
@@ -218,6 +224,7 @@ impl MeasureSpec {
             count_wakeups: kind == WorkloadKind::Connect,
             allow_remote: false,
             seed: 1,
+            timer_slack_ns: load::sys::TIMER_SLACK_NS,
         }
     }
 }
@@ -437,6 +444,7 @@ fn load_spec(spec: &MeasureSpec, target: SocketAddr, cpus: &[usize]) -> LoadSpec
         cpus: cpus.to_vec(),
         seed: spec.seed,
         allow_remote: spec.allow_remote,
+        timer_slack_ns: spec.timer_slack_ns,
     }
 }
 
@@ -513,10 +521,25 @@ fn account_window(
     timeline: &load::Timeline,
 ) -> (io::Result<ServerAccount>, TracedWakes) {
     sleep_until(timeline.window_start);
+    let began = Instant::now();
     let window = match Window::begin(pid, counters, Duration::from_millis(50)) {
         Ok(w) => w,
         Err(e) => return (Err(e), None),
     };
+    // Reading the tree reads each process at its own instant, one after
+    // another: for thousands of processes (a fork server's idle children)
+    // that takes a second or more. The second read therefore starts as long
+    // before the load's window ends as the first took, so that every
+    // process is read twice one server window apart, both times while the
+    // load still runs; read after the load stopped, the processes read last
+    // would show CPU the load never paid for, and those read first none.
+    let read = began.elapsed();
+    let load_window = timeline.window_end - timeline.window_start;
+    if let Err(e) = tree_read_fits(read, load_window) {
+        drop(window.end());
+        return (Err(e), None);
+    }
+    let second_read = timeline.window_end - read;
     let wakes = trace.then(|| {
         let mut trace = WakeTrace::attach(pid)?;
         while Instant::now() < timeline.window_end {
@@ -525,8 +548,35 @@ fn account_window(
         }
         trace.finish_with_log().map_err(|e| e.to_string())
     });
-    sleep_until(timeline.window_end);
-    (window.end(), wakes)
+    sleep_until(second_read);
+    let account = window.end().map(|mut acc| {
+        if read * 10 > load_window {
+            acc.notes.push(format!(
+                "reading the server's {} processes took {:.0} ms: its window is the load's \
+                 {:.0} ms less that, read twice per process one server window apart",
+                acc.processes,
+                read.as_secs_f64() * 1e3,
+                load_window.as_secs_f64() * 1e3
+            ));
+        }
+        acc
+    });
+    (account, wakes)
+}
+
+/// A server window shorter than half the load's is refused: what is left
+/// of it would be mostly the read's own spread.
+fn tree_read_fits(read: Duration, load_window: Duration) -> io::Result<()> {
+    if read * 2 > load_window {
+        return Err(io::Error::other(format!(
+            "reading the server's process tree took {:.0} ms, more than half of the \
+             {:.0} ms window: its CPU and switches in the window cannot be told apart \
+             from the read's spread (lengthen --duration)",
+            read.as_secs_f64() * 1e3,
+            load_window.as_secs_f64() * 1e3
+        )));
+    }
+    Ok(())
 }
 
 /// Stops the server with SIGTERM (SIGKILL after 2 s) and copies what it
@@ -569,7 +619,12 @@ fn stop_server(server: &mut Server, notes: &mut Vec<String>) -> io::Result<Serve
                 per_loop: sum.per_loop.clone(),
             });
             if let Ok(h) = whole_run {
-                side.summary_agreement = Some(account::cpu_agreement(h, sum.user_s, sum.sys_s));
+                side.summary_agreement = Some(account::cpu_agreement_reaped(
+                    h,
+                    stopped.reaped_cpu_s,
+                    sum.user_s,
+                    sum.sys_s,
+                ));
             }
         }
         Ok(None) => notes.push("the server printed no summary line".into()),
@@ -661,6 +716,7 @@ fn assemble(
             load_cpus,
             server_cpus,
             server_args: spec.server_args.clone(),
+            timer_slack_ns: Some(r.timer_slack_ns),
         },
         started_at: stamp,
         started_unix_ms: ms,
@@ -785,6 +841,7 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
         count_wakeups: kind == WorkloadKind::Connect && !a.no_wakeups,
         allow_remote: a.allow_remote,
         seed: a.seed,
+        timer_slack_ns: a.timer_slack_ns,
     })
 }
 
@@ -806,6 +863,15 @@ mod tests {
         assert!(n.contains("offered 400000/s, achieved 175000/s"), "{n}");
         assert!(n.contains("550000 requests due by the window"), "{n}");
         assert!(n.contains("lower bounds"), "{n}");
+    }
+
+    #[test]
+    fn a_tree_read_longer_than_half_the_window_is_refused() {
+        let ms = Duration::from_millis;
+        assert!(tree_read_fits(ms(40), ms(250)).is_ok());
+        assert!(tree_read_fits(ms(125), ms(250)).is_ok());
+        let e = tree_read_fits(ms(1000), ms(250)).unwrap_err().to_string();
+        assert!(e.contains("1000 ms") && e.contains("250 ms"), "{e}");
     }
 
     #[test]

@@ -23,9 +23,9 @@
 //! - a `Server` that is dropped while its process still runs (a failed test,
 //!   a panic) SIGKILLs the whole process tree — the server and every
 //!   descendant found in `/proc` — so nothing is left behind;
-//! - the process tree is found by scanning `/proc/*/stat` for parent pids,
-//!   which works on every kernel (unlike `/proc/PID/task/TID/children`,
-//!   which needs `CONFIG_PROC_CHILDREN`).
+//! - the process tree is found by walking `/proc/PID/task/TID/children`
+//!   down from the server, or, on a kernel without `CONFIG_PROC_CHILDREN`,
+//!   by scanning `/proc/*/stat` for parent pids (`account::procfs`).
 
 use crate::account::procfs::{self, read_stat};
 use nix::sys::signal::{kill, Signal};
@@ -84,8 +84,14 @@ pub fn unavailable(model: &str) -> Option<String> {
 fn build_binary(model: &str) -> io::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    // The reflector is a second binary of the harness package.
+    let package = if model == "reflector" {
+        "harness"
+    } else {
+        model
+    };
     let output = Command::new(&cargo)
-        .args(["build", "--release", "-p", model])
+        .args(["build", "--release", "-p", package, "--bin", model])
         .arg("--manifest-path")
         .arg(&manifest)
         .arg("--message-format=json-render-diagnostics")
@@ -295,6 +301,12 @@ pub struct Stopped {
     /// present after the server exited: orphans or unreaped children. They
     /// are SIGKILLed once listed.
     pub leftovers: Vec<Leftover>,
+    /// The server tree's CPU over its whole life, shutdown included, as the
+    /// kernel handed it to the harness when it reaped the server (growth of
+    /// the harness' `RUSAGE_CHILDREN`; microsecond resolution). `None` if
+    /// the server had been reaped before `stop`. Assumes no other child of
+    /// the harness is reaped meanwhile (true of `run` and `compare`).
+    pub reaped_cpu_s: Option<f64>,
 }
 
 /// A process that outlived the server it belonged to.
@@ -648,6 +660,15 @@ impl Server {
             .into_iter()
             .filter_map(|pid| read_stat(pid).ok().map(|s| (pid, s.start_time)))
             .collect();
+        // The kernel adds a reaped child's CPU, and that of every
+        // descendant it reaped, to its parent's RUSAGE_CHILDREN: across our
+        // reaping of the server, that grows by the whole tree's CPU of the
+        // whole run, shutdown included. Only if the server is reaped here.
+        let children_before = self
+            .exited
+            .is_none()
+            .then(|| procfs::Usage::of(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).ok())
+            .flatten();
         let sent = Instant::now();
         if self.try_status().is_none() {
             self.signal(signal)?;
@@ -668,6 +689,10 @@ impl Server {
         };
         let elapsed = sent.elapsed();
         self.exited = Some(status);
+        let reaped_cpu_s = children_before.and_then(|before| {
+            let after = procfs::Usage::of(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).ok()?;
+            Some(after.since(&before).cpu_s())
+        });
 
         // A process of the old tree that still exists (same pid, same start
         // time) outlived the server: an orphan, or a child nobody reaped.
@@ -705,6 +730,7 @@ impl Server {
             stdout_after_ready,
             summary,
             leftovers,
+            reaped_cpu_s,
         })
     }
 

@@ -21,10 +21,12 @@ const LAYERS: &[(&str, u8)] = &[
     ("server", 2),
     ("load", 2),
     ("account", 2),
-    // Procedures: one measurement, one conformance pass, one trace.
+    // Procedures: one measurement, one conformance pass, one trace, the
+    // timer floor.
     ("run", 3),
     ("check", 3),
     ("phases", 3),
+    ("floor", 3),
     // Drivers: what to run, in which order, how often.
     ("compare", 4),
     ("claims", 4),

@@ -118,6 +118,7 @@ fn spec(target: SocketAddr, kind: WorkloadKind) -> LoadSpec {
         cpus: Vec::new(),
         seed: 7,
         allow_remote: false,
+        timer_slack_ns: 1,
     }
 }
 
@@ -342,4 +343,17 @@ fn measure_of_a_target_fills_the_client_fields_and_marks_the_server_ones_na() {
         table.contains("server cpu per request       n/a"),
         "{table}"
     );
+}
+
+#[test]
+fn load_threads_run_with_the_timer_slack_asked_for() {
+    let server = serve(Behave::Upper);
+    for slack in [1, 50_000] {
+        let r = run(LoadSpec {
+            timer_slack_ns: slack,
+            ..spec(server.addr, WorkloadKind::Pingpong)
+        });
+        assert_eq!(r.timer_slack_ns, slack);
+        assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    }
 }

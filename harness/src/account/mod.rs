@@ -22,11 +22,14 @@
 //! `perf` adds exact counters from `perf_event_open` when permitted.
 
 pub mod landed;
+mod machine;
 mod perf;
 pub(crate) mod procfs;
+mod tracefs;
 mod wakes;
 
 pub use crate::measurement::{Agreement, WakeCounts, AGREEMENT_TOLERANCE};
+pub use machine::{cpu_ticks, environment, git_commit};
 pub use perf::{
     CounterSet, PerfDelta, Reading, ReturnCount, SyscallCounts, TreeCounters, DEFAULT_SYSCALLS,
     HERD_RETURNS,
@@ -43,6 +46,16 @@ use std::time::Duration;
 
 use nix::sys::resource::UsageWho;
 use serde::{Deserialize, Serialize};
+
+/// Whether syscall tracepoints can be counted on this machine: the tracefs
+/// root their ids are read from (mounted by the harness if it had to and
+/// could), or why not.
+pub fn syscall_tracepoints() -> Result<&'static str, String> {
+    let root = tracefs::root()?;
+    tracefs::tracepoint_id("raw_syscalls", "sys_enter")
+        .map(|_| root)
+        .ok_or_else(tracefs::syscalls_reason)
+}
 
 /// A measurement window in progress.
 pub struct Window<'a> {
@@ -268,9 +281,26 @@ pub struct PerRequest {
 /// `cutime + cstime`) with the server's summary. The summary also counts
 /// the CPU of its shutdown, which the harness cannot see; it is small.
 pub fn cpu_agreement(harness_cpu_s: f64, summary_user_s: f64, summary_sys_s: f64) -> Agreement {
+    cpu_agreement_reaped(harness_cpu_s, None, summary_user_s, summary_sys_s)
+}
+
+/// `cpu_agreement`, with the tree's CPU at reaping when known: the summary
+/// is written after SIGTERM and before the exit, so it agrees when it lies
+/// between the reading before SIGTERM and the one at reaping, each widened
+/// by the tolerance. A fork server's children exit after SIGTERM: for
+/// 10 000 of them that shutdown is several percent of the run's CPU, which
+/// the summary rightly counts and the reading before SIGTERM cannot.
+pub fn cpu_agreement_reaped(
+    harness_cpu_s: f64,
+    reaped_cpu_s: Option<f64>,
+    summary_user_s: f64,
+    summary_sys_s: f64,
+) -> Agreement {
     let summary_cpu_s = summary_user_s + summary_sys_s;
     let tick = 1.0 / clock_ticks_per_sec() as f64;
-    let tolerance_s = (AGREEMENT_TOLERANCE * summary_cpu_s).max(2.0 * tick + 0.001);
+    let relative_s = AGREEMENT_TOLERANCE * summary_cpu_s;
+    let floor_s = 2.0 * tick + 0.001;
+    let tolerance_s = relative_s.max(floor_s);
     let ratio = if summary_cpu_s > 0.0 {
         harness_cpu_s / summary_cpu_s
     } else if harness_cpu_s > 0.0 {
@@ -283,7 +313,21 @@ pub fn cpu_agreement(harness_cpu_s: f64, summary_user_s: f64, summary_sys_s: f64
         summary_cpu_s,
         ratio,
         tolerance_s,
-        agrees: (harness_cpu_s - summary_cpu_s).abs() <= tolerance_s,
+        agrees: match reaped_cpu_s {
+            Some(reaped) => {
+                summary_cpu_s >= harness_cpu_s - tolerance_s
+                    && summary_cpu_s <= reaped.max(harness_cpu_s) + tolerance_s
+            }
+            None => (harness_cpu_s - summary_cpu_s).abs() <= tolerance_s,
+        },
+        tolerance_ticks: tolerance_s / tick,
+        tolerance_share: if summary_cpu_s > 0.0 {
+            tolerance_s / summary_cpu_s
+        } else {
+            f64::INFINITY
+        },
+        judged_by_ticks: floor_s > relative_s,
+        reaped_cpu_s,
     }
 }
 

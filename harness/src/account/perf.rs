@@ -22,13 +22,13 @@
 //! for the load generator too). `CounterSet::cpu_only` avoids it.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
 use super::procfs::{thread_ids, tree_pids};
+use super::tracefs::{self, tracepoint_id};
 
 /// The syscalls counted by name by default: what the lab's models use to
 /// wait, accept, read, write and hand work between threads and processes.
@@ -111,9 +111,6 @@ const PERF_EVENT_IOC_SET_FILTER: libc::c_ulong = 0x4008_2406;
 
 /// Attach passes tried before giving up on a tree whose threads keep changing.
 const ATTACH_ATTEMPTS: usize = 20;
-
-/// Where tracefs may be mounted.
-pub(super) const TRACEFS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// What to count.
 #[derive(Clone, Debug, PartialEq)]
@@ -309,29 +306,6 @@ fn read_count(fd: &OwnedFd) -> io::Result<u64> {
     Ok(u64::from_ne_bytes(value))
 }
 
-/// The tracepoint id of `category:name`, from the first tracefs that has it.
-pub(super) fn tracepoint_id(category: &str, name: &str) -> Option<u64> {
-    TRACEFS.iter().find_map(|root| {
-        fs::read_to_string(format!("{root}/events/{category}/{name}/id"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-fn tracefs_reason() -> String {
-    let mounted = TRACEFS
-        .iter()
-        .any(|root| fs::metadata(format!("{root}/events")).is_ok());
-    if mounted {
-        "tracefs has no raw_syscalls:sys_enter (kernel built without CONFIG_FTRACE_SYSCALLS?)"
-            .into()
-    } else {
-        "tracefs not mounted (try: mount -t tracefs nodev /sys/kernel/tracing)".into()
-    }
-}
-
 /// Syscalls made by the tree in a window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SyscallCounts {
@@ -394,7 +368,7 @@ impl TreeCounters {
         let mut syscalls_unavailable = None;
         if set.counts_syscalls() {
             match tracepoint_id("raw_syscalls", "sys_enter") {
-                None => syscalls_unavailable = Some(tracefs_reason()),
+                None => syscalls_unavailable = Some(tracefs::syscalls_reason()),
                 Some(id) => {
                     if set.total_syscalls {
                         events.push(Event::AllSyscalls { id });

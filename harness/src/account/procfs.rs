@@ -28,7 +28,7 @@
 //!   exact to the nanosecond, so only `cutime`/`cstime` stay rounded (two
 //!   ticks at most per process that reaped children).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +40,17 @@ use std::time::{Duration, Instant};
 use nix::sys::resource::{getrusage, UsageWho};
 use serde::{Deserialize, Serialize};
 
-pub use crate::env::clock_ticks_per_sec;
+/// Clock ticks per second, the unit of `/proc/PID/stat` CPU fields.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    // POSIX allows -1 (unknown); Linux has always exported USER_HZ = 100.
+    if hz > 0 {
+        hz as u64
+    } else {
+        100
+    }
+}
 
 fn page_size() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
@@ -67,6 +77,8 @@ pub(crate) struct ProcStat {
     /// Field 22, clock ticks after boot: with the pid, it names a process
     /// uniquely (a pid can be reused, a (pid, start time) pair cannot).
     pub start_time: u64,
+    /// Field 20: threads in the process.
+    pub num_threads: u64,
     pub rss_pages: u64,
     /// The process's CPU-time clock (see `process_cpu_ns`), when read.
     pub cpu_ns: Option<u64>,
@@ -101,6 +113,7 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
         cutime: signed(16)?,
         cstime: signed(17)?,
         start_time: unsigned(22)?,
+        num_threads: unsigned(20)?,
         rss_pages: signed(24)?,
         cpu_ns: None,
     })
@@ -146,8 +159,14 @@ pub(crate) fn read_stat(pid: i32) -> io::Result<ProcStat> {
     })
 }
 
-/// Every process in the tree rooted at `root` (root first), from one scan
-/// of `/proc`. A process that exits during the scan is left out.
+/// Every process in the tree rooted at `root` (root first, parents before
+/// children). A process that exits during the walk is left out.
+///
+/// The walk follows `/proc/PID/task/TID/children` (each thread's children,
+/// `CONFIG_PROC_CHILDREN`) down from the root: it reads only the tree, so a
+/// fork server's 10 000 children cost 10 000 `stat` reads, not a scan of
+/// every process on the machine plus a listing per process. A kernel
+/// without those files falls back to one scan of `/proc` by parent pid.
 fn tree_stats(root: i32) -> io::Result<Vec<ProcStat>> {
     let root_stat = read_stat(root).map_err(|e| {
         io::Error::new(
@@ -155,6 +174,53 @@ fn tree_stats(root: i32) -> io::Result<Vec<ProcStat>> {
             format!("read /proc/{root}/stat (server process): {e}"),
         )
     })?;
+    let mut tree = vec![root_stat];
+    let mut next = 0;
+    while next < tree.len() {
+        let Some(children) = children_of(&tree[next]) else {
+            return scan_tree_stats(root_stat);
+        };
+        // ENOENT/ESRCH: the child exited between the listing and the read.
+        tree.extend(children.into_iter().filter_map(|pid| read_stat(pid).ok()));
+        next += 1;
+    }
+    Ok(tree)
+}
+
+/// The children of every thread of a process (`Some(empty)` if it exited
+/// meanwhile); `None` when this kernel has no `children` files.
+fn children_of(stat: &ProcStat) -> Option<Vec<i32>> {
+    let pid = stat.pid;
+    // A single-threaded process's one thread has the process's id: its
+    // task directory need not be listed.
+    let tids = if stat.num_threads == 1 {
+        vec![pid]
+    } else {
+        thread_ids(pid)
+    };
+    let mut children = Vec::new();
+    for tid in tids {
+        match fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")) {
+            Ok(text) => children.extend(
+                text.split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            ),
+            // The root's own first thread: a missing file means no
+            // CONFIG_PROC_CHILDREN, not an exit (the root was just read).
+            Err(e) if e.kind() == io::ErrorKind::NotFound && pid == tid => {
+                if fs::metadata(format!("/proc/{pid}/task/{tid}")).is_ok() {
+                    return None;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    Some(children)
+}
+
+/// `tree_stats` by one scan of `/proc`, grouping every process by parent.
+fn scan_tree_stats(root_stat: ProcStat) -> io::Result<Vec<ProcStat>> {
+    let root = root_stat.pid;
     let mut by_parent: HashMap<i32, Vec<ProcStat>> = HashMap::new();
     let entries = fs::read_dir("/proc")
         .map_err(|e| io::Error::new(e.kind(), format!("readdir /proc: {e}")))?;
@@ -205,8 +271,10 @@ pub(crate) const SNAPSHOT_ATTEMPTS: usize = 10;
 /// Like `tree_stats`, but free of the reaping race: a child reaped while the
 /// tree is being read would be counted twice (its own entry, then in its
 /// parent's `cutime`) or not at all (parent read first, child gone when
-/// reached). Every member's `cutime`/`cstime` is read again after the scan;
-/// if one changed, a reap happened meanwhile and the scan is repeated. When
+/// reached). The root's and every parent's `cutime`/`cstime` are read again
+/// after the scan (a member that was reaped moved its parent's; a leaf's can
+/// only take in a child never listed, counted in this read or the next); if
+/// one changed, a reap happened meanwhile and the scan is repeated. When
 /// many connections close at once (the end of a run), every child of a
 /// fork-per-connection server is reaped within milliseconds, so this is not
 /// a corner case. Returns the tree and whether it settled.
@@ -221,10 +289,14 @@ fn consistent_tree_stats(root: i32) -> io::Result<(Vec<ProcStat>, bool)> {
     };
     let mut tree = with_clocks(tree_stats(root)?);
     for _ in 1..SNAPSHOT_ATTEMPTS {
-        let settled = tree.iter().all(|before| match read_stat(before.pid) {
+        // The root always: a child reaped between the root's `stat` and
+        // its `children` read is in neither, and the root's cutime moved.
+        let parents: HashSet<i32> = tree.iter().skip(1).map(|s| s.ppid).chain([root]).collect();
+        let mut members = tree.iter().filter(|s| parents.contains(&s.pid));
+        let settled = members.all(|before| match read_stat(before.pid) {
             Ok(now) => now.cutime == before.cutime && now.cstime == before.cstime,
-            // Gone: its own parent's cutime moved (or it was reparented
-            // away); either way this scan is stale.
+            // Gone: its own parent's cutime moved (or its children were
+            // reparented away); either way this scan is stale.
             Err(_) => false,
         });
         if settled {
@@ -327,7 +399,12 @@ impl Snapshot {
         let mut switches = BTreeMap::new();
         let mut io_uring_threads = BTreeMap::new();
         for stat in &tree {
-            for tid in thread_ids(stat.pid) {
+            let tids = if stat.num_threads == 1 {
+                vec![stat.pid]
+            } else {
+                thread_ids(stat.pid)
+            };
+            for tid in tids {
                 let Some((name, counts)) = thread_status(stat.pid, tid) else {
                     continue;
                 };
@@ -642,10 +719,43 @@ mod tests {
                 cutime: 7,
                 cstime: 0,
                 start_time: 12345,
+                num_threads: 3,
                 rss_pages: 321,
                 cpu_ns: None,
             }
         );
+    }
+
+    #[test]
+    fn the_children_walk_finds_the_tree_the_proc_scan_finds() {
+        // sh, two children of it, and a grandchild under the second.
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sh -c 'sleep 30 & wait' & wait"])
+            .spawn()
+            .expect("spawn sh");
+        let root = sh.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let walked = loop {
+            let tree = tree_stats(root).expect("walk");
+            if tree.len() == 4 || Instant::now() > deadline {
+                break tree;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let scanned = scan_tree_stats(read_stat(root).expect("root")).expect("scan");
+        let pids = |t: &[ProcStat]| t.iter().map(|s| s.pid).collect::<BTreeSet<_>>();
+        assert_eq!(walked.len(), 4, "{walked:?}");
+        assert_eq!(pids(&walked), pids(&scanned));
+        assert_eq!(walked[0].pid, root);
+        // Parents before children.
+        for (i, s) in walked.iter().enumerate().skip(1) {
+            assert!(walked[..i].iter().any(|p| p.pid == s.ppid), "{walked:?}");
+        }
+        for s in walked.iter().rev() {
+            // SAFETY: plain kill of a process this test started (or its child).
+            unsafe { libc::kill(s.pid, libc::SIGKILL) };
+        }
+        let _ = sh.wait();
     }
 
     #[test]

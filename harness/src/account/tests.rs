@@ -310,6 +310,11 @@ fn syscalls_made_by_threads_created_after_attach_are_counted_exactly() {
                 reason.contains("perf_event_open") || reason.contains("tracefs"),
                 "{reason}"
             );
+            // Root mounts tracefs itself: only a refused mount may end here.
+            // SAFETY: geteuid has no failure mode and touches no memory.
+            if unsafe { libc::geteuid() } == 0 {
+                assert!(reason.contains("could not mount"), "{reason}");
+            }
             h.finish();
             return;
         }
@@ -382,6 +387,36 @@ fn agreement_allows_five_percent_or_two_ticks() {
     assert!(cpu_agreement(0.1 + tick, 0.1, 0.0).agrees);
     assert!(!cpu_agreement(0.1 + 4.0 * tick, 0.1, 0.0).agrees);
     assert_eq!(cpu_agreement(0.0, 0.0, 0.0).ratio, 1.0);
+}
+
+#[test]
+fn a_summary_between_sigterm_and_reaping_agrees() {
+    // 10 s before SIGTERM, 10.8 s at reaping: children exited meanwhile.
+    assert!(cpu_agreement_reaped(10.0, Some(10.8), 10.7, 0.0).agrees);
+    // Without the reaped figure the same summary is 7 % off.
+    assert!(!cpu_agreement(10.0, 10.7, 0.0).agrees);
+    // Above what was reaped, or below what was read before: no excuse.
+    assert!(!cpu_agreement_reaped(10.0, Some(10.8), 11.5, 0.0).agrees);
+    assert!(!cpu_agreement_reaped(10.0, Some(10.8), 9.3, 0.0).agrees);
+    assert_eq!(
+        cpu_agreement_reaped(10.0, Some(10.8), 10.7, 0.0).reaped_cpu_s,
+        Some(10.8)
+    );
+}
+
+#[test]
+fn agreement_says_which_rule_judged_and_how_wide_it_was() {
+    let tick = 1.0 / clock_ticks_per_sec() as f64;
+    let relative = cpu_agreement(10.0, 8.0, 2.0);
+    assert!(!relative.judged_by_ticks);
+    assert!((relative.tolerance_share - AGREEMENT_TOLERANCE).abs() < 1e-12);
+    assert!((relative.tolerance_ticks - 0.5 / tick).abs() < 1e-6);
+    // 20 ms of CPU: two ticks and 1 ms of rounding exceed 5 % of it.
+    let ticks = cpu_agreement(0.02, 0.02, 0.0);
+    assert!(ticks.judged_by_ticks);
+    assert!((ticks.tolerance_s - (2.0 * tick + 0.001)).abs() < 1e-12);
+    assert!((ticks.tolerance_share - ticks.tolerance_s / 0.02).abs() < 1e-12);
+    assert!(ticks.tolerance_share > AGREEMENT_TOLERANCE);
 }
 
 #[test]
@@ -641,4 +676,44 @@ fn child_helper() {
     }
     // Stay alive (and measurable) until the test closes stdin.
     while wait_line().is_some() {}
+}
+
+/// On a machine where tracefs is not mounted, root mounts it: counting then
+/// works, and the machine's tracepoints are reachable.
+#[test]
+fn root_counts_syscalls_with_or_without_tracefs_mounted() {
+    // SAFETY: geteuid has no failure mode and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        let reason = super::syscall_tracepoints().err();
+        // Not root: either someone mounted it, or the reason says why not.
+        if let Some(reason) = reason {
+            assert!(reason.contains("tracefs"), "{reason}");
+        }
+        return;
+    }
+    let root = super::syscall_tracepoints().expect("root reaches the syscall tracepoints");
+    assert!(
+        std::path::Path::new(root)
+            .join("events/raw_syscalls/sys_enter/id")
+            .exists(),
+        "{root}"
+    );
+    let mut h = Helper::spawn("getppid");
+    h.expect("ready");
+    let set = CounterSet {
+        syscalls: vec!["getppid".into()],
+        total_syscalls: true,
+        cpu_and_switches: true,
+        returns: Vec::new(),
+    };
+    let counters = TreeCounters::attach(h.pid(), &set).expect("perf as root");
+    let before = counters.read().expect("read");
+    h.send("go");
+    let done = h.expect("done");
+    let after = counters.read().expect("read");
+    let delta = counters.delta(&before, &after);
+    assert_eq!(delta.syscalls_unavailable, None);
+    let syscalls = delta.syscalls.expect("counted");
+    assert_eq!(syscalls.by_name["getppid"], done["calls"]);
+    h.finish();
 }

@@ -52,9 +52,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::measurement::WakeCounts;
 
-use super::perf::{
-    open_attr, tracepoint_id, tree_tasks, PerfEventAttr, PERF_TYPE_TRACEPOINT, TRACEFS,
-};
+use super::perf::{open_attr, tree_tasks, PerfEventAttr, PERF_TYPE_TRACEPOINT};
+use super::tracefs::{self, tracepoint_id};
 
 const PERF_SAMPLE_TID: u64 = 1 << 1;
 const PERF_SAMPLE_TIME: u64 = 1 << 2;
@@ -156,7 +155,10 @@ impl WakeTrace {
             }
         }
         if !calls.iter().any(|(_, c)| *c == Call::Accept) {
-            return Err("no syscalls:sys_exit_accept4 tracepoint (tracefs not mounted?)".into());
+            return Err(match tracefs::root() {
+                Err(reason) => reason,
+                Ok(root) => format!("{root}/events has no syscalls:sys_exit_accept4"),
+            });
         }
         let ret_offset = field_offset("syscalls", "sys_exit_accept4", "ret")
             .ok_or("syscalls:sys_exit_accept4 has no `ret` field in its format")?;
@@ -379,9 +381,7 @@ fn cpu_times(tids: &[i32]) -> HashMap<u32, u64> {
 /// `category:name`, from its format file, whose lines read
 /// `field:long ret; offset:16; size:8; signed:1;` (tab-separated).
 fn field_offset(category: &str, name: &str, field: &str) -> Option<usize> {
-    let format = TRACEFS.iter().find_map(|root| {
-        fs::read_to_string(format!("{root}/events/{category}/{name}/format")).ok()
-    })?;
+    let format = tracefs::format(category, name)?;
     let declared = format!(" {field};");
     let line = format.lines().find(|l| l.contains(&declared))?;
     let offset = line.split("offset:").nth(1)?.split(';').next()?;

@@ -131,6 +131,22 @@ pub const TABLE: &[Entry] = &[
         reason: "spin burns a core whatever happens, flood or not; this case can only check that it survives and serves again",
     },
     Entry {
+        model: "reflector",
+        mode: "*",
+        flag: None,
+        case: Case::Idle,
+        expect: Expect::Limit,
+        reason: "the reflector busy-polls epoll with timeout 0 so that it never waits for a wake-up: it burns its core by design",
+    },
+    Entry {
+        model: "reflector",
+        mode: "*",
+        flag: None,
+        case: Case::Emfile,
+        expect: Expect::Limit,
+        reason: "the reflector burns its core whatever happens; this case can only check that it survives and serves again",
+    },
+    Entry {
         model: "select",
         mode: "*",
         flag: None,

@@ -1392,7 +1392,11 @@ pub fn main(args: ClaimsArgs) -> io::Result<ExitCode> {
         );
         rows.push(r);
     }
-    let text = render(&rows, &Environment::read(), started.elapsed().as_secs_f64());
+    let text = render(
+        &rows,
+        &crate::account::environment(),
+        started.elapsed().as_secs_f64(),
+    );
     fs::write(&args.out, text)
         .map_err(|e| io::Error::new(e.kind(), format!("write {}: {e}", args.out.display())))?;
     eprintln!(

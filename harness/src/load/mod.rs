@@ -57,6 +57,9 @@ pub struct LoadSpec {
     pub seed: u64,
     /// Without it, any target outside 127.0.0.0/8 and ::1 is refused.
     pub allow_remote: bool,
+    /// Timer slack of each load thread, ns (`PR_SET_TIMERSLACK`): with the
+    /// default 50 µs an open-loop send may go out up to 50 µs late.
+    pub timer_slack_ns: u64,
 }
 
 /// The shared clock of a run: every thread counts the same window.
@@ -97,6 +100,9 @@ pub struct LoadReport {
     pub openloop_missed: Option<u64>,
     /// Connect workload: every connection completed in the window.
     pub spans: Vec<ConnectSpan>,
+    /// The load threads' timer slack as the kernel held it, ns (the
+    /// largest of the threads').
+    pub timer_slack_ns: u64,
 }
 
 /// A run in progress: connections made, the window's times fixed.
@@ -104,7 +110,8 @@ pub struct Running {
     pub timeline: Timeline,
     window_started: SystemTime,
     spec: LoadSpec,
-    threads: Vec<JoinHandle<io::Result<WorkerReport>>>,
+    /// Each thread's report and its timer slack in ns.
+    threads: Vec<JoinHandle<io::Result<(WorkerReport, u64)>>>,
     /// Dropped by `join`: until then every worker keeps its connections
     /// open after the window, so the server's per-connection threads and
     /// processes are still there (with their counters) when the caller
@@ -208,8 +215,22 @@ pub fn start(spec: LoadSpec) -> io::Result<Running> {
                         return Err(e);
                     }
                 }
+                if let Err(e) = sys::set_timer_slack(spec.timer_slack_ns) {
+                    let _ = ready.send(plan.thread);
+                    return Err(e);
+                }
+                // As the kernel holds it (read back, not assumed).
+                let slack = match sys::timer_slack() {
+                    Ok(ns) => ns,
+                    Err(e) => {
+                        let _ = ready.send(plan.thread);
+                        return Err(e);
+                    }
+                };
                 match Worker::new(spec, &plan) {
-                    Ok(w) => w.run(plan.thread, ready, go_rx, hold_rx),
+                    Ok(w) => w
+                        .run(plan.thread, ready, go_rx, hold_rx)
+                        .map(|r| (r, slack)),
                     Err(e) => {
                         let _ = ready.send(plan.thread);
                         Err(e)
@@ -270,9 +291,13 @@ impl Running {
         let mut spans = Vec::new();
         let threads = self.threads.len();
         let mut first_err = None;
+        let mut timer_slack_ns = 0;
         for h in self.threads {
             let r = match h.join() {
-                Ok(Ok(r)) => r,
+                Ok(Ok((r, slack))) => {
+                    timer_slack_ns = timer_slack_ns.max(slack);
+                    r
+                }
                 Ok(Err(e)) => {
                     first_err.get_or_insert(e);
                     continue;
@@ -326,6 +351,7 @@ impl Running {
             }),
             openloop_missed: self.spec.rate.map(|_| missed),
             spans,
+            timer_slack_ns,
         })
     }
 }

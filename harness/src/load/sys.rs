@@ -391,3 +391,25 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     }
     Ok(rl.rlim_cur)
 }
+
+/// The timer slack the load threads ask for, in nanoseconds: the kernel
+/// may fire a thread's timers (epoll_pwait2, clock_nanosleep timeouts) up
+/// to its slack late to batch wake-ups, 50 µs by default.
+pub const TIMER_SLACK_NS: u64 = 1;
+
+/// `prctl(PR_SET_TIMERSLACK, ns)` for the calling thread (a thread's slack
+/// is its own; new threads inherit their creator's).
+pub fn set_timer_slack(ns: u64) -> io::Result<()> {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and touches no memory.
+    syscall!(unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) })
+        .map_err(|e| named(&format!("prctl(PR_SET_TIMERSLACK, {ns})"), e))?;
+    Ok(())
+}
+
+/// `prctl(PR_GET_TIMERSLACK)`: the calling thread's timer slack in ns.
+pub fn timer_slack() -> io::Result<u64> {
+    // SAFETY: PR_GET_TIMERSLACK reads nothing from user memory.
+    let r = syscall!(unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0) })
+        .map_err(|e| named("prctl(PR_GET_TIMERSLACK)", e))?;
+    Ok(r as u64)
+}

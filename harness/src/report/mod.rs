@@ -16,7 +16,7 @@ mod stats;
 mod table;
 mod when;
 
-pub use crate::env::{git_commit, CpuTicks, Environment};
+pub use crate::env::{CpuTicks, Environment};
 pub use crate::results::{
     is_reference, Cell, CompareResults, ModelStatus, Purpose, RunFailure, RunKey, Workload,
     EXCLUDED, SATURATED,
@@ -596,7 +596,7 @@ pub fn write_compared(dir: &Path, c: &Compared) -> io::Result<Vec<PathBuf>> {
 /// one measured. Returns the files written.
 pub fn rewrite(path: &Path, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut results = load(path)?;
-    let now = git_commit();
+    let now = crate::account::git_commit();
     if now != results.environment.git_commit {
         results.rendered_by = Some(now.unwrap_or_else(|| "unknown (not a git checkout)".into()));
     }

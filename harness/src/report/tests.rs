@@ -57,6 +57,7 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
             load_cpus: vec![0],
             server_cpus: vec![1],
             server_args: vec![],
+            timer_slack_ns: None,
         },
         started_at: "2026-01-01T00:00:00.000Z".into(),
         started_unix_ms: 0,
@@ -94,6 +95,10 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
                 ratio: 1.0 / 1.01,
                 tolerance_s: 0.05,
                 agrees: true,
+                tolerance_ticks: 5.0,
+                tolerance_share: 0.05 / 1.01,
+                judged_by_ticks: false,
+                reaped_cpu_s: None,
             }),
             syscalls_per_request: Some(BTreeMap::from([
                 ("total".to_string(), 3.0),
@@ -855,6 +860,10 @@ fn a_run_whose_cross_check_disagrees_is_excluded_and_listed() {
         ratio: 0.01,
         tolerance_s: 0.05,
         agrees: false,
+        tolerance_ticks: 5.0,
+        tolerance_share: 0.05,
+        judged_by_ticks: false,
+        reaped_cpu_s: None,
     });
     c.runs[1].server.cpu_per_request_us = Some(0.04);
     // As `harness compare --report-from` reads a record.

@@ -53,7 +53,8 @@ fn module_path(src: &Path, file: &Path) -> Vec<String> {
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in fs::read_dir(dir).expect("read src") {
         let path = entry.expect("dir entry").path();
-        if path.is_dir() {
+        // `src/bin/`: binaries of their own, whose `crate::` is themselves.
+        if path.is_dir() && !path.ends_with("src/bin") {
             rust_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
             out.push(path);
@@ -255,6 +256,46 @@ fn no_cycle_among_a_modules_submodules() {
             panic!("import cycle inside {module}: {}", c.join(" -> "));
         }
     }
+}
+
+/// What the data layer must not touch: files, processes, sockets, the
+/// kernel's calls. Reading the machine is an instrument's job.
+const IO: &[&str] = &[
+    "std::fs",
+    "fs::",
+    "std::process",
+    "Command::",
+    "std::net",
+    "std::io",
+    "io::",
+    "libc::",
+    "nix::",
+];
+
+#[test]
+fn the_data_layer_does_no_io() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    let mut data_files = 0;
+    for file in &files {
+        let path = module_path(&src, file);
+        if path.first().is_none_or(|m| layer(m) != 1) {
+            continue;
+        }
+        data_files += 1;
+        let text = code(&fs::read_to_string(file).expect("read source"));
+        for word in IO.iter().filter(|w| text.contains(*w)) {
+            found.push(format!("{}: {word}", file.display()));
+        }
+    }
+    assert!(data_files >= 5, "the data layer's files were not found");
+    assert!(
+        found.is_empty(),
+        "I/O in the data layer:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]

@@ -179,6 +179,8 @@ const CONNECT_COST_S: f64 = 0.0005;
 /// The phases figure traced after the matrix (`phases::lanes`; measured:
 /// about 2.5 s, rounded up).
 const PHASES_S: f64 = 5.0;
+/// The wake-up floor before the matrix: 2 s, every CPU at once.
+const FLOOR_S: f64 = 2.0;
 /// Starting and stopping each model once before the matrix (`probe`;
 /// measured: 1.7 s for the 11 lab model:modes).
 const PROBE_S: f64 = 0.2;
@@ -397,7 +399,9 @@ impl Matrix {
         };
         blocks.push(Block {
             workloads: syscalls,
-            rows: Rows::All,
+            // Every model and rung; not the A/A twin (its counts would say
+            // nothing its original's do not) nor the floor (it busy-polls).
+            rows: Rows::Only(&[STANDARD_MODELS, LADDER_ROWS]),
             rounds: 1,
             purpose: Purpose::Syscalls,
         });
@@ -483,7 +487,7 @@ impl Matrix {
     /// connect runs and the phases traces after the matrix included.
     pub fn plan(&self) -> (usize, f64) {
         let mut runs = 0;
-        let mut seconds = self.models.len() as f64 * PROBE_S + PHASES_S;
+        let mut seconds = self.models.len() as f64 * PROBE_S + PHASES_S + FLOOR_S;
         for b in &self.blocks {
             let rows = self.rows(b).len();
             for w in &b.workloads {
@@ -766,6 +770,55 @@ fn now() -> String {
     wall_clock(SystemTime::now()).1
 }
 
+/// The wake-ups the floor measures on each CPU, and how often: 10 000 gives
+/// p99.9 its samples, at 200 µs apart in 2 s.
+const WAKEUPS: u64 = 10_000;
+const WAKEUP_PERIOD: Duration = Duration::from_micros(200);
+
+/// The machine's timer wake-up lateness on every CPU this process may use
+/// (the load generator's and the server's), before the matrix; a CPU that
+/// cannot be measured is said on stderr and left out.
+fn wakeup_floor() -> Vec<crate::measurement::TimerWakeups> {
+    let cpus = match crate::load::sys::allowed_cpus() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("harness compare: wake-up floor not measured: {e}");
+            return Vec::new();
+        }
+    };
+    eprintln!("harness compare: timer wake-up floor on CPUs {cpus:?} ({WAKEUPS} wake-ups each)");
+    // Every CPU at once, each by a thread pinned there: 2 s in all.
+    let measured: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = cpus
+            .iter()
+            .map(|&cpu| {
+                (
+                    cpu,
+                    s.spawn(move || crate::floor::timer_wakeups(cpu, WAKEUP_PERIOD, WAKEUPS)),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(cpu, h)| (cpu, h.join()))
+            .collect()
+    });
+    measured
+        .into_iter()
+        .filter_map(|(cpu, joined)| match joined {
+            Ok(Ok(w)) => Some(w),
+            Ok(Err(e)) => {
+                eprintln!("harness compare: wake-up floor on CPU {cpu}: {e}");
+                None
+            }
+            Err(_) => {
+                eprintln!("harness compare: wake-up floor on CPU {cpu}: its thread panicked");
+                None
+            }
+        })
+        .collect()
+}
+
 /// The runs of one round of `block`, in a random order drawn from `rng`:
 /// every (row, workload) pair once.
 fn shuffled_round(
@@ -819,6 +872,7 @@ pub fn run_matrix(
         .filter(|m| m.unavailable.is_none())
         .map(|m| m.model.as_str())
         .collect();
+    let wakeups = wakeup_floor();
 
     // Every cell; not-run cells get their reason.
     let mut cells: Vec<Cell> = Vec::new();
@@ -867,6 +921,7 @@ pub fn run_matrix(
             .fold(f64::INFINITY, f64::min),
         seed: Some(seed),
         order: Vec::new(),
+        wakeups,
         cell_timeout_s: matrix
             .blocks
             .iter()

@@ -535,6 +535,24 @@ pub struct WakeCounts {
     pub threads_untraced: u64,
 }
 
+/// Lateness of a CPU's timer wake-ups.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimerWakeups {
+    pub cpu: usize,
+    pub period_us: f64,
+    /// Timer slack of the sleeping thread, ns (1 unless refused).
+    pub timer_slack_ns: u64,
+    pub samples: u64,
+    /// Deadlines that had passed before the thread slept again (a wake-up
+    /// later than a period): skipped, not counted as samples.
+    pub skipped: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::env::Environment;
-use crate::measurement::Measurement;
+use crate::measurement::{Measurement, TimerWakeups};
 
 /// One workload of the standard matrix (request size fixed per compare run).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -223,6 +223,10 @@ pub struct CompareResults {
     /// Every run, in the order it ran.
     #[serde(default)]
     pub order: Vec<RunKey>,
+    /// The machine's timer wake-up lateness on each CPU, measured before
+    /// the matrix (`crate::floor`): the floor under every latency.
+    #[serde(default)]
+    pub wakeups: Vec<TimerWakeups>,
     /// The longest per-run timeout, seconds (runs that open more connections
     /// get more time).
     pub cell_timeout_s: f64,

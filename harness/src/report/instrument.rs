@@ -6,7 +6,7 @@ use super::questions::{highest_sustained, rate_label, sweep, Answer};
 use super::stats::{self, micros, si};
 use super::table::{label, show, show_pct, Table};
 use super::Ctx;
-use crate::results::Purpose;
+use crate::results::{CompareResults, Purpose};
 use crate::spec::FLOOR_ROW;
 
 /// The section.
@@ -51,6 +51,7 @@ pub fn floor(x: &Ctx) -> Option<Answer> {
     }
     body.push_str(&t.render());
     body.push('\n');
+    body.push_str(&wakeup_table(r));
     let top = highest_sustained(r, FLOOR_ROW);
     let summary =
         cells.first().map(|(w, c)| {
@@ -67,4 +68,41 @@ pub fn floor(x: &Ctx) -> Option<Answer> {
         )
         });
     Some(Answer { body, summary })
+}
+
+/// The machine's timer wake-up lateness per CPU, as measured before the
+/// matrix.
+fn wakeup_table(r: &CompareResults) -> String {
+    if r.wakeups.is_empty() {
+        return "The machine's timer wake-up floor was not measured in this run.\n\n".into();
+    }
+    let mut t = Table::new(&[
+        "CPU",
+        "wake-ups",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "timer slack",
+    ]);
+    for w in &r.wakeups {
+        t.rows.push(vec![
+            w.cpu.to_string(),
+            w.samples.to_string(),
+            micros(w.p50_us),
+            micros(w.p99_us),
+            micros(w.p999_us),
+            micros(w.max_us),
+            format!("{} ns", w.timer_slack_ns),
+        ]);
+    }
+    format!(
+        "**How late a sleeping thread wakes on this machine** (`harness floor`: a thread pinned \
+         to each CPU sleeps until an absolute deadline every {} µs, timer slack 1 ns, and \
+         records how late it woke). Every request needs at least one such wake-up on each side \
+         that sleeps, so a tail inside these figures is the machine's, not a model's; the load \
+         generator's threads run with the same 1 ns slack.\n\n{}\n",
+        r.wakeups.first().map_or(0.0, |w| w.period_us),
+        t.render()
+    )
 }

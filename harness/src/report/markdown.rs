@@ -9,7 +9,6 @@ use super::questions::{self, Answer};
 use super::stats::{self, significant, Spread};
 use super::table::{label, Table};
 use super::Ctx;
-use crate::measurement::AGREEMENT_TOLERANCE;
 use crate::results::{is_reference, Cell, CompareResults, Purpose, Workload, EXCLUDED};
 
 fn timing<'a>(r: &'a CompareResults, model: &str, w: &Workload) -> Option<&'a Cell> {
@@ -92,9 +91,9 @@ fn cross_check(r: &CompareResults) -> String {
         let Some(a) = &m.server.summary_agreement else {
             continue;
         };
-        if a.tolerance_s > AGREEMENT_TOLERANCE * a.summary_cpu_s {
+        if a.judged_by_ticks {
             by_floor.push(if a.summary_cpu_s > 0.0 {
-                a.tolerance_s / a.summary_cpu_s
+                a.tolerance_share
             } else {
                 f64::INFINITY
             });

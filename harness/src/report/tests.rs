@@ -235,6 +235,7 @@ fn results() -> CompareResults {
         min_window_s: 0.3,
         seed: Some(7),
         order: vec![],
+        wakeups: vec![],
         cell_timeout_s: 34.0,
         started_at: "2026-01-01T00:00:00.000Z".into(),
         finished_at: "2026-01-01T00:10:00.000Z".into(),

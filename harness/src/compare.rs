@@ -10,10 +10,12 @@
 //! connection, `select` beyond `FD_SETSIZE`, a pool smaller than the
 //! connections) are not run, and the report says why.
 
+pub mod herd;
+
 use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,41 +26,19 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::account;
 use crate::check::expect;
+use crate::compare::herd::HerdResults;
 use crate::measurement::{wall_clock, Measurement};
-use crate::report::{
-    self, Cell, CompareResults, CpuTicks, Environment, ModelStatus, Purpose, RunFailure, RunKey,
-    Workload,
+use crate::phases::lanes::{self, Lane};
+use crate::results::{
+    Cell, CompareResults, ModelStatus, Purpose, RunFailure, RunKey, Workload, SATURATED,
 };
-use crate::run::OFFERED_SHARE;
 use crate::server::{self, Server, ServerConfig};
-use crate::spec::{base_row, row, twin_of, AA_ROW, FLOOR_ROW, URING_BEST};
+use crate::spec::{
+    base_row, row, twin_of, AA_ROW, FLOOR_ROW, OFFERED_SHARE, STANDARD_MODELS, URING_BEST,
+};
 use crate::stats::samples_needed;
-
-/// The model:modes of the standard matrix, in report order. A row
-/// `MODEL:MODE+FLAG` is that model:mode run with `--FLAG` (see `row`).
-pub const STANDARD_MODELS: &[&str] = &[
-    "blocking:iterative",
-    "blocking:thread",
-    "blocking:pool",
-    "blocking:fork",
-    "blocking:prefork",
-    "nonblocking:spin",
-    "nonblocking:sleep",
-    "select",
-    "poll",
-    "epoll:level",
-    "epoll:edge",
-    "sigio:plain",
-    "sigio:rt",
-    "uring:single",
-    "uring:multishot",
-    "uring:multishot+sqpoll",
-    "coroutine:stackful",
-    "coroutine:async",
-    "peers:tokio",
-    "peers:polling",
-];
 
 /// The rows of the open-loop sweep past its lowest rate, and of the idle
 /// question: the loops that multiplex (the question is where each one
@@ -196,7 +176,7 @@ const RUN_OVERHEAD_S: f64 = 0.3;
 /// the same run; earlier, 10 000 added 0.5 s to an event loop's run and
 /// 3.7 s to thread's and fork's).
 const CONNECT_COST_S: f64 = 0.0005;
-/// The phases figure traced after the matrix (`report::phases`; measured:
+/// The phases figure traced after the matrix (`phases::lanes`; measured:
 /// about 2.5 s, rounded up).
 const PHASES_S: f64 = 5.0;
 /// The wake-up floor before the matrix: 2 s, every CPU at once.
@@ -516,7 +496,7 @@ impl Matrix {
             }
         }
         let rounds = self.repeated_rounds();
-        let herd = rounds * report::herd::runs_per_round();
+        let herd = rounds * herd::runs_per_round();
         runs += herd;
         seconds += herd as f64 * self.planned_run_s(&Workload::Connect { conns: 4 });
         (runs, seconds)
@@ -601,7 +581,7 @@ pub fn saturated_below(cells: &[Cell], model: &str, w: &Workload) -> Option<Stri
         .map(|r| {
             format!(
                 "{}: every repeat at {r}/s answered less than {:.0} % of the offer, so higher rates were not asked for",
-                report::SATURATED,
+                SATURATED,
                 OFFERED_SHARE * 100.0
             )
         })
@@ -658,7 +638,7 @@ pub fn run_args(
     a.push("--json".into());
     if matches!(w, Workload::Connect { .. }) {
         // The matrix compares models, not wake-ups: no trace overhead (the
-        // herd section measures wake-ups, `report::herd`).
+        // herd runs measure wake-ups, `compare::herd`).
         a.push("--no-wakeups".into());
     }
     if purpose == Purpose::Syscalls {
@@ -871,8 +851,8 @@ pub fn run_matrix(
 ) -> CompareResults {
     let started_at = now();
     let t0 = Instant::now();
-    let environment = Environment::read();
-    let ticks_at_start = CpuTicks::read();
+    let environment = account::environment();
+    let ticks_at_start = account::cpu_ticks();
     let (planned_runs, planned_s) = matrix.plan();
     eprintln!(
         "harness compare: at most {planned_runs} runs, planned at {planned_s:.0} s \
@@ -1040,7 +1020,7 @@ pub fn run_matrix(
                 bar.inc(1);
                 if let Some(path) = partial {
                     results.elapsed_s = t0.elapsed().as_secs_f64();
-                    if let Err(e) = report::write_json(path, &results) {
+                    if let Err(e) = save(path, &results) {
                         eprintln!("harness compare: {e}");
                     }
                 }
@@ -1049,11 +1029,18 @@ pub fn run_matrix(
     }
     bar.finish_with_message("done");
     results.steal_share = ticks_at_start
-        .zip(CpuTicks::read())
+        .zip(account::cpu_ticks())
         .and_then(|(a, b)| a.steal_share_until(&b));
     results.finished_at = now();
     results.elapsed_s = t0.elapsed().as_secs_f64();
     results
+}
+
+/// Writes the record so far as pretty JSON, as `report` writes it.
+fn save(path: &Path, results: &CompareResults) -> io::Result<()> {
+    let failed = |e: &dyn std::fmt::Display| io::Error::other(format!("{}: {e}", path.display()));
+    let text = serde_json::to_string_pretty(results).map_err(|e| failed(&e))?;
+    std::fs::write(path, text + "\n").map_err(|e| failed(&e))
 }
 
 /// The command line as typed, for the report.
@@ -1066,25 +1053,19 @@ fn command_line() -> String {
     words.join(" ")
 }
 
-pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
-    if let Some(path) = &args.report_from {
-        let mut results = report::load(path)?;
-        // Stamp the commit that renders, when it is not the one measured.
-        let now = report::git_commit();
-        if now != results.environment.git_commit {
-            results.rendered_by =
-                Some(now.unwrap_or_else(|| "unknown (not a git checkout)".into()));
-        }
-        let mut written = report::write(&args.out, &results)?;
-        written.extend(report::herd::rewrite(&args.out)?);
-        written.extend(report::phases::write(&args.out, false)?);
-        eprintln!(
-            "harness compare: rewrote {} files in {}",
-            written.len(),
-            args.out.display()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
+/// What one `harness compare` measured, for `report` to write.
+pub struct Compared {
+    pub results: CompareResults,
+    pub herd: HerdResults,
+    pub lanes: Vec<Lane>,
+    /// The record saved after every run in case the comparison stops:
+    /// to remove once the report is written, where it would only confuse.
+    pub partial: PathBuf,
+}
+
+/// Runs the matrix, the herd runs and the phases trace (`--report-from`
+/// measures nothing: `report::rewrite`).
+pub fn main(args: CompareArgs) -> io::Result<Compared> {
     let scale = if args.quick {
         Scale::Quick
     } else if args.full {
@@ -1122,33 +1103,20 @@ pub fn main(args: CompareArgs) -> io::Result<ExitCode> {
         seed,
         Some(&partial),
     );
-    let mut written = report::write(&args.out, &results)?;
     let connect = Workload::Connect { conns: 4 };
     let herd_timeout = Duration::from_secs_f64(matrix.run_timeout_s(&connect) + 30.0);
-    let herd = report::herd::measure(
+    let herd = herd::measure(
         matrix.repeated_rounds(),
         matrix.warmup_s,
         matrix.window_s(&connect),
         |a| run_child(&exe, a, herd_timeout),
     );
-    written.extend(report::herd::write(&args.out, &herd)?);
-    written.extend(report::phases::write(&args.out, true)?);
-    // Complete now: the partial record would only confuse.
-    if let Err(e) = std::fs::remove_file(&partial) {
-        if e.kind() != io::ErrorKind::NotFound {
-            eprintln!("harness compare: remove {}: {e}", partial.display());
-        }
-    }
-    eprintln!(
-        "harness compare: {:.0} s; wrote {}",
-        results.elapsed_s,
-        written
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(Compared {
+        results,
+        herd,
+        lanes: lanes::five(),
+        partial,
+    })
 }
 
 #[cfg(test)]
@@ -1450,10 +1418,7 @@ mod tests {
             .iter()
             .map(|b| m.rows(b).len() * b.workloads.len() * b.rounds)
             .sum();
-        assert_eq!(
-            runs,
-            blocks + m.repeated_rounds() * report::herd::runs_per_round()
-        );
+        assert_eq!(runs, blocks + m.repeated_rounds() * herd::runs_per_round());
     }
 
     #[test]

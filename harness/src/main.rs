@@ -8,7 +8,13 @@
 //! `results/`.
 
 use clap::{Parser, Subcommand};
+use std::io::{self, Write as _};
 use std::process::ExitCode;
+
+use harness::compare::{self, CompareArgs};
+use harness::load::sys;
+use harness::report;
+use harness::run::RunArgs;
 
 #[derive(Parser)]
 #[command(
@@ -42,8 +48,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Check(args) => harness::check::main(args),
-        Command::Run(args) => harness::run::main(args),
-        Command::Compare(args) => harness::compare::main(args),
+        Command::Run(args) => run(args),
+        Command::Compare(args) => compare(args),
         Command::Phases(args) => harness::phases::main(args),
         Command::Claims(args) => harness::claims::main(args),
         Command::Floor(args) => harness::floor::main(args),
@@ -55,4 +61,49 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `harness run`: one measurement, printed as JSON or as a table.
+fn run(args: RunArgs) -> io::Result<ExitCode> {
+    let json = args.opts.json;
+    let m = harness::run::main(args)?;
+    let text = if json {
+        serde_json::to_string_pretty(&m).map_err(io::Error::other)? + "\n"
+    } else {
+        report::run_table(&m)
+    };
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // A reader that stopped early (`| head`) is not a failed measurement.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(sys::named("write(stdout)", e)),
+        Ok(()) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// `harness compare`: measure (`compare`), then render (`report`); or, with
+/// `--report-from`, render an earlier record again.
+fn compare(args: CompareArgs) -> io::Result<ExitCode> {
+    if let Some(path) = &args.report_from {
+        let written = report::rewrite(path, &args.out)?;
+        eprintln!(
+            "harness compare: rewrote {} files in {}",
+            written.len(),
+            args.out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = args.out.clone();
+    let compared = compare::main(args)?;
+    let written = report::write_compared(&out, &compared)?;
+    eprintln!(
+        "harness compare: {:.0} s; wrote {}",
+        compared.results.elapsed_s,
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
 }

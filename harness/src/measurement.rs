@@ -8,7 +8,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Bumped whenever a field changes meaning or is removed.
@@ -264,7 +263,7 @@ pub struct ServerSide {
     /// The harness' `/proc` view of the server's CPU over its whole run
     /// (read just before SIGTERM) against the summary's `user + sys`.
     #[serde(default)]
-    pub summary_agreement: Option<crate::account::Agreement>,
+    pub summary_agreement: Option<Agreement>,
     /// The accept path's wake-ups in the window (connect workload only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wakeups: Option<Wakeups>,
@@ -346,7 +345,7 @@ pub struct Wakeups {
     pub eagain_per_conn: f64,
     pub wait_returns_per_conn: f64,
     /// From the replay; `None` with the reason in `replay_na_reason`.
-    pub replay: Option<crate::account::WakeCounts>,
+    pub replay: Option<WakeCounts>,
     /// `(replay.wasted_wakes + replay.kernel_wasted_wakes) / replay.accepted`:
     /// every wake-up, returned or not, that did not get a connection.
     pub wasted_per_conn: Option<f64>,
@@ -358,7 +357,7 @@ impl Wakeups {
     /// `None` if nothing was accepted.
     pub fn from_returns(
         returns: &BTreeMap<String, u64>,
-        replay: Option<Result<crate::account::WakeCounts, String>>,
+        replay: Option<Result<WakeCounts, String>>,
     ) -> Option<Wakeups> {
         let get = |key: &str| returns.get(key).copied().unwrap_or(0);
         let accepted = get("accept4=fd");
@@ -445,324 +444,8 @@ pub struct ConnectOutcome {
     pub ports_exhausted: u64,
 }
 
-impl Measurement {
-    /// The readable table `harness run` prints.
-    pub fn to_table(&self) -> String {
-        let w = &self.workload;
-        let mut out = String::new();
-        let mut row = |k: &str, v: String| {
-            let _ = writeln!(out, "  {k:<28} {v}");
-        };
-        row("model", self.model.clone());
-        row("target", self.target.clone());
-        let shape = match w.kind {
-            WorkloadKind::Pingpong => format!("{} conns, {} B", w.conns, w.size),
-            WorkloadKind::Connect => format!(
-                "{} in flight, {} B, close {}{}",
-                w.conns,
-                w.size,
-                w.close.as_str(),
-                match (w.busy, w.idle) {
-                    (0, 0) => String::new(),
-                    (busy, 0) => format!(", beside {busy} busy ping-pong"),
-                    (busy, idle) => format!(", beside {busy} busy ping-pong and {idle} idle"),
-                }
-            ),
-            WorkloadKind::Idle => {
-                format!("{} idle + {} active, {} B", w.idle, w.conns, w.size)
-            }
-        };
-        let lp = match w.rate {
-            Some(r) => format!("open loop at {r} req/s"),
-            None => "closed loop".to_string(),
-        };
-        row("workload", format!("{} ({shape}, {lp})", w.kind.as_str()));
-        row(
-            "window",
-            format!(
-                "{:.3} s after {} s warm-up, started {}",
-                self.window_s, w.warmup_s, self.started_at
-            ),
-        );
-        row(
-            "cpus",
-            format!(
-                "load {:?}, server {}",
-                w.load_cpus,
-                if w.server_cpus.is_empty() {
-                    "n/a".to_string()
-                } else {
-                    format!("{:?}", w.server_cpus)
-                }
-            ),
-        );
-        row(
-            "rate",
-            format!(
-                "{:.0} {} ({} in window)",
-                self.rate,
-                self.rate_unit.as_str(),
-                self.requests
-            ),
-        );
-        if let Some(m) = self.openloop_missed {
-            row(
-                "open loop: due, unanswered",
-                format!("{m} (latency counted to the window's end, a lower bound)"),
-            );
-        }
-        match &self.latency {
-            Some(l) => row(
-                "latency p50/p99/p99.9/max",
-                format!(
-                    "{} / {} / {} / {} (mean {}, {} samples)",
-                    us(l.p50_us),
-                    us(l.p99_us),
-                    us(l.p999_us),
-                    us(l.max_us),
-                    us(l.mean_us),
-                    l.samples
-                ),
-            ),
-            None => row(
-                "latency p50/p99/p99.9/max",
-                "n/a (no request completed)".into(),
-            ),
-        }
-        let s = &self.server;
-        row(
-            "server cpu user/sys",
-            match (s.user_s, s.sys_s) {
-                (Some(u), Some(y)) => format!("{u:.3} s / {y:.3} s"),
-                _ => "n/a".into(),
-            },
-        );
-        row(
-            "server cpu per request",
-            opt(s.cpu_per_request_us, |v| {
-                format!(
-                    "{v:.2} µs ({})",
-                    s.cpu_source.as_deref().unwrap_or("unknown source")
-                )
-            }),
-        );
-        if let (Some(k), Some(total)) = (s.io_uring_threads_cpu_s, s.cpu_s) {
-            row(
-                "of which io_uring threads",
-                format!(
-                    "{k:.3} s of {total:.3} s, {:.0} % of a CPU (iou-sqp, iou-wrk)",
-                    k / self.window_s.max(f64::MIN_POSITIVE) * 100.0
-                ),
-            );
-        }
-        row(
-            "server ctx switches/req",
-            match (s.ctx_voluntary_per_request, s.ctx_involuntary_per_request) {
-                (Some(v), Some(i)) => format!("{v:.3} voluntary, {i:.3} involuntary"),
-                _ => "n/a".into(),
-            },
-        );
-        row(
-            "server peak rss",
-            opt(s.peak_rss_kib, |k| format!("{:.1} MiB", k as f64 / 1024.0)),
-        );
-        match &s.syscalls_per_request {
-            Some(map) => {
-                let mut v: Vec<_> = map.iter().collect();
-                v.sort_by(|a, b| b.1.total_cmp(a.1));
-                let text: Vec<String> = v
-                    .iter()
-                    .filter(|(_, n)| **n >= 0.001)
-                    .map(|(k, n)| format!("{k} {n:.3}"))
-                    .collect();
-                row("server syscalls/request", text.join(", "));
-            }
-            None => row(
-                "server syscalls/request",
-                match &s.syscalls_na_reason {
-                    Some(r) => format!("n/a ({r})"),
-                    None => "n/a".into(),
-                },
-            ),
-        }
-        if let Some(r) = &s.na_reason {
-            row("server n/a because", r.clone());
-        }
-        if let Some(e) = &s.exit_summary {
-            row(
-                "server exit summary",
-                format!(
-                    "model={} connections={} bytes={} user={:.3}s sys={:.3}s (whole run)",
-                    e.model, e.connections, e.bytes, e.user_s, e.sys_s
-                ),
-            );
-        }
-        if let Some(w) = &s.wakeups {
-            row(
-                "wasted wake-ups/connection",
-                match (&w.replay, w.wasted_per_conn) {
-                    (Some(r), Some(per)) => format!(
-                        "{per:.3} ({} returned with nothing to accept, of {} listener wake-ups; \
-                         {} woke in the call and slept again; {} accepted; \
-                         {} records lost, {} threads untraced)",
-                        r.wasted_wakes,
-                        r.listener_wakes,
-                        r.kernel_wasted_wakes,
-                        r.accepted,
-                        r.lost_records,
-                        r.threads_untraced
-                    ),
-                    _ => format!(
-                        "n/a ({})",
-                        w.replay_na_reason.as_deref().unwrap_or("no replay")
-                    ),
-                },
-            );
-            row(
-                "accept4 EAGAIN/connection",
-                format!(
-                    "{:.3} ({} EAGAIN, {} accepted; epoll_wait returns {:.3}/conn)",
-                    w.eagain_per_conn, w.accept_eagain, w.accepted, w.wait_returns_per_conn
-                ),
-            );
-        }
-        if let Some(l) = &s.landed {
-            let loops: Vec<String> = l
-                .loops
-                .iter()
-                .map(|x| {
-                    format!(
-                        "tid {}{} ({:.2} s CPU): {} conns, p50/p99 {}",
-                        x.tid,
-                        if x.busy { ", busy" } else { "" },
-                        x.cpu_s,
-                        x.connections,
-                        x.latency.as_ref().map_or("n/a".into(), |q| format!(
-                            "{:.1} / {:.1} µs",
-                            q.p50_us, q.p99_us
-                        ))
-                    )
-                })
-                .collect();
-            row(
-                "latency by loop",
-                format!(
-                    "{} of {} connections attributed (socket() to reply; all: p50/p99 {}); {}",
-                    l.attributed,
-                    l.connections,
-                    l.all.as_ref().map_or("n/a".into(), |q| format!(
-                        "{:.1} / {:.1} µs",
-                        q.p50_us, q.p99_us
-                    )),
-                    loops.join("; ")
-                ),
-            );
-        }
-        if let Some((max, min)) = s.exit_summary.as_ref().and_then(ExitSummary::spread) {
-            let loops = s.exit_summary.as_ref().map_or(&[][..], |e| &e.per_loop[..]);
-            let counts: Vec<String> = loops.iter().map(u64::to_string).collect();
-            row(
-                "connections per loop",
-                format!(
-                    "{} (max/min {}, whole run)",
-                    counts.join(", "),
-                    if min == 0 {
-                        "inf".to_string()
-                    } else {
-                        format!("{:.2}", max as f64 / min as f64)
-                    }
-                ),
-            );
-        }
-        if let Some(a) = &s.summary_agreement {
-            row(
-                "summary cross-check",
-                format!(
-                    "harness {:.3} s vs summary {:.3} s (ratio {:.3}, {})",
-                    a.harness_cpu_s,
-                    a.summary_cpu_s,
-                    a.ratio,
-                    if a.agrees { "agrees" } else { "DISAGREES" }
-                ),
-            );
-        }
-        let c = &self.client;
-        row(
-            "client cpu user/sys",
-            format!(
-                "{:.3} s / {:.3} s ({} threads)",
-                c.user_s, c.sys_s, c.threads
-            ),
-        );
-        row(
-            "client cpu per request",
-            opt(c.cpu_per_request_us, |v| format!("{v:.2} µs")),
-        );
-        let e = &self.errors;
-        row(
-            "errors",
-            format!(
-                "{} (refused {}, reset {}, timeout {}, mismatch {}, short {}, other {})",
-                e.total(),
-                e.refused,
-                e.reset,
-                e.timeout,
-                e.mismatch,
-                e.short,
-                e.other
-            ),
-        );
-        if let Some(m) = &e.first_mismatch {
-            row("first mismatch", m.clone());
-        }
-        if let Some(m) = &e.first_other {
-            row("first other error", m.clone());
-        }
-        row("bytes verified", self.bytes_verified.to_string());
-        if let Some(i) = &self.idle {
-            row(
-                "idle connections",
-                format!(
-                    "{} asked, {} served, {} unserved, {} dropped ({} EOF, {} RST)",
-                    i.requested,
-                    i.served,
-                    i.unserved,
-                    i.dropped(),
-                    i.dropped_eof,
-                    i.dropped_rst
-                ),
-            );
-        }
-        if let Some(c) = &self.connect {
-            row(
-                "source addresses",
-                format!(
-                    "{} ({} port exhaustions)",
-                    c.source_addresses, c.ports_exhausted
-                ),
-            );
-        }
-        for n in &self.notes {
-            row("note", n.clone());
-        }
-        out
-    }
-}
-
-fn us(v: f64) -> String {
-    if v >= 10_000.0 {
-        format!("{:.1} ms", v / 1000.0)
-    } else {
-        format!("{v:.1} µs")
-    }
-}
-
 fn is_zero(n: &usize) -> bool {
     *n == 0
-}
-
-fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
-    v.map(f).unwrap_or_else(|| "n/a".into())
 }
 
 /// Milliseconds since the Unix epoch and the same instant in RFC 3339 (UTC,
@@ -795,6 +478,61 @@ fn rfc3339_utc(ms: u64) -> String {
         rem % 60,
         ms % 1000
     )
+}
+
+/// How the harness' view of a server's CPU over its whole run compares with
+/// the server's own exit summary (`user=… sys=…`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    pub harness_cpu_s: f64,
+    pub summary_cpu_s: f64,
+    /// harness / summary (1.0 = identical).
+    pub ratio: f64,
+    /// The allowed difference: 5 % of the summary, but never less than two
+    /// clock ticks plus the summary's 1 ms rounding, since `/proc` rounds
+    /// the root's `cutime` and `cstime` each down to a tick.
+    pub tolerance_s: f64,
+    pub agrees: bool,
+    /// The tolerance in clock ticks (`tolerance_s` × `CLK_TCK`).
+    #[serde(default)]
+    pub tolerance_ticks: f64,
+    /// The tolerance relative to the summary's CPU (0.05 when judged by
+    /// the 5 % rule; more when the tick floor was larger: a run of 20 ms
+    /// CPU is judged within 105 %).
+    #[serde(default)]
+    pub tolerance_share: f64,
+    /// The tick floor, not the 5 % rule, set the tolerance.
+    #[serde(default)]
+    pub judged_by_ticks: bool,
+    /// The tree's CPU over its whole life as the kernel reported it when
+    /// the harness reaped the server (`server::Stopped::reaped_cpu_s`):
+    /// shutdown included, which `harness_cpu_s` (read before SIGTERM)
+    /// cannot see. The summary is printed between the two readings.
+    #[serde(default)]
+    pub reaped_cpu_s: Option<f64>,
+}
+
+/// The relative tolerance of the cross-check (issue 5: within 5 %).
+pub const AGREEMENT_TOLERANCE: f64 = 0.05;
+
+/// What the replay of `account::wakes` found in the window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WakeCounts {
+    /// Wake-ups that called `accept4` (see `account::wakes`' definition).
+    pub listener_wakes: u64,
+    /// Those of them that got no connection.
+    pub wasted_wakes: u64,
+    /// Wake-ups inside one `epoll_wait` or `accept4` call that slept again
+    /// without returning (see `account::wakes`' note).
+    #[serde(default)]
+    pub kernel_wasted_wakes: u64,
+    /// `accept4` returns: a connection, `EAGAIN`.
+    pub accepted: u64,
+    pub accept_eagain: u64,
+    /// Records the kernel dropped because a buffer was full (0: exact).
+    pub lost_records: u64,
+    /// Threads of the tree at the end that were not there at attach.
+    pub threads_untraced: u64,
 }
 
 /// Lateness of a CPU's timer wake-ups.

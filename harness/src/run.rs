@@ -23,11 +23,11 @@ use crate::measurement::{
     WorkloadParams, SCHEMA_VERSION,
 };
 use crate::server::{describe_status, ModelSpec, Server, ServerConfig};
+use crate::spec::OFFERED_SHARE;
 use nix::sys::signal::Signal;
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -740,9 +740,6 @@ fn assemble(
     }
 }
 
-/// Open loop: below this share of the offered rate the run says so.
-pub const OFFERED_SHARE: f64 = 0.95;
-
 /// The note an open-loop run carries when it did not reach the rate asked.
 fn shortfall_note(offered: f64, achieved: f64, missed: Option<u64>) -> Option<String> {
     if achieved >= offered * OFFERED_SHARE {
@@ -848,21 +845,11 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
     })
 }
 
-pub fn main(args: RunArgs) -> io::Result<ExitCode> {
+/// `harness run`: the measurement the arguments ask for (`main.rs` prints
+/// it, as JSON or as `report::run_table`).
+pub fn main(args: RunArgs) -> io::Result<Measurement> {
     let spec = spec_from_args(&args.opts)?;
-    let m = measure(&spec)?;
-    let text = if args.opts.json {
-        serde_json::to_string_pretty(&m).map_err(io::Error::other)? + "\n"
-    } else {
-        m.to_table()
-    };
-    let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        // A reader that stopped early (`| head`) is not a failed measurement.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(sys::named("write(stdout)", e)),
-        Ok(()) => Ok(ExitCode::SUCCESS),
-    }
+    measure(&spec)
 }
 
 #[cfg(test)]

@@ -72,6 +72,13 @@ pub fn find_binary(model: &str) -> io::Result<PathBuf> {
     build_binary(model)
 }
 
+/// Why `model` cannot be measured here, if it cannot.
+pub fn unavailable(model: &str) -> Option<String> {
+    find_binary(model)
+        .err()
+        .map(|e| format!("no `{model}` binary next to the harness and none could be built ({e})"))
+}
+
 /// `cargo build --release -p MODEL`, in the workspace this harness was built
 /// from; returns the executable cargo reports for the bin target `MODEL`.
 fn build_binary(model: &str) -> io::Result<PathBuf> {

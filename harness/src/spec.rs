@@ -17,6 +17,34 @@ pub const AA_ROW: &str = "epoll:level#aa";
 /// known in the same rounds as everything it measures.
 pub const FLOOR_ROW: &str = "reflector";
 
+/// The model:modes of the standard matrix, in report order. A row
+/// `MODEL:MODE+FLAG` is that model:mode run with `--FLAG` (see `row`).
+pub const STANDARD_MODELS: &[&str] = &[
+    "blocking:iterative",
+    "blocking:thread",
+    "blocking:pool",
+    "blocking:fork",
+    "blocking:prefork",
+    "nonblocking:spin",
+    "nonblocking:sleep",
+    "select",
+    "poll",
+    "epoll:level",
+    "epoll:edge",
+    "sigio:plain",
+    "sigio:rt",
+    "uring:single",
+    "uring:multishot",
+    "uring:multishot+sqpoll",
+    "coroutine:stackful",
+    "coroutine:async",
+    "peers:tokio",
+    "peers:polling",
+];
+
+/// Open loop: below this share of the offered rate the run says so.
+pub const OFFERED_SHARE: f64 = 0.95;
+
 /// io_uring's best combination, a named row: every ladder feature that
 /// goes together (see `uring/README.md`).
 pub const URING_BEST: &str =

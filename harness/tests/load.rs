@@ -338,7 +338,7 @@ fn measure_of_a_target_fills_the_client_fields_and_marks_the_server_ones_na() {
         .contains("--target"));
     assert!(v["started_at"].as_str().expect("stamp").ends_with('Z'));
     // The table prints every line, with n/a where the server is unknown.
-    let table = m.to_table();
+    let table = harness::report::run_table(&m);
     assert!(
         table.contains("server cpu per request       n/a"),
         "{table}"

@@ -1,9 +1,9 @@
 //! `harness phases` on every model:mode of the standard matrix: each trace
 //! must show the wait where the model's header says it is (needs strace).
 
-use harness::compare::STANDARD_MODELS;
 use harness::phases::{agrees, header_says, trace};
 use harness::spec::row;
+use harness::spec::STANDARD_MODELS;
 
 #[test]
 fn every_model_waits_where_its_header_says() {

@@ -22,11 +22,14 @@
 //! `perf` adds exact counters from `perf_event_open` when permitted.
 
 pub mod landed;
+mod machine;
 mod perf;
 pub(crate) mod procfs;
 mod tracefs;
 mod wakes;
 
+pub use crate::measurement::{Agreement, WakeCounts, AGREEMENT_TOLERANCE};
+pub use machine::{cpu_ticks, environment, git_commit};
 pub use perf::{
     CounterSet, PerfDelta, Reading, ReturnCount, SyscallCounts, TreeCounters, DEFAULT_SYSCALLS,
     HERD_RETURNS,
@@ -35,7 +38,7 @@ pub use procfs::{
     asleep_in, asleep_in_epoll_wait, clock_ticks_per_sec, thread_cpu_ns, thread_state,
     thread_switches, threads_named, RssPeak, RssSampler, Snapshot, TreeDelta, Usage,
 };
-pub use wakes::{AcceptLog, WakeCounts, WakeTrace, DRAIN_EVERY};
+pub use wakes::{AcceptLog, WakeTrace, DRAIN_EVERY};
 
 use std::collections::BTreeMap;
 use std::io;
@@ -272,41 +275,6 @@ pub struct PerRequest {
     /// Per syscall name, plus `total` and `other` (not among the names).
     pub syscalls: Option<BTreeMap<String, f64>>,
 }
-
-/// How the harness' view of a server's CPU over its whole run compares with
-/// the server's own exit summary (`user=… sys=…`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Agreement {
-    pub harness_cpu_s: f64,
-    pub summary_cpu_s: f64,
-    /// harness / summary (1.0 = identical).
-    pub ratio: f64,
-    /// The allowed difference: 5 % of the summary, but never less than two
-    /// clock ticks plus the summary's 1 ms rounding, since `/proc` rounds
-    /// the root's `cutime` and `cstime` each down to a tick.
-    pub tolerance_s: f64,
-    pub agrees: bool,
-    /// The tolerance in clock ticks (`tolerance_s` × `CLK_TCK`).
-    #[serde(default)]
-    pub tolerance_ticks: f64,
-    /// The tolerance relative to the summary's CPU (0.05 when judged by
-    /// the 5 % rule; more when the tick floor was larger: a run of 20 ms
-    /// CPU is judged within 105 %).
-    #[serde(default)]
-    pub tolerance_share: f64,
-    /// The tick floor, not the 5 % rule, set the tolerance.
-    #[serde(default)]
-    pub judged_by_ticks: bool,
-    /// The tree's CPU over its whole life as the kernel reported it when
-    /// the harness reaped the server (`server::Stopped::reaped_cpu_s`):
-    /// shutdown included, which `harness_cpu_s` (read before SIGTERM)
-    /// cannot see. The summary is printed between the two readings.
-    #[serde(default)]
-    pub reaped_cpu_s: Option<f64>,
-}
-
-/// The relative tolerance of the cross-check (issue 5: within 5 %).
-pub const AGREEMENT_TOLERANCE: f64 = 0.05;
 
 /// Compares `harness_cpu_s` (`Snapshot::take(pid)?.cpu_s()` just before
 /// SIGTERM: each live process's CPU clock, exact, plus the root's

@@ -50,7 +50,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
+use crate::measurement::WakeCounts;
 
 use super::perf::{open_attr, tree_tasks, PerfEventAttr, PERF_TYPE_TRACEPOINT};
 use super::tracefs::{self, tracepoint_id};
@@ -77,26 +77,6 @@ const DATA_PAGES: usize = 512;
 pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 /// Attach passes tried before giving up on a tree whose threads keep changing.
 const ATTACH_ATTEMPTS: usize = 20;
-
-/// What the replay found in the window.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct WakeCounts {
-    /// Wake-ups that called `accept4` (see the module's definition).
-    pub listener_wakes: u64,
-    /// Those of them that got no connection.
-    pub wasted_wakes: u64,
-    /// Wake-ups inside one `epoll_wait` or `accept4` call that slept again
-    /// without returning (see the module's note).
-    #[serde(default)]
-    pub kernel_wasted_wakes: u64,
-    /// `accept4` returns: a connection, `EAGAIN`.
-    pub accepted: u64,
-    pub accept_eagain: u64,
-    /// Records the kernel dropped because a buffer was full (0: exact).
-    pub lost_records: u64,
-    /// Threads of the tree at the end that were not there at attach.
-    pub threads_untraced: u64,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Call {

@@ -12,11 +12,11 @@
 
 mod probe;
 
+use crate::env::Environment;
 use crate::measurement::{Measurement, WorkloadKind};
 use crate::phases::{self, Traced};
-use crate::report::Environment;
 use crate::run::{self, MeasureSpec, ServerChoice};
-use crate::server::{find_binary, ModelSpec};
+use crate::server::{unavailable, ModelSpec};
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::fs;
@@ -666,13 +666,6 @@ fn bench_figures(bench: &Result<SwitchBench, String>) -> String {
              first): {why}"
         ),
     }
-}
-
-/// Why `model` cannot be measured here, if it cannot.
-pub fn unavailable(model: &str) -> Option<String> {
-    find_binary(model)
-        .err()
-        .map(|e| format!("no `{model}` binary next to the harness and none could be built ({e})"))
 }
 
 fn spec(text: &str) -> ModelSpec {
@@ -1399,7 +1392,11 @@ pub fn main(args: ClaimsArgs) -> io::Result<ExitCode> {
         );
         rows.push(r);
     }
-    let text = render(&rows, &Environment::read(), started.elapsed().as_secs_f64());
+    let text = render(
+        &rows,
+        &crate::account::environment(),
+        started.elapsed().as_secs_f64(),
+    );
     fs::write(&args.out, text)
         .map_err(|e| io::Error::new(e.kind(), format!("write {}: {e}", args.out.display())))?;
     eprintln!(

@@ -305,7 +305,7 @@ fn the_table_escapes_cells_and_lists_commands() {
         figures: "99 %".into(),
         commands: vec!["harness claims --only C4".into()],
     }];
-    let env = Environment::read();
+    let env = crate::account::environment();
     let text = render(&rows, &env, 1.0);
     assert!(
         text.contains("| C4 | a \\| b | **holds** | 99 % | `harness claims --only C4` |"),

@@ -17,6 +17,8 @@
 //! inflated (by some µs per call); the order of the calls, which call
 //! blocks, and the share of the time each phase takes are what it shows.
 
+pub mod lanes;
+
 use crate::account::procfs::{thread_ids, tree_pids};
 use crate::server::{ModelSpec, Server, ServerConfig};
 use nix::sys::signal::Signal;

@@ -3,11 +3,11 @@
 //! by the report's own rule. Two identical servers must come out with no
 //! difference; the width of their intervals is what this run can resolve.
 
-use super::markdown::{label, Table};
 use super::questions::{models, show_paired, Answer};
-use super::results::{CompareResults, Purpose, Workload};
 use super::stats::{self, Metric};
+use super::table::{label, Table};
 use super::Ctx;
+use crate::results::{CompareResults, Purpose, Workload};
 use crate::spec::twin_of;
 use crate::stats::{median, Verdict, EQUIVALENCE, FDR};
 

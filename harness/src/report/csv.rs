@@ -2,8 +2,8 @@
 //! those not run too), each metric as the median, smallest and largest of
 //! its repeats, beside `compare.json` for a spreadsheet or a script.
 
-use super::results::{is_reference, Cell, CompareResults, Purpose, Workload};
 use super::stats::{self, Metric};
+use crate::results::{is_reference, Cell, CompareResults, Purpose, Workload};
 
 /// The metrics of the CSV: column stem and how it is read.
 const METRICS: &[(&str, Metric)] = &[

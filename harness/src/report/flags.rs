@@ -2,20 +2,12 @@
 //! (`uring:multishot+sqpoll`) set beside its base row (`uring:multishot`),
 //! workload by workload, in the same run.
 
-use super::markdown::{label, show, show_pct, Table};
 use super::questions::{findings_list, models, rate_label, sustained, sweep, versus, Answer};
-use super::results::{CompareResults, Purpose, Workload};
-use super::stats::{self, micros, percent, significant, Spread};
+use super::stats::{self, io_uring_threads_share, micros, percent, significant, Spread};
+use super::table::{label, show, show_pct, Table};
 use super::Ctx;
-use crate::measurement::Measurement;
+use crate::results::{CompareResults, Purpose, Workload};
 use crate::spec::{base_row, row as parse_row};
-
-/// Share of a CPU io_uring's kernel threads used in the window (the SQPOLL
-/// poller, io-wq workers), where the server had such threads.
-pub(super) fn io_uring_threads_share(m: &Measurement) -> Option<f64> {
-    let cpu = m.server.io_uring_threads_cpu_s?;
-    (m.window_s > 0.0).then(|| cpu / m.window_s)
-}
 
 /// What the flag does, from the model's header and its manual page: words,
 /// not a measurement.
@@ -110,7 +102,7 @@ pub fn flag_cost(x: &Ctx) -> Option<Answer> {
             ) else {
                 continue;
             };
-            let mut mark = |c: &super::results::Cell, text: String| {
+            let mut mark = |c: &crate::results::Cell, text: String| {
                 let open = w.offered_rate().is_some();
                 if open && !c.runs.is_empty() && !sustained(Some(c)) {
                     short = true;

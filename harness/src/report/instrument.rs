@@ -2,11 +2,11 @@
 //! adds, measured in the same rounds against the cheapest reflector there
 //! is (`FLOOR_ROW`: one thread busy-polling, no wake-up on its side).
 
-use super::markdown::{label, show, show_pct, Table};
 use super::questions::{highest_sustained, rate_label, sweep, Answer};
-use super::results::{CompareResults, Purpose};
 use super::stats::{self, micros, si};
+use super::table::{label, show, show_pct, Table};
 use super::Ctx;
+use crate::results::{CompareResults, Purpose};
 use crate::spec::FLOOR_ROW;
 
 /// The section.

@@ -4,14 +4,13 @@
 //! and over 1 000 connections; then the syscalls, the memory at 10 000
 //! idle connections, and the three goals of the ladder, each computed.
 
-use super::flags::io_uring_threads_share;
-use super::markdown::{label, show, show_pct, Table};
 use super::questions::{
     findings_list, models, rate_label, sustained, total_syscalls, versus, Answer,
 };
-use super::results::{CompareResults, Purpose, Workload};
-use super::stats::{self, micros, percent, significant};
+use super::stats::{self, io_uring_threads_share, micros, percent, significant};
+use super::table::{label, show, show_pct, Table};
 use super::Ctx;
+use crate::results::{CompareResults, Purpose, Workload};
 use crate::spec::{base_row, row, twin_of, URING_BEST};
 use crate::stats::Verdict;
 

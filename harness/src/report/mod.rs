@@ -3,7 +3,6 @@
 
 mod control;
 mod csv;
-mod env;
 mod flags;
 pub mod herd;
 mod instrument;
@@ -12,22 +11,25 @@ mod markdown;
 pub mod phases;
 mod plots;
 mod questions;
-mod results;
+mod run_table;
 mod stats;
+mod table;
 mod when;
 
-pub use env::{git_commit, CpuTicks, Environment};
-pub use markdown::{render as render_markdown, Section, SECTIONS};
-pub use results::{
+pub use crate::env::{CpuTicks, Environment};
+pub use crate::results::{
     is_reference, Cell, CompareResults, ModelStatus, Purpose, RunFailure, RunKey, Workload,
     EXCLUDED, SATURATED,
 };
+pub use markdown::{render as render_markdown, Section, SECTIONS};
+pub use run_table::run_table;
 pub use stats::Spread;
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::compare::Compared;
 use plots::{Axis, Bar, Family, LineChart, Scale, Series, Stack};
 use stats::{micros_tick as micros, si_tick, Metric};
 
@@ -199,7 +201,7 @@ fn bars(r: &CompareResults, w: &Workload, purpose: Purpose, metric: Metric) -> V
         .filter_map(|m| {
             let c = r.cell(&m.model, w, purpose)?;
             Some(Bar {
-                name: markdown::label(&m.model),
+                name: table::label(&m.model),
                 color: Family::of(&m.model).color(),
                 value: c.spread(metric),
             })
@@ -265,7 +267,7 @@ fn syscall_stacks(r: &CompareResults, w: &Workload) -> Vec<Stack> {
                 .collect();
             if counted.is_empty() {
                 return Some(Stack {
-                    name: markdown::label(&m.model),
+                    name: table::label(&m.model),
                     parts: None,
                 });
             }
@@ -289,7 +291,7 @@ fn syscall_stacks(r: &CompareResults, w: &Workload) -> Vec<Stack> {
                 .map(|(call, role, v)| (call, CALL_ROLES[role].1, v))
                 .collect();
             Some(Stack {
-                name: markdown::label(&m.model),
+                name: table::label(&m.model),
                 parts: Some(parts),
             })
         })
@@ -570,6 +572,37 @@ pub fn write(dir: &Path, r: &CompareResults) -> io::Result<Vec<PathBuf>> {
     let path = dir.join("REPORT.md");
     write_file(&path, &render_controlled(r, &figs))?;
     written.push(path);
+    Ok(written)
+}
+
+/// Writes what one `harness compare` measured into `dir`: the matrix's
+/// report and files (`write`), then the herd's and the phases' sections;
+/// removes the partial record, now complete. Returns the files written.
+pub fn write_compared(dir: &Path, c: &Compared) -> io::Result<Vec<PathBuf>> {
+    let mut written = write(dir, &c.results)?;
+    written.extend(herd::write(dir, &c.herd)?);
+    written.extend(phases::write(dir, Some(c.lanes.clone()))?);
+    if let Err(e) = fs::remove_file(&c.partial) {
+        if e.kind() != io::ErrorKind::NotFound {
+            eprintln!("harness compare: remove {}: {e}", c.partial.display());
+        }
+    }
+    Ok(written)
+}
+
+/// `harness compare --report-from`: the report again from an earlier
+/// `compare.json` (and the `herd.json` and `phases.json` beside it in
+/// `dir`), stamped with the commit that renders it when that is not the
+/// one measured. Returns the files written.
+pub fn rewrite(path: &Path, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut results = load(path)?;
+    let now = crate::account::git_commit();
+    if now != results.environment.git_commit {
+        results.rendered_by = Some(now.unwrap_or_else(|| "unknown (not a git checkout)".into()));
+    }
+    let mut written = write(dir, &results)?;
+    written.extend(herd::rewrite(dir)?);
+    written.extend(phases::write(dir, None)?);
     Ok(written)
 }
 

@@ -10,92 +10,14 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use serde::{Deserialize, Serialize};
 
 use super::stats::micros_tick;
 use super::{io_err, write_file, write_json};
-use crate::phases::{self, Phase, Totals};
-
-/// The five models of Stevens' figure, in his order: blocking, nonblocking,
-/// I/O multiplexing, signal-driven, asynchronous.
-pub const FIVE_MODELS: &[&str] = &[
-    "blocking:iterative",
-    "nonblocking:spin",
-    "epoll:level",
-    "sigio:plain",
-    "uring:single",
-];
+use crate::phases::lanes::Lane;
+use crate::phases::Phase;
 
 const FIGURE: &str = "phases.svg";
 const DATA: &str = "phases.json";
-
-/// One lane: a model's request as segments in ms from its first call, or
-/// why it could not be traced.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Lane {
-    pub model: String,
-    pub segments: Vec<Span>,
-    pub totals: Option<Totals>,
-    pub main_wait: Option<String>,
-    pub missing: Option<String>,
-}
-
-/// One segment of a lane, in ms from the request's first call.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Span {
-    pub start_ms: f64,
-    pub end_ms: f64,
-    pub phase: Phase,
-    /// The call, or `EAGAIN ×N` for a busy-poll run.
-    pub call: String,
-}
-
-/// Traces one model for its lane; a model that is not in the workspace or
-/// fails to trace gets a lane that says why.
-pub fn lane(model: &str) -> Lane {
-    let traced = match model.parse() {
-        Err(e) => Err(e),
-        Ok(spec) => match crate::claims::unavailable(&model_name(model)) {
-            Some(why) => Err(format!("not yet measured: {why}")),
-            None => phases::trace(&spec, &[]).map_err(|e| format!("trace failed: {e}")),
-        },
-    };
-    match traced {
-        Err(why) => Lane {
-            model: model.into(),
-            segments: Vec::new(),
-            totals: None,
-            main_wait: None,
-            missing: Some(why),
-        },
-        Ok(t) => {
-            let origin = t.calls.first().map_or(0.0, |c| c.start);
-            Lane {
-                model: model.into(),
-                segments: phases::segments(&t.calls)
-                    .iter()
-                    .map(|s| Span {
-                        start_ms: (s.start - origin) * 1e3,
-                        end_ms: (s.end - origin) * 1e3,
-                        phase: s.phase,
-                        call: if s.is_busy_poll() {
-                            format!("EAGAIN ×{}", s.calls.len())
-                        } else {
-                            s.calls[0].name.clone()
-                        },
-                    })
-                    .collect(),
-                totals: Some(t.totals),
-                main_wait: phases::main_wait(&t.calls),
-                missing: None,
-            }
-        }
-    }
-}
-
-fn model_name(model: &str) -> String {
-    model.split(':').next().unwrap_or(model).to_owned()
-}
 
 /// A call narrower than this many pixels is drawn this wide, to be seen.
 const MIN_PX: f64 = 3.0;
@@ -361,13 +283,14 @@ fn section(lanes: &[Lane], drawn: bool) -> String {
     out
 }
 
-/// Traces the five models (or, `fresh` false, reads the lanes an earlier
-/// run saved), draws the figure and appends its section to `REPORT.md` in
-/// `dir`; returns the files written.
-pub fn write(dir: &Path, fresh: bool) -> io::Result<Vec<PathBuf>> {
+/// Saves the lanes just traced (`traced`; or, `None`, reads the lanes an
+/// earlier run saved), draws the figure and appends its section to
+/// `REPORT.md` in `dir`; returns the files written.
+pub fn write(dir: &Path, traced: Option<Vec<Lane>>) -> io::Result<Vec<PathBuf>> {
     let data = dir.join(DATA);
-    let lanes: Vec<Lane> = if fresh {
-        FIVE_MODELS.iter().map(|m| lane(m)).collect()
+    let fresh = traced.is_some();
+    let lanes: Vec<Lane> = if let Some(lanes) = traced {
+        lanes
     } else {
         match fs::read_to_string(&data) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| io_err(&data, e))?,
@@ -395,6 +318,8 @@ pub fn write(dir: &Path, fresh: bool) -> io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::phases::lanes::Span;
+    use crate::phases::Totals;
 
     fn lanes() -> Vec<Lane> {
         vec![

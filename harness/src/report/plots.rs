@@ -910,8 +910,8 @@ fn draw_stacks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::STANDARD_MODELS;
     use crate::report::stats::{micros_tick as micros, si_tick as si};
+    use crate::spec::STANDARD_MODELS;
 
     fn spread(v: &[f64]) -> Spread {
         Spread::of(v.iter().copied()).expect("values")

@@ -9,12 +9,11 @@
 
 use std::collections::BTreeSet;
 
-use super::markdown::{figure_ref, label, show, show_pct, Table};
-use super::results::{is_reference, Cell, CompareResults, Purpose, Workload, SATURATED};
 use super::stats::{self, micros, show_p, si, significant, Metric, Spread};
+use super::table::{figure_ref, label, show, show_pct, Table};
 use super::Ctx;
-use crate::run::OFFERED_SHARE;
-use crate::spec::{is_model_row, twin_of, FLOOR_ROW};
+use crate::results::{is_reference, Cell, CompareResults, Purpose, Workload, SATURATED};
+use crate::spec::{is_model_row, twin_of, FLOOR_ROW, OFFERED_SHARE};
 use crate::stats::{samples_needed, Family, Paired, Verdict, EQUIVALENCE, MIN_PAIRS};
 
 /// One question's answer: its section and its line of the summary.

@@ -1,8 +1,8 @@
 //! Medians with their spread over a cell's repeats, and the metrics the
 //! report reads out of a `Measurement`.
 
-use super::results::Cell;
 use crate::measurement::Measurement;
+use crate::results::Cell;
 use crate::stats::{samples_needed, InRound};
 
 pub use crate::stats::Spread;
@@ -124,6 +124,13 @@ pub fn p999(m: &Measurement) -> Option<f64> {
         .as_ref()
         .filter(|l| l.samples >= samples_needed(99.9))
         .map(|l| l.p999_us)
+}
+
+/// Share of a CPU io_uring's kernel threads used in the window (the SQPOLL
+/// poller, io-wq workers), where the server had such threads.
+pub(super) fn io_uring_threads_share(m: &Measurement) -> Option<f64> {
+    let cpu = m.server.io_uring_threads_cpu_s?;
+    (m.window_s > 0.0).then(|| cpu / m.window_s)
 }
 
 /// Why a cell shows no percentile `p`: its runs hold too few samples (the

@@ -3,7 +3,7 @@
 //! to a temporary directory.
 
 use super::*;
-use crate::account::Agreement;
+use crate::measurement::Agreement;
 use crate::measurement::{
     ClientCpu, CloseMode, Errors, IdleOutcome, Latency, Measurement, RateUnit, ServerSide,
     WorkloadKind, WorkloadParams,
@@ -545,11 +545,11 @@ fn a_cell_with_fewer_usable_runs_than_attempts_says_so() {
     // the failed run shrink the p99 cell, and the count says by how much.
     assert_eq!(stats::rate(&c.runs[1]), Some(0.0));
     assert_eq!(
-        markdown::show(Some(&c), stats::rate, stats::si),
+        table::show(Some(&c), stats::rate, stats::si),
         "5.00k (0.00–10.0k) n=2 of 3 (1 of 3 failed †)"
     );
     assert_eq!(
-        markdown::show(Some(&c), stats::p99, stats::micros),
+        table::show(Some(&c), stats::p99, stats::micros),
         "90.0 µs n=1 of 3 (1 of 3 failed †)"
     );
 }
@@ -567,8 +567,8 @@ fn a_percentile_is_shown_only_where_every_run_holds_its_samples() {
         Purpose::Timing,
         vec![record("poll", &w, 1_500.0, 1.0, 1.0); 4],
     );
-    assert_eq!(markdown::show_pct(Some(&c), 99.0), "90.0 µs n=4");
-    assert_eq!(markdown::show_pct(Some(&c), 99.9), "— (<10.0k samples)");
+    assert_eq!(table::show_pct(Some(&c), 99.0), "90.0 µs n=4");
+    assert_eq!(table::show_pct(Some(&c), 99.9), "— (<10.0k samples)");
     assert_eq!(stats::p999(&c.runs[0]), None);
     assert!(stats::too_few_samples(&c, 99.9)
         .expect("too few")
@@ -607,7 +607,7 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
             sys_s: 0.0,
             per_loop,
         });
-        herd::HerdRun {
+        crate::compare::herd::HerdRun {
             sharing: sharing.into(),
             skewed,
             measurement: Some(m),
@@ -654,7 +654,7 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
         r
     };
     // Four rounds of shared and reuseport: paired by round, a difference.
-    let results = herd::HerdResults {
+    let results = crate::compare::herd::HerdResults {
         runs: vec![
             run("shared", false, 0.9, 50.0, vec![100, 100]),
             run("shared", false, 0.9, 50.0, vec![100, 100]),
@@ -720,7 +720,7 @@ fn herd_section_computes_its_findings_and_estimate_from_the_runs() {
     assert!(text.contains("an estimate"), "{text}");
     // One repeat each: no measured difference, the upper bound instead
     // (reuseport's 40 µs over at least one wake-up).
-    let one_each = herd::HerdResults {
+    let one_each = crate::compare::herd::HerdResults {
         runs: vec![
             run("shared", false, 0.9, 50.0, vec![100, 100]),
             run("reuseport", false, 0.0, 40.0, vec![110, 100]),

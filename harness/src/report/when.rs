@@ -2,11 +2,11 @@
 //! words from this run's paired comparisons, cell by cell over connections
 //! and offered rate, and nowhere written by hand.
 
-use super::markdown::{label, Table};
 use super::questions::{idle_points, models, rate_label, rss_per_idle, sustained, Answer};
-use super::results::{Cell, CompareResults, Purpose, Workload};
 use super::stats::{self, si, significant, Metric};
+use super::table::{label, Table};
 use super::Ctx;
+use crate::results::{Cell, CompareResults, Purpose, Workload};
 use crate::spec::URING_BEST;
 use crate::stats::{Family, Paired, Verdict};
 

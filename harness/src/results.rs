@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::env::Environment;
+use crate::env::Environment;
 use crate::measurement::{Measurement, TimerWakeups};
 
 /// One workload of the standard matrix (request size fixed per compare run).

@@ -65,15 +65,12 @@ pub const SWEEP_ROWS: &[&str] = &[
 
 /// io_uring's ablation ladder: `uring:multishot` (a row of the standard
 /// matrix) and one kernel feature more per rung, each rung compared with
-/// the one below it (`report::ladder`). `bundle` cannot go with
-/// `incremental-buffers` (both change how a RECV fills provided buffers),
-/// so it is a side rung off the fixed-files one.
+/// the one below it (`report::ladder`).
 pub const LADDER_ROWS: &[&str] = &[
     "uring:multishot+defer-taskrun",
     "uring:multishot+defer-taskrun+skip-send-cqe",
     "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files",
     URING_BEST,
-    "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+bundle",
 ];
 
 /// The rows measured beside the ladder where only the ladder runs: its

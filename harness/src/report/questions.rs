@@ -123,6 +123,18 @@ pub(super) fn show_paired(p: &Paired) -> String {
     )
 }
 
+/// The name of one comparison in the report's family: the same comparison
+/// asked by two sections is counted once.
+pub(super) fn comparison_key(what: &str, a: &Cell, b: &Cell) -> String {
+    format!(
+        "{what} | {} {} | {} {}",
+        a.model,
+        a.workload.label(),
+        b.model,
+        b.workload.label()
+    )
+}
+
 /// "a vs b" as a finding states it, paired by round and under the report's
 /// multiplicity control (`crate::stats`): the ratio a/b with its interval
 /// when it is a discovery, "no measurable difference" when the interval
@@ -137,13 +149,7 @@ pub(super) fn versus(
     other: &str,
 ) -> Option<String> {
     let (sa, sb) = (a.spread(metric)?, b.spread(metric)?);
-    let key = format!(
-        "{what} | {} {} | {} {}",
-        a.model,
-        a.workload.label(),
-        b.model,
-        b.workload.label()
-    );
+    let key = comparison_key(what, a, b);
     let medians = format!("medians {} vs {}", f(sa.median), f(sb.median));
     Some(
         match family.judge(&key, &a.in_rounds(metric), &b.in_rounds(metric)) {

@@ -2,7 +2,9 @@
 //! words from this run's paired comparisons, cell by cell over connections
 //! and offered rate, and nowhere written by hand.
 
-use super::questions::{idle_points, models, rate_label, rss_per_idle, sustained, Answer};
+use super::questions::{
+    comparison_key, idle_points, models, rate_label, rss_per_idle, sustained, Answer,
+};
 use super::stats::{self, si, significant, Metric};
 use super::table::{label, Table};
 use super::Ctx;
@@ -63,15 +65,8 @@ pub fn outcome(family: &Family, r: &CompareResults, a: &str, b: &str, w: &Worklo
 }
 
 fn judged(family: &Family, what: &str, a: &Cell, b: &Cell, metric: Metric) -> Outcome {
-    // The same key as the sections' own findings, so that one comparison
-    // is counted once in the report's family.
-    let key = format!(
-        "{what} | {} {} | {} {}",
-        a.model,
-        a.workload.label(),
-        b.model,
-        b.workload.label()
-    );
+    // The sections' own key: one comparison is counted once in the family.
+    let key = comparison_key(what, a, b);
     match family.judge(&key, &a.in_rounds(metric), &b.in_rounds(metric)) {
         Verdict::Differs { paired, .. } if paired.ratio < 1.0 => Outcome::Lower(paired),
         Verdict::Differs { paired, .. } => Outcome::Higher(paired),

@@ -1,0 +1,338 @@
+//! One connection's side of the loop: its RECV and SEND, each submission
+//! beside its completion, back-pressure, and the two-step close.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use io_uring::types::{CancelBuilder, Fd};
+use io_uring::{cqueue, opcode};
+use lab::conn::{drop_on, Conn, Next};
+use lab::OUTBUF_LIMIT;
+
+use crate::serve::{tag, Loop, Op, BUF_GROUP, RECV_CHUNK};
+use crate::Mode;
+
+/// One connection: lab's `Conn` (descriptor, queued reply, half-close) and
+/// what the kernel may be reading or writing on its behalf.
+pub struct Slot {
+    conn: Conn,
+    /// The bytes the SEND in flight reads. Never touched while it is in
+    /// flight: `conn.out` may reallocate on a push, this may not.
+    sending: Vec<u8>,
+    /// How much of `sending` the kernel has taken so far.
+    sent: usize,
+    /// Single mode: the buffer the RECV in flight writes into.
+    recv_buf: Vec<u8>,
+    /// Multishot only: bytes the kernel delivered after we had cancelled the
+    /// RECV for back-pressure (CQEs already on their way), kept until the
+    /// reply buffer has room for them.
+    held: Vec<u8>,
+    recv_in_flight: bool,
+    send_in_flight: bool,
+    /// A multishot RECV was cancelled (back-pressure); its last CQE is due.
+    recv_cancelled: bool,
+    /// Closed by us; freed once its last operation has completed.
+    closing: bool,
+    /// Multishot: the RECV ended with -ENOBUFS; re-armed after this round.
+    pub starved: bool,
+}
+
+impl Slot {
+    pub fn new(fd: OwnedFd, mode: Mode) -> Slot {
+        Slot {
+            conn: Conn::new(fd),
+            sending: Vec::new(),
+            sent: 0,
+            recv_buf: match mode {
+                Mode::Single => vec![0; RECV_CHUNK],
+                Mode::Multishot => Vec::new(),
+            },
+            held: Vec::new(),
+            recv_in_flight: false,
+            send_in_flight: false,
+            recv_cancelled: false,
+            closing: false,
+            starved: false,
+        }
+    }
+
+    /// Reply bytes not yet taken by the peer's socket: the SEND in flight's
+    /// remainder and what waits behind it. At most `OUTBUF_LIMIT`.
+    fn unsent(&self) -> usize {
+        self.sending.len() - self.sent + self.conn.out.len()
+    }
+
+    /// How much more may be received before back-pressure.
+    fn room(&self) -> usize {
+        OUTBUF_LIMIT - self.unsent()
+    }
+
+    /// A RECV should be armed: the peer may send, nothing is held back, and
+    /// a full chunk fits (so a multishot CQE never finds less room than it
+    /// brings, before the cancel it triggers takes effect).
+    fn wants_recv(&self) -> bool {
+        !self.closing && !self.conn.peer_closed && self.held.is_empty() && self.room() >= RECV_CHUNK
+    }
+
+    fn in_flight(&self) -> bool {
+        self.recv_in_flight || self.send_in_flight
+    }
+
+    /// The peer closed its side and everything owed has been sent.
+    fn is_finished(&self) -> bool {
+        self.conn.peer_closed && self.unsent() == 0 && self.held.is_empty()
+    }
+
+    /// Queues `bytes` of reply: what fits in the 1 MiB bound goes to the
+    /// reply buffer; the rest (only a multishot CQE that was on its way when
+    /// we cancelled) is held until there is room.
+    fn queue_reply(&mut self, bytes: &[u8]) {
+        if !self.held.is_empty() {
+            // Bytes already held go first, or the stream reorders.
+            self.held.extend_from_slice(bytes);
+            return;
+        }
+        let take = self.room().min(bytes.len());
+        self.conn.out.push(&bytes[..take]);
+        self.held.extend_from_slice(&bytes[take..]);
+    }
+}
+
+impl Loop<'_> {
+    pub fn arm_recv(&mut self, i: usize) {
+        let Some(slot) = self.conns[i].as_mut() else {
+            return;
+        };
+        if slot.recv_in_flight || slot.starved || !slot.wants_recv() {
+            return;
+        }
+        let fd = Fd(slot.conn.raw());
+        let sqe = match self.mode {
+            // SQE: RECV fd, into the slot's buffer  // CQE: res = bytes, 0
+            // at EOF, or -errno; once.
+            Mode::Single => {
+                let len = slot.room().min(slot.recv_buf.len()) as u32;
+                opcode::Recv::new(fd, slot.recv_buf.as_mut_ptr(), len).build()
+            }
+            // SQE: RECV fd, multishot, buffer from group BUF_GROUP  // CQE:
+            // res = bytes (buffer id in flags), 0 at EOF, or -errno; one per
+            // arrival, F_MORE while still armed.
+            Mode::Multishot => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
+        };
+        self.pending.push_back(sqe.user_data(tag(Op::Recv, i)));
+        slot.recv_in_flight = true;
+        slot.recv_cancelled = false;
+    }
+
+    /// CQE of a RECV on `conns[i]`, decided here as recv's return would be.
+    pub fn on_readable(&mut self, i: usize, res: i32, flags: u32) {
+        let mode = self.mode;
+        let Some(slot) = self.conns[i].as_mut() else {
+            return;
+        };
+        if mode == Mode::Single || !cqueue::more(flags) {
+            slot.recv_in_flight = false;
+        }
+        let picked = cqueue::buffer_select(flags);
+        let mut next = Next::Keep;
+        if res > 0 && !slot.closing {
+            let n = res as usize;
+            match (mode, picked, self.bufs.as_mut()) {
+                (Mode::Single, _, _) => {
+                    // The RECV that wrote it has completed, so the buffer
+                    // may be borrowed out of the slot meanwhile.
+                    let mut buf = std::mem::take(&mut slot.recv_buf);
+                    lab::echo::transform_in_place(&mut buf[..n]);
+                    slot.queue_reply(&buf[..n]);
+                    slot.recv_buf = buf;
+                }
+                (Mode::Multishot, Some(bid), Some(bufs)) => {
+                    let bytes = &mut bufs.buffer(bid)[..n];
+                    lab::echo::transform_in_place(bytes);
+                    slot.queue_reply(bytes);
+                }
+                // The kernel always names the buffer it picked; data without
+                // one cannot be echoed, so this connection ends.
+                (Mode::Multishot, _, _) => {
+                    let e = io::Error::other(format!(
+                        "RECV(fd {}): {n} bytes but no provided buffer named",
+                        slot.conn.raw()
+                    ));
+                    next = drop_on("uring", e);
+                }
+            }
+        } else if res == 0 {
+            // EOF: the peer shut down its write side. Send what is still
+            // owed, then close (half-close). A multishot RECV ends here.
+            slot.conn.peer_closed = true;
+        } else if res < 0 {
+            let e = lab::sys::named(
+                io::Error::from_raw_os_error(-res),
+                format!("RECV(fd {})", slot.conn.raw()),
+            );
+            match -res {
+                // Multishot: the provided-buffer ring ran dry and the kernel
+                // ended this RECV. Re-armed after this round, once the
+                // buffers its CQEs hold have been given back.
+                libc::ENOBUFS if mode == Mode::Multishot => {
+                    slot.starved = true;
+                    self.starved.push(i);
+                }
+                // Our own ASYNC_CANCEL (back-pressure or close).
+                libc::ECANCELED => {}
+                // Nothing lost: submit again.
+                libc::EINTR | libc::EAGAIN => {}
+                _ if !slot.closing => next = drop_on("uring", e),
+                _ => {}
+            }
+        }
+        if let (Some(bid), Some(bufs)) = (picked, self.bufs.as_mut()) {
+            // Its bytes were copied into the reply: the kernel may fill it again.
+            bufs.give_back(bid);
+        }
+        if next == Next::Close {
+            self.close_conn(i);
+        }
+        self.after_io(i);
+    }
+
+    /// SQE: SEND fd, `sending[sent..]`, MSG_NOSIGNAL  // CQE: res = bytes
+    /// taken (a short send is possible) or -errno.
+    fn submit_send(&mut self, i: usize) {
+        let Some(slot) = self.conns[i].as_mut() else {
+            return;
+        };
+        let rest = &slot.sending[slot.sent..];
+        // MSG_NOSIGNAL: a peer that closed gives -EPIPE, not a SIGPIPE.
+        let sqe = opcode::Send::new(Fd(slot.conn.raw()), rest.as_ptr(), rest.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        self.pending.push_back(sqe.user_data(tag(Op::Send, i)));
+        slot.send_in_flight = true;
+    }
+
+    /// CQE of a SEND on `conns[i]`, decided here as send's return would be.
+    pub fn on_writable(&mut self, i: usize, res: i32) {
+        let Some(slot) = self.conns[i].as_mut() else {
+            return;
+        };
+        slot.send_in_flight = false;
+        if res >= 0 {
+            self.stats.echoed(res as usize);
+            slot.sent += res as usize;
+            if slot.sent == slot.sending.len() {
+                slot.sending.clear();
+                slot.sent = 0;
+            }
+        } else {
+            match -res {
+                // Nothing was sent: the rest is submitted again below.
+                libc::EINTR | libc::EAGAIN => {}
+                // Our own ASYNC_CANCEL at close.
+                libc::ECANCELED => {}
+                errno if !slot.closing => {
+                    let e = lab::sys::named(
+                        io::Error::from_raw_os_error(errno),
+                        format!("SEND(fd {})", slot.conn.raw()),
+                    );
+                    drop_on("uring", e);
+                    self.close_conn(i);
+                }
+                _ => {}
+            }
+        }
+        self.after_io(i);
+    }
+
+    /// After any completion on `conns[i]`: free it if it is closing and done;
+    /// otherwise send what is owed, apply or lift back-pressure, and close
+    /// it once the peer has everything after its EOF.
+    pub fn after_io(&mut self, i: usize) {
+        let mode = self.mode;
+        let Some(slot) = self.conns[i].as_mut() else {
+            return;
+        };
+        if slot.closing {
+            if !slot.in_flight() {
+                self.free_slot(i);
+            }
+            return;
+        }
+        if !slot.send_in_flight {
+            if slot.sending.is_empty() && !slot.conn.out.is_empty() {
+                // What queued up behind the last SEND becomes the next one.
+                slot.sending.extend_from_slice(slot.conn.out.pending());
+                slot.conn.out.consume(slot.sending.len());
+            }
+            if !slot.held.is_empty() {
+                let take = slot.room().min(slot.held.len());
+                slot.conn.out.push(&slot.held[..take]);
+                slot.held.drain(..take);
+            }
+            if !slot.sending.is_empty() {
+                self.submit_send(i);
+            }
+        }
+        let Some(slot) = self.conns[i].as_mut() else {
+            return;
+        };
+        if slot.is_finished() {
+            self.close_conn(i);
+            return;
+        }
+        if slot.recv_in_flight {
+            // Multishot: back-pressure (at most 1 MiB of reply not yet sent
+            // per connection). The armed RECV would keep posting data we have
+            // no room for; cancel it, and re-arm once the peer has read (its
+            // last CQE, -ECANCELED, clears the flag).
+            if mode == Mode::Multishot && !slot.recv_cancelled && !slot.wants_recv() {
+                slot.recv_cancelled = true;
+                // SQE: ASYNC_CANCEL user_data of this RECV  // CQE: res = 0 or -ENOENT.
+                let cancel = opcode::AsyncCancel2::new(CancelBuilder::user_data(tag(Op::Recv, i)));
+                self.pending
+                    .push_back(cancel.build().user_data(tag(Op::Cancel, i)));
+            }
+        } else {
+            // Single: re-submitted after each completion, unless
+            // back-pressure holds it (a one-shot RECV is then not
+            // re-submitted). Multishot: re-armed after the kernel ended it
+            // (no F_MORE: -ENOBUFS, a cancel, an error).
+            self.arm_recv(i);
+        }
+    }
+
+    /// Closes `conns[i]`, in two steps. The kernel may still be reading into
+    /// or sending from this slot's buffers, and closing a descriptor does
+    /// not end the operations in flight on it (they hold their own
+    /// reference to the socket: a pending RECV would wait on forever). So
+    /// first ASYNC_CANCEL every operation on the descriptor; the slot, its
+    /// buffers and its descriptor stay until each has posted its last CQE
+    /// (`free_slot`). Only then can the slot number, the descriptor number
+    /// and the memory be reused, so a late CQE never lands on a newer
+    /// connection: no generation counter is needed in `user_data`.
+    pub fn close_conn(&mut self, i: usize) {
+        let Some(slot) = self.conns[i].as_mut() else {
+            return;
+        };
+        if slot.closing {
+            return;
+        }
+        slot.closing = true;
+        if slot.in_flight() {
+            // SQE: ASYNC_CANCEL every request on fd  // CQE: res = how many
+            // were found, or -ENOENT. Each cancelled one then posts -ECANCELED.
+            let cancel = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(slot.conn.raw())).all());
+            self.pending
+                .push_back(cancel.build().user_data(tag(Op::Cancel, i)));
+        } else {
+            self.free_slot(i);
+        }
+    }
+
+    fn free_slot(&mut self, i: usize) {
+        // Dropping the slot closes its descriptor.
+        self.conns[i] = None;
+        self.free_slots.push(i);
+        self.stats.release();
+    }
+}

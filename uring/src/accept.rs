@@ -4,12 +4,12 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use io_uring::types::Fd;
-use io_uring::{cqueue, opcode};
+use io_uring::types::{DestinationSlot, Fd, Fixed};
+use io_uring::{cqueue, opcode, squeue};
 use lab::net::{IoMode, Refusal};
 use lab::policy::AcceptError;
 
-use crate::conn::Slot;
+use crate::conn::{Slot, Sock};
 use crate::serve::{tag, Loop, Op};
 use crate::Mode;
 
@@ -21,17 +21,27 @@ impl Loop<'_> {
         let listener = Fd(self.listener.as_raw_fd());
         // SOCK_CLOEXEC as accept4's flags; no SOCK_NONBLOCK: io_uring
         // waits for readiness itself, and socket calls never block us here.
+        // --fixed-files: the kernel installs the socket in a free slot of
+        // the ring's file table (IORING_FILE_INDEX_ALLOC), not in ours, and
+        // `res` is that slot's index. No SOCK_CLOEXEC then: a direct
+        // descriptor is never inherited, and the kernel refuses the flag
+        // (EINVAL).
+        let direct = self.features.fixed_files;
+        let flags = if direct { 0 } else { libc::SOCK_CLOEXEC };
         let sqe = match self.mode {
-            // SQE: ACCEPT listener  // CQE: res = new fd or -errno, once.
+            // SQE: ACCEPT listener  // CQE: res = new fd (or index) or
+            // -errno, once.
             Mode::Single => {
                 opcode::Accept::new(listener, std::ptr::null_mut(), std::ptr::null_mut())
-                    .flags(libc::SOCK_CLOEXEC)
+                    .flags(flags)
+                    .file_index(direct.then(DestinationSlot::auto_target))
                     .build()
             }
-            // SQE: ACCEPT listener, multishot  // CQE: res = new fd or
-            // -errno, one per connection, F_MORE while still armed.
+            // SQE: ACCEPT listener, multishot  // CQE: res = new fd (or
+            // index) or -errno, one per connection, F_MORE while still armed.
             Mode::Multishot => opcode::AcceptMulti::new(listener)
-                .flags(libc::SOCK_CLOEXEC)
+                .flags(flags)
+                .allocate_file_index(direct)
                 .build(),
         };
         self.pending.push_back(sqe.user_data(tag(Op::Accept, 0)));
@@ -65,10 +75,14 @@ impl Loop<'_> {
             self.accept_in_flight = false;
         }
         if res >= 0 {
-            // SAFETY: the kernel installed a new descriptor for us that
-            // nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            self.admit(fd);
+            let sock = if self.features.fixed_files {
+                Sock::Direct(res as u32)
+            } else {
+                // SAFETY: the kernel installed a new descriptor for us that
+                // nothing else owns.
+                Sock::Fd(unsafe { OwnedFd::from_raw_fd(res) })
+            };
+            self.admit(sock);
             if !armed {
                 self.arm_accept();
             }
@@ -83,6 +97,11 @@ impl Loop<'_> {
             AcceptError::Drained | AcceptError::Retry => self.arm_accept(),
             // That one connection failed while queued: take the next.
             AcceptError::Skip => self.arm_accept(),
+            // --fixed-files, ENFILE: the ring's file table is full. A direct
+            // ACCEPT takes the connection first and a table slot after, so
+            // the kernel has already closed the one it took (a refusal) and
+            // an empty queue makes the next ACCEPT wait: re-arm.
+            AcceptError::Exhausted if self.features.fixed_files => self.arm_accept(),
             // An accept takes a descriptor slot before it looks at the
             // queue: with our table full it fails whether or not a
             // connection is queued. A readiness loop accepts only once the
@@ -115,13 +134,22 @@ impl Loop<'_> {
         self.arm_accept();
     }
 
-    fn admit(&mut self, fd: OwnedFd) {
+    fn admit(&mut self, sock: Sock) {
         if !self.stats.admit(self.max_conns) {
             // --max-conns reached: connection N+1 is closed at once.
+            if let Sock::Direct(index) = sock {
+                // SQE: CLOSE direct index  // CQE: only on failure.
+                let close = opcode::Close::new(Fixed(index)).build();
+                self.pending.push_back(
+                    close
+                        .flags(squeue::Flags::SKIP_SUCCESS)
+                        .user_data(tag(Op::Close, 0)),
+                );
+            }
             return;
         }
         self.stats.served_by(self.index);
-        let slot = Slot::new(fd, self.mode);
+        let slot = Slot::new(sock, self.mode);
         let i = match self.free_slots.pop() {
             Some(i) => {
                 self.conns[i] = Some(slot);

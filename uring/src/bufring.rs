@@ -3,12 +3,22 @@
 //! whose tail we advance to hand buffers over. A multishot RECV takes the
 //! next one for each CQE and names it in the CQE's flags; we give it back
 //! once its bytes are copied.
+//!
+//! `--bundle` (Linux 6.10): one CQE may fill several buffers, the one named
+//! and those after it in ring order. `--incremental-buffers`
+//! (`IOU_PBUF_RING_INC`, Linux 6.12): a RECV takes from the head buffer only
+//! the bytes it brings, and the next RECV continues in the same buffer
+//! (`IORING_CQE_F_BUF_MORE` while some is left), so a small message costs
+//! its size in buffer memory, not a whole buffer's pages.
 
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
 use io_uring::IoUring;
+
+/// The kernel's `IOU_PBUF_RING_INC` (`io_uring_register_pbuf_ring_flags`).
+const IOU_PBUF_RING_INC: u16 = 2;
 
 pub struct BufRing {
     entries: *mut BufRingEntry,
@@ -18,12 +28,29 @@ pub struct BufRing {
     /// Bytes per buffer.
     size: usize,
     storage: Vec<u8>,
+    /// The ring index each buffer was last handed over at: a bundle's
+    /// buffers follow the named one in ring order.
+    index_of: Vec<u16>,
+    /// The buffer handed over at each ring index.
+    placed: Vec<u16>,
+    /// Incremental: how much of each buffer the kernel has filled so far.
+    filled: Vec<usize>,
 }
+
+// SAFETY: the mapping and the storage belong to this value alone; the kernel
+// reads them through the ring, which moves to the same thread with it.
+unsafe impl Send for BufRing {}
 
 impl BufRing {
     /// `count` buffers of `size` bytes (`count` a power of two, as the kernel
     /// requires), registered as group `group`, all handed to the kernel.
-    pub fn register(ring: &IoUring, count: u16, size: usize, group: u16) -> io::Result<BufRing> {
+    pub fn register(
+        ring: &IoUring,
+        count: u16,
+        size: usize,
+        group: u16,
+        incremental: bool,
+    ) -> io::Result<BufRing> {
         let len = count as usize * std::mem::size_of::<BufRingEntry>();
         // SAFETY: an anonymous private mapping with no address hint; the
         // kernel wants the ring page-aligned, which mmap gives.
@@ -48,13 +75,19 @@ impl BufRing {
             count,
             tail: 0,
             size,
+            // Zeroed by the allocator's fresh mapping: a page costs memory
+            // only once the kernel first writes into it.
             storage: vec![0; count as usize * size],
+            index_of: vec![0; count as usize],
+            placed: vec![0; count as usize],
+            filled: vec![0; count as usize],
         };
+        let flags = if incremental { IOU_PBUF_RING_INC } else { 0 };
         // SAFETY: the mapping holds `count` entries and lives until `bufs`
         // is dropped, which `serve` arranges after the ring is closed.
         unsafe {
             ring.submitter()
-                .register_buf_ring_with_flags(ptr as u64, count, group, 0)
+                .register_buf_ring_with_flags(ptr as u64, count, group, flags)
         }
         .map_err(|e| lab::sys::named(e, "io_uring_register(PBUF_RING)".into()))?;
         for bid in 0..count {
@@ -63,22 +96,52 @@ impl BufRing {
         Ok(bufs)
     }
 
-    pub fn buffer(&mut self, bid: u16) -> &mut [u8] {
-        let at = bid as usize * self.size;
-        &mut self.storage[at..at + self.size]
+    /// The `n` bytes a RECV's CQE says it put in buffer `bid` (and, for a
+    /// bundle, the buffers after it), handed to `copy` piece by piece in
+    /// stream order; then every buffer the kernel is done with is given
+    /// back. `buf_more`: the CQE's `IORING_CQE_F_BUF_MORE` (incremental: the
+    /// kernel keeps filling this buffer).
+    pub fn received(&mut self, bid: u16, n: usize, buf_more: bool, mut copy: impl FnMut(&mut [u8])) {
+        let (at, filled) = (bid as usize * self.size, self.filled[bid as usize]);
+        if buf_more || filled > 0 {
+            // Incremental: the bytes follow what earlier CQEs took.
+            copy(&mut self.storage[at + filled..at + filled + n]);
+            self.filled[bid as usize] = if buf_more { filled + n } else { 0 };
+            if !buf_more {
+                self.give_back(bid);
+            }
+            return;
+        }
+        let mut index = self.index_of[bid as usize];
+        let mut left = n;
+        let mut this = bid;
+        loop {
+            let take = left.min(self.size);
+            let at = this as usize * self.size;
+            copy(&mut self.storage[at..at + take]);
+            self.give_back(this);
+            left -= take;
+            if left == 0 {
+                return;
+            }
+            index = index.wrapping_add(1);
+            this = self.placed[(index & (self.count - 1)) as usize];
+        }
     }
 
     /// Hands buffer `bid` to the kernel again.
-    pub fn give_back(&mut self, bid: u16) {
+    fn give_back(&mut self, bid: u16) {
         let size = self.size as u32;
-        let addr = self.buffer(bid).as_mut_ptr() as u64;
-        let index = (self.tail & (self.count - 1)) as usize;
+        let addr = self.storage[bid as usize * self.size..].as_mut_ptr() as u64;
+        let index = self.tail & (self.count - 1);
         // SAFETY: `index < count`, inside the mapping; the kernel reads
         // entries only up to the tail, which does not cover this one yet.
-        let entry = unsafe { &mut *self.entries.add(index) };
+        let entry = unsafe { &mut *self.entries.add(index as usize) };
         entry.set_addr(addr);
         entry.set_len(size);
         entry.set_bid(bid);
+        self.index_of[bid as usize] = self.tail;
+        self.placed[index as usize] = bid;
         self.tail = self.tail.wrapping_add(1);
         // SAFETY: the tail is the u16 the kernel reads in the first entry;
         // the Release store publishes the entry written above before it.

@@ -2,22 +2,68 @@
 //! beside its completion, back-pressure, and the two-step close.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
-use io_uring::types::{CancelBuilder, Fd};
-use io_uring::{cqueue, opcode};
-use lab::conn::{drop_on, Conn, Next};
-use lab::OUTBUF_LIMIT;
+use io_uring::types::{CancelBuilder, Fd, Fixed};
+use io_uring::{cqueue, opcode, squeue};
+use lab::conn::{drop_on, Next};
+use lab::{OutBuf, OUTBUF_LIMIT};
 
 use crate::serve::{tag, Loop, Op, BUF_GROUP, RECV_CHUNK};
 use crate::Mode;
 
-/// One connection: lab's `Conn` (descriptor, queued reply, half-close) and
-/// what the kernel may be reading or writing on its behalf.
+/// A connection's socket: a descriptor of the process, or with
+/// `--fixed-files` a direct descriptor, an index into the ring's registered
+/// file table that no descriptor table of the process shows.
+pub enum Sock {
+    Fd(OwnedFd),
+    Direct(u32),
+}
+
+impl Sock {
+    /// The SQE's `fd` field and flags: a direct descriptor goes in by its
+    /// index, with `IOSQE_FIXED_FILE`, and saves the kernel looking the file
+    /// up (and taking a reference to it) for every operation.
+    fn target(&self) -> (Fd, squeue::Flags) {
+        match self {
+            Sock::Fd(fd) => (Fd(fd.as_raw_fd()), squeue::Flags::empty()),
+            Sock::Direct(i) => (Fd(*i as i32), squeue::Flags::FIXED_FILE),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Sock::Fd(fd) => format!("fd {}", fd.as_raw_fd()),
+            Sock::Direct(i) => format!("direct {i}"),
+        }
+    }
+}
+
+/// Where a connection's SEND stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sending {
+    Idle,
+    /// Submitted; its CQE will say how it ended.
+    Posted,
+    /// `--skip-send-cqe`: submitted with `IOSQE_CQE_SKIP_SUCCESS`, at this
+    /// position of the submission queue once pushed there (`u64::MAX`
+    /// before). It never waits in the kernel (`MSG_DONTWAIT`): once the
+    /// kernel has consumed its SQE it has taken every byte (no CQE) or
+    /// posted a CQE saying how many it took, or why none.
+    Skipped { seq: u64 },
+}
+
+/// One connection: its socket, the reply it is owed, and what the kernel
+/// may be reading or writing on its behalf.
 pub struct Slot {
-    conn: Conn,
+    pub sock: Sock,
+    /// Reply bytes waiting behind the SEND in flight (bounded: back-pressure).
+    out: OutBuf,
+    /// The peer shut down its write side (RECV returned 0). We still owe
+    /// it the reply; once that is sent, the connection is finished.
+    peer_closed: bool,
     /// The bytes the SEND in flight reads. Never touched while it is in
-    /// flight: `conn.out` may reallocate on a push, this may not.
+    /// flight: `out` may reallocate on a push, this may not.
     sending: Vec<u8>,
     /// How much of `sending` the kernel has taken so far.
     sent: usize,
@@ -28,7 +74,11 @@ pub struct Slot {
     /// reply buffer has room for them.
     held: Vec<u8>,
     recv_in_flight: bool,
-    send_in_flight: bool,
+    pub send: Sending,
+    /// `--skip-send-cqe`: the socket's send buffer was full at the last
+    /// SEND; the next ones wait for room in the kernel, with a CQE, until
+    /// one takes everything.
+    congested: bool,
     /// A multishot RECV was cancelled (back-pressure); its last CQE is due.
     recv_cancelled: bool,
     /// Closed by us; freed once its last operation has completed.
@@ -38,9 +88,11 @@ pub struct Slot {
 }
 
 impl Slot {
-    pub fn new(fd: OwnedFd, mode: Mode) -> Slot {
+    pub fn new(sock: Sock, mode: Mode) -> Slot {
         Slot {
-            conn: Conn::new(fd),
+            sock,
+            out: OutBuf::new(),
+            peer_closed: false,
             sending: Vec::new(),
             sent: 0,
             recv_buf: match mode {
@@ -49,7 +101,8 @@ impl Slot {
             },
             held: Vec::new(),
             recv_in_flight: false,
-            send_in_flight: false,
+            send: Sending::Idle,
+            congested: false,
             recv_cancelled: false,
             closing: false,
             starved: false,
@@ -59,7 +112,7 @@ impl Slot {
     /// Reply bytes not yet taken by the peer's socket: the SEND in flight's
     /// remainder and what waits behind it. At most `OUTBUF_LIMIT`.
     fn unsent(&self) -> usize {
-        self.sending.len() - self.sent + self.conn.out.len()
+        self.sending.len() - self.sent + self.out.len()
     }
 
     /// How much more may be received before back-pressure.
@@ -71,16 +124,35 @@ impl Slot {
     /// a full chunk fits (so a multishot CQE never finds less room than it
     /// brings, before the cancel it triggers takes effect).
     fn wants_recv(&self) -> bool {
-        !self.closing && !self.conn.peer_closed && self.held.is_empty() && self.room() >= RECV_CHUNK
+        !self.closing && !self.peer_closed && self.held.is_empty() && self.room() >= RECV_CHUNK
     }
 
     fn in_flight(&self) -> bool {
-        self.recv_in_flight || self.send_in_flight
+        self.recv_in_flight || self.send != Sending::Idle
+    }
+
+    /// `--skip-send-cqe`: once its SEND has taken everything, nothing is
+    /// left for this connection to do until another CQE comes (its armed
+    /// RECV's), so the loop may sleep in the same `io_uring_enter` that
+    /// submits the SEND. Otherwise that SEND's silent success must be
+    /// followed up first (the next reply, a close after EOF, a RECV to
+    /// re-arm), and the enter must not sleep.
+    pub fn quiet_after_send(&self) -> bool {
+        !self.closing
+            && !self.peer_closed
+            && self.out.is_empty()
+            && self.held.is_empty()
+            && self.recv_in_flight
+    }
+
+    /// The bytes a SEND in flight has yet to take.
+    pub fn unsent_in_flight(&self) -> usize {
+        self.sending.len() - self.sent
     }
 
     /// The peer closed its side and everything owed has been sent.
     fn is_finished(&self) -> bool {
-        self.conn.peer_closed && self.unsent() == 0 && self.held.is_empty()
+        self.peer_closed && self.unsent() == 0 && self.held.is_empty()
     }
 
     /// Queues `bytes` of reply: what fits in the 1 MiB bound goes to the
@@ -93,7 +165,7 @@ impl Slot {
             return;
         }
         let take = self.room().min(bytes.len());
-        self.conn.out.push(&bytes[..take]);
+        self.out.push(&bytes[..take]);
         self.held.extend_from_slice(&bytes[take..]);
     }
 }
@@ -106,20 +178,25 @@ impl Loop<'_> {
         if slot.recv_in_flight || slot.starved || !slot.wants_recv() {
             return;
         }
-        let fd = Fd(slot.conn.raw());
-        let sqe = match self.mode {
+        let (fd, fixed) = slot.sock.target();
+        let sqe = match (self.mode, self.features.bundle) {
             // SQE: RECV fd, into the slot's buffer  // CQE: res = bytes, 0
             // at EOF, or -errno; once.
-            Mode::Single => {
+            (Mode::Single, _) => {
                 let len = slot.room().min(slot.recv_buf.len()) as u32;
                 opcode::Recv::new(fd, slot.recv_buf.as_mut_ptr(), len).build()
             }
             // SQE: RECV fd, multishot, buffer from group BUF_GROUP  // CQE:
             // res = bytes (buffer id in flags), 0 at EOF, or -errno; one per
             // arrival, F_MORE while still armed.
-            Mode::Multishot => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
+            (Mode::Multishot, false) => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
+            // SQE: RECV fd, multishot bundle  // CQE: as above, but `res`
+            // may span the named buffer and those after it in ring order:
+            // whatever the socket holds, in one completion.
+            (Mode::Multishot, true) => opcode::RecvMultiBundle::new(fd, BUF_GROUP).build(),
         };
-        self.pending.push_back(sqe.user_data(tag(Op::Recv, i)));
+        self.pending
+            .push_back(sqe.flags(fixed).user_data(tag(Op::Recv, i)));
         slot.recv_in_flight = true;
         slot.recv_cancelled = false;
     }
@@ -147,28 +224,35 @@ impl Loop<'_> {
                     slot.recv_buf = buf;
                 }
                 (Mode::Multishot, Some(bid), Some(bufs)) => {
-                    let bytes = &mut bufs.buffer(bid)[..n];
-                    lab::echo::transform_in_place(bytes);
-                    slot.queue_reply(bytes);
+                    // Its bytes are copied into the reply, and the buffers
+                    // the kernel is done with are handed back to it.
+                    bufs.received(bid, n, cqueue::buffer_more(flags), |bytes| {
+                        lab::echo::transform_in_place(bytes);
+                        slot.queue_reply(bytes);
+                    });
                 }
                 // The kernel always names the buffer it picked; data without
                 // one cannot be echoed, so this connection ends.
                 (Mode::Multishot, _, _) => {
                     let e = io::Error::other(format!(
-                        "RECV(fd {}): {n} bytes but no provided buffer named",
-                        slot.conn.raw()
+                        "RECV({}): {n} bytes but no provided buffer named",
+                        slot.sock.name()
                     ));
                     next = drop_on("uring", e);
                 }
             }
-        } else if res == 0 {
+        } else if let (Some(bid), Some(bufs)) = (picked, self.bufs.as_mut()) {
+            // Data for a connection we are closing: dropped, buffers back.
+            bufs.received(bid, res.max(0) as usize, cqueue::buffer_more(flags), |_| {});
+        }
+        if res == 0 {
             // EOF: the peer shut down its write side. Send what is still
             // owed, then close (half-close). A multishot RECV ends here.
-            slot.conn.peer_closed = true;
+            slot.peer_closed = true;
         } else if res < 0 {
             let e = lab::sys::named(
                 io::Error::from_raw_os_error(-res),
-                format!("RECV(fd {})", slot.conn.raw()),
+                format!("RECV({})", slot.sock.name()),
             );
             match -res {
                 // Multishot: the provided-buffer ring ran dry and the kernel
@@ -186,46 +270,69 @@ impl Loop<'_> {
                 _ => {}
             }
         }
-        if let (Some(bid), Some(bufs)) = (picked, self.bufs.as_mut()) {
-            // Its bytes were copied into the reply: the kernel may fill it again.
-            bufs.give_back(bid);
-        }
         if next == Next::Close {
             self.close_conn(i);
         }
         self.after_io(i);
     }
 
-    /// SQE: SEND fd, `sending[sent..]`, MSG_NOSIGNAL  // CQE: res = bytes
-    /// taken (a short send is possible) or -errno.
     fn submit_send(&mut self, i: usize) {
+        let skip = self.features.skip_send_cqe;
         let Some(slot) = self.conns[i].as_mut() else {
             return;
         };
+        let (fd, fixed) = slot.sock.target();
         let rest = &slot.sending[slot.sent..];
+        let send = opcode::Send::new(fd, rest.as_ptr(), rest.len() as u32);
         // MSG_NOSIGNAL: a peer that closed gives -EPIPE, not a SIGPIPE.
-        let sqe = opcode::Send::new(Fd(slot.conn.raw()), rest.as_ptr(), rest.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build();
+        let sqe = if skip && !slot.congested {
+            // SQE: SEND fd, `sending[sent..]`, MSG_DONTWAIT | MSG_WAITALL,
+            // IOSQE_CQE_SKIP_SUCCESS  // CQE: none when it took every byte;
+            // else res = the bytes it took (short) or -errno (-EAGAIN: none).
+            // MSG_DONTWAIT: the kernel tries it once, inside our
+            // io_uring_enter, and never parks it to wait for room (it fails
+            // instead), so once the SQ has passed it the buffer is free.
+            // MSG_WAITALL: taking fewer bytes than asked is then a failure,
+            // which posts its CQE; a plain short send would be a success,
+            // and silent.
+            slot.send = Sending::Skipped { seq: u64::MAX };
+            send.flags(libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | libc::MSG_WAITALL)
+                .build()
+                .flags(fixed | squeue::Flags::SKIP_SUCCESS)
+        } else {
+            // SQE: SEND fd, `sending[sent..]`, MSG_NOSIGNAL  // CQE: res =
+            // bytes taken (a short send is possible) or -errno.
+            slot.send = Sending::Posted;
+            send.flags(libc::MSG_NOSIGNAL).build().flags(fixed)
+        };
         self.pending.push_back(sqe.user_data(tag(Op::Send, i)));
-        slot.send_in_flight = true;
     }
 
-    /// CQE of a SEND on `conns[i]`, decided here as send's return would be.
+    /// Completion of a SEND on `conns[i]`, decided here as send's return
+    /// would be: its CQE, or with `--skip-send-cqe` the silence that says
+    /// it took every byte (`res` = all of them, `Loop::settle_skipped`).
     pub fn on_writable(&mut self, i: usize, res: i32) {
         let Some(slot) = self.conns[i].as_mut() else {
             return;
         };
-        slot.send_in_flight = false;
+        let skipped = matches!(slot.send, Sending::Skipped { .. });
+        slot.send = Sending::Idle;
         if res >= 0 {
             self.stats.echoed(res as usize);
             slot.sent += res as usize;
             if slot.sent == slot.sending.len() {
                 slot.sending.clear();
                 slot.sent = 0;
+                slot.congested = false;
+            } else if skipped {
+                // Short: the socket's send buffer is full. The rest waits
+                // for room in the kernel, as a SEND that posts its CQE.
+                slot.congested = true;
             }
         } else {
             match -res {
+                // A skipped SEND found no room: as a short one, above.
+                libc::EAGAIN if skipped => slot.congested = true,
                 // Nothing was sent: the rest is submitted again below.
                 libc::EINTR | libc::EAGAIN => {}
                 // Our own ASYNC_CANCEL at close.
@@ -233,7 +340,7 @@ impl Loop<'_> {
                 errno if !slot.closing => {
                     let e = lab::sys::named(
                         io::Error::from_raw_os_error(errno),
-                        format!("SEND(fd {})", slot.conn.raw()),
+                        format!("SEND({})", slot.sock.name()),
                     );
                     drop_on("uring", e);
                     self.close_conn(i);
@@ -258,15 +365,15 @@ impl Loop<'_> {
             }
             return;
         }
-        if !slot.send_in_flight {
-            if slot.sending.is_empty() && !slot.conn.out.is_empty() {
+        if slot.send == Sending::Idle {
+            if slot.sending.is_empty() && !slot.out.is_empty() {
                 // What queued up behind the last SEND becomes the next one.
-                slot.sending.extend_from_slice(slot.conn.out.pending());
-                slot.conn.out.consume(slot.sending.len());
+                slot.sending.extend_from_slice(slot.out.pending());
+                slot.out.consume(slot.sending.len());
             }
             if !slot.held.is_empty() {
                 let take = slot.room().min(slot.held.len());
-                slot.conn.out.push(&slot.held[..take]);
+                slot.out.push(&slot.held[..take]);
                 slot.held.drain(..take);
             }
             if !slot.sending.is_empty() {
@@ -321,7 +428,11 @@ impl Loop<'_> {
         if slot.in_flight() {
             // SQE: ASYNC_CANCEL every request on fd  // CQE: res = how many
             // were found, or -ENOENT. Each cancelled one then posts -ECANCELED.
-            let cancel = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(slot.conn.raw())).all());
+            let on = match &slot.sock {
+                Sock::Fd(fd) => CancelBuilder::fd(Fd(fd.as_raw_fd())),
+                Sock::Direct(index) => CancelBuilder::fd(Fixed(*index)),
+            };
+            let cancel = opcode::AsyncCancel2::new(on.all());
             self.pending
                 .push_back(cancel.build().user_data(tag(Op::Cancel, i)));
         } else {
@@ -330,7 +441,21 @@ impl Loop<'_> {
     }
 
     fn free_slot(&mut self, i: usize) {
-        // Dropping the slot closes its descriptor.
+        if let Some(Slot {
+            sock: Sock::Direct(index),
+            ..
+        }) = self.conns[i]
+        {
+            // SQE: CLOSE direct index, IOSQE_CQE_SKIP_SUCCESS  // CQE: only
+            // on failure, res = -errno. The table slot is free once it ran.
+            let close = opcode::Close::new(Fixed(index)).build();
+            self.pending.push_back(
+                close
+                    .flags(squeue::Flags::SKIP_SUCCESS)
+                    .user_data(tag(Op::Close, i)),
+            );
+        }
+        // Dropping the slot closes its descriptor (a process descriptor).
         self.conns[i] = None;
         self.free_slots.push(i);
         self.stats.release();

@@ -33,11 +33,12 @@ mod serve;
 use std::io;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use lab::net::Spare;
 use lab::signals::SignalFd;
 use lab::workers::{self, Share};
 use lab::Stats;
+use ring::SetupError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -80,10 +81,78 @@ struct Cli {
     /// waits for completions in `io_uring_enter`.
     #[arg(long)]
     sqpoll: bool,
+    /// `IORING_SETUP_SQ_AFF` (Linux 5.1; unprivileged with SQPOLL since
+    /// 5.11): the SQPOLL thread runs on CPU N only, so it can have a core of
+    /// its own rather than steal the loop's. N must be a CPU this process
+    /// may run on (`EINVAL` otherwise).
+    #[arg(long, value_name = "N", requires = "sqpoll")]
+    sqpoll_cpu: Option<u32>,
+    /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (Linux 6.1):
+    /// the completion work of our sockets (the poll wake-up that retries a
+    /// RECV, the copy, the CQE) is queued for this ring's thread and runs
+    /// only when it enters the kernel asking for completions; the thread is
+    /// never interrupted for it, and a CQE is posted only inside the wait.
+    /// The ring has one issuer, the loop's thread. Not with SQPOLL.
+    #[arg(long, conflicts_with = "sqpoll")]
+    defer_taskrun: bool,
+    /// `IOSQE_CQE_SKIP_SUCCESS` (Linux 5.17) on SENDs made `MSG_DONTWAIT |
+    /// MSG_WAITALL`: the kernel tries each SEND once inside our
+    /// `io_uring_enter`, and posts no CQE when it took every byte, so a
+    /// reply does not wake the loop; a short or failed SEND posts its CQE
+    /// and the rest goes as a plain SEND that waits for room. Not with
+    /// SQPOLL, whose thread issues SENDs outside our enter.
+    #[arg(long, conflicts_with = "sqpoll")]
+    skip_send_cqe: bool,
+    /// A registered file table (`IORING_REGISTER_FILES2`, sparse, Linux
+    /// 5.19): multishot ACCEPT puts each connection straight into it as a
+    /// direct descriptor, which no descriptor table of the process holds;
+    /// RECV and SEND name it by index (`IOSQE_FIXED_FILE`: no file lookup
+    /// and reference per operation); and the ring's own descriptor is
+    /// registered (`IORING_REGISTER_RING_FDS`, 5.18) for `io_uring_enter`.
+    #[arg(long)]
+    fixed_files: bool,
+    /// The kernel's minimum-timeout wait (`min_wait_usec` with
+    /// `IORING_ENTER_EXT_ARG`, `IORING_FEAT_MIN_TIMEOUT`, Linux 6.12): a
+    /// wait asks for a batch of CQEs and returns after USEC microseconds
+    /// with whatever has come, if at least one has.
+    #[arg(long, value_name = "USEC")]
+    min_wait: Option<u32>,
+    /// Receive bundles (`IORING_RECVSEND_BUNDLE`, Linux 6.10): one multishot
+    /// RECV completion may fill several provided buffers, everything the
+    /// socket holds, instead of one CQE per buffer. Multishot only.
+    #[arg(long, conflicts_with = "incremental_buffers")]
+    bundle: bool,
+    /// Incrementally consumed provided buffers (`IOU_PBUF_RING_INC`, Linux
+    /// 6.12): a RECV takes from the head buffer only the bytes it brings,
+    /// and the next continues there, so small messages on many connections
+    /// touch a few pages instead of a whole buffer each. Multishot only.
+    #[arg(long)]
+    incremental_buffers: bool,
+}
+
+/// The kernel features the flags ask for; the same for every ring.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Features {
+    pub sqpoll: bool,
+    pub sqpoll_cpu: Option<u32>,
+    pub defer_taskrun: bool,
+    pub skip_send_cqe: bool,
+    pub fixed_files: bool,
+    pub min_wait: Option<u32>,
+    pub bundle: bool,
+    pub incremental: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.mode == Mode::Single && (cli.bundle || cli.incremental_buffers) {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--bundle and --incremental-buffers take provided buffers: --mode multishot",
+            )
+            .exit();
+    }
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -100,18 +169,39 @@ fn run(cli: &Cli) -> io::Result<ExitCode> {
     let workers = cli.common.workers_or(1);
     // Every ring, before the first client can connect: a flood that fills
     // the descriptor table must not find a loop still without its ring.
+    let features = Features {
+        sqpoll: cli.sqpoll,
+        sqpoll_cpu: cli.sqpoll_cpu,
+        defer_taskrun: cli.defer_taskrun,
+        skip_send_cqe: cli.skip_send_cqe,
+        fixed_files: cli.fixed_files,
+        min_wait: cli.min_wait,
+        bundle: cli.bundle,
+        incremental: cli.incremental_buffers,
+    };
     let mut rings = Vec::with_capacity(workers);
     for _ in 0..workers {
-        match ring::new_ring(cli.sqpoll) {
+        match ring::new_ring(cli.mode, &features) {
             Ok(ring) => rings.push(ring),
-            Err(e) if matches!(lab::sys::errno(&e), Some(libc::ENOSYS | libc::EPERM)) => {
+            Err(SetupError::Unavailable(e)) => {
                 lab::log!(
                     "uring: {e}: io_uring is not available on this kernel \
                      (built without it, or disabled by kernel.io_uring_disabled)"
                 );
                 return Ok(ExitCode::from(2));
             }
-            Err(e) => return Err(e),
+            Err(SetupError::Unsupported {
+                flag,
+                feature,
+                since,
+                err,
+            }) => {
+                lab::log!(
+                    "uring: {flag}: this kernel does not have {feature} (Linux {since}): {err}"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            Err(SetupError::Other(e)) => return Err(e),
         }
     }
     let listeners = workers::bind_listeners(cli.common.addr, workers, cli.share)?;
@@ -124,6 +214,7 @@ fn run(cli: &Cli) -> io::Result<ExitCode> {
     let cfg = serve::Config {
         mode: cli.mode,
         max_conns: cli.common.max_conns,
+        features,
     };
     workers::run_loops(
         "uring-loop",

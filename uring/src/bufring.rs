@@ -101,7 +101,13 @@ impl BufRing {
     /// stream order; then every buffer the kernel is done with is given
     /// back. `buf_more`: the CQE's `IORING_CQE_F_BUF_MORE` (incremental: the
     /// kernel keeps filling this buffer).
-    pub fn received(&mut self, bid: u16, n: usize, buf_more: bool, mut copy: impl FnMut(&mut [u8])) {
+    pub fn received(
+        &mut self,
+        bid: u16,
+        n: usize,
+        buf_more: bool,
+        mut copy: impl FnMut(&mut [u8]),
+    ) {
         let (at, filled) = (bid as usize * self.size, self.filled[bid as usize]);
         if buf_more || filled > 0 {
             // Incremental: the bytes follow what earlier CQEs took.

@@ -50,7 +50,9 @@ pub enum Sending {
     /// before). It never waits in the kernel (`MSG_DONTWAIT`): once the
     /// kernel has consumed its SQE it has taken every byte (no CQE) or
     /// posted a CQE saying how many it took, or why none.
-    Skipped { seq: u64 },
+    Skipped {
+        seq: u64,
+    },
 }
 
 /// One connection: its socket, the reply it is owed, and what the kernel

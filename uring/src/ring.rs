@@ -142,7 +142,13 @@ pub fn new_ring(mode: Mode, f: &Features) -> Result<Ring, SetupError> {
     let bufs = match mode {
         Mode::Single => None,
         Mode::Multishot => Some(
-            match BufRing::register(&ring, PROVIDED_BUFFERS, RECV_CHUNK, BUF_GROUP, f.incremental) {
+            match BufRing::register(
+                &ring,
+                PROVIDED_BUFFERS,
+                RECV_CHUNK,
+                BUF_GROUP,
+                f.incremental,
+            ) {
                 Ok(bufs) => bufs,
                 Err(e) if f.incremental && lab::sys::errno(&e) == Some(libc::EINVAL) => {
                     return Err(SetupError::Unsupported {

@@ -9,8 +9,8 @@ use io_uring::{cqueue, opcode, squeue};
 use lab::net::{IoMode, Refusal};
 use lab::policy::AcceptError;
 
-use crate::conn::{Slot, Sock};
 use crate::serve::{tag, Loop, Op};
+use crate::slot::{Slot, Sock};
 use crate::Mode;
 
 impl Loop<'_> {

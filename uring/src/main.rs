@@ -16,6 +16,7 @@
 //! `--mode multishot` (default): one ACCEPT, and one RECV per connection,
 //! stay armed and post a CQE per event; RECV buffers come from a ring the
 //! loop shares with the kernel (`bufring.rs`), so an idle connection holds none.
+//! Each other flag turns on one kernel feature (`--help`, README.md).
 //!
 //! Cannot: run where `io_uring_setup` fails (`ENOSYS` on kernels built
 //! without it, `EPERM` with `kernel.io_uring_disabled`): it then says so and
@@ -29,6 +30,7 @@ mod bufring;
 mod conn;
 mod ring;
 mod serve;
+mod slot;
 
 use std::io;
 use std::process::ExitCode;

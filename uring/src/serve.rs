@@ -15,8 +15,8 @@ use lab::signals::SignalFd;
 use lab::Stats;
 
 use crate::bufring::BufRing;
-use crate::conn::{Sending, Slot};
 use crate::ring::{Ring, CQ_ENTRIES};
+use crate::slot::{Sending, Slot};
 use crate::{Features, Mode};
 
 /// One RECV reads at most this much: the size of a single-mode receive

@@ -333,7 +333,11 @@ fn a_bundle_fills_several_buffers_with_one_cqe() {
         "one completion spans several 64-byte buffers: {}",
         first.result()
     );
-    assert_eq!(cqueue::buffer_select(first.flags()), Some(0), "the first named");
+    assert_eq!(
+        cqueue::buffer_select(first.flags()),
+        Some(0),
+        "the first named"
+    );
     let (mut total, mut cqes) = (first.result(), 1);
     while total < 200 {
         let cqe = next_cqe(&mut ring).expect("the rest");

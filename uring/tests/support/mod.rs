@@ -24,6 +24,8 @@ macro_rules! skip_without_io_uring {
     };
 }
 
+// Not every test file that includes this module asks about flags.
+#[allow(dead_code)]
 /// `Some(reason)` when the model refuses `args` on this kernel: it exits with
 /// status 2 and names the feature a flag needs (or io_uring is missing).
 pub fn flags_unsupported(args: &[&str]) -> Option<String> {

@@ -236,6 +236,9 @@ impl Loop<'_> {
             cq.sync();
             completions.clear();
             completions.extend(&mut *cq);
+            // Publish our new head: the kernel counts `min_complete` from
+            // the head it last saw, so a stale one ends the next wait at once.
+            cq.sync();
             for cqe in &completions {
                 let (res, flags) = (cqe.result(), cqe.flags());
                 match untag(cqe.user_data()) {

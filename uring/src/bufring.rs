@@ -9,7 +9,9 @@
 //! (`IOU_PBUF_RING_INC`, Linux 6.12): a RECV takes from the head buffer only
 //! the bytes it brings, and the next RECV continues in the same buffer
 //! (`IORING_CQE_F_BUF_MORE` while some is left), so a small message costs
-//! its size in buffer memory, not a whole buffer's pages.
+//! its size in buffer memory, not a whole buffer's pages; and the kernel is
+//! handed one buffer at first, more only when it finds none (`-ENOBUFS`,
+//! `grow`), so a quiet loop touches the pages of a few buffers, not all.
 
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -35,6 +37,9 @@ pub struct BufRing {
     placed: Vec<u16>,
     /// Incremental: how much of each buffer the kernel has filled so far.
     filled: Vec<usize>,
+    /// Buffers handed to the kernel so far (`0..handed`); the others'
+    /// pages have never been touched.
+    handed: u16,
 }
 
 // SAFETY: the mapping and the storage belong to this value alone; the kernel
@@ -81,6 +86,7 @@ impl BufRing {
             index_of: vec![0; count as usize],
             placed: vec![0; count as usize],
             filled: vec![0; count as usize],
+            handed: if incremental { 1 } else { count },
         };
         let flags = if incremental { IOU_PBUF_RING_INC } else { 0 };
         // SAFETY: the mapping holds `count` entries and lives until `bufs`
@@ -90,10 +96,20 @@ impl BufRing {
                 .register_buf_ring_with_flags(ptr as u64, count, group, flags)
         }
         .map_err(|e| lab::sys::named(e, "io_uring_register(PBUF_RING)".into()))?;
-        for bid in 0..count {
+        for bid in 0..bufs.handed {
             bufs.give_back(bid);
         }
         Ok(bufs)
+    }
+
+    /// A RECV found no buffer (`-ENOBUFS`): hand the kernel as many new
+    /// ones as it has now, up to all of them.
+    pub fn grow(&mut self) {
+        let more = self.handed.min(self.count - self.handed);
+        for bid in self.handed..self.handed + more {
+            self.give_back(bid);
+        }
+        self.handed += more;
     }
 
     /// The `n` bytes a RECV's CQE says it put in buffer `bid` (and, for a

@@ -9,7 +9,7 @@ use io_uring::{cqueue, opcode, squeue};
 use lab::conn::{drop_on, Next};
 
 use crate::serve::{tag, Loop, Op, BUF_GROUP};
-use crate::slot::{Sending, Slot, Sock};
+use crate::slot::{Sending, Sock};
 use crate::Mode;
 
 impl Loop<'_> {
@@ -283,11 +283,8 @@ impl Loop<'_> {
     }
 
     fn free_slot(&mut self, i: usize) {
-        if let Some(Slot {
-            sock: Sock::Direct(index),
-            ..
-        }) = self.conns[i]
-        {
+        if let Some(Sock::Direct(index)) = self.conns[i].as_ref().map(|slot| &slot.sock) {
+            let index = *index;
             // SQE: CLOSE direct index, IOSQE_CQE_SKIP_SUCCESS  // CQE: only
             // on failure, res = -errno. The table slot is free once it ran.
             let close = opcode::Close::new(Fixed(index)).build();

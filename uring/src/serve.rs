@@ -97,8 +97,10 @@ pub struct Loop<'a> {
     /// `--skip-send-cqe`: connections whose SEND is `Sending::Skipped`.
     skipped: Vec<usize>,
     /// `conns[slot]`; a slot is reused only after its last CQE (see
-    /// `close_conn`).
-    pub conns: Vec<Option<Slot>>,
+    /// `close_conn`). Boxed: a closed slot costs a pointer, and the table's
+    /// spare capacity (it doubles as it grows) costs a pointer a slot, not
+    /// a whole `Slot`.
+    pub conns: Vec<Option<Box<Slot>>>,
     pub free_slots: Vec<usize>,
     /// The multishot ACCEPT is armed (or the one-shot one in flight).
     pub accept_in_flight: bool,
@@ -269,6 +271,10 @@ impl Loop<'_> {
             }
             if !overflowed {
                 self.settle_skipped(issued);
+            }
+            if let (false, Some(bufs)) = (self.starved.is_empty(), self.bufs.as_mut()) {
+                // Once a round, however many RECVs found none.
+                bufs.grow();
             }
             for i in std::mem::take(&mut self.starved) {
                 if let Some(slot) = self.conns[i].as_mut() {

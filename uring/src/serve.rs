@@ -241,11 +241,13 @@ impl Loop<'_> {
             // Publish our new head: the kernel counts `min_complete` from
             // the head it last saw, so a stale one ends the next wait at once.
             cq.sync();
+            let mut stop = false;
             for cqe in &completions {
                 let (res, flags) = (cqe.result(), cqe.flags());
                 match untag(cqe.user_data()) {
-                    // SIGINT or SIGTERM is pending: stop serving; `run` summarises.
-                    (Some(Op::Signal), _) => return Ok(()),
+                    // SIGINT or SIGTERM is pending: stop serving once this
+                    // round is accounted for; `run` summarises.
+                    (Some(Op::Signal), _) => stop = true,
                     (Some(Op::Accept), _) => self.on_accept(res, flags)?,
                     // A connection is queued (or the poll failed: then the
                     // ACCEPT says why).
@@ -270,7 +272,11 @@ impl Loop<'_> {
                 }
             }
             if !overflowed {
+                // Skipped SENDs that took everything count in the summary.
                 self.settle_skipped(issued);
+            }
+            if stop {
+                return Ok(());
             }
             if let (false, Some(bufs)) = (self.starved.is_empty(), self.bufs.as_mut()) {
                 // Once a round, however many RECVs found none.

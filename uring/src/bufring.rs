@@ -4,8 +4,7 @@
 //! next one for each CQE and names it in the CQE's flags; we give it back
 //! once its bytes are copied.
 //!
-//! `--bundle` (Linux 6.10): one CQE may fill several buffers, the one named
-//! and those after it in ring order. `--incremental-buffers`
+//! `--incremental-buffers`
 //! (`IOU_PBUF_RING_INC`, Linux 6.12): a RECV takes from the head buffer only
 //! the bytes it brings, and the next RECV continues in the same buffer
 //! (`IORING_CQE_F_BUF_MORE` while some is left), so a small message costs
@@ -30,11 +29,6 @@ pub struct BufRing {
     /// Bytes per buffer.
     size: usize,
     storage: Vec<u8>,
-    /// The ring index each buffer was last handed over at: a bundle's
-    /// buffers follow the named one in ring order.
-    index_of: Vec<u16>,
-    /// The buffer handed over at each ring index.
-    placed: Vec<u16>,
     /// Incremental: how much of each buffer the kernel has filled so far.
     filled: Vec<usize>,
     /// Buffers handed to the kernel so far (`0..handed`); the others'
@@ -83,8 +77,6 @@ impl BufRing {
             // Zeroed by the allocator's fresh mapping: a page costs memory
             // only once the kernel first writes into it.
             storage: vec![0; count as usize * size],
-            index_of: vec![0; count as usize],
-            placed: vec![0; count as usize],
             filled: vec![0; count as usize],
             handed: if incremental { 1 } else { count },
         };
@@ -112,42 +104,18 @@ impl BufRing {
         self.handed += more;
     }
 
-    /// The `n` bytes a RECV's CQE says it put in buffer `bid` (and, for a
-    /// bundle, the buffers after it), handed to `copy` piece by piece in
-    /// stream order; then every buffer the kernel is done with is given
-    /// back. `buf_more`: the CQE's `IORING_CQE_F_BUF_MORE` (incremental: the
-    /// kernel keeps filling this buffer).
-    pub fn received(
-        &mut self,
-        bid: u16,
-        n: usize,
-        buf_more: bool,
-        mut copy: impl FnMut(&mut [u8]),
-    ) {
-        let (at, filled) = (bid as usize * self.size, self.filled[bid as usize]);
-        if buf_more || filled > 0 {
-            // Incremental: the bytes follow what earlier CQEs took.
-            copy(&mut self.storage[at + filled..at + filled + n]);
-            self.filled[bid as usize] = if buf_more { filled + n } else { 0 };
-            if !buf_more {
-                self.give_back(bid);
-            }
-            return;
-        }
-        let mut index = self.index_of[bid as usize];
-        let mut left = n;
-        let mut this = bid;
-        loop {
-            let take = left.min(self.size);
-            let at = this as usize * self.size;
-            copy(&mut self.storage[at..at + take]);
-            self.give_back(this);
-            left -= take;
-            if left == 0 {
-                return;
-            }
-            index = index.wrapping_add(1);
-            this = self.placed[(index & (self.count - 1)) as usize];
+    /// The `n` bytes a RECV's CQE says it put in buffer `bid`, handed to
+    /// `copy`; then the buffer is given back if the kernel is done with it.
+    /// `buf_more`: the CQE's `IORING_CQE_F_BUF_MORE` (incremental: the
+    /// kernel keeps filling this buffer, after these bytes).
+    pub fn received(&mut self, bid: u16, n: usize, buf_more: bool, copy: impl FnOnce(&mut [u8])) {
+        let at = bid as usize * self.size + self.filled[bid as usize];
+        copy(&mut self.storage[at..at + n]);
+        if buf_more {
+            self.filled[bid as usize] += n;
+        } else {
+            self.filled[bid as usize] = 0;
+            self.give_back(bid);
         }
     }
 
@@ -162,8 +130,6 @@ impl BufRing {
         entry.set_addr(addr);
         entry.set_len(size);
         entry.set_bid(bid);
-        self.index_of[bid as usize] = self.tail;
-        self.placed[index as usize] = bid;
         self.tail = self.tail.wrapping_add(1);
         // SAFETY: the tail is the u16 the kernel reads in the first entry;
         // the Release store publishes the entry written above before it.

@@ -21,21 +21,17 @@ impl Loop<'_> {
             return;
         }
         let (fd, fixed) = slot.sock.target();
-        let sqe = match (self.mode, self.features.bundle) {
+        let sqe = match self.mode {
             // SQE: RECV fd, into the slot's buffer  // CQE: res = bytes, 0
             // at EOF, or -errno; once.
-            (Mode::Single, _) => {
+            Mode::Single => {
                 let len = slot.room().min(slot.recv_buf.len()) as u32;
                 opcode::Recv::new(fd, slot.recv_buf.as_mut_ptr(), len).build()
             }
             // SQE: RECV fd, multishot, buffer from group BUF_GROUP  // CQE:
             // res = bytes (buffer id in flags), 0 at EOF, or -errno; one per
             // arrival, F_MORE while still armed.
-            (Mode::Multishot, false) => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
-            // SQE: RECV fd, multishot bundle  // CQE: as above, but `res`
-            // may span the named buffer and those after it in ring order:
-            // whatever the socket holds, in one completion.
-            (Mode::Multishot, true) => opcode::RecvMultiBundle::new(fd, BUF_GROUP).build(),
+            Mode::Multishot => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
         };
         self.pending
             .push_back(sqe.flags(fixed).user_data(tag(Op::Recv, i)));

@@ -119,11 +119,6 @@ struct Cli {
     /// with whatever has come, if at least one has.
     #[arg(long, value_name = "USEC")]
     min_wait: Option<u32>,
-    /// Receive bundles (`IORING_RECVSEND_BUNDLE`, Linux 6.10): one multishot
-    /// RECV completion may fill several provided buffers, everything the
-    /// socket holds, instead of one CQE per buffer. Multishot only.
-    #[arg(long, conflicts_with = "incremental_buffers")]
-    bundle: bool,
     /// Incrementally consumed provided buffers (`IOU_PBUF_RING_INC`, Linux
     /// 6.12): a RECV takes from the head buffer only the bytes it brings,
     /// and the next continues there, so small messages on many connections
@@ -141,17 +136,16 @@ pub struct Features {
     pub skip_send_cqe: bool,
     pub fixed_files: bool,
     pub min_wait: Option<u32>,
-    pub bundle: bool,
     pub incremental: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.mode == Mode::Single && (cli.bundle || cli.incremental_buffers) {
+    if cli.mode == Mode::Single && cli.incremental_buffers {
         Cli::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
-                "--bundle and --incremental-buffers take provided buffers: --mode multishot",
+                "--incremental-buffers takes provided buffers: --mode multishot",
             )
             .exit();
     }
@@ -178,7 +172,6 @@ fn run(cli: &Cli) -> io::Result<ExitCode> {
         skip_send_cqe: cli.skip_send_cqe,
         fixed_files: cli.fixed_files,
         min_wait: cli.min_wait,
-        bundle: cli.bundle,
         incremental: cli.incremental_buffers,
     };
     let mut rings = Vec::with_capacity(workers);

@@ -114,9 +114,6 @@ pub fn new_ring(mode: Mode, f: &Features) -> Result<Ring, SetupError> {
     if f.min_wait.is_some() && !p.is_feature_min_timeout() {
         return missing("--min-wait", "IORING_FEAT_MIN_TIMEOUT", "6.12");
     }
-    if f.bundle && !p.is_feature_recvsend_bundle() {
-        return missing("--bundle", "IORING_FEAT_RECVSEND_BUNDLE", "6.10");
-    }
     if f.fixed_files {
         let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map_err(|e| SetupError::Other(lab::sys::named_nix(e, "getrlimit(RLIMIT_NOFILE)")))?;

@@ -316,20 +316,18 @@ impl Loop<'_> {
         sq.sync();
     }
 
-    /// How many CQEs the next enter waits for: one, or none when a skipped
-    /// SEND about to be submitted (or one whose silence is not yet read)
-    /// leaves work behind its success that no CQE would wake us for.
+    /// How many CQEs the next enter waits for: one; none while SQEs wait
+    /// for room in the submission queue (their CQEs may be all that would
+    /// wake us, and a skipped SEND posts none), or while a skipped SEND
+    /// (submitted now, or whose silence is not yet read) leaves work behind
+    /// its success that no CQE would wake us for.
     fn min_complete(&self) -> usize {
         let quiet = |&i: &usize| {
             self.conns[i]
                 .as_ref()
                 .is_some_and(|slot| slot.quiet_after_send())
         };
-        let unsubmitted = self.pending.iter().any(|sqe| {
-            let (op, i) = untag(sqe.get_user_data());
-            op == Some(Op::Send) && self.features.skip_send_cqe && !quiet(&i)
-        });
-        if unsubmitted || !self.skipped.iter().all(quiet) {
+        if !self.pending.is_empty() || !self.skipped.iter().all(quiet) {
             0
         } else {
             1

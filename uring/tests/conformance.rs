@@ -90,12 +90,6 @@ fn uring_multishot_min_wait_conforms() {
 }
 
 #[test]
-fn uring_multishot_bundle_conforms() {
-    skip_without_flags!(&["--bundle"]);
-    assert_conforms(bin(), Some("multishot"), &["--bundle"]);
-}
-
-#[test]
 fn uring_multishot_incremental_buffers_conforms() {
     skip_without_flags!(&["--incremental-buffers"]);
     assert_conforms(bin(), Some("multishot"), &["--incremental-buffers"]);

@@ -65,7 +65,6 @@ const FLAGGED: &[&[&str]] = &[
     &["--fixed-files"],
     &["--sqpoll", "--sqpoll-cpu", "0"],
     &["--min-wait", "50"],
-    &["--bundle"],
     &["--incremental-buffers"],
     &[
         "--defer-taskrun",
@@ -106,19 +105,13 @@ fn uring_multishot_min_wait_survives_faults() {
 }
 
 #[test]
-fn uring_multishot_bundle_survives_faults() {
+fn uring_multishot_incremental_buffers_survives_faults() {
     skip_without_flags!(FLAGGED[5]);
     assert_survives_faults(bin(), Some("multishot"), FLAGGED[5]);
 }
 
 #[test]
-fn uring_multishot_incremental_buffers_survives_faults() {
+fn uring_multishot_best_survives_faults() {
     skip_without_flags!(FLAGGED[6]);
     assert_survives_faults(bin(), Some("multishot"), FLAGGED[6]);
-}
-
-#[test]
-fn uring_multishot_best_survives_faults() {
-    skip_without_flags!(FLAGGED[7]);
-    assert_survives_faults(bin(), Some("multishot"), FLAGGED[7]);
 }

@@ -5,8 +5,7 @@
 //! inside a wait), `--fixed-files` (an accepted connection has no entry in
 //! the process's descriptor table), `--sqpoll-cpu` (the poller runs on that
 //! CPU only), `--min-wait` (a wait for a batch ends after the bound with
-//! what has come), `--bundle` (one CQE for several buffers),
-//! `--incremental-buffers` (small receives share one buffer). And a kernel
+//! what has come), `--incremental-buffers` (small receives share one buffer). And a kernel
 //! without a flag's feature: a clear error naming it, exit status 2.
 
 mod support;
@@ -312,47 +311,6 @@ fn provide(ring: &IoUring, storage: &mut [u8], count: u16, size: usize, flags: u
     // SAFETY: the tail is the u16 the kernel reads in the first entry.
     unsafe { (*(BufRingEntry::tail(entries) as *const AtomicU16)).store(count, Ordering::Release) };
     true
-}
-
-#[test]
-fn a_bundle_fills_several_buffers_with_one_cqe() {
-    skip_without_flags!(&["--bundle"]);
-    let mut ring = IoUring::new(8).expect("io_uring_setup");
-    let mut storage = vec![0u8; 4 * 64];
-    assert!(provide(&ring, &mut storage, 4, 64, 0), "PBUF_RING");
-    let (mut peer, ours) = UnixStream::pair().expect("socketpair");
-    let sent: Vec<u8> = (0..200u8).collect();
-    peer.write_all(&sent).expect("write");
-    let recv = opcode::RecvMultiBundle::new(Fd(ours.as_raw_fd()), GROUP)
-        .build()
-        .user_data(RECV);
-    submit_one(&mut ring, &recv);
-    let first = next_cqe(&mut ring).expect("a CQE");
-    assert!(
-        first.result() > 64,
-        "one completion spans several 64-byte buffers: {}",
-        first.result()
-    );
-    assert_eq!(
-        cqueue::buffer_select(first.flags()),
-        Some(0),
-        "the first named"
-    );
-    let (mut total, mut cqes) = (first.result(), 1);
-    while total < 200 {
-        let cqe = next_cqe(&mut ring).expect("the rest");
-        let bid = cqueue::buffer_select(cqe.flags()).expect("a buffer");
-        assert_eq!(
-            bid as i32,
-            (total + 63) / 64,
-            "it starts at the buffer after the last one filled"
-        );
-        total += cqe.result();
-        cqes += 1;
-    }
-    assert_eq!(total, 200);
-    assert!(cqes < 4, "fewer CQEs ({cqes}) than the four buffers filled");
-    assert_eq!(&storage[..200], &sent[..], "the buffers in ring order");
 }
 
 #[test]

@@ -55,3 +55,63 @@ fn uring_multishot_sqpoll_survives_faults() {
     skip_without_io_uring!();
     assert_survives_faults(bin(), Some("multishot"), &["--sqpoll"]);
 }
+
+/// The flags change which calls the ring makes around its one wait (ring
+/// registration at start-up, min-timeout waits) but not that wait: the same
+/// faults apply, each flag alone and the best combination.
+const FLAGGED: &[&[&str]] = &[
+    &["--defer-taskrun"],
+    &["--skip-send-cqe"],
+    &["--fixed-files"],
+    &["--sqpoll", "--sqpoll-cpu", "0"],
+    &["--min-wait", "50"],
+    &["--incremental-buffers"],
+    &[
+        "--defer-taskrun",
+        "--skip-send-cqe",
+        "--fixed-files",
+        "--incremental-buffers",
+    ],
+];
+
+#[test]
+fn uring_multishot_defer_taskrun_survives_faults() {
+    skip_without_flags!(FLAGGED[0]);
+    assert_survives_faults(bin(), Some("multishot"), FLAGGED[0]);
+}
+
+#[test]
+fn uring_multishot_skip_send_cqe_survives_faults() {
+    skip_without_flags!(FLAGGED[1]);
+    assert_survives_faults(bin(), Some("multishot"), FLAGGED[1]);
+}
+
+#[test]
+fn uring_multishot_fixed_files_survives_faults() {
+    skip_without_flags!(FLAGGED[2]);
+    assert_survives_faults(bin(), Some("multishot"), FLAGGED[2]);
+}
+
+#[test]
+fn uring_multishot_sqpoll_cpu_survives_faults() {
+    skip_without_flags!(FLAGGED[3]);
+    assert_survives_faults(bin(), Some("multishot"), FLAGGED[3]);
+}
+
+#[test]
+fn uring_multishot_min_wait_survives_faults() {
+    skip_without_flags!(FLAGGED[4]);
+    assert_survives_faults(bin(), Some("multishot"), FLAGGED[4]);
+}
+
+#[test]
+fn uring_multishot_incremental_buffers_survives_faults() {
+    skip_without_flags!(FLAGGED[5]);
+    assert_survives_faults(bin(), Some("multishot"), FLAGGED[5]);
+}
+
+#[test]
+fn uring_multishot_best_survives_faults() {
+    skip_without_flags!(FLAGGED[6]);
+    assert_survives_faults(bin(), Some("multishot"), FLAGGED[6]);
+}

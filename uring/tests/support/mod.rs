@@ -23,3 +23,56 @@ macro_rules! skip_without_io_uring {
         }
     };
 }
+
+// Not every test file that includes this module asks about flags.
+#[allow(dead_code)]
+/// `Some(reason)` when the model refuses `args` on this kernel: it exits with
+/// status 2 and names the feature a flag needs (or io_uring is missing).
+pub fn flags_unsupported(args: &[&str]) -> Option<String> {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    if let Some(reason) = io_uring_unavailable() {
+        return Some(reason);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uring"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start uring");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the announcement");
+    if line.starts_with("listening on ") {
+        // SAFETY: kill has no memory arguments; the pid is our own child's.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().expect("wait");
+        return None;
+    }
+    let status = child.wait().expect("wait");
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "{args:?} failed otherwise: {stderr}"
+    );
+    Some(stderr.trim().to_owned())
+}
+
+/// Returns early from a test, saying why, where the kernel lacks a feature
+/// the flags need.
+#[macro_export]
+macro_rules! skip_without_flags {
+    ($args:expr) => {
+        if let Some(reason) = support::flags_unsupported($args) {
+            eprintln!("SKIP: {reason}");
+            return;
+        }
+    };
+}

@@ -64,13 +64,23 @@ pub const SWEEP_ROWS: &[&str] = &[
 ];
 
 /// io_uring's ablation ladder: `uring:multishot` (a row of the standard
-/// matrix) and one kernel feature more per rung, each rung compared with
-/// the one below it (`report::ladder`).
+/// matrix), one row per kernel feature, each alone on the base, and the
+/// best combination (`report::ladder` sets each against the base, and the
+/// combination against the base too).
 pub const LADDER_ROWS: &[&str] = &[
     "uring:multishot+defer-taskrun",
-    "uring:multishot+defer-taskrun+skip-send-cqe",
-    "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files",
+    "uring:multishot+skip-send-cqe",
+    "uring:multishot+fixed-files",
+    "uring:multishot+incremental-buffers",
     URING_BEST,
+];
+
+/// The ladder's rungs `--full` adds: a batch wait, and SQPOLL with a CPU of
+/// its own (on two CPUs, the load generator's: the limiter column says what
+/// that costs).
+pub const LADDER_FULL_ROWS: &[&str] = &[
+    "uring:multishot+min-wait=50",
+    "uring:multishot+sqpoll+sqpoll-cpu=0",
 ];
 
 /// The rows measured beside the ladder where only the ladder runs: its
@@ -139,7 +149,7 @@ pub const IDLE_ROWS: &[&str] = &[
 pub const MEMORY_ROWS: &[&str] = &[
     "epoll:level",
     "uring:multishot",
-    "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files",
+    "uring:multishot+incremental-buffers",
     URING_BEST,
     "coroutine:stackful",
     "coroutine:async",
@@ -342,7 +352,12 @@ impl Matrix {
                         rate,
                     };
                     let rows = match scale {
-                        Scale::Full => Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, CROSSOVER_ROWS]),
+                        Scale::Full => Rows::Only(&[
+                            LADDER_ROWS,
+                            LADDER_FULL_ROWS,
+                            LADDER_BESIDE,
+                            CROSSOVER_ROWS,
+                        ]),
                         _ => Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, MANY_ROWS]),
                     };
                     blocks.push(block(vec![many], rows, rounds));
@@ -404,6 +419,9 @@ impl Matrix {
         });
         let mut models: Vec<String> = STANDARD_MODELS.iter().map(|s| s.to_string()).collect();
         models.extend(LADDER_ROWS.iter().map(|s| s.to_string()));
+        if scale == Scale::Full {
+            models.extend(LADDER_FULL_ROWS.iter().map(|s| s.to_string()));
+        }
         models.push(AA_ROW.into());
         models.push(FLOOR_ROW.into());
         Matrix {

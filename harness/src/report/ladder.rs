@@ -41,14 +41,24 @@ fn rungs(r: &CompareResults) -> Vec<(String, Vec<String>)> {
     v
 }
 
-/// The rung below `flags`: the rung with the most flags that are all among
-/// `flags` (fewer of them), the base at the bottom.
+/// The rung below `flags`: the one rung with the most flags that are all
+/// among `flags` (fewer of them); where two such rungs tie (a combination
+/// above single-feature rungs), the base, so that the combination is set
+/// against what it is built on, not against one of its parts.
 fn below<'a>(rungs: &'a [(String, Vec<String>)], flags: &[String]) -> Option<&'a str> {
-    rungs
+    let under: Vec<&(String, Vec<String>)> = rungs
         .iter()
         .filter(|(_, f)| f.len() < flags.len() && f.iter().all(|x| flags.contains(x)))
-        .max_by_key(|(_, f)| f.len())
-        .map(|(m, _)| m.as_str())
+        .collect();
+    let most = under.iter().map(|(_, f)| f.len()).max()?;
+    let top: Vec<&&(String, Vec<String>)> = under.iter().filter(|(_, f)| f.len() == most).collect();
+    match top.as_slice() {
+        [one] => Some(one.0.as_str()),
+        _ => under
+            .iter()
+            .find(|(_, f)| f.is_empty())
+            .map(|(m, _)| m.as_str()),
+    }
 }
 
 /// The open-loop workloads the base was measured on: per connection count,
@@ -99,10 +109,11 @@ pub fn ladder(x: &Ctx) -> Option<Answer> {
         return None;
     }
     let mut body = String::from(
-        "`uring:multishot`, then one io_uring feature more per rung (the flags are `uring`'s, \
-         each one kernel feature: see `uring/README.md`), all measured in the same rounds as \
-         `epoll:level`. Each rung is compared with the rung below it (the one with all of its \
-         flags but the last): what that one feature bought, with its interval. Server CPU per \
+        "`uring:multishot`, then one row per io_uring feature on it, and the best combination \
+         (the flags are `uring`'s, each one kernel feature: see `uring/README.md`), all \
+         measured in the same rounds as `epoll:level`. Each rung is compared with the rung \
+         below it (the base, for a feature alone and for the combination): what the feature \
+         bought, with its interval. Server CPU per \
          request counts every thread of the server, io_uring's kernel threads included (their \
          share of a CPU apart).\n\n",
     );

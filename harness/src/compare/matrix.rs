@@ -1,0 +1,615 @@
+//! The standard matrix of `harness compare`: which rows answer which
+//! question, in blocks of rounds, and how long each window is. Data and
+//! policy only: `compare` runs it.
+
+use super::herd;
+use crate::results::{Purpose, Workload};
+use crate::spec::{AA_ROW, FLOOR_ROW, STANDARD_MODELS, URING_BEST};
+use crate::stats::samples_needed;
+
+/// The rows of the open-loop sweep past its lowest rate, and of the idle
+/// question: the loops that multiplex (the question is where each one
+/// saturates, and what an idle connection costs it), a thread per
+/// connection as the classic alternative, the references, the A/A twin and
+/// the floor. The other rows are measured at the lowest rate and on every
+/// other workload; `--full` runs every row everywhere.
+pub const SWEEP_ROWS: &[&str] = &[
+    "select",
+    "poll",
+    "epoll:level",
+    AA_ROW,
+    "epoll:edge",
+    "sigio:rt",
+    "uring:single",
+    "uring:multishot",
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+    "peers:polling",
+    FLOOR_ROW,
+];
+
+/// io_uring's ablation ladder: `uring:multishot` (a row of the standard
+/// matrix), one row per kernel feature, each alone on the base, and the
+/// best combination (`report::ladder` sets each against the base, and the
+/// combination against the base too).
+pub const LADDER_ROWS: &[&str] = &[
+    "uring:multishot+defer-taskrun",
+    "uring:multishot+skip-send-cqe",
+    "uring:multishot+fixed-files",
+    "uring:multishot+incremental-buffers",
+    URING_BEST,
+];
+
+/// The ladder's rungs `--full` adds: a batch wait, and SQPOLL with a CPU of
+/// its own (on two CPUs, the load generator's: the limiter column says what
+/// that costs).
+pub const LADDER_FULL_ROWS: &[&str] = &[
+    "uring:multishot+min-wait=50",
+    "uring:multishot+sqpoll+sqpoll-cpu=0",
+];
+
+/// The rows measured beside the ladder where only the ladder runs: its
+/// base and the readiness loop it is weighed against.
+pub const LADDER_BESIDE: &[&str] = &["uring:multishot", "epoll:level"];
+
+/// Beside the ladder over 1 000 connections in the default matrix: the
+/// other pairs of "Which model, when?", so that each is answered at two
+/// connection counts.
+pub const MANY_ROWS: &[&str] = &[
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+];
+
+/// The ladder's second connection count, and the rate near the event
+/// loops' saturation it is measured at besides the sweep's first.
+pub const LADDER_CONNS: usize = 1_000;
+pub const LADDER_HIGH: u64 = 40_000;
+
+/// The active-connection counts of `--full`'s crossover map beyond the
+/// sweep's and the ladder's (each connection sending, open loop; over
+/// 1 000 the ladder's blocks hold these rows too), and the rows it holds:
+/// the pairs of the report's "Which model, when?" and the references.
+pub const CROSSOVER_CONNS: &[usize] = &[1, 10, 10_000];
+pub const CROSSOVER_ROWS: &[&str] = &[
+    "epoll:level",
+    "epoll:edge",
+    "poll",
+    "uring:single",
+    "uring:multishot",
+    URING_BEST,
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+    "peers:polling",
+];
+
+/// Workers given to `blocking:pool` and `blocking:prefork`: each worker
+/// serves one connection at a time, so this is how many they serve at once.
+pub const POOL_WORKERS: usize = 128;
+
+/// Connections of the open-loop sweep and of the idle workloads' active
+/// side: enough that a model must multiplex, few enough for every model.
+pub const SWEEP_CONNS: usize = 100;
+
+/// The rows of the idle question in the default matrix: the loops whose
+/// cost per idle connection is the question (the A/A twin among them, so
+/// that the idle-0 against idle-1000 ratio has its control), a thread per
+/// connection and the reference.
+pub const IDLE_ROWS: &[&str] = &[
+    "epoll:level",
+    AA_ROW,
+    "uring:multishot",
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+];
+
+/// The rows whose memory at 10 000 idle connections the default matrix
+/// measures (once each: a figure, not a comparison): the idle question's
+/// rows and io_uring's ladder rungs that change its buffers.
+pub const MEMORY_ROWS: &[&str] = &[
+    "epoll:level",
+    "uring:multishot",
+    "uring:multishot+incremental-buffers",
+    URING_BEST,
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+];
+
+/// The fixed load under which the idle workloads measure what idle
+/// connections cost: the sweep's lowest rate.
+pub const IDLE_RATE: u64 = 10_000;
+
+/// The open-loop sweep's first rate; each next one doubles it, up to
+/// `SWEEP_TOP`, and a model is asked for a rate only while it sustained
+/// the one below (`saturated_below`).
+pub const SWEEP_FROM: u64 = 10_000;
+pub const SWEEP_TOP: u64 = 160_000;
+
+/// What `harness compare` promises to finish within on the lab's 2-CPU
+/// machine, seconds.
+pub const BUDGET_DEFAULT_S: f64 = 600.0;
+pub const BUDGET_QUICK_S: f64 = 120.0;
+
+/// What one run costs beyond its warm-up and window, seconds: the child
+/// `harness run`, server start and SIGTERM stop, and the drain of a run
+/// past saturation (measured in a `--quick` compare of the 11 lab
+/// model:modes on the shared lab machine: 0.18 s for a ping-pong run, 0.7 s
+/// on average for an open-loop run, up to 2.9 s past saturation).
+const RUN_OVERHEAD_S: f64 = 0.3;
+/// What opening one held connection adds to a run, seconds (measured: 1000
+/// idle connections added 0.75 s on average over the 11 lab model:modes in
+/// the same run; earlier, 10 000 added 0.5 s to an event loop's run and
+/// 3.7 s to thread's and fork's).
+const CONNECT_COST_S: f64 = 0.0005;
+/// The phases figure traced after the matrix (`phases::lanes`; measured:
+/// about 2.5 s, rounded up).
+const PHASES_S: f64 = 5.0;
+/// The wake-up floor before the matrix: 2 s, every CPU at once.
+const FLOOR_S: f64 = 2.0;
+/// Starting and stopping each model once before the matrix (`probe`;
+/// measured: 1.7 s for the 11 lab model:modes).
+const PROBE_S: f64 = 0.2;
+
+/// Which matrix to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// One round of a few cells: does the pipeline work (≤ 2 minutes).
+    Quick,
+    /// Every question, in paired rounds, windows long enough for the
+    /// percentiles shown (≤ 10 minutes): `SWEEP_ROWS` past the lowest rate.
+    Default,
+    /// Every row on every question, more rounds, longer windows.
+    Full,
+}
+
+/// Which rows a block measures.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rows {
+    /// Every row of the matrix.
+    All,
+    /// Only those of the matrix in one of these lists.
+    Only(&'static [&'static [&'static str]]),
+}
+
+/// One question's runs: its workloads, measured in `rounds` rounds. In each
+/// round every (row, workload) of the block runs once, in a random order,
+/// so that everything compared within the block (two rows, or a row at two
+/// workloads: idle 0 against idle 1000) is paired by round.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Block {
+    pub workloads: Vec<Workload>,
+    pub rows: Rows,
+    pub rounds: usize,
+    pub purpose: Purpose,
+}
+
+/// What a compare run will measure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matrix {
+    pub models: Vec<String>,
+    /// In the order they run. The open-loop rates are blocks of their own,
+    /// ascending: a model that cannot sustain one is not asked for the next
+    /// (`saturated_below`).
+    pub blocks: Vec<Block>,
+    pub size: usize,
+    pub warmup_s: f64,
+    /// Every window this long, instead of `window_s`'s rule.
+    pub duration_s: Option<f64>,
+    /// The shortest and longest window `window_s` chooses.
+    pub min_window_s: f64,
+    pub max_window_s: f64,
+}
+
+impl Matrix {
+    /// The standard matrix at `scale`.
+    pub fn standard(scale: Scale) -> Matrix {
+        let open = |rate| Workload::OpenLoop {
+            conns: SWEEP_CONNS,
+            rate,
+        };
+        let idle = |idle| Workload::Idle {
+            idle,
+            active: SWEEP_CONNS,
+            rate: Some(IDLE_RATE),
+        };
+        let pp = |conns| Workload::Pingpong { conns };
+        let connect = Workload::Connect { conns: 4 };
+        let block = |workloads: Vec<Workload>, rows: Rows, rounds: usize| Block {
+            workloads,
+            rows,
+            rounds,
+            purpose: Purpose::Timing,
+        };
+        let sweep: Vec<u64> = std::iter::successors(Some(SWEEP_FROM), |r| Some(r * 2))
+            .take_while(|r| *r <= SWEEP_TOP)
+            .collect();
+        let (rounds, warmup_s, min_window_s, max_window_s) = match scale {
+            Scale::Quick => (1, 0.1, 0.2, 0.2),
+            Scale::Default => (4, 0.1, 0.25, 0.4),
+            Scale::Full => (6, 1.0, 1.0, 3.0),
+        };
+        // Past the first rate the sweep's rows; the ladder's rungs at
+        // LADDER_HIGH and the rate above it (near the base's saturation).
+        let past_first = |rate: u64| match scale {
+            Scale::Full => Rows::All,
+            _ if rate == LADDER_HIGH || rate == 2 * LADDER_HIGH => {
+                Rows::Only(&[SWEEP_ROWS, LADDER_ROWS])
+            }
+            _ => Rows::Only(&[SWEEP_ROWS]),
+        };
+        let mut blocks = Vec::new();
+        match scale {
+            Scale::Quick => {
+                blocks.push(block(vec![open(SWEEP_FROM)], Rows::All, 1));
+                blocks.push(block(vec![open(2 * SWEEP_FROM)], Rows::All, 1));
+                blocks.push(block(vec![pp(100)], Rows::All, 1));
+                blocks.push(block(vec![connect], Rows::All, 1));
+                blocks.push(block(
+                    vec![idle(0), idle(1_000)],
+                    Rows::Only(&[IDLE_ROWS]),
+                    1,
+                ));
+            }
+            Scale::Default | Scale::Full => {
+                for (i, rate) in sweep.iter().enumerate() {
+                    let rows = if i == 0 { Rows::All } else { past_first(*rate) };
+                    blocks.push(block(vec![open(*rate)], rows, rounds));
+                }
+                let pingpong: &[usize] = match scale {
+                    Scale::Full => &[1, 10, 100, 1000],
+                    _ => &[100],
+                };
+                // io_uring's ladder over 1 000 connections, at the sweep's
+                // first rate and at LADDER_HIGH (where it is in the sweep
+                // over 100 connections too).
+                for rate in [SWEEP_FROM, LADDER_HIGH] {
+                    let many = Workload::OpenLoop {
+                        conns: LADDER_CONNS,
+                        rate,
+                    };
+                    let rows = match scale {
+                        Scale::Full => Rows::Only(&[
+                            LADDER_ROWS,
+                            LADDER_FULL_ROWS,
+                            LADDER_BESIDE,
+                            CROSSOVER_ROWS,
+                        ]),
+                        _ => Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, MANY_ROWS]),
+                    };
+                    blocks.push(block(vec![many], rows, rounds));
+                }
+                // Closed loops and accepting are throughput questions: the
+                // sweep's rows, and for accepting every model (a process or
+                // a thread per connection is what it is about) and the twin.
+                if scale == Scale::Full {
+                    // The crossover map (issue 22): active connections from
+                    // 1 to 10 000 at the sweep's first rate and LADDER_HIGH,
+                    // for the pairs a reader weighs.
+                    for conns in CROSSOVER_CONNS {
+                        for rate in [SWEEP_FROM, LADDER_HIGH] {
+                            let w = Workload::OpenLoop {
+                                conns: *conns,
+                                rate,
+                            };
+                            blocks.push(block(vec![w], Rows::Only(&[CROSSOVER_ROWS]), rounds));
+                        }
+                    }
+                }
+                let closed = match scale {
+                    Scale::Full => Rows::All,
+                    _ => Rows::Only(&[SWEEP_ROWS]),
+                };
+                for c in pingpong {
+                    blocks.push(block(vec![pp(*c)], closed.clone(), rounds));
+                }
+                let accepting = match scale {
+                    Scale::Full => Rows::All,
+                    _ => Rows::Only(&[STANDARD_MODELS, &[AA_ROW]]),
+                };
+                blocks.push(block(vec![connect], accepting, rounds));
+                let (idles, idle_rows): (Vec<Workload>, Rows) = match scale {
+                    // 500: the largest count below select's FD_SETSIZE.
+                    Scale::Full => ([0, 100, 500, 1_000, 10_000].map(idle).to_vec(), Rows::All),
+                    _ => (vec![idle(0), idle(1_000)], Rows::Only(&[IDLE_ROWS])),
+                };
+                blocks.push(block(idles, idle_rows, rounds));
+                if scale == Scale::Default {
+                    // Memory at 10 000 idle connections, once per row: a
+                    // figure, not a comparison.
+                    blocks.push(block(vec![idle(10_000)], Rows::Only(&[MEMORY_ROWS]), 1));
+                }
+            }
+        }
+        let syscalls: Vec<Workload> = match scale {
+            Scale::Quick => vec![open(SWEEP_FROM)],
+            Scale::Default => vec![open(SWEEP_FROM)],
+            Scale::Full => vec![open(SWEEP_FROM), pp(1), pp(100)],
+        };
+        blocks.push(Block {
+            workloads: syscalls,
+            // Every model and rung; not the A/A twin (its counts would say
+            // nothing its original's do not) nor the floor (it busy-polls).
+            rows: Rows::Only(&[STANDARD_MODELS, LADDER_ROWS]),
+            rounds: 1,
+            purpose: Purpose::Syscalls,
+        });
+        let mut models: Vec<String> = STANDARD_MODELS.iter().map(|s| s.to_string()).collect();
+        models.extend(LADDER_ROWS.iter().map(|s| s.to_string()));
+        if scale == Scale::Full {
+            models.extend(LADDER_FULL_ROWS.iter().map(|s| s.to_string()));
+        }
+        models.push(AA_ROW.into());
+        models.push(FLOOR_ROW.into());
+        Matrix {
+            models,
+            blocks,
+            size: 64,
+            warmup_s,
+            duration_s: None,
+            min_window_s,
+            max_window_s,
+        }
+    }
+
+    /// The timed window of a run of `w`: long enough that each run holds
+    /// `samples_needed(99.9)` latency samples at an open-loop rate if the
+    /// matrix's longest window allows, else what p99 needs, never shorter
+    /// than the shortest window (closed loops, whose rate is not known in
+    /// advance, get the shortest: at this size every model answers more
+    /// than 4 000 requests/s, p99's need in 0.25 s).
+    pub fn window_s(&self, w: &Workload) -> f64 {
+        if let Some(d) = self.duration_s {
+            return d;
+        }
+        let Some(rate) = w.offered_rate() else {
+            return self.min_window_s;
+        };
+        let need = |p| samples_needed(p) as f64 / rate as f64;
+        let s = if need(99.9) <= self.max_window_s {
+            need(99.9)
+        } else {
+            need(99.0)
+        };
+        s.clamp(self.min_window_s, self.max_window_s)
+    }
+
+    /// Seconds a run of `w` may take before it is killed: the window, plus
+    /// time to start and stop the server and to open the connections (a
+    /// fork-per-connection server forks once for each).
+    pub fn run_timeout_s(&self, w: &Workload) -> f64 {
+        self.warmup_s + self.window_s(w) + 30.0 + w.concurrent_conns() as f64 / 500.0
+    }
+
+    /// The seconds one run of `w` is planned to take.
+    pub fn planned_run_s(&self, w: &Workload) -> f64 {
+        self.warmup_s
+            + self.window_s(w)
+            + RUN_OVERHEAD_S
+            + w.concurrent_conns() as f64 * CONNECT_COST_S
+    }
+
+    /// The rows of the matrix `block` measures, in matrix order.
+    pub fn rows<'a>(&'a self, block: &Block) -> Vec<&'a str> {
+        self.models
+            .iter()
+            .map(String::as_str)
+            .filter(|m| match &block.rows {
+                Rows::All => true,
+                Rows::Only(lists) => lists.iter().any(|l| l.contains(m)),
+            })
+            .collect()
+    }
+
+    /// Every workload a timing block measures, in the order first run.
+    pub fn timing_workloads(&self) -> Vec<Workload> {
+        let mut v = Vec::new();
+        for b in self.blocks.iter().filter(|b| b.purpose == Purpose::Timing) {
+            for w in &b.workloads {
+                if !v.contains(w) {
+                    v.push(*w);
+                }
+            }
+        }
+        v
+    }
+
+    /// The runs of the matrix at most (before cells a model's limit or
+    /// saturation excuses), and their planned seconds, the herd section's
+    /// connect runs and the phases traces after the matrix included.
+    pub fn plan(&self) -> (usize, f64) {
+        let mut runs = 0;
+        let mut seconds = self.models.len() as f64 * PROBE_S + PHASES_S + FLOOR_S;
+        for b in &self.blocks {
+            let rows = self.rows(b).len();
+            for w in &b.workloads {
+                runs += rows * b.rounds;
+                seconds += (rows * b.rounds) as f64 * self.planned_run_s(w);
+            }
+        }
+        let rounds = self.repeated_rounds();
+        let herd = rounds * herd::runs_per_round();
+        runs += herd;
+        seconds += herd as f64 * self.planned_run_s(&Workload::Connect { conns: 4 });
+        (runs, seconds)
+    }
+
+    /// The rounds of the repeated questions (the most any block has).
+    pub fn repeated_rounds(&self) -> usize {
+        self.blocks.iter().map(|b| b.rounds).max().unwrap_or(1)
+    }
+
+    /// Sets every repeated block's rounds to `rounds`.
+    pub fn set_rounds(&mut self, rounds: usize) {
+        for b in self.blocks.iter_mut().filter(|b| b.rounds > 1) {
+            b.rounds = rounds;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::row;
+
+    #[test]
+    fn every_block_holds_unique_workloads_and_the_sweep_doubles() {
+        for scale in [Scale::Quick, Scale::Default, Scale::Full] {
+            let m = Matrix::standard(scale);
+            for purpose in [Purpose::Timing, Purpose::Syscalls] {
+                let mut seen: Vec<Workload> = m
+                    .blocks
+                    .iter()
+                    .filter(|b| b.purpose == purpose)
+                    .flat_map(|b| b.workloads.clone())
+                    .collect();
+                let all = seen.len();
+                seen.sort();
+                seen.dedup();
+                assert_eq!(seen.len(), all, "{scale:?}");
+            }
+            let rates: Vec<u64> = m
+                .timing_workloads()
+                .iter()
+                .filter(|w| matches!(w, Workload::OpenLoop { conns, .. } if *conns == SWEEP_CONNS))
+                .filter_map(|w| w.offered_rate())
+                .collect();
+            assert!(rates.windows(2).all(|p| p[0] < p[1]), "{rates:?}");
+            assert_eq!(rates[0], SWEEP_FROM);
+            if scale != Scale::Quick {
+                assert!(rates.windows(2).all(|p| p[1] == 2 * p[0]), "{rates:?}");
+                // One rate a block, so saturation at one stops the next.
+                assert!(m
+                    .blocks
+                    .iter()
+                    .filter(|b| b.purpose == Purpose::Timing)
+                    .all(|b| b.workloads.len() == 1
+                        || b.workloads
+                            .iter()
+                            .all(|w| !matches!(w, Workload::OpenLoop { .. }))));
+            }
+            // The A/A twin and the floor are rows of every matrix.
+            assert!(m.models.iter().any(|r| r == AA_ROW));
+            assert!(m.models.iter().any(|r| r == FLOOR_ROW));
+        }
+        let (quick, default, full) = (
+            Matrix::standard(Scale::Quick),
+            Matrix::standard(Scale::Default),
+            Matrix::standard(Scale::Full),
+        );
+        assert!(quick.timing_workloads().len() < default.timing_workloads().len());
+        assert!(default.timing_workloads().len() < full.timing_workloads().len());
+        // --full maps active connections from 1 to 10 000.
+        for conns in [1, 10, 100, 1_000, 10_000] {
+            assert!(full.timing_workloads().contains(&Workload::OpenLoop {
+                conns,
+                rate: SWEEP_FROM
+            }));
+        }
+        // Paired intervals need rounds enough for Student's t to say something.
+        assert!(default.repeated_rounds() >= 4);
+        assert!(full.repeated_rounds() > default.repeated_rounds());
+        // The idle baseline (0 idle) is measured in the same block, so in
+        // the same rounds, as what it is compared with.
+        let idle_block = default
+            .blocks
+            .iter()
+            .find(|b| {
+                b.workloads
+                    .iter()
+                    .any(|w| matches!(w, Workload::Idle { idle: 1_000, .. }))
+            })
+            .expect("an idle block");
+        assert!(idle_block
+            .workloads
+            .iter()
+            .any(|w| matches!(w, Workload::Idle { idle: 0, .. })));
+        // The rows past the first rate include the twin and the floor.
+        assert!(SWEEP_ROWS.contains(&AA_ROW) && SWEEP_ROWS.contains(&FLOOR_ROW));
+    }
+
+    #[test]
+    fn the_ladder_runs_beside_its_base_and_epoll_at_two_connection_counts() {
+        let m = Matrix::standard(Scale::Default);
+        for rung in LADDER_ROWS {
+            let (spec, args) = row(rung).expect("a row");
+            assert_eq!(spec.to_string(), "uring:multishot");
+            assert!(args.iter().all(|a| a.starts_with("--")), "{args:?}");
+            assert!(m.models.iter().any(|r| r == rung));
+        }
+        for conns in [SWEEP_CONNS, LADDER_CONNS] {
+            for rate in [SWEEP_FROM, LADDER_HIGH] {
+                let w = Workload::OpenLoop { conns, rate };
+                let block = m
+                    .blocks
+                    .iter()
+                    .find(|b| b.purpose == Purpose::Timing && b.workloads.contains(&w))
+                    .expect("a ladder block");
+                let rows = m.rows(block);
+                for r in LADDER_ROWS.iter().chain(LADDER_BESIDE) {
+                    assert!(rows.contains(r), "{r} at {w:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn windows_hold_the_samples_their_percentiles_need() {
+        let m = Matrix::standard(Scale::Default);
+        assert_eq!(samples_needed(99.9), 10_000);
+        assert_eq!(samples_needed(99.0), 1_000);
+        for w in m.timing_workloads() {
+            let Some(rate) = w.offered_rate() else {
+                continue;
+            };
+            let samples = rate as f64 * m.window_s(&w);
+            // Every open-loop window holds p99's samples; up to the longest
+            // window, p99.9's too.
+            assert!(samples >= samples_needed(99.0) as f64, "{w:?}");
+            if (samples_needed(99.9) as f64 / rate as f64) <= m.max_window_s {
+                assert!(samples >= samples_needed(99.9) as f64, "{w:?}: {samples}");
+            }
+        }
+        let fixed = Matrix {
+            duration_s: Some(2.0),
+            ..Matrix::standard(Scale::Default)
+        };
+        assert_eq!(fixed.window_s(&Workload::Pingpong { conns: 1 }), 2.0);
+    }
+
+    #[test]
+    fn planned_runs_fit_the_budgets() {
+        for (scale, budget) in [
+            (Scale::Quick, BUDGET_QUICK_S),
+            (Scale::Default, BUDGET_DEFAULT_S),
+        ] {
+            let m = Matrix::standard(scale);
+            let (runs, seconds) = m.plan();
+            assert!(
+                seconds <= budget,
+                "{scale:?}: {runs} runs planned at {seconds:.0} s, over the {budget:.0} s budget"
+            );
+        }
+        let m = Matrix::standard(Scale::Default);
+        let one = Workload::Pingpong { conns: 1 };
+        assert!(
+            (m.planned_run_s(&one) - (0.1 + 0.25 + RUN_OVERHEAD_S + CONNECT_COST_S)).abs() < 1e-9
+        );
+        // The plan counts exactly the runs the blocks and the herd make.
+        let (runs, _) = m.plan();
+        let blocks: usize = m
+            .blocks
+            .iter()
+            .map(|b| m.rows(b).len() * b.workloads.len() * b.rounds)
+            .sum();
+        assert_eq!(runs, blocks + m.repeated_rounds() * herd::runs_per_round());
+    }
+}

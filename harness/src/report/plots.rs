@@ -1018,13 +1018,23 @@ fn interval(lo: f64, hi: f64) -> String {
     format!("{}–{}", significant(lo, 3), significant(hi, 3))
 }
 
-/// Black on a light fill, white on a dark one.
+/// The text colour of a fill: black or white, whichever contrasts more
+/// (WCAG's ratio of relative luminances); a mid-tone red takes black.
 fn ink_on(fill: RGBColor) -> RGBColor {
-    let luma = 0.299 * fill.0 as f64 + 0.587 * fill.1 as f64 + 0.114 * fill.2 as f64;
-    if luma < 140.0 {
-        WHITE
-    } else {
+    let linear = |c: u8| {
+        let c = c as f64 / 255.0;
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let l = 0.2126 * linear(fill.0) + 0.7152 * linear(fill.1) + 0.0722 * linear(fill.2);
+    // Against black (L = 0): (l + 0.05) / 0.05; against white: 1.05 / (l + 0.05).
+    if (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) {
         BLACK
+    } else {
+        WHITE
     }
 }
 
@@ -1553,6 +1563,9 @@ mod tests {
         assert_eq!(resolved.fill, DIVERGING[0]);
         assert_eq!(resolved.text, "0.500×");
         assert_eq!(resolved.ink, WHITE, "dark fill, light text");
+        assert_eq!(ink_on(DIVERGING[DIVERGING.len() - 1]), WHITE);
+        assert_eq!(ink_on(DIVERGING[7]), BLACK, "a mid-tone red takes black");
+        assert_eq!(ink_on(SAME_FILL), BLACK);
         assert!(!resolved.hatched);
     }
 

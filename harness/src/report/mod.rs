@@ -48,21 +48,29 @@ pub struct Ctx<'a> {
     pub family: &'a crate::stats::Family,
 }
 
-/// The report's Markdown: rendered once to collect every comparison it
-/// makes, then again with their Benjamini–Hochberg q-values, so that a
-/// difference is claimed only as a discovery among all of them.
-pub fn render_controlled(r: &CompareResults, figures: &[Figure]) -> String {
+/// Every comparison the report's Markdown makes, with their
+/// Benjamini–Hochberg q-values: a first rendering (its text discarded)
+/// collects them, so that a difference is claimed only as a discovery
+/// among all of them. The figures are drawn from this family too; they
+/// make no comparison the Markdown does not (the same keys), so that a
+/// verdict drawn reads as the verdict written.
+fn controlled(r: &CompareResults) -> crate::stats::Family {
     let first = crate::stats::Family::collecting();
     markdown::render(&Ctx {
         r,
-        figures,
+        figures: &[],
         family: &first,
     });
-    let family = first.adjust();
+    first.adjust()
+}
+
+/// The report's Markdown under the report's multiplicity control
+/// (`controlled`), referring to `figures`.
+pub fn render_controlled(r: &CompareResults, figures: &[Figure]) -> String {
     markdown::render(&Ctx {
         r,
         figures,
-        family: &family,
+        family: &controlled(r),
     })
 }
 
@@ -81,6 +89,7 @@ const FIGURES: &[&str] = &[
     "cpu_per_request_vs_connections.svg",
     "latency_percentiles.svg",
     "open_loop_latency.svg",
+    "crossover.svg",
 ];
 const FAMILIES: &[&str] = &["pingpong", "connect", "idle", "openloop"];
 
@@ -298,7 +307,109 @@ fn syscall_stacks(r: &CompareResults, w: &Workload) -> Vec<Stack> {
         .collect()
 }
 
-fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
+/// A pair's cell as the crossover map draws it.
+fn mark(o: &when::Outcome) -> plots::Mark {
+    match o {
+        when::Outcome::Lower(p) | when::Outcome::Higher(p) => plots::Mark::Resolved {
+            ratio: p.ratio,
+            lo: p.lo,
+            hi: p.hi,
+        },
+        when::Outcome::Same(p) => plots::Mark::Same { lo: p.lo, hi: p.hi },
+        when::Outcome::Unresolved(p) => plots::Mark::Unresolved { lo: p.lo, hi: p.hi },
+        when::Outcome::NotCompared => plots::Mark::NotCompared,
+    }
+}
+
+/// The crossover map's panels: each pair of "Which model, when?" whose
+/// rows were both measured, its outcome in every open-loop cell (`grid`'s
+/// rates by its connection counts), as that section judges it. A pair
+/// with no cell compared has no panel: its title is in the second list.
+fn crossover_panels(
+    r: &CompareResults,
+    family: &crate::stats::Family,
+) -> (Vec<plots::CrossPanel>, Vec<String>) {
+    let measured = questions::models(r);
+    let (conns, rates) = when::grid(r);
+    let (drawn, empty): (Vec<_>, Vec<_>) = when::PAIRS
+        .iter()
+        .filter(|(a, b, _)| measured.iter().any(|m| m == a) && measured.iter().any(|m| m == b))
+        .map(|(a, b, _)| {
+            let cells: Vec<Vec<plots::Mark>> = rates
+                .iter()
+                .map(|rate| {
+                    conns
+                        .iter()
+                        .map(|c| {
+                            let w = Workload::OpenLoop {
+                                conns: *c,
+                                rate: *rate,
+                            };
+                            mark(&when::outcome(family, r, a, b, &w))
+                        })
+                        .collect()
+                })
+                .collect();
+            plots::CrossPanel {
+                title: format!("{} over {}", table::label(a), table::label(b)),
+                cells,
+            }
+        })
+        .partition(|p| {
+            p.cells
+                .iter()
+                .flatten()
+                .any(|m| *m != plots::Mark::NotCompared)
+        });
+    (drawn, empty.into_iter().map(|p| p.title).collect())
+}
+
+/// The categories of the map where some panel compared a cell; the rest
+/// are taken out of every panel (a row or column of "—" alone says only
+/// what the note says). Returns the connection counts and rates kept.
+fn compared_only(
+    conns: &[usize],
+    rates: &[u64],
+    panels: &mut [plots::CrossPanel],
+) -> (Vec<usize>, Vec<u64>) {
+    let compared = |m: &plots::Mark| *m != plots::Mark::NotCompared;
+    let keep_rate: Vec<bool> = (0..rates.len())
+        .map(|ri| panels.iter().any(|p| p.cells[ri].iter().any(compared)))
+        .collect();
+    let keep_conns: Vec<bool> = (0..conns.len())
+        .map(|ci| {
+            panels
+                .iter()
+                .any(|p| p.cells.iter().any(|row| compared(&row[ci])))
+        })
+        .collect();
+    for p in panels.iter_mut() {
+        let rows: Vec<Vec<plots::Mark>> =
+            p.cells.iter().map(|row| kept(row, &keep_conns)).collect();
+        p.cells = rows
+            .into_iter()
+            .zip(&keep_rate)
+            .filter(|(_, keep)| **keep)
+            .map(|(row, _)| row)
+            .collect();
+    }
+    (kept(conns, &keep_conns), kept(rates, &keep_rate))
+}
+
+/// The items of `v` whose `keep` is true.
+fn kept<T: Copy>(v: &[T], keep: &[bool]) -> Vec<T> {
+    v.iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(x, _)| *x)
+        .collect()
+}
+
+fn figures(
+    dir: &Path,
+    r: &CompareResults,
+    family: &crate::stats::Family,
+) -> io::Result<Vec<Figure>> {
     let mut out = Vec::new();
     let sweep: Vec<(f64, Workload)> = questions::sweep(r)
         .into_iter()
@@ -524,6 +635,53 @@ fn figures(dir: &Path, r: &CompareResults) -> io::Result<Vec<Figure>> {
             out.push(line_figure(dir, file, &chart)?);
         }
     }
+
+    let (mut panels, empty) = crossover_panels(r, family);
+    if !panels.is_empty() {
+        let (all_conns, all_rates) = when::grid(r);
+        let (conns, rates) = compared_only(&all_conns, &all_rates, &mut panels);
+        let title = "Which model, when? CPU per request, row over its rival";
+        let mut note = String::from(
+            "Each square: the server CPU per request of the panel's first row over its rival's \
+             at that load (open loop), the geometric mean of the per-round ratios, with its 95 % \
+             interval in small type; coloured only where the difference is resolved under the \
+             report's Benjamini–Hochberg control, as in the section's tables.",
+        );
+        let left_out: Vec<String> = all_rates
+            .iter()
+            .filter(|v| !rates.contains(v))
+            .map(|v| rate_tick(*v as f64))
+            .chain(
+                all_conns
+                    .iter()
+                    .filter(|c| !conns.contains(c))
+                    .map(|c| format!("{c} connections")),
+            )
+            .collect();
+        if !left_out.is_empty() {
+            note.push_str(&format!(
+                " Left out, no pair compared there: {}.",
+                left_out.join(", ")
+            ));
+        }
+        if !empty.is_empty() {
+            note.push_str(&format!(
+                " No panel, no cell where both sustained the offer in enough rounds: {}.",
+                empty.join("; ")
+            ));
+        }
+        let conns: Vec<String> = conns.iter().map(|c| c.to_string()).collect();
+        let rates: Vec<String> = rates.iter().map(|v| rate_tick(*v as f64)).collect();
+        let chart = plots::Crossover {
+            title,
+            conns: &conns,
+            rates: &rates,
+            panels: &panels,
+            note: &note,
+        };
+        let drawn = plots::crossover_chart(&dir.join("crossover.svg"), &chart);
+        out.push(figure("crossover.svg", title, drawn)?);
+    }
     Ok(out)
 }
 
@@ -563,14 +721,22 @@ pub fn write(dir: &Path, r: &CompareResults) -> io::Result<Vec<PathBuf>> {
     let path = dir.join("cells.csv");
     write_file(&path, &csv::cells(r))?;
     written.push(path);
-    let figs = figures(dir, r)?;
+    // The family first, so that the figures draw the verdicts the text
+    // states; then the text, referring to the figures drawn.
+    let family = controlled(r);
+    let figs = figures(dir, r, &family)?;
     written.extend(
         figs.iter()
             .filter(|f| f.missing.is_none())
             .map(|f| dir.join(&f.file)),
     );
     let path = dir.join("REPORT.md");
-    write_file(&path, &render_controlled(r, &figs))?;
+    let md = markdown::render(&Ctx {
+        r,
+        figures: &figs,
+        family: &family,
+    });
+    write_file(&path, &md)?;
     written.push(path);
     Ok(written)
 }

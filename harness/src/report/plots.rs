@@ -1,7 +1,9 @@
 //! The report's SVG figures, drawn with plotters: lines over a numeric or
 //! categorical x axis, one small panel per family of models (`Family`), so
 //! that no panel holds more than eight lines; horizontal bars, one per
-//! model or sharing mode; and stacked bars (system calls by call).
+//! model or sharing mode; stacked bars (system calls by call); and the
+//! crossover map, a grid of squares per pair of models coloured by a ratio
+//! on a diverging scale where the difference is resolved.
 //!
 //! Every axis is drawn in its own units: a logarithmic axis is drawn as a
 //! linear axis of log10(value) whose ticks sit at 1-2-5 values inside the
@@ -21,7 +23,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::stats::Spread;
+use super::stats::{significant, Spread};
 
 /// The families the report draws as panels, in the report's order. A row's
 /// family follows from its model name alone (`Family::of`).
@@ -907,6 +909,470 @@ fn draw_stacks(
     Ok(())
 }
 
+/// One square of the crossover map: how a pair's cell came out under the
+/// report's comparison rule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mark {
+    /// A resolved difference: the ratio row/rival and its interval.
+    Resolved { ratio: f64, lo: f64, hi: f64 },
+    /// No measurable difference: the whole interval lies within the margin.
+    Same { lo: f64, hi: f64 },
+    /// The interval is too wide to say either.
+    Unresolved { lo: f64, hi: f64 },
+    /// A side fell short of the offer, was not measured there, or ran in
+    /// too few rounds.
+    NotCompared,
+}
+
+/// One panel of the crossover map: a pair, `cells[rate][connections]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrossPanel {
+    pub title: String,
+    pub cells: Vec<Vec<Mark>>,
+}
+
+/// The crossover map: one panel per pair, every panel over the same
+/// categories and on the same colour scale.
+pub struct Crossover<'a> {
+    pub title: &'a str,
+    /// The connection counts, left to right.
+    pub conns: &'a [String],
+    /// The offered rates, ascending: drawn bottom to top.
+    pub rates: &'a [String],
+    pub panels: &'a [CrossPanel],
+    /// What a square is, written under the key.
+    pub note: &'a str,
+}
+
+/// ColorBrewer's RdBu (9 classes), blue to red: a diverging scale around a
+/// near-white middle, legible by most colour-blind readers.
+const DIVERGING: [RGBColor; 9] = [
+    RGBColor(0x21, 0x66, 0xac),
+    RGBColor(0x43, 0x93, 0xc3),
+    RGBColor(0x92, 0xc5, 0xde),
+    RGBColor(0xd1, 0xe5, 0xf0),
+    RGBColor(0xf7, 0xf7, 0xf7),
+    RGBColor(0xfd, 0xdb, 0xc7),
+    RGBColor(0xf4, 0xa5, 0x82),
+    RGBColor(0xd6, 0x60, 0x4d),
+    RGBColor(0xb2, 0x18, 0x2b),
+];
+
+/// "No measurable difference": a flat grey, outside the diverging scale.
+const SAME_FILL: RGBColor = RGBColor(0xd4, 0xd4, 0xd4);
+const GRID_LINE: RGBColor = RGBColor(0xb0, 0xb0, 0xb0);
+const MUTED: RGBColor = RGBColor(0x70, 0x70, 0x70);
+
+/// The scale's reach: the smallest of 2×, 4× and 10× either way that holds
+/// every ratio (beyond 10× the colour saturates; the square's text says
+/// the value).
+pub fn ratio_extent(ratios: impl Iterator<Item = f64>) -> f64 {
+    let far = ratios
+        .filter(|r| *r > 0.0 && r.is_finite())
+        .map(|r| r.max(1.0 / r))
+        .fold(1.0, f64::max);
+    [2.0, 4.0].into_iter().find(|e| far <= *e).unwrap_or(10.0)
+}
+
+/// The key's ticks for an extent: symmetric on the log scale.
+fn extent_ticks(extent: f64) -> Vec<f64> {
+    if extent <= 2.0 {
+        vec![0.5, 0.8, 1.0, 1.25, 2.0]
+    } else if extent <= 4.0 {
+        vec![0.25, 0.5, 1.0, 2.0, 4.0]
+    } else {
+        vec![0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
+    }
+}
+
+/// A ratio's colour, log-symmetric around 1 over `1/extent ..= extent`:
+/// below 1 (the row cheaper) blue, above 1 (the row costlier) red, 1 the
+/// neutral middle.
+pub fn ratio_color(ratio: f64, extent: f64) -> RGBColor {
+    let t = (ratio.ln() / extent.ln()).clamp(-1.0, 1.0);
+    let x = (t + 1.0) / 2.0 * (DIVERGING.len() - 1) as f64;
+    let i = (x.floor() as usize).min(DIVERGING.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (DIVERGING[i], DIVERGING[i + 1]);
+    let mix = |p: u8, q: u8| (p as f64 + (q as f64 - p as f64) * f).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// How a square is drawn.
+#[derive(Debug, PartialEq)]
+struct Look {
+    fill: RGBColor,
+    hatched: bool,
+    /// The large text: the ratio, or the mark.
+    text: String,
+    /// The small text under it: the interval, where one was computed.
+    detail: Option<String>,
+    ink: RGBColor,
+}
+
+fn times(v: f64) -> String {
+    format!("{}×", significant(v, 3))
+}
+
+fn interval(lo: f64, hi: f64) -> String {
+    format!("{}–{}", significant(lo, 3), significant(hi, 3))
+}
+
+/// The text colour of a fill: black or white, whichever contrasts more
+/// (WCAG's ratio of relative luminances); a mid-tone red takes black.
+fn ink_on(fill: RGBColor) -> RGBColor {
+    let linear = |c: u8| {
+        let c = c as f64 / 255.0;
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let l = 0.2126 * linear(fill.0) + 0.7152 * linear(fill.1) + 0.0722 * linear(fill.2);
+    // Against black (L = 0): (l + 0.05) / 0.05; against white: 1.05 / (l + 0.05).
+    if (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) {
+        BLACK
+    } else {
+        WHITE
+    }
+}
+
+/// Only a resolved difference is coloured; the other outcomes are marks
+/// on fills the diverging scale never takes.
+fn look(mark: &Mark, extent: f64) -> Look {
+    match *mark {
+        Mark::Resolved { ratio, lo, hi } => {
+            let fill = ratio_color(ratio, extent);
+            Look {
+                fill,
+                hatched: false,
+                text: times(ratio),
+                detail: Some(interval(lo, hi)),
+                ink: ink_on(fill),
+            }
+        }
+        Mark::Same { lo, hi } => Look {
+            fill: SAME_FILL,
+            hatched: false,
+            text: "=".into(),
+            detail: Some(interval(lo, hi)),
+            ink: BLACK,
+        },
+        Mark::Unresolved { lo, hi } => Look {
+            fill: WHITE,
+            hatched: true,
+            text: "?".into(),
+            detail: Some(interval(lo, hi)),
+            ink: BLACK,
+        },
+        Mark::NotCompared => Look {
+            fill: WHITE,
+            hatched: false,
+            text: "—".into(),
+            detail: None,
+            ink: MUTED,
+        },
+    }
+}
+
+/// `text` broken into lines of at most about `width` characters, at spaces
+/// and before a `+` (a row's flags), so that a long row name stays whole
+/// word by word.
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for (i, part) in text.split('+').enumerate() {
+        let part = if i == 0 {
+            part.to_string()
+        } else {
+            format!("+{part}")
+        };
+        for (j, w) in part.split(' ').enumerate() {
+            if j > 0 {
+                words.push(" ".into());
+            }
+            words.push(w.to_string());
+        }
+    }
+    let mut lines = vec![String::new()];
+    for w in words {
+        let line = lines.last_mut().expect("one line at least");
+        if !line.trim().is_empty() && line.chars().count() + w.chars().count() > width {
+            lines.push(w.trim_start().to_string());
+        } else {
+            line.push_str(&w);
+        }
+    }
+    lines.into_iter().map(|l| l.trim().to_string()).collect()
+}
+
+/// Draws the crossover map to `path`. Returns `false` (and writes nothing)
+/// without a panel.
+pub fn crossover_chart(path: &Path, chart: &Crossover) -> io::Result<bool> {
+    if chart.panels.is_empty() || chart.conns.is_empty() || chart.rates.is_empty() {
+        return Ok(false);
+    }
+    wrap(path, draw_crossover(path, chart))?;
+    Ok(true)
+}
+
+const CELL: i32 = 78;
+const RATE_W: i32 = 84;
+const CROSS_MIN_W: i32 = 330;
+const CROSS_MAX_W: i32 = 1500;
+const CROSS_X_LABELS: i32 = 50;
+const CROSS_KEY_W: i32 = 420;
+
+fn text_at(size: u32, h: HPos, color: RGBColor) -> TextStyle<'static> {
+    let mut style =
+        TextStyle::from(("sans-serif", size).into_font()).pos(Pos::new(h, VPos::Center));
+    style.color = color.to_backend_color();
+    style
+}
+
+fn draw_crossover(path: &Path, chart: &Crossover) -> Drawn {
+    let (nc, nr) = (chart.conns.len() as i32, chart.rates.len() as i32);
+    let panel_w = (RATE_W + nc * CELL + 24).max(CROSS_MIN_W);
+    let per_row = ((CROSS_MAX_W / panel_w) as usize).clamp(1, 3);
+    let per_row = per_row.min(chart.panels.len());
+    let rows = chart.panels.len().div_ceil(per_row) as i32;
+    let titles: Vec<Vec<String>> = chart
+        .panels
+        .iter()
+        .map(|p| wrap_words(&p.title, (panel_w as usize - 24) / 8))
+        .collect();
+    let title_h = 14 + 20 * titles.iter().map(Vec::len).max().unwrap_or(1) as i32;
+    let panel_h = title_h + nr * CELL + CROSS_X_LABELS;
+    let width = (panel_w * per_row as i32).max(2 * CROSS_KEY_W + 120);
+    let note = wrap_words(chart.note, (width as usize - 32) / 8);
+    let foot_h = 150 + 20 * note.len() as i32;
+    let height = TITLE_H as i32 + rows * panel_h + foot_h;
+    let root = SVGBackend::new(path, (width as u32, height as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    root.draw(&Text::new(
+        chart.title.to_string(),
+        (width / 2, TITLE_H as i32 / 2),
+        text_at(24, HPos::Center, BLACK),
+    ))?;
+    let extent = ratio_extent(chart.panels.iter().flat_map(|p| {
+        p.cells.iter().flatten().filter_map(|m| match m {
+            Mark::Resolved { ratio, .. } => Some(*ratio),
+            _ => None,
+        })
+    }));
+    for (k, (panel, title)) in chart.panels.iter().zip(&titles).enumerate() {
+        let x0 = panel_w * (k % per_row) as i32;
+        let y0 = TITLE_H as i32 + panel_h * (k / per_row) as i32;
+        for (i, line) in title.iter().enumerate() {
+            root.draw(&Text::new(
+                line.clone(),
+                (x0 + panel_w / 2, y0 + 14 + 20 * i as i32),
+                text_at(16, HPos::Center, BLACK),
+            ))?;
+        }
+        let gx = x0 + RATE_W;
+        let gy = y0 + title_h;
+        // The rates ascend upward: the last row of `cells` on top.
+        for (ri, rate) in chart.rates.iter().enumerate() {
+            let top = gy + (nr - 1 - ri as i32) * CELL;
+            root.draw(&Text::new(
+                rate.clone(),
+                (gx - 8, top + CELL / 2),
+                text_at(14, HPos::Right, BLACK),
+            ))?;
+            for ci in 0..nc {
+                let mark = panel
+                    .cells
+                    .get(ri)
+                    .and_then(|r| r.get(ci as usize))
+                    .unwrap_or(&Mark::NotCompared);
+                draw_square(&root, (gx + ci * CELL, top), &look(mark, extent))?;
+            }
+        }
+        let below = gy + nr * CELL;
+        for (ci, c) in chart.conns.iter().enumerate() {
+            root.draw(&Text::new(
+                c.clone(),
+                (gx + ci as i32 * CELL + CELL / 2, below + 12),
+                text_at(14, HPos::Center, BLACK),
+            ))?;
+        }
+        root.draw(&Text::new(
+            "connections",
+            (gx + nc * CELL / 2, below + 34),
+            text_at(14, HPos::Center, MUTED),
+        ))?;
+        root.draw(&Text::new(
+            "offered",
+            (gx - 8, gy - 10),
+            text_at(13, HPos::Right, MUTED),
+        ))?;
+    }
+    let foot_y = TITLE_H as i32 + rows * panel_h + 10;
+    draw_ratio_key(&root, (32, foot_y), extent)?;
+    draw_mark_key(&root, (CROSS_KEY_W + 100, foot_y))?;
+    for (i, line) in note.iter().enumerate() {
+        root.draw(&Text::new(
+            line.clone(),
+            (16, foot_y + 128 + 20 * i as i32),
+            text_at(14, HPos::Left, BLACK),
+        ))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// A square of the map with its top-left corner at `at`: its fill, the
+/// hatching of an unresolved cell, and its text.
+fn draw_square(root: &Area, at: (i32, i32), look: &Look) -> Drawn {
+    let s = CELL - 4;
+    let (x, y) = (at.0 + 2, at.1 + 2);
+    root.draw(&Rectangle::new(
+        [(x, y), (x + s, y + s)],
+        look.fill.filled(),
+    ))?;
+    if look.hatched {
+        hatch(root, (x, y), s, 10)?;
+    }
+    root.draw(&Rectangle::new(
+        [(x, y), (x + s, y + s)],
+        GRID_LINE.stroke_width(1),
+    ))?;
+    let mid = (x + s / 2, y + s / 2);
+    let (text_at_y, size) = match look.detail {
+        Some(_) => (mid.1 - 9, 18),
+        None => (mid.1, 22),
+    };
+    if look.hatched {
+        // The text on a clear patch, not across the hatching.
+        root.draw(&Rectangle::new(
+            [(x + 8, text_at_y - 13), (x + s - 8, mid.1 + 22)],
+            WHITE.filled(),
+        ))?;
+    }
+    root.draw(&Text::new(
+        look.text.clone(),
+        (mid.0, text_at_y),
+        text_at(size, HPos::Center, look.ink),
+    ))?;
+    if let Some(detail) = &look.detail {
+        root.draw(&Text::new(
+            detail.clone(),
+            (mid.0, mid.1 + 13),
+            text_at(11, HPos::Center, look.ink),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Diagonals `step` apart over the square of side `s` at `at`: the
+/// hatching of "not resolved".
+fn hatch(root: &Area, at: (i32, i32), s: i32, step: usize) -> Drawn {
+    let (x, y) = at;
+    for c in (step as i32..2 * s).step_by(step) {
+        // The line u + v = c, clipped to the square.
+        let (a, b) = if c <= s {
+            ((x + c, y), (x, y + c))
+        } else {
+            ((x + s, y + c - s), (x + c - s, y + s))
+        };
+        root.draw(&PathElement::new(vec![a, b], GRID_LINE.stroke_width(1)))?;
+    }
+    Ok(())
+}
+
+/// The diverging scale as a bar with its ticks (0.5×, 0.8×, 1×, ...).
+fn draw_ratio_key(root: &Area, at: (i32, i32), extent: f64) -> Drawn {
+    let (x, y) = (at.0, at.1 + 34);
+    let (w, h) = (CROSS_KEY_W, 18);
+    root.draw(&Text::new(
+        "resolved: the row's CPU per request over its rival's",
+        (x, at.1 + 12),
+        text_at(14, HPos::Left, BLACK),
+    ))?;
+    let steps = 120;
+    for i in 0..steps {
+        let t = (i as f64 + 0.5) / steps as f64 * 2.0 - 1.0;
+        let c = ratio_color(extent.powf(t), extent);
+        let a = x + w * i / steps;
+        let b = x + w * (i + 1) / steps;
+        root.draw(&Rectangle::new([(a, y), (b, y + h)], c.filled()))?;
+    }
+    root.draw(&Rectangle::new(
+        [(x, y), (x + w, y + h)],
+        GRID_LINE.stroke_width(1),
+    ))?;
+    for v in extent_ticks(extent) {
+        let t = (v.ln() / extent.ln() + 1.0) / 2.0;
+        let tx = x + (t * w as f64).round() as i32;
+        root.draw(&PathElement::new(
+            vec![(tx, y + h), (tx, y + h + 5)],
+            BLACK.stroke_width(1),
+        ))?;
+        root.draw(&Text::new(
+            format!("{v}×"),
+            (tx, y + h + 16),
+            text_at(13, HPos::Center, BLACK),
+        ))?;
+    }
+    root.draw(&Text::new(
+        "← row cheaper",
+        (x, y + h + 40),
+        text_at(13, HPos::Left, DIVERGING[0]),
+    ))?;
+    root.draw(&Text::new(
+        "row costlier →",
+        (x + w, y + h + 40),
+        text_at(13, HPos::Right, DIVERGING[8]),
+    ))?;
+    Ok(())
+}
+
+/// What the squares that are not coloured mean, one swatch each.
+fn draw_mark_key(root: &Area, at: (i32, i32)) -> Drawn {
+    let said = [
+        (
+            Mark::Same { lo: 1.0, hi: 1.0 },
+            "no measurable difference (interval within ±10 %)",
+        ),
+        (
+            Mark::Unresolved { lo: 1.0, hi: 1.0 },
+            "not resolved by this run",
+        ),
+        (
+            Mark::NotCompared,
+            "not compared (a side fell short of the offer, or was not measured)",
+        ),
+    ];
+    let small = 30;
+    for (i, (mark, what)) in said.iter().enumerate() {
+        let look = look(mark, 2.0);
+        let (x, y) = (at.0, at.1 + 4 + 38 * i as i32);
+        root.draw(&Rectangle::new(
+            [(x, y), (x + small, y + small)],
+            look.fill.filled(),
+        ))?;
+        if look.hatched {
+            hatch(root, (x, y), small, 8)?;
+        }
+        root.draw(&Rectangle::new(
+            [(x, y), (x + small, y + small)],
+            GRID_LINE.stroke_width(1),
+        ))?;
+        root.draw(&Text::new(
+            look.text.clone(),
+            (x + small / 2, y + small / 2),
+            text_at(18, HPos::Center, look.ink),
+        ))?;
+        root.draw(&Text::new(
+            what.to_string(),
+            (x + small + 10, y + small / 2),
+            text_at(14, HPos::Left, BLACK),
+        ))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1024,6 +1490,113 @@ mod tests {
         assert_eq!(count_label(0.9997), "1.0");
         assert_eq!(count_label(118.2), "118");
         assert_eq!(count_label(0.0), "0");
+    }
+
+    #[test]
+    fn the_ratio_scale_is_centred_on_one() {
+        for extent in [2.0, 4.0, 10.0] {
+            // 1 is the middle of the diverging scale, the near-white.
+            assert_eq!(ratio_color(1.0, extent), DIVERGING[DIVERGING.len() / 2]);
+            assert_eq!(ratio_color(1.0, extent), RGBColor(0xf7, 0xf7, 0xf7));
+            // Cheaper is blue, costlier red, by the same amount on the log
+            // scale: a ratio and its inverse sit at mirrored places.
+            for r in [0.95, 0.8, 0.5, 0.3] {
+                let (lo, hi) = (ratio_color(r, extent), ratio_color(1.0 / r, extent));
+                assert!(lo.2 > lo.0, "{r}: {lo:?} is not blue");
+                assert!(hi.0 > hi.2, "{}: {hi:?} is not red", 1.0 / r);
+            }
+            assert_eq!(ratio_color(1.0 / extent, extent), DIVERGING[0]);
+            assert_eq!(ratio_color(extent, extent), DIVERGING[DIVERGING.len() - 1]);
+            // Beyond the extent the colour saturates.
+            assert_eq!(
+                ratio_color(extent * 3.0, extent),
+                DIVERGING[DIVERGING.len() - 1]
+            );
+        }
+        // Further from 1, darker: the fill's brightness falls either way.
+        let luma = |c: RGBColor| c.0 as u32 + c.1 as u32 + c.2 as u32;
+        assert!(luma(ratio_color(0.6, 2.0)) < luma(ratio_color(0.9, 2.0)));
+        assert!(luma(ratio_color(1.6, 2.0)) < luma(ratio_color(1.1, 2.0)));
+        assert_eq!(ratio_extent([0.6, 1.5].into_iter()), 2.0);
+        assert_eq!(ratio_extent([0.333, 1.5].into_iter()), 4.0);
+        assert_eq!(ratio_extent([12.0].into_iter()), 10.0);
+        assert_eq!(ratio_extent(std::iter::empty()), 2.0);
+        // The key's ticks are symmetric about 1 on the log scale.
+        for extent in [2.0, 4.0, 10.0] {
+            let t = extent_ticks(extent);
+            assert!(t.contains(&1.0) && t.contains(&extent) && t.contains(&(1.0 / extent)));
+            for v in &t {
+                assert!(t.iter().any(|w| (v * w - 1.0).abs() < 1e-9), "{v} in {t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_resolved_difference_is_coloured() {
+        let extent: f64 = 2.0;
+        // Every colour the scale can give a resolved cell.
+        let ramp: Vec<RGBColor> = (0..=400)
+            .map(|i| ratio_color(extent.powf(i as f64 / 200.0 - 1.0), extent))
+            .collect();
+        for mark in [
+            Mark::Same { lo: 0.95, hi: 1.05 },
+            Mark::Unresolved { lo: 0.4, hi: 0.9 },
+            Mark::NotCompared,
+        ] {
+            let l = look(&mark, extent);
+            assert!(!ramp.contains(&l.fill), "{mark:?} filled {:?}", l.fill);
+            assert!(!l.text.contains('×'), "{mark:?} reads as a ratio");
+        }
+        assert_eq!(look(&Mark::Same { lo: 0.95, hi: 1.05 }, extent).text, "=");
+        let unresolved = look(&Mark::Unresolved { lo: 0.4, hi: 0.9 }, extent);
+        assert!(unresolved.hatched && unresolved.text == "?");
+        assert_eq!(unresolved.detail.as_deref(), Some("0.400–0.900"));
+        assert_eq!(look(&Mark::NotCompared, extent).text, "—");
+        let resolved = look(
+            &Mark::Resolved {
+                ratio: 0.5,
+                lo: 0.45,
+                hi: 0.55,
+            },
+            extent,
+        );
+        assert_eq!(resolved.fill, DIVERGING[0]);
+        assert_eq!(resolved.text, "0.500×");
+        assert_eq!(resolved.ink, WHITE, "dark fill, light text");
+        assert_eq!(ink_on(DIVERGING[DIVERGING.len() - 1]), WHITE);
+        assert_eq!(ink_on(DIVERGING[7]), BLACK, "a mid-tone red takes black");
+        assert_eq!(ink_on(SAME_FILL), BLACK);
+        assert!(!resolved.hatched);
+    }
+
+    #[test]
+    fn a_long_row_name_wraps_at_its_flags() {
+        let title = "uring:multishot+defer-taskrun+skip-send-cqe over epoll:level";
+        let lines = wrap_words(title, 30);
+        assert_eq!(
+            lines,
+            [
+                "uring:multishot+defer-taskrun",
+                "+skip-send-cqe over",
+                "epoll:level"
+            ]
+        );
+        assert_eq!(wrap_words("a over b", 30), ["a over b"]);
+    }
+
+    #[test]
+    fn a_crossover_map_without_a_panel_is_not_drawn() {
+        let path = std::env::temp_dir().join(format!("lab-cross-{}.svg", std::process::id()));
+        let cats = vec!["100".to_string()];
+        let chart = Crossover {
+            title: "t",
+            conns: &cats,
+            rates: &cats,
+            panels: &[],
+            note: "",
+        };
+        assert!(!crossover_chart(&path, &chart).expect("no error"));
+        assert!(!path.exists());
     }
 
     #[test]

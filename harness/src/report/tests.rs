@@ -416,6 +416,7 @@ fn report_has_every_section_figure_and_reason() {
         "connections_per_second.svg",
         "syscalls_per_request.svg",
         "closed_loop_throughput.svg",
+        "crossover.svg",
     ] {
         assert!(names.contains(name), "{name} missing from {names:?}");
     }
@@ -1020,4 +1021,215 @@ fn every_workload_has_the_command_that_repeats_its_cells() {
         md.contains("(syscalls) | `harness run MODEL --workload pingpong --conns 100 --rate 5000 --size 64 --warmup 1 --duration 3 --syscalls` |"),
         "{md}"
     );
+}
+
+/// Every outcome the crossover map draws, over 10, 100 and 1 000
+/// connections at 5k/s and 20k/s: uring:multishot against epoll:level the
+/// same at c=10 5k/s, not resolved at c=100 5k/s, cheaper at c=1000 (0.6×
+/// at 5k/s, 0.8× at 20k/s), costlier at c=10 20k/s (1.5×), not compared
+/// at c=100 20k/s (uring fell short); coroutine:async a third of a
+/// thread's CPU over 1 000 connections at 5k/s; coroutine:stackful
+/// measured but short everywhere, so its pair has no compared cell.
+fn crossover_results() -> CompareResults {
+    let mut r = results();
+    let at = |conns, rate| Workload::OpenLoop { conns, rate };
+    let epoll = [10.0, 10.4, 9.8, 10.2];
+    let times = |k: [f64; 4]| -> [f64; 4] { std::array::from_fn(|i| epoll[i] * k[i]) };
+    let cases: [(usize, u64, [f64; 4], bool); 6] = [
+        (10, 5_000, [1.02, 1.01, 1.03, 1.02], true),
+        (100, 5_000, [0.7, 1.3, 0.8, 1.25], true),
+        (1000, 5_000, [0.6; 4], true),
+        (10, 20_000, [1.5; 4], true),
+        (100, 20_000, [0.9; 4], false),
+        (1000, 20_000, [0.79, 0.8, 0.81, 0.8], true),
+    ];
+    r.workloads.clear();
+    for (conns, rate, k, sustained) in cases {
+        let w = at(conns, rate);
+        r.workloads.push(w);
+        let offered = [rate as f64; 4];
+        let short = [rate as f64 * 0.7; 4];
+        r.cells
+            .retain(|c| !(c.model == "epoll:level" && c.workload == w));
+        r.cells.push(reps("epoll:level", &w, offered, epoll));
+        r.cells.push(reps(
+            "uring:multishot",
+            &w,
+            if sustained { offered } else { short },
+            times(k),
+        ));
+        r.cells
+            .push(reps("blocking:thread", &w, offered, [30.0; 4]));
+        r.cells
+            .push(reps("coroutine:stackful", &w, short, [12.0; 4]));
+        let coroutine = if (conns, rate) == (1000, 5_000) {
+            [10.0; 4]
+        } else {
+            [31.0, 30.0, 32.0, 29.0]
+        };
+        r.cells
+            .push(reps("coroutine:async", &w, offered, coroutine));
+    }
+    r.workloads.extend([OPEN_10K, PP100, CONNECT, IDLE_1000]);
+    for m in [
+        "uring:multishot",
+        "blocking:thread",
+        "coroutine:async",
+        "coroutine:stackful",
+    ] {
+        r.models.push(ModelStatus {
+            model: m.into(),
+            binary: None,
+            server_args: vec![],
+            unavailable: None,
+        });
+    }
+    r
+}
+
+#[test]
+fn the_crossover_map_draws_each_cell_as_the_section_judges_it() {
+    use plots::Mark;
+    let r = crossover_results();
+    let family = controlled(&r);
+    let (panels, empty) = crossover_panels(&r, &family);
+    assert_eq!(empty, ["coroutine:stackful over blocking:thread"]);
+    let titles: Vec<&str> = panels.iter().map(|p| p.title.as_str()).collect();
+    // The best io_uring was not measured; stackful coroutines never
+    // sustained the offer: no panel for either.
+    assert_eq!(
+        titles,
+        [
+            "uring:multishot over epoll:level",
+            "coroutine:async over blocking:thread",
+            "epoll:level over peers:tokio (reference)",
+        ]
+    );
+    let (conns, rates) = when::grid(&r);
+    assert_eq!(
+        (conns, rates),
+        (vec![10, 100, 1000], vec![5_000, 10_000, 20_000])
+    );
+    let uring = &panels[0].cells;
+    let resolved = |m: &Mark| match m {
+        Mark::Resolved { ratio, .. } => Some(*ratio),
+        _ => None,
+    };
+    assert!(
+        matches!(uring[0][0], Mark::Same { lo, hi } if lo > 1.0 && hi < 1.05),
+        "1.02× in every round: within ±10 %: {:?}",
+        uring[0][0]
+    );
+    assert!(
+        matches!(uring[0][1], Mark::Unresolved { lo, hi } if lo < 0.8 && hi > 1.2),
+        "0.7× to 1.3×: too wide: {:?}",
+        uring[0][1]
+    );
+    assert!((resolved(&uring[0][2]).expect("0.6×") - 0.6).abs() < 1e-9);
+    assert!((resolved(&uring[2][0]).expect("1.5×") - 1.5).abs() < 1e-9);
+    assert_eq!(uring[2][1], Mark::NotCompared, "uring fell short");
+    assert!((resolved(&uring[2][2]).expect("0.8×") - 0.8).abs() < 0.01);
+    assert!(
+        uring[1].iter().all(|m| *m == Mark::NotCompared),
+        "no cell at 10k/s"
+    );
+    // The same verdicts as the section's table, cell by cell.
+    for (ri, rate) in [5_000, 10_000, 20_000].into_iter().enumerate() {
+        for (ci, conns) in [10, 100, 1000].into_iter().enumerate() {
+            let w = Workload::OpenLoop { conns, rate };
+            let o = when::outcome(&family, &r, "uring:multishot", "epoll:level", &w);
+            assert_eq!(mark(&o), uring[ri][ci], "{w:?}");
+        }
+    }
+    // An unresolved cell is not coloured, whatever its point estimate.
+    let p = crate::stats::Paired {
+        ratio: 0.5,
+        lo: 0.2,
+        hi: 1.3,
+        p: 0.2,
+        pairs: 4,
+    };
+    assert_eq!(
+        mark(&when::Outcome::Unresolved(p)),
+        Mark::Unresolved { lo: 0.2, hi: 1.3 }
+    );
+    assert_eq!(
+        mark(&when::Outcome::Same(p)),
+        Mark::Same { lo: 0.2, hi: 1.3 }
+    );
+    assert!(matches!(
+        mark(&when::Outcome::Lower(p)),
+        Mark::Resolved { ratio, .. } if ratio == 0.5
+    ));
+    // The map keeps the rates and counts some panel compared: 10k/s has
+    // no compared cell in any panel (epoll fell short of it; the others
+    // did not run it), so it is left out of every panel.
+    let mut kept = panels.clone();
+    let (conns, rates) = compared_only(&[10, 100, 1000], &[5_000, 10_000, 20_000], &mut kept);
+    assert_eq!((conns, rates), (vec![10, 100, 1000], vec![5_000, 20_000]));
+    assert_eq!(kept[0].cells, vec![uring[0].clone(), uring[2].clone()]);
+    assert!(kept
+        .iter()
+        .all(|p| p.cells.len() == 2 && p.cells[0].len() == 3));
+}
+
+#[test]
+fn the_figures_are_drawn_from_the_family_the_text_is_judged_by() {
+    let r = crossover_results();
+    let dir = std::env::temp_dir().join(format!("lab-crossover-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // The figures and the final text ask no comparison the first pass did
+    // not: the family keeps its keys (and so every q) through both.
+    let family = controlled(&r);
+    let asked = family.size();
+    assert!(asked > 10, "{asked}");
+    let figs = figures(&dir, &r, &family).expect("drawn");
+    assert_eq!(
+        family.size(),
+        asked,
+        "a figure asked a comparison of its own"
+    );
+    let md = markdown::render(&Ctx {
+        r: &r,
+        figures: &figs,
+        family: &family,
+    });
+    assert_eq!(
+        family.size(),
+        asked,
+        "the second pass asked a new comparison"
+    );
+    assert!(
+        md.contains("![Which model, when? CPU per request, row over its rival](crossover.svg)"),
+        "{md}"
+    );
+    // What the map shows is what the section says: 0.600× at c=1000 5k/s.
+    assert!(md.contains("| **0.600× (0.600–0.600)** less |"), "{md}");
+    let svg = std::fs::read_to_string(dir.join("crossover.svg")).expect("svg");
+    for needle in [
+        "uring:multishot over epoll:level",
+        "coroutine:async over blocking:thread",
+        "0.600×",
+        "1.50×",
+        ">\n?\n<",
+        ">\n=\n<",
+        ">\n—\n<",
+        "1000",
+        "20k/s",
+        "row costlier",
+    ] {
+        assert!(svg.contains(needle), "crossover.svg lacks {needle:?}");
+    }
+    // A pair without data has no panel (titles are centred), only its
+    // name in the note (left-aligned).
+    let stackful: Vec<&str> = svg
+        .split("<text")
+        .filter(|e| e.contains("coroutine:stackful"))
+        .collect();
+    assert!(!stackful.is_empty(), "the note names the pair left out");
+    assert!(
+        stackful.iter().all(|e| e.contains("text-anchor=\"start\"")),
+        "a pair without data has a panel: {stackful:?}"
+    );
+    std::fs::remove_dir_all(&dir).expect("cleanup");
 }

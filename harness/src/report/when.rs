@@ -270,6 +270,7 @@ pub fn which_when(x: &Ctx) -> Option<Answer> {
         body.push_str(&format!("\n{}\n", t.render()));
         summary.push(answer);
     }
+    body.push_str(&super::table::figure_ref(x, "crossover.svg"));
     body.push_str(
         "Not measured by `harness compare` yet: active connections other than these counts, and \
          request sizes other than the run's; the map holds only the cells above.\n",

@@ -16,6 +16,9 @@
 //! strace stops the server at every system call, so absolute durations are
 //! inflated (by some µs per call); the order of the calls, which call
 //! blocks, and the share of the time each phase takes are what it shows.
+//! For `uring`, which makes no copy call, a second run without strace reads
+//! the kernel's io_uring tracepoints to say where each RECV's copy ran
+//! ([`uring`]).
 
 pub mod uring;
 

@@ -197,8 +197,10 @@ pub fn analyse(events: &[Event], tids: &[i32]) -> KernelTrace {
         .filter_map(|e| field(&e.fields, "ring"))
         .collect();
     let ring_of = |e: &Event| field(&e.fields, "ring").is_some_and(|r| rings.contains(&r));
-    // Per request (by its req pointer, reused only after completion): its
-    // submission time and, since then, the last task_add.
+    // Per request, by its user_data (the kernel posts a multishot RECV's
+    // later completions with no req pointer, but always with the
+    // user_data it was submitted with): its submission time (or last
+    // completion) and, since then, the last task_add.
     let mut open: BTreeMap<String, (f64, Option<f64>)> = BTreeMap::new();
     let mut in_enter: BTreeMap<i32, bool> = BTreeMap::new();
     let mut on_cpu: BTreeMap<i32, f64> = BTreeMap::new();
@@ -217,22 +219,23 @@ pub fn analyse(events: &[Event], tids: &[i32]) -> KernelTrace {
                 }
             }
             "io_uring_submit_req" if ring_of(e) && e.fields.contains("opcode RECV") => {
-                if let Some(req) = field(&e.fields, "req") {
+                if let Some(req) = field(&e.fields, "user_data") {
                     open.insert(req.to_string(), (e.ts, None));
                 }
             }
             "io_uring_task_add" if ring_of(e) => {
-                if let Some(o) = field(&e.fields, "req").and_then(|r| open.get_mut(r)) {
+                if let Some(o) = field(&e.fields, "user_data").and_then(|r| open.get_mut(r)) {
                     o.1 = Some(e.ts);
                 }
             }
             "io_uring_queue_async_work"
-                if ring_of(e) && field(&e.fields, "req").is_some_and(|r| open.contains_key(r)) =>
+                if ring_of(e)
+                    && field(&e.fields, "user_data").is_some_and(|r| open.contains_key(r)) =>
             {
                 trace.async_work += 1;
             }
             "io_uring_complete" if ring_of(e) => {
-                let Some(req) = field(&e.fields, "req") else {
+                let Some(req) = field(&e.fields, "user_data") else {
                     continue;
                 };
                 let Some(&(submitted, queued)) = open.get(req) else {
@@ -417,6 +420,25 @@ mod tests {
         assert!(t
             .summary()
             .contains("1 × task work of the server thread, inside io_uring_enter"));
+    }
+
+    #[test]
+    fn a_multishot_recvs_later_completions_are_matched_by_user_data() {
+        // The kernel posts a multishot RECV's later CQEs with no req pointer
+        // and IORING_CQE_F_MORE (2) in cflags while it stays armed.
+        let text = "\
+           uring-100     [001] ..... 1.000000: sys_enter: NR 426 (3, 1, 1, 1, 0, 0)
+           uring-100     [001] ..... 1.000010: io_uring_submit_req: ring 00000000aa, req 00000000r1, user_data 0x9, opcode RECV, flags 0x0, sq_thread 0
+          client-200     [000] ..s1. 1.020000: io_uring_task_add: ring 00000000aa, req 00000000r1, user_data 0x9, opcode RECV, mask 1
+           uring-100     [001] ..... 1.020034: io_uring_complete: ring 00000000aa, req 0000000000000000, user_data 0x9, result 18, cflags 0x10003 extra1 0 extra2 0 
+          client-200     [000] ..s1. 1.040000: io_uring_task_add: ring 00000000aa, req 00000000r1, user_data 0x9, opcode RECV, mask 1
+           uring-100     [001] ..... 1.040020: io_uring_complete: ring 00000000aa, req 0000000000000000, user_data 0x9, result 18, cflags 0x20003 extra1 0 extra2 0 
+";
+        let events: Vec<Event> = text.lines().filter_map(parse_line).collect();
+        let t = analyse(&events, &[100]);
+        assert_eq!(t.recvs.len(), 2, "{t:?}");
+        assert!(t.recvs.iter().all(|r| r.at == Where::TaskWorkInEnter));
+        assert!((t.recvs[1].queued_to_done_us.expect("queued") - 20.0).abs() < 0.5);
     }
 
     #[test]

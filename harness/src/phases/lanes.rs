@@ -25,6 +25,41 @@ pub struct Lane {
     pub totals: Option<Totals>,
     pub main_wait: Option<String>,
     pub missing: Option<String>,
+    /// For `uring`: where the kernel ran the RECVs' copy (strace cannot
+    /// see it: no read call is made), from its io_uring tracepoints.
+    #[serde(default)]
+    pub kernel_copy: Option<KernelCopy>,
+}
+
+/// Where most RECV completions of a traced `uring` request ran their copy,
+/// and how long from the thread's return to the CPU to the completion.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelCopy {
+    pub place: String,
+    pub recvs: usize,
+    pub of: usize,
+    pub run_us: Option<f64>,
+}
+
+impl KernelCopy {
+    fn of(k: &super::uring::KernelTrace) -> Option<KernelCopy> {
+        let (at, n) = k.counts().into_iter().max_by_key(|(_, n)| *n)?;
+        Some(KernelCopy {
+            place: at.label().to_string(),
+            recvs: n,
+            of: k.recvs.len(),
+            run_us: k.median_run_us(at),
+        })
+    }
+
+    pub fn label(&self) -> String {
+        format!(
+            "copy: {}{}",
+            self.place,
+            self.run_us
+                .map_or(String::new(), |us| format!(", {us:.0} µs"))
+        )
+    }
 }
 
 /// One segment of a lane, in ms from the request's first call.
@@ -54,6 +89,7 @@ pub fn lane(model: &str) -> Lane {
             totals: None,
             main_wait: None,
             missing: Some(why),
+            kernel_copy: None,
         },
         Ok(t) => {
             let origin = t.calls.first().map_or(0.0, |c| c.start);
@@ -75,6 +111,10 @@ pub fn lane(model: &str) -> Lane {
                 totals: Some(t.totals),
                 main_wait: super::main_wait(&t.calls),
                 missing: None,
+                kernel_copy: match &t.kernel {
+                    Some(Ok(k)) => KernelCopy::of(k),
+                    _ => None,
+                },
             }
         }
     }

@@ -16,6 +16,11 @@
 //! strace stops the server at every system call, so absolute durations are
 //! inflated (by some µs per call); the order of the calls, which call
 //! blocks, and the share of the time each phase takes are what it shows.
+//! For `uring`, which makes no copy call, a second run without strace reads
+//! the kernel's io_uring tracepoints to say where each RECV's copy ran
+//! ([`uring`]).
+
+pub mod uring;
 
 pub mod lanes;
 
@@ -519,6 +524,10 @@ pub struct Traced {
     pub server_command: String,
     /// Every call strace saw, for `--raw`.
     pub raw: String,
+    /// For `uring`: where the kernel ran each RECV's copy, from a second,
+    /// untraced-by-strace run read through the io_uring tracepoints (or
+    /// why that could not be done).
+    pub kernel: Option<Result<uring::KernelTrace, String>>,
 }
 
 impl Traced {
@@ -703,13 +712,42 @@ pub fn trace(spec: &ModelSpec, server_args: &[String]) -> io::Result<Traced> {
     stopped?;
     let all = parse_strace(&raw);
     let calls = request_window(&all, &times, REPRESENTATIVE);
+    let kernel = (spec.model == "uring")
+        .then(|| trace_kernel(&config).map_err(|e| format!("io_uring tracepoints: {e}")));
     Ok(Traced {
         spec: spec.clone(),
         totals: totals(&calls),
         calls,
         server_command,
         raw,
+        kernel,
     })
+}
+
+/// A second run of the same server, without strace (which would stop it at
+/// every call), with the io_uring tracepoints on while [`drive`] talks to
+/// it: where each RECV's copy ran.
+pub fn trace_kernel(config: &ServerConfig) -> io::Result<uring::KernelTrace> {
+    let mut server = Server::start(config)?;
+    let outcome = (|| -> io::Result<uring::KernelTrace> {
+        let idle: Vec<TcpStream> = (0..IDLE_CONNS)
+            .map(|_| TcpStream::connect(server.addr()))
+            .collect::<io::Result<_>>()
+            .map_err(|e| io::Error::new(e.kind(), format!("connect (idle): {e}")))?;
+        let tids: Vec<i32> = tree_pids(server.pid())?
+            .into_iter()
+            .flat_map(thread_ids)
+            .collect();
+        let instance = uring::Instance::start(&tids)?;
+        drive(server.addr())?;
+        let events = instance.finish()?;
+        drop(idle);
+        Ok(uring::analyse(&events, &tids))
+    })();
+    let stopped = server.stop(Signal::SIGTERM, Duration::from_secs(2));
+    let trace = outcome?;
+    stopped?;
+    Ok(trace)
 }
 
 fn trace_running(spec: &ModelSpec, server: &Server, raw: &Path) -> io::Result<Vec<RequestTimes>> {
@@ -803,6 +841,15 @@ pub fn render(t: &Traced) -> String {
     }
     let _ = writeln!(out, "{}", t.summary_line());
     let _ = writeln!(out, "{}", t.header_line());
+    match &t.kernel {
+        Some(Ok(k)) => {
+            let _ = writeln!(out, "{}", k.summary());
+        }
+        Some(Err(why)) => {
+            let _ = writeln!(out, "kernel trace: not taken: {why}");
+        }
+        None => {}
+    }
     out
 }
 

@@ -235,6 +235,28 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, lanes: &[Lane], p: &Panel) 
                 )))?;
             }
         }
+        // The copy strace cannot see: the kernel runs it at the end of the
+        // long io_uring_enter, when the socket's data wakes the thread.
+        let main = lane
+            .segments
+            .iter()
+            .filter(|s| s.phase == Phase::Wait)
+            .max_by(|x, y| (x.end_ms - x.start_ms).total_cmp(&(y.end_ms - y.start_ms)));
+        if let (Some(k), Some(span)) = (&lane.kernel_copy, main) {
+            let b = (span.end_ms - shift).max(lo + min_w);
+            let w = (k.run_us.unwrap_or(0.0) / 1e3).max(min_w);
+            c.draw_series(std::iter::once(Rectangle::new(
+                [(b - w, row - 0.3), (b, row + 0.3)],
+                COPY.filled(),
+            )))?;
+            if !p.zoom {
+                c.draw_series(std::iter::once(Text::new(
+                    k.label(),
+                    (lo + (hi - lo) * 0.01, row - 0.32),
+                    ("sans-serif", 12),
+                )))?;
+            }
+        }
     }
     Ok(())
 }
@@ -280,6 +302,23 @@ fn section(lanes: &[Lane], drawn: bool) -> String {
             }
         }
     }
+    for l in lanes {
+        if let Some(k) = &l.kernel_copy {
+            let _ = writeln!(
+                out,
+                "\n`{}` makes no copy call, but its RECVs are still copied by a CPU: the kernel's \
+                 io_uring tracepoints (a second, strace-free run) put {} of {} in {}{} — the red \
+                 mark at the end of its wait.",
+                l.model,
+                k.recvs,
+                k.of,
+                k.place,
+                k.run_us.map_or(String::new(), |us| format!(
+                    ", {us:.0} µs from the thread's wake-up to the completion posted (µs clock)"
+                ))
+            );
+        }
+    }
     out
 }
 
@@ -318,7 +357,7 @@ pub fn write(dir: &Path, traced: Option<Vec<Lane>>) -> io::Result<Vec<PathBuf>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::phases::lanes::Span;
+    use crate::phases::lanes::{KernelCopy, Span};
     use crate::phases::Totals;
 
     fn lanes() -> Vec<Lane> {
@@ -349,6 +388,7 @@ mod tests {
                 }),
                 main_wait: Some("read".into()),
                 missing: None,
+                kernel_copy: None,
             },
             Lane {
                 model: "uring:single".into(),
@@ -356,8 +396,58 @@ mod tests {
                 totals: None,
                 main_wait: None,
                 missing: Some("not yet measured: no `uring` binary".into()),
+                kernel_copy: None,
             },
         ]
+    }
+
+    #[test]
+    fn the_uring_lane_shows_the_copy_the_kernel_trace_placed() {
+        let uring = Lane {
+            model: "uring:single".into(),
+            segments: vec![Span {
+                start_ms: 0.0,
+                end_ms: 20.0,
+                phase: Phase::Wait,
+                call: "io_uring_enter".into(),
+            }],
+            totals: Some(Totals::default()),
+            main_wait: Some("io_uring_enter".into()),
+            missing: None,
+            kernel_copy: Some(KernelCopy {
+                place: "task work of the server thread, inside io_uring_enter".into(),
+                recvs: 5,
+                of: 5,
+                run_us: Some(11.0),
+            }),
+        };
+        let dir = std::env::temp_dir().join(format!("harness-phases-uring-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(FIGURE);
+        assert!(draw(&path, std::slice::from_ref(&uring)).unwrap());
+        let svg = fs::read_to_string(&path).unwrap();
+        assert!(svg.contains("copy: task work of the server thread, inside io_uring_enter, 11 µs"));
+        let hex = format!("#{:02X}{:02X}{:02X}", COPY.0, COPY.1, COPY.2);
+        let marks = widths(&svg, &hex);
+        assert!(
+            marks.len() >= 2,
+            "the key's swatch and the copy mark: {marks:?}"
+        );
+        let no_copy = Lane {
+            kernel_copy: None,
+            ..uring.clone()
+        };
+        assert!(draw(&path, &[no_copy]).unwrap());
+        let svg = fs::read_to_string(&path).unwrap();
+        assert_eq!(widths(&svg, &hex), [16.0], "only the key's swatch");
+        fs::remove_dir_all(&dir).unwrap();
+        let s = section(&[uring], true);
+        assert!(
+            s.contains(
+                "put 5 of 5 in task work of the server thread, inside io_uring_enter, 11 µs"
+            ),
+            "{s}"
+        );
     }
 
     #[test]

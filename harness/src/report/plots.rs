@@ -550,6 +550,14 @@ const WIDTH: u32 = 1080;
 const ROW_H: u32 = 30;
 const NAME_W: u32 = 210;
 
+/// The width a bar chart's name column needs for its longest name (about
+/// 7 px a character at the axis' 12 px type), at least `NAME_W`: a long
+/// `+FLAG` row is not cut off.
+fn name_w<'a>(names: impl Iterator<Item = &'a str>) -> u32 {
+    let longest = names.map(|n| n.chars().count()).max().unwrap_or(0) as u32;
+    (longest * 7 + 16).max(NAME_W)
+}
+
 /// The text style of labels that sit left-aligned right of a point.
 fn left_text(size: u32) -> TextStyle<'static> {
     TextStyle::from(("sans-serif", size).into_font()).pos(Pos::new(HPos::Left, VPos::Center))
@@ -599,7 +607,8 @@ fn draw_bars(
     let n = bars.len();
     let key_h = if key.is_empty() { 0 } else { 36 };
     let height = 130 + ROW_H * n as u32 + key_h;
-    let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
+    let name_w = name_w(bars.iter().map(|b| b.name.as_str()));
+    let root = SVGBackend::new(path, (WIDTH + name_w - NAME_W, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let (plot, foot) = root.split_vertically(height - key_h);
     let names: Vec<String> = bars.iter().map(|b| b.name.clone()).collect();
@@ -622,7 +631,7 @@ fn draw_bars(
         .caption(title, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(56)
-        .y_label_area_size(NAME_W)
+        .y_label_area_size(name_w)
         .build_cartesian_2d(x_range, -0.6..(n as f64 - 0.4))?;
     c.configure_mesh()
         .disable_y_mesh()
@@ -804,10 +813,11 @@ fn draw_stacks(
 ) -> Drawn {
     let n = stacks.len();
     let height = 170 + ROW_H * n as u32;
-    let root = SVGBackend::new(path, (STACK_W, height)).into_drawing_area();
+    let name_w = name_w(stacks.iter().map(|s| s.name.as_str()));
+    let root = SVGBackend::new(path, (STACK_W + name_w - NAME_W, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let (plot, foot) = root.split_vertically(height - 40);
-    let (plot, text) = plot.split_horizontally(STACK_PLOT_W);
+    let (plot, text) = plot.split_horizontally(STACK_PLOT_W + name_w - NAME_W);
     let names: Vec<String> = stacks.iter().map(|s| s.name.clone()).collect();
     let y_fmt = move |y: &f64| {
         let i = y.round();
@@ -841,7 +851,7 @@ fn draw_stacks(
         .caption(title, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(56)
-        .y_label_area_size(NAME_W)
+        .y_label_area_size(name_w)
         .build_cartesian_2d(x_range, -0.6..(n as f64 - 0.4))?;
     c.configure_mesh()
         .disable_y_mesh()
@@ -1567,6 +1577,14 @@ mod tests {
         assert_eq!(ink_on(DIVERGING[7]), BLACK, "a mid-tone red takes black");
         assert_eq!(ink_on(SAME_FILL), BLACK);
         assert!(!resolved.hatched);
+    }
+
+    #[test]
+    fn a_bar_charts_name_column_fits_its_longest_name() {
+        assert_eq!(name_w(["poll", "epoll:level"].into_iter()), NAME_W);
+        let best = "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+incremental-buffers";
+        let w = name_w(["poll", best].into_iter());
+        assert!(w > NAME_W && w >= best.len() as u32 * 7, "{w}");
     }
 
     #[test]

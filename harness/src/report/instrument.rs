@@ -53,18 +53,36 @@ pub fn floor(x: &Ctx) -> Option<Answer> {
     body.push('\n');
     body.push_str(&wakeup_table(r));
     let top = highest_sustained(r, FLOOR_ROW);
+    let wake: Vec<String> = r
+        .wakeups
+        .iter()
+        .map(|t| {
+            format!(
+                "CPU {}: p99 {}, p99.9 {}",
+                t.cpu,
+                micros(t.p99_us),
+                micros(t.p999_us)
+            )
+        })
+        .collect();
     let summary =
         cells.first().map(|(w, c)| {
             let med = |f: stats::Metric| c.spread(f).map_or("n/a".into(), |s| micros(s.median));
             format!(
             "**The instrument's floor** ({} at {}): p50 {}, p99 {}; the load generator spends {} \
-             of CPU per request and sustains up to {} against it.",
+             of CPU per request and sustains up to {} against it. A sleeping thread on this \
+             machine wakes late by {}.",
             label(FLOOR_ROW),
             rate_label(w),
             med(stats::p50),
             med(stats::p99),
             med(stats::client_cpu),
-            top.map_or("none of the rates".into(), |t| format!("{}/s", si(t as f64)))
+            top.map_or("none of the rates".into(), |t| format!("{}/s", si(t as f64))),
+            if wake.is_empty() {
+                "an amount not measured in this run".to_string()
+            } else {
+                wake.join("; ")
+            }
         )
         });
     Some(Answer { body, summary })

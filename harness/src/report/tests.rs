@@ -1233,3 +1233,43 @@ fn the_figures_are_drawn_from_the_family_the_text_is_judged_by() {
     );
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[test]
+fn the_floor_summary_states_the_machines_wake_up_lateness() {
+    let mut r = results();
+    r.models.push(ModelStatus {
+        model: "reflector".into(),
+        binary: None,
+        server_args: vec![],
+        unavailable: None,
+    });
+    r.cells.push(reps(
+        "reflector",
+        &OPEN_5K,
+        [5e3; 4],
+        [40.0, 41.0, 42.0, 43.0],
+    ));
+    r.wakeups = vec![crate::measurement::TimerWakeups {
+        cpu: 1,
+        period_us: 200.0,
+        timer_slack_ns: 1,
+        samples: 10_000,
+        skipped: 0,
+        p50_us: 30.0,
+        p99_us: 1_050.0,
+        p999_us: 2_800.0,
+        max_us: 5_000.0,
+        mean_us: 80.0,
+    }];
+    let md = render_controlled(&r, &[]);
+    assert!(
+        md.contains(
+            "A sleeping thread on this machine wakes late by CPU 1: p99 1.05 ms, p99.9 2.80 ms."
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 1 | 10000 | 30.0 µs | 1.05 ms | 2.80 ms | 5.00 ms | 1 ns |"),
+        "{md}"
+    );
+}

@@ -233,10 +233,11 @@ fn distortions(r: &CompareResults) -> String {
         let _ = writeln!(
             out,
             "- **Counting syscalls.** In the syscall-counting runs the servers' CPU per request \
-             was {:.1}× (from {:.1}× to {:.1}×, over {} model/workload pairs) that of the timing \
-             runs. The counts come from separate runs because a syscall tracepoint sends every \
-             syscall on the machine through the kernel's tracing path; those runs feed no other \
-             table.",
+             was {:.1}× that of the timing runs' median (from {:.1}× to {:.1}× over {} \
+             model/workload pairs; one counting run each, so no interval: a description of the \
+             tracing's cost, not a comparison). The counts come from separate runs because a \
+             syscall tracepoint sends every syscall on the machine through the kernel's tracing \
+             path; those runs feed no other table.",
             s.median, s.min, s.max, s.n
         );
     }

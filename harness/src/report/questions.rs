@@ -1203,16 +1203,13 @@ pub fn syscalls(x: &Ctx) -> Option<Answer> {
         .and_then(|y| totals.iter().find(|(m, _)| m == y).cloned());
     if let Some((ym, yt)) = &base {
         for (m, t) in totals.iter().filter(|(m, _)| m != ym) {
+            // Counts of one run each: stated side by side, not as a ratio,
+            // since no interval can be put on it.
             found.push(format!(
-                "{} at {}: {} syscalls per request, {} {}'s {}.",
+                "{} at {}: {} syscalls per request, against {}'s {}.",
                 label(m),
                 first.label(),
                 significant(*t, 3),
-                if *yt > 0.0 {
-                    format!("{}×", significant(t / yt, 2))
-                } else {
-                    "against".into()
-                },
                 label(ym),
                 significant(*yt, 3)
             ));

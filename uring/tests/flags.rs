@@ -10,6 +10,8 @@
 
 mod support;
 
+use support::next_cqe;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -24,21 +26,6 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 const SEND: u64 = 1;
 const RECV: u64 = 2;
 const GROUP: u16 = 5;
-
-/// Waits up to 200 ms for one CQE; `None` if none came.
-fn next_cqe(ring: &mut IoUring) -> Option<cqueue::Entry> {
-    if let Some(cqe) = ring.completion().next() {
-        return Some(cqe);
-    }
-    let ts = Timespec::new().nsec(200_000_000);
-    let args = SubmitArgs::new().timespec(&ts);
-    match ring.submitter().submit_with_args(1, &args) {
-        Ok(_) => {}
-        Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
-        Err(e) => panic!("io_uring_enter: {e}"),
-    }
-    ring.completion().next()
-}
 
 fn submit_one(ring: &mut IoUring, sqe: &squeue::Entry) {
     // SAFETY: every buffer the entry points at outlives its completion.

@@ -9,33 +9,20 @@
 
 mod support;
 
+use support::next_cqe;
+
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 
-use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::types::Fd;
 use io_uring::{cqueue, opcode, IoUring};
 
 const RECV: u64 = 7;
 const PROVIDE: u64 = 8;
 const GROUP: u16 = 3;
 const BUF_LEN: usize = 64;
-
-/// Waits up to 200 ms for one CQE; `None` if none came.
-fn next_cqe(ring: &mut IoUring) -> Option<cqueue::Entry> {
-    if let Some(cqe) = ring.completion().next() {
-        return Some(cqe);
-    }
-    let ts = Timespec::new().nsec(200_000_000);
-    let args = SubmitArgs::new().timespec(&ts);
-    match ring.submitter().submit_with_args(1, &args) {
-        Ok(_) => {}
-        Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
-        Err(e) => panic!("io_uring_enter: {e}"),
-    }
-    ring.completion().next()
-}
 
 /// Hands `count` buffers of `BUF_LEN` bytes in `storage` to group `GROUP`
 /// (PROVIDE_BUFFERS) and waits for that to complete.

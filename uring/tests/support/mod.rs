@@ -24,6 +24,24 @@ macro_rules! skip_without_io_uring {
     };
 }
 
+// Not every test file that includes this module reaps a ring itself.
+#[allow(dead_code)]
+/// Waits up to 200 ms for one CQE; `None` if none came (ETIME is the wait
+/// running out, not an error).
+pub fn next_cqe(ring: &mut io_uring::IoUring) -> Option<io_uring::cqueue::Entry> {
+    if let Some(cqe) = ring.completion().next() {
+        return Some(cqe);
+    }
+    let ts = io_uring::types::Timespec::new().nsec(200_000_000);
+    let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+    match ring.submitter().submit_with_args(1, &args) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+        Err(e) => panic!("io_uring_enter: {e}"),
+    }
+    ring.completion().next()
+}
+
 // Not every test file that includes this module asks about flags.
 #[allow(dead_code)]
 /// `Some(reason)` when the model refuses `args` on this kernel: it exits with

@@ -355,33 +355,12 @@ fn wakeup_floor() -> Vec<crate::measurement::TimerWakeups> {
     };
     eprintln!("harness compare: timer wake-up floor on CPUs {cpus:?} ({WAKEUPS} wake-ups each)");
     // Every CPU at once, each by a thread pinned there: 2 s in all.
-    let measured: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = cpus
-            .iter()
-            .map(|&cpu| {
-                (
-                    cpu,
-                    s.spawn(move || crate::floor::timer_wakeups(cpu, WAKEUP_PERIOD, WAKEUPS)),
-                )
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(cpu, h)| (cpu, h.join()))
-            .collect()
-    });
-    measured
+    crate::floor::every_cpu(&cpus, WAKEUP_PERIOD, WAKEUPS)
         .into_iter()
-        .filter_map(|(cpu, joined)| match joined {
-            Ok(Ok(w)) => Some(w),
-            Ok(Err(e)) => {
-                eprintln!("harness compare: wake-up floor on CPU {cpu}: {e}");
-                None
-            }
-            Err(_) => {
-                eprintln!("harness compare: wake-up floor on CPU {cpu}: its thread panicked");
-                None
-            }
+        .filter_map(|(cpu, measured)| {
+            measured
+                .map_err(|e| eprintln!("harness compare: wake-up floor on CPU {cpu}: {e}"))
+                .ok()
         })
         .collect()
 }

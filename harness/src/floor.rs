@@ -58,6 +58,36 @@ fn sleep_until_ns(deadline_ns: u64) -> io::Result<()> {
 /// Measures `count` timer wake-ups on `cpu`, one every `period`, from a
 /// thread of its own (pinned there, timer slack 1 ns).
 pub fn timer_wakeups(cpu: usize, period: Duration, count: u64) -> io::Result<TimerWakeups> {
+    joined(spawn_wakeups(cpu, period, count)?)
+}
+
+/// `timer_wakeups` on every CPU of `cpus` at once, each by its own pinned
+/// thread: as long as one CPU's measurement. One result per CPU, in order.
+pub fn every_cpu(
+    cpus: &[usize],
+    period: Duration,
+    count: u64,
+) -> Vec<(usize, io::Result<TimerWakeups>)> {
+    let started: Vec<_> = cpus
+        .iter()
+        .map(|&cpu| (cpu, spawn_wakeups(cpu, period, count)))
+        .collect();
+    started
+        .into_iter()
+        .map(|(cpu, thread)| (cpu, thread.and_then(joined)))
+        .collect()
+}
+
+type Measuring = std::thread::JoinHandle<io::Result<TimerWakeups>>;
+
+fn joined(thread: Measuring) -> io::Result<TimerWakeups> {
+    thread
+        .join()
+        .map_err(|_| io::Error::other("floor thread panicked"))?
+}
+
+/// Starts the thread that measures `cpu`'s wake-ups.
+fn spawn_wakeups(cpu: usize, period: Duration, count: u64) -> io::Result<Measuring> {
     if period.is_zero() || count == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -100,9 +130,7 @@ pub fn timer_wakeups(cpu: usize, period: Duration, count: u64) -> io::Result<Tim
                 mean_us: hist.mean() / 1e3,
             })
         })
-        .map_err(|e| sys::named("spawn floor thread", e))?
-        .join()
-        .map_err(|_| io::Error::other("floor thread panicked"))?
+        .map_err(|e| sys::named("spawn floor thread", e))
 }
 
 #[derive(Args, Debug)]
@@ -170,6 +198,21 @@ mod tests {
         assert_eq!(r.cpu, cpu);
         // 200 deadlines 500 µs apart take at least 100 ms.
         assert!(started.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn every_cpu_measures_each_cpu_once_in_order() {
+        let cpus = sys::allowed_cpus().expect("cpus");
+        let measured = every_cpu(&cpus, Duration::from_micros(500), 50);
+        assert_eq!(measured.len(), cpus.len());
+        for ((cpu, m), want) in measured.into_iter().zip(&cpus) {
+            let m = m.expect("measured");
+            assert_eq!((cpu, m.cpu), (*want, *want));
+            assert_eq!(m.samples, 50);
+        }
+        assert!(every_cpu(&cpus, Duration::ZERO, 10)
+            .iter()
+            .all(|(_, m)| m.is_err()));
     }
 
     #[test]

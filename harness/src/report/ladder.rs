@@ -5,7 +5,8 @@
 //! idle connections, and the three goals of the ladder, each computed.
 
 use super::questions::{
-    findings_list, models, rate_label, sustained, total_syscalls, versus, Answer,
+    comparison_key, findings_list, idle_points, models, rate_label, sustained, total_syscalls,
+    versus, Answer,
 };
 use super::stats::{self, io_uring_threads_share, micros, percent, significant};
 use super::table::{label, show, show_pct, Table};
@@ -243,11 +244,7 @@ fn syscalls_and_memory(r: &CompareResults, rungs: &[(String, Vec<String>)]) -> S
 
 /// The idle workload with the most idle connections.
 fn most_idle(r: &CompareResults) -> Option<Workload> {
-    r.workloads
-        .iter()
-        .copied()
-        .filter(|w| matches!(w, Workload::Idle { .. }))
-        .max_by_key(|w| w.concurrent_conns())
+    idle_points(r).last().map(|(_, w)| *w)
 }
 
 /// The ladder's three goals, each computed from this run.
@@ -290,7 +287,9 @@ fn goals(x: &Ctx, rungs: &[(String, Vec<String>)]) -> Vec<String> {
             ))
         }) {
             Some((w, best, epoll)) => {
-                let key = format!("ladder goal | {} | {}", URING_BEST, w.label());
+                // The key `versus` files it under below: one comparison, counted
+                // once in the report's family.
+                let key = comparison_key("server CPU per request", best, epoll);
                 let verdict = x.family.judge(
                     &key,
                     &best.in_rounds(stats::server_cpu),

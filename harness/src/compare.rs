@@ -192,15 +192,15 @@ pub fn run_args(
                 push("--rate", rate.to_string());
             }
         }
-        Workload::OpenLoop { conns, rate } => {
+        Workload::OpenLoop { conns, rate } | Workload::Message { conns, rate, .. } => {
             push("--workload", "pingpong".into());
             push("--conns", conns.to_string());
             push("--rate", rate.to_string());
         }
     }
-    push("--size", m.size.to_string());
+    push("--size", w.size().unwrap_or(m.size).to_string());
     push("--warmup", m.warmup_s.to_string());
-    push("--duration", m.window_s(w).to_string());
+    push("--duration", m.window_for(model, w).to_string());
     push("--seed", (round + 1).to_string());
     a.push("--json".into());
     if matches!(w, Workload::Connect { .. }) {
@@ -365,6 +365,20 @@ fn wakeup_floor() -> Vec<crate::measurement::TimerWakeups> {
         .collect()
 }
 
+/// A coroutine switch against a thread hand-off, `rounds` times (about
+/// 0.1 s each): what "Which model, when?" sets a coroutine's server costs
+/// beside.
+fn switch_costs(rounds: usize) -> Vec<crate::results::Switching> {
+    eprintln!("harness compare: a switch's cost, {rounds} times");
+    (0..rounds)
+        .filter_map(|_| {
+            crate::switching::switching()
+                .map_err(|e| eprintln!("harness compare: switch cost not measured: {e}"))
+                .ok()
+        })
+        .collect()
+}
+
 /// The runs of one round of `block`, in a random order drawn from `rng`:
 /// every (row, workload) pair once.
 fn shuffled_round(
@@ -419,6 +433,7 @@ pub fn run_matrix(
         .map(|m| m.model.as_str())
         .collect();
     let wakeups = wakeup_floor();
+    let switching = switch_costs(matrix.repeated_rounds());
 
     // Every cell; not-run cells get their reason.
     let mut cells: Vec<Cell> = Vec::new();
@@ -468,11 +483,17 @@ pub fn run_matrix(
         seed: Some(seed),
         order: Vec::new(),
         wakeups,
+        switching,
         cell_timeout_s: matrix
             .blocks
             .iter()
-            .flat_map(|b| &b.workloads)
-            .map(|w| matrix.run_timeout_s(w))
+            .flat_map(|b| {
+                matrix
+                    .rows(b)
+                    .into_iter()
+                    .flat_map(|row| b.workloads.iter().map(move |w| (row, w)))
+            })
+            .map(|(row, w)| matrix.run_timeout_s(row, w))
             .fold(0.0, f64::max),
         started_at,
         finished_at: "(in progress)".into(),
@@ -540,7 +561,7 @@ pub fn run_matrix(
                 }
                 bar.set_message(label);
                 let args = run_args(matrix, &model, &w, block.purpose, round);
-                let timeout = Duration::from_secs_f64(matrix.run_timeout_s(&w));
+                let timeout = Duration::from_secs_f64(matrix.run_timeout_s(&model, &w));
                 match run_child(exe, &args, timeout) {
                     Ok(m) => cell.push_run(round, m),
                     Err(reason) => {
@@ -650,7 +671,8 @@ pub fn main(args: CompareArgs) -> io::Result<Compared> {
         Some(&partial),
     );
     let connect = Workload::Connect { conns: 4 };
-    let herd_timeout = Duration::from_secs_f64(matrix.run_timeout_s(&connect) + 30.0);
+    let herd_timeout =
+        Duration::from_secs_f64(matrix.run_timeout_s("epoll:level", &connect) + 30.0);
     let herd = herd::measure(
         matrix.repeated_rounds(),
         matrix.warmup_s,

@@ -16,3 +16,4 @@ pub mod run;
 pub mod server;
 pub mod spec;
 pub mod stats;
+pub mod switching;

@@ -25,6 +25,14 @@ pub enum Workload {
     },
     /// Open loop: `rate` requests/s scheduled over `conns` connections.
     OpenLoop { conns: usize, rate: u64 },
+    /// Open loop as `OpenLoop`, with requests (and replies) of `size`
+    /// bytes instead of the run's: the message-size question, whose sizes
+    /// run in one block so that they are paired by round.
+    Message {
+        size: usize,
+        conns: usize,
+        rate: u64,
+    },
 }
 
 impl Workload {
@@ -44,6 +52,9 @@ impl Workload {
                 rate: Some(rate),
             } => format!("idle {idle} + {active} active at {rate}/s"),
             Workload::OpenLoop { conns, rate } => format!("open loop {rate}/s c={conns}"),
+            Workload::Message { size, conns, rate } => {
+                format!("open loop {rate}/s c={conns} {size} B")
+            }
         }
     }
 
@@ -52,7 +63,8 @@ impl Workload {
         match *self {
             Workload::Pingpong { conns }
             | Workload::Connect { conns }
-            | Workload::OpenLoop { conns, .. } => conns,
+            | Workload::OpenLoop { conns, .. }
+            | Workload::Message { conns, .. } => conns,
             Workload::Idle { idle, active, .. } => idle + active,
         }
     }
@@ -60,8 +72,17 @@ impl Workload {
     /// The offered rate, requests/s, of an open-loop workload.
     pub fn offered_rate(&self) -> Option<u64> {
         match *self {
-            Workload::OpenLoop { rate, .. } => Some(rate),
+            Workload::OpenLoop { rate, .. } | Workload::Message { rate, .. } => Some(rate),
             Workload::Idle { rate, .. } => rate,
+            _ => None,
+        }
+    }
+
+    /// Request size, bytes, where the workload sets its own (else the
+    /// run's).
+    pub fn size(&self) -> Option<usize> {
+        match *self {
+            Workload::Message { size, .. } => Some(size),
             _ => None,
         }
     }
@@ -73,8 +94,24 @@ impl Workload {
             Workload::Connect { .. } => "connect",
             Workload::Idle { .. } => "idle",
             Workload::OpenLoop { .. } => "openloop",
+            Workload::Message { .. } => "message",
         }
     }
+}
+
+/// Two threads handing a value back and forth with nothing else to do,
+/// pinned to one CPU (so every hand-off is a kernel context switch), and
+/// the same hand-off as a plain function call.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Switching {
+    pub thread_handoff_ns: f64,
+    /// Voluntary context switches of the pinging thread per round trip
+    /// (two hand-offs): 1 when it blocks every time it waits for the reply.
+    pub switches_per_round_trip: f64,
+    pub call_ns: f64,
+    /// One switch between a corosensei coroutine and its caller (half of a
+    /// resume and the suspend back), in this thread: no kernel involved.
+    pub coroutine_switch_ns: f64,
 }
 
 /// Why a run was made: timing runs feed rates, latencies and CPU; a
@@ -227,6 +264,10 @@ pub struct CompareResults {
     /// the matrix (`crate::floor`): the floor under every latency.
     #[serde(default)]
     pub wakeups: Vec<TimerWakeups>,
+    /// A coroutine switch against a thread hand-off, measured once per
+    /// round before the matrix (`crate::switching`).
+    #[serde(default)]
+    pub switching: Vec<Switching>,
     /// The longest per-run timeout, seconds (runs that open more connections
     /// get more time).
     pub cell_timeout_s: f64,

@@ -50,6 +50,48 @@ pub const OFFERED_SHARE: f64 = 0.95;
 pub const URING_BEST: &str =
     "uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+incremental-buffers";
 
+/// The pairs a reader weighs ("Which model, when?"), as (row, against,
+/// what the question is).
+pub const PAIRS: &[(&str, &str, &str)] = &[
+    (
+        "uring:multishot",
+        "epoll:level",
+        "io_uring or epoll: what does completion-based I/O save per request?",
+    ),
+    (
+        URING_BEST,
+        "epoll:level",
+        "io_uring at its best (the ladder's best combination) against epoll",
+    ),
+    (
+        "coroutine:async",
+        "blocking:thread",
+        "a coroutine (async task) against a thread per connection",
+    ),
+    (
+        "coroutine:stackful",
+        "blocking:thread",
+        "a stackful coroutine against a thread per connection",
+    ),
+    (
+        "epoll:level",
+        "peers:tokio",
+        "what tokio's portability costs against raw epoll (epoll against tokio)",
+    ),
+];
+
+/// Every row of `PAIRS`, once: what the matrix's crossover blocks (active
+/// connections, message size) measure.
+pub const PAIR_ROWS: &[&str] = &[
+    "epoll:level",
+    "uring:multishot",
+    URING_BEST,
+    "coroutine:stackful",
+    "coroutine:async",
+    "blocking:thread",
+    "peers:tokio",
+];
+
 /// Whether a row is a model a reader weighs: not the A/A twin of another
 /// row, not the instrument's floor.
 pub fn is_model_row(label: &str) -> bool {
@@ -163,4 +205,22 @@ pub fn base_row(label: &str) -> Option<&str> {
 /// The row an A/A twin (`epoll:level#aa`) measures again: the label before `#`.
 pub fn twin_of(label: &str) -> Option<&str> {
     label.split_once('#').map(|(row, _)| row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_rows_are_exactly_the_rows_the_pairs_name() {
+        let mut named: Vec<&str> = PAIRS.iter().flat_map(|(a, b, _)| [*a, *b]).collect();
+        named.sort();
+        named.dedup();
+        let mut rows = PAIR_ROWS.to_vec();
+        rows.sort();
+        assert_eq!(named, rows);
+        for r in PAIR_ROWS {
+            assert!(row(r).is_ok(), "{r}");
+        }
+    }
 }

@@ -22,11 +22,12 @@ const LAYERS: &[(&str, u8)] = &[
     ("load", 2),
     ("account", 2),
     // Procedures: one measurement, one conformance pass, one trace, the
-    // timer floor.
+    // timer floor, a switch's cost.
     ("run", 3),
     ("check", 3),
     ("phases", 3),
     ("floor", 3),
+    ("switching", 3),
     // Drivers: what to run, in which order, how often.
     ("compare", 4),
     ("claims", 4),

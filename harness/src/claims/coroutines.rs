@@ -6,10 +6,11 @@ use super::lab::{
     bench_figures, cpu_us, in_rounds, metric, ratio, said, spec, spread, Lab, Run, Said, ROUNDS,
     SWITCH_BENCH,
 };
-use super::probe::{self, Switching};
+use super::probe;
 use super::{Measured, Verdict};
 use crate::measurement::Measurement;
 use crate::stats::{self, Family, InRound};
+use crate::switching::{self, Switching};
 
 /// C12's offered loads, requests/s over `C12_CONNS` connections: from one
 /// where both models sleep between requests to one near the threads'
@@ -19,7 +20,7 @@ const C12_CONNS: usize = 50;
 
 fn switching_rounds() -> Result<Vec<(usize, Switching)>, String> {
     (0..ROUNDS)
-        .map(|r| probe::switching().map(|s| (r, s)))
+        .map(|r| switching::switching().map(|s| (r, s)))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())
 }

@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-pub use probe::{Creation, IdleUse, Switching, Zombie};
+pub use probe::{Creation, IdleUse, Zombie};
 
 #[derive(clap::Args, Debug)]
 pub struct ClaimsArgs {

@@ -434,7 +434,7 @@ fn the_table_escapes_cells_lists_commands_and_states_the_family() {
 
 #[test]
 fn a_coroutine_switch_stays_in_user_space_and_a_thread_handoff_does_not() {
-    let s = probe::switching().unwrap();
+    let s = crate::switching::switching().unwrap();
     // Pinned to one CPU, each thread blocks (a voluntary switch) waiting
     // for every reply; the coroutine's resume never enters the kernel.
     assert!(s.switches_per_round_trip >= 0.5, "{s:?}");

@@ -4,7 +4,7 @@
 
 use super::herd;
 use crate::results::{Purpose, Workload};
-use crate::spec::{AA_ROW, FLOOR_ROW, STANDARD_MODELS, URING_BEST};
+use crate::spec::{base_row, AA_ROW, FLOOR_ROW, PAIR_ROWS, STANDARD_MODELS, URING_BEST};
 use crate::stats::samples_needed;
 
 /// The rows of the open-loop sweep past its lowest rate, and of the idle
@@ -69,10 +69,14 @@ pub const MANY_ROWS: &[&str] = &[
 pub const LADDER_CONNS: usize = 1_000;
 pub const LADDER_HIGH: u64 = 40_000;
 
-/// The active-connection counts of `--full`'s crossover map beyond the
-/// sweep's and the ladder's (each connection sending, open loop; over
-/// 1 000 the ladder's blocks hold these rows too), and the rows it holds:
-/// the pairs of the report's "Which model, when?" and the references.
+/// The active-connection counts of the crossover map beyond the sweep's
+/// and the ladder's (each connection sending, open loop; over 1 000 the
+/// ladder's blocks hold these rows too). The default matrix measures the
+/// ones past the first at the sweep's first rate over `PAIR_ROWS`;
+/// `--full` all of them, at `LADDER_HIGH` too, over `CROSSOVER_ROWS`: the
+/// pairs and the other readiness loops. One connection carries one request
+/// at a time, so its rate is bounded by the round trip (about 10 000/s
+/// here): a question for `--full`.
 pub const CROSSOVER_CONNS: &[usize] = &[1, 10, 10_000];
 pub const CROSSOVER_ROWS: &[&str] = &[
     "epoll:level",
@@ -87,6 +91,14 @@ pub const CROSSOVER_ROWS: &[&str] = &[
     "peers:tokio",
     "peers:polling",
 ];
+
+/// The message-size question: request (and reply) sizes from a small
+/// request to a streaming-sized one, at one rate and connection count,
+/// all in one block so that each row's sizes are paired by round. The rate
+/// is the one the load generator sustains at 64 KiB on one CPU here, where
+/// 10 000/s fell short: it sends, receives and checks 128 KiB a request.
+pub const MESSAGE_SIZES: &[usize] = &[64, 1_024, 16_384, 65_536];
+pub const MESSAGE_RATE: u64 = 5_000;
 
 /// Workers given to `blocking:pool` and `blocking:prefork`: each worker
 /// serves one connection at a time, so this is how many they serve at once.
@@ -141,15 +153,26 @@ pub const BUDGET_QUICK_S: f64 = 120.0;
 
 /// What one run costs beyond its warm-up and window, seconds: the child
 /// `harness run`, server start and SIGTERM stop, and the drain of a run
-/// past saturation (measured in a `--quick` compare of the 11 lab
-/// model:modes on the shared lab machine: 0.18 s for a ping-pong run, 0.7 s
-/// on average for an open-loop run, up to 2.9 s past saturation).
-const RUN_OVERHEAD_S: f64 = 0.3;
-/// What opening one held connection adds to a run, seconds (measured: 1000
-/// idle connections added 0.75 s on average over the 11 lab model:modes in
-/// the same run; earlier, 10 000 added 0.5 s to an event loop's run and
-/// 3.7 s to thread's and fork's).
-const CONNECT_COST_S: f64 = 0.0005;
+/// past saturation (measured in the default compare of 4fab04d: 0.08 s on
+/// average over its 660 timing runs, at most 2.0 s).
+const RUN_OVERHEAD_S: f64 = 0.1;
+/// What a syscall-counting run adds: opening a tracepoint counter per
+/// syscall on every thread of the server, and closing them (measured in
+/// the same run: 1.4 s on average over 23 runs).
+const SYSCALLS_OVERHEAD_S: f64 = 1.5;
+/// What opening one held connection adds to a run, seconds (measured in
+/// the same run: 10 100 connections added from 0.2 s, coroutine:async, to
+/// 2.0 s, blocking:thread, which starts a thread for each).
+const CONNECT_COST_S: f64 = 0.0002;
+/// The rows whose server holds a thread or a process per connection: the
+/// harness reads each one's counters from /proc at both ends of the
+/// window, and a read much slower than the window is refused by the
+/// accounting (`account`), so their windows grow with the connections.
+const TASK_PER_CONNECTION: &[&str] = &["blocking:thread", "blocking:fork"];
+/// Reading one thread's counters, seconds (measured: 10 000 threads of
+/// blocking:thread in 0.47 to 1.1 s on the lab machine, under load).
+const TASK_READ_S: f64 = 0.000_11;
+
 /// The phases figure traced after the matrix (`phases::lanes`; measured:
 /// about 2.5 s, rounded up).
 const PHASES_S: f64 = 5.0;
@@ -290,20 +313,41 @@ impl Matrix {
                 // Closed loops and accepting are throughput questions: the
                 // sweep's rows, and for accepting every model (a process or
                 // a thread per connection is what it is about) and the twin.
-                if scale == Scale::Full {
-                    // The crossover map (issue 22): active connections from
-                    // 1 to 10 000 at the sweep's first rate and LADDER_HIGH,
-                    // for the pairs a reader weighs.
-                    for conns in CROSSOVER_CONNS {
-                        for rate in [SWEEP_FROM, LADDER_HIGH] {
-                            let w = Workload::OpenLoop {
-                                conns: *conns,
-                                rate,
-                            };
-                            blocks.push(block(vec![w], Rows::Only(&[CROSSOVER_ROWS]), rounds));
-                        }
+                // The crossover map: active connections from 1 to 10 000
+                // (100 and 1 000 are the blocks above), for the pairs a
+                // reader weighs.
+                let (crossover_conns, crossover_rates, crossover_rows): (&[usize], &[u64], Rows) =
+                    match scale {
+                        Scale::Full => (
+                            CROSSOVER_CONNS,
+                            &[SWEEP_FROM, LADDER_HIGH],
+                            Rows::Only(&[CROSSOVER_ROWS]),
+                        ),
+                        _ => (
+                            &CROSSOVER_CONNS[1..],
+                            &[SWEEP_FROM],
+                            Rows::Only(&[PAIR_ROWS]),
+                        ),
+                    };
+                for conns in crossover_conns {
+                    for rate in crossover_rates {
+                        let w = Workload::OpenLoop {
+                            conns: *conns,
+                            rate: *rate,
+                        };
+                        blocks.push(block(vec![w], crossover_rows.clone(), rounds));
                     }
                 }
+                // Message sizes, one block: each size a workload of it.
+                let sizes = MESSAGE_SIZES
+                    .iter()
+                    .map(|size| Workload::Message {
+                        size: *size,
+                        conns: SWEEP_CONNS,
+                        rate: MESSAGE_RATE,
+                    })
+                    .collect();
+                blocks.push(block(sizes, crossover_rows, rounds));
                 let closed = match scale {
                     Scale::Full => Rows::All,
                     _ => Rows::Only(&[SWEEP_ROWS]),
@@ -334,6 +378,28 @@ impl Matrix {
             Scale::Default => vec![open(SWEEP_FROM)],
             Scale::Full => vec![open(SWEEP_FROM), pp(1), pp(100)],
         };
+        if scale != Scale::Quick {
+            // The crossover map's far ends counted too: the most
+            // connections and the largest message, for the pairs' rows.
+            let most = CROSSOVER_CONNS.iter().copied().max().unwrap_or(SWEEP_CONNS);
+            let largest = MESSAGE_SIZES.iter().copied().max().unwrap_or(64);
+            blocks.push(Block {
+                workloads: vec![
+                    Workload::OpenLoop {
+                        conns: most,
+                        rate: SWEEP_FROM,
+                    },
+                    Workload::Message {
+                        size: largest,
+                        conns: SWEEP_CONNS,
+                        rate: MESSAGE_RATE,
+                    },
+                ],
+                rows: Rows::Only(&[PAIR_ROWS]),
+                rounds: 1,
+                purpose: Purpose::Syscalls,
+            });
+        }
         blocks.push(Block {
             workloads: syscalls,
             // Every model and rung; not the A/A twin (its counts would say
@@ -382,17 +448,35 @@ impl Matrix {
         s.clamp(self.min_window_s, self.max_window_s)
     }
 
+    /// The timed window of `row`'s run of `w`: `window_s`, or, for a row
+    /// with a thread or process per connection, at least four times what
+    /// reading all of them takes, so that the accounting's reads at either
+    /// end are short against the window (`TASK_PER_CONNECTION`).
+    pub fn window_for(&self, row: &str, w: &Workload) -> f64 {
+        let base = self.window_s(w);
+        let per_task = base_row(row).is_some_and(|b| TASK_PER_CONNECTION.contains(&b));
+        if self.duration_s.is_some() || !per_task {
+            return base;
+        }
+        base.max(4.0 * TASK_READ_S * w.concurrent_conns() as f64)
+    }
+
     /// Seconds a run of `w` may take before it is killed: the window, plus
     /// time to start and stop the server and to open the connections (a
     /// fork-per-connection server forks once for each).
-    pub fn run_timeout_s(&self, w: &Workload) -> f64 {
-        self.warmup_s + self.window_s(w) + 30.0 + w.concurrent_conns() as f64 / 500.0
+    pub fn run_timeout_s(&self, row: &str, w: &Workload) -> f64 {
+        self.warmup_s + self.window_for(row, w) + 30.0 + w.concurrent_conns() as f64 / 500.0
     }
 
     /// The seconds one run of `w` is planned to take.
-    pub fn planned_run_s(&self, w: &Workload) -> f64 {
-        self.warmup_s
-            + self.window_s(w)
+    pub fn planned_run_s(&self, row: &str, w: &Workload, purpose: Purpose) -> f64 {
+        let traced = match purpose {
+            Purpose::Timing => 0.0,
+            Purpose::Syscalls => SYSCALLS_OVERHEAD_S,
+        };
+        traced
+            + self.warmup_s
+            + self.window_for(row, w)
             + RUN_OVERHEAD_S
             + w.concurrent_conns() as f64 * CONNECT_COST_S
     }
@@ -429,16 +513,23 @@ impl Matrix {
         let mut runs = 0;
         let mut seconds = self.models.len() as f64 * PROBE_S + PHASES_S + FLOOR_S;
         for b in &self.blocks {
-            let rows = self.rows(b).len();
+            let rows = self.rows(b);
             for w in &b.workloads {
-                runs += rows * b.rounds;
-                seconds += (rows * b.rounds) as f64 * self.planned_run_s(w);
+                runs += rows.len() * b.rounds;
+                for row in &rows {
+                    seconds += b.rounds as f64 * self.planned_run_s(row, w, b.purpose);
+                }
             }
         }
         let rounds = self.repeated_rounds();
         let herd = rounds * herd::runs_per_round();
         runs += herd;
-        seconds += herd as f64 * self.planned_run_s(&Workload::Connect { conns: 4 });
+        seconds += herd as f64
+            * self.planned_run_s(
+                "epoll:level",
+                &Workload::Connect { conns: 4 },
+                Purpose::Timing,
+            );
         (runs, seconds)
     }
 
@@ -601,7 +692,10 @@ mod tests {
         let m = Matrix::standard(Scale::Default);
         let one = Workload::Pingpong { conns: 1 };
         assert!(
-            (m.planned_run_s(&one) - (0.1 + 0.25 + RUN_OVERHEAD_S + CONNECT_COST_S)).abs() < 1e-9
+            (m.planned_run_s("epoll:level", &one, Purpose::Timing)
+                - (0.1 + 0.25 + RUN_OVERHEAD_S + CONNECT_COST_S))
+                .abs()
+                < 1e-9
         );
         // The plan counts exactly the runs the blocks and the herd make.
         let (runs, _) = m.plan();

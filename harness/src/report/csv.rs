@@ -8,6 +8,7 @@ use crate::results::{is_reference, Cell, CompareResults, Purpose, Workload};
 /// The metrics of the CSV: column stem and how it is read.
 const METRICS: &[(&str, Metric)] = &[
     ("rate", stats::rate),
+    ("echoed_bytes_per_s", stats::echoed_bytes),
     ("server_cpu_per_req_us", stats::server_cpu),
     ("client_cpu_per_req_us", stats::client_cpu),
     ("server_cpu_share", stats::server_utilisation),
@@ -47,12 +48,13 @@ fn number(v: Option<f64>) -> String {
     v.map(|v| format!("{v}")).unwrap_or_default()
 }
 
-fn row(c: &Cell) -> Vec<String> {
+fn row(c: &Cell, size: usize) -> Vec<String> {
     let (kind, idle, offered) = match c.workload {
         Workload::Pingpong { .. } => ("pingpong", 0, None),
         Workload::Connect { .. } => ("connect", 0, None),
         Workload::Idle { idle, rate, .. } => ("idle", idle, rate),
         Workload::OpenLoop { rate, .. } => ("open_loop", 0, Some(rate)),
+        Workload::Message { rate, .. } => ("message", 0, Some(rate)),
     };
     let conns = c.workload.concurrent_conns() - idle;
     let mut out = vec![
@@ -63,6 +65,7 @@ fn row(c: &Cell) -> Vec<String> {
         conns.to_string(),
         idle.to_string(),
         offered.map(|r| r.to_string()).unwrap_or_default(),
+        c.workload.size().unwrap_or(size).to_string(),
         match c.purpose {
             Purpose::Timing => "timing",
             Purpose::Syscalls => "syscalls",
@@ -92,6 +95,7 @@ pub fn cells(r: &CompareResults) -> String {
         "active_conns",
         "idle_conns",
         "offered_rate",
+        "size_bytes",
         "purpose",
         "runs",
         "failed_runs",
@@ -108,7 +112,7 @@ pub fn cells(r: &CompareResults) -> String {
     }
     let mut out = head.join(",") + "\n";
     for c in &r.cells {
-        out.push_str(&row(c).join(","));
+        out.push_str(&row(c, r.size).join(","));
         out.push('\n');
     }
     out

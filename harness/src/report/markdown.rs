@@ -490,6 +490,14 @@ pub const SECTIONS: &[Section] = &[
         render: questions::request_cost,
     },
     Section {
+        title: "What do more active connections change?",
+        render: super::axes::connections,
+    },
+    Section {
+        title: "What does the message size change?",
+        render: super::axes::sizes,
+    },
+    Section {
         title: "What does an idle connection cost?",
         render: questions::idle_cost,
     },

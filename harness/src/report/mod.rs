@@ -1,6 +1,7 @@
 //! Writes what `harness compare` measured: `REPORT.md`, its SVG figures,
 //! and the raw runs as JSON, all in one directory (`results/`).
 
+mod axes;
 mod control;
 mod csv;
 mod flags;
@@ -91,7 +92,7 @@ const FIGURES: &[&str] = &[
     "open_loop_latency.svg",
     "crossover.svg",
 ];
-const FAMILIES: &[&str] = &["pingpong", "connect", "idle", "openloop"];
+const FAMILIES: &[&str] = &["pingpong", "connect", "idle", "openloop", "message"];
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("{}: {e}", path.display()))
@@ -331,7 +332,7 @@ fn crossover_panels(
 ) -> (Vec<plots::CrossPanel>, Vec<String>) {
     let measured = questions::models(r);
     let (conns, rates) = when::grid(r);
-    let (drawn, empty): (Vec<_>, Vec<_>) = when::PAIRS
+    let (drawn, empty): (Vec<_>, Vec<_>) = crate::spec::PAIRS
         .iter()
         .filter(|(a, b, _)| measured.iter().any(|m| m == a) && measured.iter().any(|m| m == b))
         .map(|(a, b, _)| {
@@ -350,15 +351,21 @@ fn crossover_panels(
                         .collect()
                 })
                 .collect();
+            let sizes = axes::size_axis(r)
+                .iter()
+                .map(|w| mark(&when::outcome(family, r, a, b, w)))
+                .collect();
             plots::CrossPanel {
                 title: format!("{} over {}", table::label(a), table::label(b)),
                 cells,
+                sizes,
             }
         })
         .partition(|p| {
             p.cells
                 .iter()
                 .flatten()
+                .chain(&p.sizes)
                 .any(|m| *m != plots::Mark::NotCompared)
         });
     (drawn, empty.into_iter().map(|p| p.title).collect())
@@ -672,10 +679,24 @@ fn figures(
         }
         let conns: Vec<String> = conns.iter().map(|c| c.to_string()).collect();
         let rates: Vec<String> = rates.iter().map(|v| rate_tick(*v as f64)).collect();
+        let size_axis = axes::size_axis(r);
+        let sizes: Vec<String> = size_axis
+            .iter()
+            .map(|w| axes::size_label(w.size().unwrap_or(r.size)))
+            .collect();
+        let sizes_at = size_axis.first().map_or(String::new(), |w| {
+            format!(
+                "message size, at {} over {} connections",
+                rate_tick(w.offered_rate().unwrap_or(0) as f64),
+                w.concurrent_conns()
+            )
+        });
         let chart = plots::Crossover {
             title,
             conns: &conns,
             rates: &rates,
+            sizes: &sizes,
+            sizes_at: &sizes_at,
             panels: &panels,
             note: &note,
         };

@@ -934,11 +934,13 @@ pub enum Mark {
     NotCompared,
 }
 
-/// One panel of the crossover map: a pair, `cells[rate][connections]`.
+/// One panel of the crossover map: a pair, `cells[rate][connections]`,
+/// and a strip over message size, `sizes[size]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrossPanel {
     pub title: String,
     pub cells: Vec<Vec<Mark>>,
+    pub sizes: Vec<Mark>,
 }
 
 /// The crossover map: one panel per pair, every panel over the same
@@ -949,6 +951,10 @@ pub struct Crossover<'a> {
     pub conns: &'a [String],
     /// The offered rates, ascending: drawn bottom to top.
     pub rates: &'a [String],
+    /// The message sizes of each panel's strip, left to right, and where
+    /// they were measured (empty: no strip).
+    pub sizes: &'a [String],
+    pub sizes_at: &'a str,
     pub panels: &'a [CrossPanel],
     /// What a square is, written under the key.
     pub note: &'a str,
@@ -1142,7 +1148,14 @@ fn text_at(size: u32, h: HPos, color: RGBColor) -> TextStyle<'static> {
 
 fn draw_crossover(path: &Path, chart: &Crossover) -> Drawn {
     let (nc, nr) = (chart.conns.len() as i32, chart.rates.len() as i32);
-    let panel_w = (RATE_W + nc * CELL + 24).max(CROSS_MIN_W);
+    let ns = chart.sizes.len() as i32;
+    let panel_w = (RATE_W + nc.max(ns) * CELL + 24).max(CROSS_MIN_W);
+    // The size strip: a gap, its row of squares and its labels.
+    let strip_h = if ns > 0 {
+        24 + CELL + CROSS_X_LABELS
+    } else {
+        0
+    };
     let per_row = ((CROSS_MAX_W / panel_w) as usize).clamp(1, 3);
     let per_row = per_row.min(chart.panels.len());
     let rows = chart.panels.len().div_ceil(per_row) as i32;
@@ -1152,7 +1165,7 @@ fn draw_crossover(path: &Path, chart: &Crossover) -> Drawn {
         .map(|p| wrap_words(&p.title, (panel_w as usize - 24) / 8))
         .collect();
     let title_h = 14 + 20 * titles.iter().map(Vec::len).max().unwrap_or(1) as i32;
-    let panel_h = title_h + nr * CELL + CROSS_X_LABELS;
+    let panel_h = title_h + nr * CELL + CROSS_X_LABELS + strip_h;
     let width = (panel_w * per_row as i32).max(2 * CROSS_KEY_W + 120);
     let note = wrap_words(chart.note, (width as usize - 32) / 8);
     let foot_h = 150 + 20 * note.len() as i32;
@@ -1165,10 +1178,14 @@ fn draw_crossover(path: &Path, chart: &Crossover) -> Drawn {
         text_at(24, HPos::Center, BLACK),
     ))?;
     let extent = ratio_extent(chart.panels.iter().flat_map(|p| {
-        p.cells.iter().flatten().filter_map(|m| match m {
-            Mark::Resolved { ratio, .. } => Some(*ratio),
-            _ => None,
-        })
+        p.cells
+            .iter()
+            .flatten()
+            .chain(&p.sizes)
+            .filter_map(|m| match m {
+                Mark::Resolved { ratio, .. } => Some(*ratio),
+                _ => None,
+            })
     }));
     for (k, (panel, title)) in chart.panels.iter().zip(&titles).enumerate() {
         let x0 = panel_w * (k % per_row) as i32;
@@ -1217,6 +1234,28 @@ fn draw_crossover(path: &Path, chart: &Crossover) -> Drawn {
             (gx - 8, gy - 10),
             text_at(13, HPos::Right, MUTED),
         ))?;
+        if ns > 0 {
+            let top = below + CROSS_X_LABELS + 24;
+            root.draw(&Text::new(
+                "size",
+                (gx - 8, top + CELL / 2),
+                text_at(14, HPos::Right, BLACK),
+            ))?;
+            for (si, size) in chart.sizes.iter().enumerate() {
+                let mark = panel.sizes.get(si).unwrap_or(&Mark::NotCompared);
+                draw_square(&root, (gx + si as i32 * CELL, top), &look(mark, extent))?;
+                root.draw(&Text::new(
+                    size.clone(),
+                    (gx + si as i32 * CELL + CELL / 2, top + CELL + 12),
+                    text_at(14, HPos::Center, BLACK),
+                ))?;
+            }
+            root.draw(&Text::new(
+                chart.sizes_at.to_string(),
+                (gx + ns * CELL / 2, top + CELL + 34),
+                text_at(14, HPos::Center, MUTED),
+            ))?;
+        }
     }
     let foot_y = TITLE_H as i32 + rows * panel_h + 10;
     draw_ratio_key(&root, (32, foot_y), extent)?;
@@ -1610,6 +1649,8 @@ mod tests {
             title: "t",
             conns: &cats,
             rates: &cats,
+            sizes: &cats,
+            sizes_at: "",
             panels: &[],
             note: "",
         };

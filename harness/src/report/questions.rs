@@ -47,14 +47,35 @@ pub fn yardstick(r: &CompareResults) -> Option<String> {
         .cloned()
 }
 
-/// The open-loop sweep, ascending by rate.
+/// The open-loop sweep, ascending by rate: the open-loop workloads over
+/// the connection count measured at the most rates (the others are the
+/// crossover map's and the ladder's: "Which model, when?" and the
+/// connection question read them).
 pub fn sweep(r: &CompareResults) -> Vec<Workload> {
-    let mut v: Vec<Workload> = r
-        .workloads
+    let open = |c: usize| {
+        r.workloads
+            .iter()
+            .copied()
+            .filter(move |w| matches!(w, Workload::OpenLoop { conns, .. } if *conns == c))
+    };
+    let mut counts: Vec<usize> = Vec::new();
+    for w in &r.workloads {
+        if let Workload::OpenLoop { conns, .. } = *w {
+            if !counts.contains(&conns) {
+                counts.push(conns);
+            }
+        }
+    }
+    // The first seen wins a tie: the matrix runs the sweep first.
+    let Some(conns) = counts
         .iter()
         .copied()
-        .filter(|w| matches!(w, Workload::OpenLoop { .. }))
-        .collect();
+        .rev()
+        .max_by_key(|c| open(*c).count())
+    else {
+        return Vec::new();
+    };
+    let mut v: Vec<Workload> = open(conns).collect();
     v.sort_by_key(|w| w.offered_rate());
     v
 }

@@ -107,6 +107,10 @@ pub type Metric = fn(&Measurement) -> Option<f64>;
 pub fn rate(m: &Measurement) -> Option<f64> {
     Some(m.rate)
 }
+/// Request bytes echoed per second: the answered rate times the size.
+pub fn echoed_bytes(m: &Measurement) -> Option<f64> {
+    Some(m.rate * m.workload.size as f64)
+}
 pub fn p50(m: &Measurement) -> Option<f64> {
     m.latency.as_ref().map(|l| l.p50_us)
 }

@@ -33,9 +33,9 @@ fn env() -> Environment {
 /// A record with the given rate, server and client CPU per request.
 fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) -> Measurement {
     let (kind, conns, idle) = match *w {
-        Workload::Pingpong { conns } | Workload::OpenLoop { conns, .. } => {
-            (WorkloadKind::Pingpong, conns, 0)
-        }
+        Workload::Pingpong { conns }
+        | Workload::OpenLoop { conns, .. }
+        | Workload::Message { conns, .. } => (WorkloadKind::Pingpong, conns, 0),
         Workload::Connect { conns } => (WorkloadKind::Connect, conns, 0),
         Workload::Idle { idle, active, .. } => (WorkloadKind::Idle, active, idle),
     };
@@ -46,7 +46,7 @@ fn record(model: &str, w: &Workload, rate: f64, server_us: f64, client_us: f64) 
         workload: WorkloadParams {
             kind,
             conns,
-            size: 64,
+            size: w.size().unwrap_or(64),
             rate: w.offered_rate().map(|r| r as f64),
             idle,
             busy: 0,
@@ -236,6 +236,7 @@ fn results() -> CompareResults {
         seed: Some(7),
         order: vec![],
         wakeups: vec![],
+        switching: vec![],
         cell_timeout_s: 34.0,
         started_at: "2026-01-01T00:00:00.000Z".into(),
         finished_at: "2026-01-01T00:10:00.000Z".into(),
@@ -482,8 +483,9 @@ fn report_has_every_section_figure_and_reason() {
     for row in &rows[1..] {
         assert_eq!(row.split(',').count(), width, "{row}");
     }
-    assert!(rows.iter().any(|r| r
-        .starts_with("peers:tokio,true,open loop 5000/s c=100,open_loop,100,0,5000,timing,4,0,")));
+    assert!(rows.iter().any(|r| r.starts_with(
+        "peers:tokio,true,open loop 5000/s c=100,open_loop,100,0,5000,64,timing,4,0,"
+    )));
     // The report can be rewritten from its own JSON, to the same text.
     let back = load(&dir.join("compare.json")).expect("load");
     let again = dir.join("again");
@@ -1271,5 +1273,120 @@ fn the_floor_summary_states_the_machines_wake_up_lateness() {
     assert!(
         md.contains("| 1 | 10000 | 30.0 µs | 1.05 ms | 2.80 ms | 5.00 ms | 1 ns |"),
         "{md}"
+    );
+}
+
+#[test]
+fn which_model_when_names_the_connection_count_where_a_pair_turns() {
+    let r = crossover_results();
+    let family = controlled(&r);
+    let x = Ctx {
+        r: &r,
+        figures: &[],
+        family: &family,
+    };
+    let body = when::which_when(&x).expect("the section").body;
+    // uring against epoll at 5k/s: the same at 10, not resolved at 100,
+    // 0.6× at 1 000; at 20k/s 1.5× at 10, not compared at 100, 0.8× at
+    // 1 000.
+    assert!(
+        body.contains(
+            "at 5.00k/s it spends less CPU per request from 1000 active connections; below \
+             that no resolved difference"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "at 20.0k/s it spends less CPU per request from 1000 active connections; below \
+             that the cells disagree"
+        ),
+        "{body}"
+    );
+    // No size workload, no switch measured: neither table nor line.
+    assert!(!body.contains("Over message size"), "{body}");
+    assert!(!body.contains("A switch"), "{body}");
+}
+
+#[test]
+fn the_size_axis_is_paired_within_a_row_and_drawn_under_the_map() {
+    use plots::Mark;
+    let mut r = crossover_results();
+    let sizes = [64, 1_024, 16_384, 65_536];
+    let epoll = [20.0, 21.0, 19.0, 20.5];
+    for (i, size) in sizes.into_iter().enumerate() {
+        let w = Workload::Message {
+            size,
+            conns: 100,
+            rate: 5_000,
+        };
+        r.workloads.push(w);
+        // uring: the same up to 16 KiB, 0.7× at 64 KiB; epoll's CPU grows
+        // with the size, 3× from 64 B to 64 KiB.
+        let grow = [1.0, 1.2, 2.0, 3.0][i];
+        let k = if size == 65_536 { 0.7 } else { 1.0 };
+        r.cells
+            .push(reps("epoll:level", &w, [5e3; 4], epoll.map(|v| v * grow)));
+        r.cells.push(reps(
+            "uring:multishot",
+            &w,
+            [5e3; 4],
+            epoll.map(|v| v * grow * k),
+        ));
+    }
+    r.switching = (0..4)
+        .map(|i| crate::results::Switching {
+            thread_handoff_ns: 2_000.0 + 10.0 * i as f64,
+            switches_per_round_trip: 1.0,
+            call_ns: 1.0,
+            coroutine_switch_ns: 3.0 + 0.1 * i as f64,
+        })
+        .collect();
+    let family = controlled(&r);
+    let x = Ctx {
+        r: &r,
+        figures: &[],
+        family: &family,
+    };
+    let when = when::which_when(&x).expect("the section").body;
+    assert!(when.contains("Over message size:"), "{when}");
+    assert!(
+        when.contains("| size | 64 B | 1 KiB | 16 KiB | 64 KiB |"),
+        "{when}"
+    );
+    assert!(when.contains("**0.700× (0.700–0.700)** less"), "{when}");
+    assert!(
+        when.contains("5.00k/s c=100 64 KiB (-30 %, CI -30 to -30 %)"),
+        "{when}"
+    );
+    // The switch, once per coroutine pair, from the rounds measured.
+    assert!(
+        when.contains("a coroutine's resume or suspend takes 3.15 ns, a hand-off between two threads on that CPU 2020 ns"),
+        "{when}"
+    );
+    let sizes_section = axes::sizes(&x).expect("the size section").body;
+    assert!(
+        sizes_section.contains("**Bytes echoed per second**"),
+        "{sizes_section}"
+    );
+    // 64 KiB × 5000/s.
+    assert!(sizes_section.contains("328M"), "{sizes_section}");
+    // Within a row, 64 KiB against 64 B: 3× for both rows (uring 2.1×).
+    assert!(
+        sizes_section.contains("epoll:level at 64 KiB: 3.00×"),
+        "{sizes_section}"
+    );
+    let (panels, _) = crossover_panels(&r, &family);
+    let uring = &panels[0];
+    assert_eq!(uring.sizes.len(), 4);
+    assert!(
+        matches!(uring.sizes[0], Mark::Same { .. }),
+        "{:?}",
+        uring.sizes
+    );
+    assert!(
+        matches!(uring.sizes[3], Mark::Resolved { ratio, .. } if (ratio - 0.7).abs() < 1e-9),
+        "{:?}",
+        uring.sizes
     );
 }

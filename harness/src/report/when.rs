@@ -2,44 +2,16 @@
 //! words from this run's paired comparisons, cell by cell over connections
 //! and offered rate, and nowhere written by hand.
 
+use super::axes::{size_axis, size_label};
 use super::questions::{
     comparison_key, idle_points, models, rate_label, rss_per_idle, sustained, Answer,
 };
-use super::stats::{self, si, significant, Metric};
+use super::stats::{self, si, significant, Metric, Spread};
 use super::table::{label, Table};
 use super::Ctx;
 use crate::results::{Cell, CompareResults, Purpose, Workload};
-use crate::spec::URING_BEST;
-use crate::stats::{Family, Paired, Verdict};
-
-/// The pairs, as (row, against, what the question is).
-pub const PAIRS: &[(&str, &str, &str)] = &[
-    (
-        "uring:multishot",
-        "epoll:level",
-        "io_uring or epoll: what does completion-based I/O save per request?",
-    ),
-    (
-        URING_BEST,
-        "epoll:level",
-        "io_uring at its best (the ladder's best combination) against epoll",
-    ),
-    (
-        "coroutine:async",
-        "blocking:thread",
-        "a coroutine (async task) against a thread per connection",
-    ),
-    (
-        "coroutine:stackful",
-        "blocking:thread",
-        "a stackful coroutine against a thread per connection",
-    ),
-    (
-        "epoll:level",
-        "peers:tokio",
-        "what tokio's portability costs against raw epoll (epoll against tokio)",
-    ),
-];
+use crate::spec::PAIRS;
+use crate::stats::{Family, InRound, Paired, Verdict};
 
 /// How one cell of a pair came out.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -130,7 +102,11 @@ fn sentence(a: &str, b: &str, cells: &[(Workload, Outcome)]) -> String {
                     }
                     _ => String::new(),
                 };
-                format!("{} c={}{pct}", rate_label(w), w.concurrent_conns())
+                let size = w
+                    .size()
+                    .map(|s| format!(" {}", size_label(s)))
+                    .unwrap_or_default();
+                format!("{} c={}{size}{pct}", rate_label(w), w.concurrent_conns())
             })
             .collect()
     };
@@ -172,11 +148,137 @@ fn sentence(a: &str, b: &str, cells: &[(Workload, Outcome)]) -> String {
     )
 }
 
+/// Where the row's side of a pair turns: at each rate, the fewest
+/// connections from which every compared cell up to the most found the
+/// same resolved difference, and what the cells below it found.
+fn crossover(cells: &[(Workload, Outcome)]) -> Vec<String> {
+    let mut rates: Vec<u64> = cells.iter().filter_map(|(w, _)| w.offered_rate()).collect();
+    rates.sort();
+    rates.dedup();
+    let mut out = Vec::new();
+    for rate in rates {
+        let mut at: Vec<&(Workload, Outcome)> = cells
+            .iter()
+            .filter(|(w, _)| w.offered_rate() == Some(rate))
+            .collect();
+        at.sort_by_key(|(w, _)| w.concurrent_conns());
+        if at.len() < 2 {
+            continue;
+        }
+        let lower = |o: &Outcome| matches!(o, Outcome::Lower(_));
+        let higher = |o: &Outcome| matches!(o, Outcome::Higher(_));
+        for (side, f) in [
+            ("less", &lower as &dyn Fn(&Outcome) -> bool),
+            ("more", &higher),
+        ] {
+            let from = at.iter().rposition(|(_, o)| !f(o)).map_or(0, |i| i + 1);
+            if from == at.len() {
+                continue;
+            }
+            let n = at[from].0.concurrent_conns();
+            let below = if from == 0 {
+                format!(
+                    "at every count measured ({} to {n})",
+                    at[0].0.concurrent_conns()
+                )
+            } else {
+                let none = at[..from].iter().all(|(_, o)| !lower(o) && !higher(o));
+                format!(
+                    "from {n} active connections; below that {}",
+                    if none {
+                        "no resolved difference"
+                    } else {
+                        "the cells disagree (see the table)"
+                    }
+                )
+            };
+            out.push(format!(
+                "at {}/s it spends {side} CPU per request {below}",
+                si(rate as f64)
+            ));
+        }
+    }
+    out
+}
+
+/// The pair over message size: a table row and the cells compared.
+fn over_sizes(x: &Ctx, a: &str, b: &str) -> Option<(String, Vec<(Workload, Outcome)>)> {
+    let ws = size_axis(x.r);
+    let first = ws.first()?;
+    let mut head = vec!["size".to_string()];
+    head.extend(ws.iter().map(|w| size_label(w.size().unwrap_or(x.r.size))));
+    let mut t = Table::from(head);
+    let mut row = vec![format!(
+        "{} c={}",
+        rate_label(first),
+        first.concurrent_conns()
+    )];
+    let mut cells = Vec::new();
+    for w in &ws {
+        let o = outcome(x.family, x.r, a, b, w);
+        row.push(short(&o));
+        if o != Outcome::NotCompared {
+            cells.push((*w, o));
+        }
+    }
+    t.rows.push(row);
+    Some((t.render(), cells))
+}
+
+/// What a switch itself costs: a corosensei coroutine's against a same-CPU
+/// thread hand-off, paired by the round of the measurement.
+fn switch_cost(x: &Ctx) -> Option<String> {
+    let s = &x.r.switching;
+    let co: Vec<InRound> = s
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (i, m.coroutine_switch_ns))
+        .collect();
+    let th: Vec<InRound> = s
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (i, m.thread_handoff_ns))
+        .collect();
+    let median = |v: &[InRound]| Spread::of(v.iter().map(|(_, x)| *x)).map(|s| s.median);
+    let (c, t) = (median(&co)?, median(&th)?);
+    let verdict = match x.family.judge(SWITCH_KEY, &co, &th) {
+        Verdict::Differs { paired, .. } => format!(
+            "{}× (95 % CI {}–{}), a difference",
+            significant(paired.ratio, 3),
+            significant(paired.lo, 3),
+            significant(paired.hi, 3)
+        ),
+        Verdict::Equivalent { .. } => "no measurable difference".into(),
+        Verdict::NotResolved { paired, .. } => format!(
+            "{}× (95 % CI {}–{}), not resolved",
+            significant(paired.ratio, 3),
+            significant(paired.lo, 3),
+            significant(paired.hi, 3)
+        ),
+        Verdict::TooFew { .. } => format!("{} measurements, too few to compare", s.len()),
+    };
+    Some(format!(
+        "A switch (measured {} times before the matrix, one thread pinned to one CPU): a \
+         coroutine's resume or suspend takes {} ns, a hand-off between two threads on that CPU \
+         {} ns (a kernel context switch each): {verdict}.",
+        s.len(),
+        significant(c, 3),
+        significant(t, 3)
+    ))
+}
+
+/// The family's key of the switch comparison: one comparison, however many
+/// pairs show it.
+const SWITCH_KEY: &str = "switch: a coroutine's against a same-CPU thread hand-off";
+
 /// The coroutine-against-thread costs that are not CPU at a fixed load:
 /// memory per idle connection, accepting, closed-loop rate.
 fn beyond_cpu(x: &Ctx, a: &str, b: &str) -> Vec<String> {
     let r = x.r;
     let mut out = Vec::new();
+    if let Some(line) = switch_cost(x) {
+        out.push(line);
+    }
     let points = idle_points(r);
     if let (Some((na, ka)), Some((nb, kb))) =
         (rss_per_idle(r, a, &points), rss_per_idle(r, b, &points))
@@ -260,7 +362,15 @@ pub fn which_when(x: &Ctx) -> Option<Answer> {
             }
             t.rows.push(row);
         }
-        let answer = sentence(a, b, &cells);
+        let turns = crossover(&cells);
+        let sizes = over_sizes(x, a, b);
+        if let Some((_, by_size)) = &sizes {
+            cells.extend(by_size.iter().copied());
+        }
+        let mut answer = sentence(a, b, &cells);
+        if !turns.is_empty() {
+            answer.push_str(&format!(" Over connections: {}.", turns.join("; ")));
+        }
         body.push_str(&format!("**{question}**\n\n- {answer}\n"));
         if a.starts_with("coroutine") {
             for line in beyond_cpu(x, a, b) {
@@ -268,13 +378,12 @@ pub fn which_when(x: &Ctx) -> Option<Answer> {
             }
         }
         body.push_str(&format!("\n{}\n", t.render()));
+        if let Some((table, _)) = sizes {
+            body.push_str(&format!("Over message size:\n\n{table}\n"));
+        }
         summary.push(answer);
     }
     body.push_str(&super::table::figure_ref(x, "crossover.svg"));
-    body.push_str(
-        "Not measured by `harness compare` yet: active connections other than these counts, and \
-         request sizes other than the run's; the map holds only the cells above.\n",
-    );
     Some(Answer {
         body,
         summary: summary

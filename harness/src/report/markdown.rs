@@ -376,19 +376,42 @@ fn repeat_command(m: &crate::measurement::Measurement, syscalls: bool) -> String
 }
 
 /// One line per workload of the run: the command that repeats any of its
-/// cells.
+/// cells, and the rows whose runs differed from it (a longer window where
+/// a thread per connection must be read), each with its own.
 fn repeat_table(r: &CompareResults) -> Option<String> {
     let mut t = Table::new(&["workload", "repeat one cell with"]);
     for purpose in [Purpose::Timing, Purpose::Syscalls] {
-        let mut seen = Vec::new();
+        let mut seen: Vec<Workload> = Vec::new();
         for c in r.cells.iter().filter(|c| c.purpose == purpose) {
             if seen.contains(&c.workload) {
                 continue;
             }
-            let Some(m) = c.runs.first() else {
+            seen.push(c.workload);
+            // Each command, with the rows whose first run it repeats.
+            let mut commands: Vec<(String, Vec<&str>)> = Vec::new();
+            for other in r
+                .cells
+                .iter()
+                .filter(|o| o.purpose == purpose && o.workload == c.workload)
+            {
+                let Some(m) = other.runs.first() else {
+                    continue;
+                };
+                let cmd = repeat_command(m, purpose == Purpose::Syscalls);
+                match commands.iter_mut().find(|(k, _)| *k == cmd) {
+                    Some((_, rows)) => rows.push(&other.model),
+                    None => commands.push((cmd, vec![&other.model])),
+                }
+            }
+            // The command most rows share first.
+            commands.sort_by_key(|(_, rows)| std::cmp::Reverse(rows.len()));
+            let Some(((common, _), rest)) = commands.split_first() else {
                 continue;
             };
-            seen.push(c.workload);
+            let mut text = format!("`{common}`");
+            for (cmd, rows) in rest {
+                let _ = write!(text, "; for {}: `{cmd}`", rows.join(", "));
+            }
             t.rows.push(vec![
                 format!(
                     "{}{}",
@@ -399,7 +422,7 @@ fn repeat_table(r: &CompareResults) -> Option<String> {
                         ""
                     }
                 ),
-                format!("`{}`", repeat_command(m, purpose == Purpose::Syscalls)),
+                text,
             ]);
         }
     }

@@ -1023,6 +1023,21 @@ fn every_workload_has_the_command_that_repeats_its_cells() {
         md.contains("(syscalls) | `harness run MODEL --workload pingpong --conns 100 --rate 5000 --size 64 --warmup 1 --duration 3 --syscalls` |"),
         "{md}"
     );
+    // A row whose runs had a window of their own gets its own command.
+    let mut r = results();
+    let c = r
+        .cells
+        .iter_mut()
+        .find(|c| c.model == "select" && c.workload == OPEN_5K && c.purpose == Purpose::Timing)
+        .expect("select at 5k/s");
+    for m in &mut c.runs {
+        m.workload.duration_s = 4.5;
+    }
+    let md = render_controlled(&r, &[]);
+    assert!(
+        md.contains("| open loop 5000/s c=100 | `harness run MODEL --workload pingpong --conns 100 --rate 5000 --size 64 --warmup 1 --duration 3`; for select: `harness run MODEL --workload pingpong --conns 100 --rate 5000 --size 64 --warmup 1 --duration 4.5` |"),
+        "{md}"
+    );
 }
 
 /// Every outcome the crossover map draws, over 10, 100 and 1 000

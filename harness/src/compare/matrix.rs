@@ -33,21 +33,17 @@ pub const SWEEP_ROWS: &[&str] = &[
 /// io_uring's ablation ladder: `uring:multishot` (a row of the standard
 /// matrix), one row per kernel feature, each alone on the base, and the
 /// best combination (`report::ladder` sets each against the base, and the
-/// combination against the base too).
+/// combination against the base too). The batch wait is 50 µs; the SQPOLL
+/// thread is pinned to CPU 0, the load generator's (on two CPUs there is no
+/// core of its own: the limiter column says what that costs).
 pub const LADDER_ROWS: &[&str] = &[
     "uring:multishot+defer-taskrun",
     "uring:multishot+skip-send-cqe",
     "uring:multishot+fixed-files",
     "uring:multishot+incremental-buffers",
-    URING_BEST,
-];
-
-/// The ladder's rungs `--full` adds: a batch wait, and SQPOLL with a CPU of
-/// its own (on two CPUs, the load generator's: the limiter column says what
-/// that costs).
-pub const LADDER_FULL_ROWS: &[&str] = &[
     "uring:multishot+min-wait=50",
     "uring:multishot+sqpoll+sqpoll-cpu=0",
+    URING_BEST,
 ];
 
 /// The rows measured beside the ladder where only the ladder runs: its
@@ -155,15 +151,18 @@ pub const BUDGET_QUICK_S: f64 = 120.0;
 /// `harness run`, server start and SIGTERM stop, and the drain of a run
 /// past saturation (measured in the default compare of 4fab04d: 0.08 s on
 /// average over its 660 timing runs, at most 2.0 s).
-const RUN_OVERHEAD_S: f64 = 0.1;
+const RUN_OVERHEAD_S: f64 = 0.08;
 /// What a syscall-counting run adds: opening a tracepoint counter per
 /// syscall on every thread of the server, and closing them (measured in
 /// the same run: 1.4 s on average over 23 runs).
 const SYSCALLS_OVERHEAD_S: f64 = 1.5;
-/// What opening one held connection adds to a run, seconds (measured in
-/// the same run: 10 100 connections added from 0.2 s, coroutine:async, to
-/// 2.0 s, blocking:thread, which starts a thread for each).
-const CONNECT_COST_S: f64 = 0.0002;
+/// What opening one held connection adds to a run, seconds: an event loop
+/// accepts it (measured in the same run: 10 100 connections added 0.2 to
+/// 0.8 s, median 0.7 s, to the event loops' runs), a thread-per-connection
+/// server starts a thread too (2.0 s for blocking:thread).
+const CONNECT_COST_S: f64 = 0.000_1;
+const CONNECT_TASK_COST_S: f64 = 0.000_2;
+
 /// The rows whose server holds a thread or a process per connection: the
 /// harness reads each one's counters from /proc at both ends of the
 /// window, and a read much slower than the window is refused by the
@@ -172,6 +171,18 @@ const TASK_PER_CONNECTION: &[&str] = &["blocking:thread", "blocking:fork"];
 /// Reading one thread's counters, seconds (measured: 10 000 threads of
 /// blocking:thread in 0.47 to 1.1 s on the lab machine, under load).
 const TASK_READ_S: f64 = 0.000_11;
+
+fn task_per_connection(row: &str) -> bool {
+    base_row(row).is_some_and(|b| TASK_PER_CONNECTION.contains(&b))
+}
+
+fn connect_cost_s(row: &str) -> f64 {
+    if task_per_connection(row) {
+        CONNECT_TASK_COST_S
+    } else {
+        CONNECT_COST_S
+    }
+}
 
 /// The phases figure traced after the matrix (`phases::lanes`; measured:
 /// about 2.5 s, rounded up).
@@ -300,12 +311,7 @@ impl Matrix {
                         rate,
                     };
                     let rows = match scale {
-                        Scale::Full => Rows::Only(&[
-                            LADDER_ROWS,
-                            LADDER_FULL_ROWS,
-                            LADDER_BESIDE,
-                            CROSSOVER_ROWS,
-                        ]),
+                        Scale::Full => Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, CROSSOVER_ROWS]),
                         _ => Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, MANY_ROWS]),
                     };
                     blocks.push(block(vec![many], rows, rounds));
@@ -410,9 +416,6 @@ impl Matrix {
         });
         let mut models: Vec<String> = STANDARD_MODELS.iter().map(|s| s.to_string()).collect();
         models.extend(LADDER_ROWS.iter().map(|s| s.to_string()));
-        if scale == Scale::Full {
-            models.extend(LADDER_FULL_ROWS.iter().map(|s| s.to_string()));
-        }
         models.push(AA_ROW.into());
         models.push(FLOOR_ROW.into());
         Matrix {
@@ -454,8 +457,7 @@ impl Matrix {
     /// end are short against the window (`TASK_PER_CONNECTION`).
     pub fn window_for(&self, row: &str, w: &Workload) -> f64 {
         let base = self.window_s(w);
-        let per_task = base_row(row).is_some_and(|b| TASK_PER_CONNECTION.contains(&b));
-        if self.duration_s.is_some() || !per_task {
+        if self.duration_s.is_some() || !task_per_connection(row) {
             return base;
         }
         base.max(4.0 * TASK_READ_S * w.concurrent_conns() as f64)
@@ -478,7 +480,7 @@ impl Matrix {
             + self.warmup_s
             + self.window_for(row, w)
             + RUN_OVERHEAD_S
-            + w.concurrent_conns() as f64 * CONNECT_COST_S
+            + w.concurrent_conns() as f64 * connect_cost_s(row)
     }
 
     /// The rows of the matrix `block` measures, in matrix order.
@@ -633,7 +635,13 @@ mod tests {
         for rung in LADDER_ROWS {
             let (spec, args) = row(rung).expect("a row");
             assert_eq!(spec.to_string(), "uring:multishot");
-            assert!(args.iter().all(|a| a.starts_with("--")), "{args:?}");
+            // Flags, each with its value after it where it takes one.
+            assert!(args[0].starts_with("--"), "{args:?}");
+            assert!(
+                args.windows(2)
+                    .all(|p| p[0].starts_with("--") || p[1].starts_with("--")),
+                "{args:?}"
+            );
             assert!(m.models.iter().any(|r| r == rung));
         }
         for conns in [SWEEP_CONNS, LADDER_CONNS] {

@@ -276,8 +276,10 @@ const SWITCH_KEY: &str = "switch: a coroutine's against a same-CPU thread hand-o
 fn beyond_cpu(x: &Ctx, a: &str, b: &str) -> Vec<String> {
     let r = x.r;
     let mut out = Vec::new();
-    if let Some(line) = switch_cost(x) {
-        out.push(line);
+    // corosensei's switch is the stackful coroutine's; an async task
+    // returns from `poll` instead.
+    if a == "coroutine:stackful" {
+        out.extend(switch_cost(x));
     }
     let points = idle_points(r);
     if let (Some((na, ka)), Some((nb, kb))) =

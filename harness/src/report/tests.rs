@@ -992,7 +992,7 @@ fn which_model_when_answers_each_pair_from_its_cells() {
     // epoll:level against tokio: 2 % more at 5k/s (inside the margin);
     // at 10k/s epoll fell short, so that cell is not compared.
     assert!(
-        answer.body.contains("- epoll:level against peers:tokio (reference), over the 1 cells both sustained: no measurable difference (within ±10 %) at 5.00k/s c=100."),
+        answer.body.contains("- epoll:level against peers:tokio (reference), over the 1 cells both sustained: no measurable difference (within ±10 %) at 5.00k/s c=100. No difference resolved: in every cell the true ratio lies, with 95 % confidence, within 1.02–1.02×."),
         "{}",
         answer.body
     );

@@ -140,8 +140,28 @@ fn sentence(a: &str, b: &str, cells: &[(Workload, Outcome)]) -> String {
     if !open.is_empty() {
         parts.push(format!("not resolved at {}", list(&open)));
     }
+    // Nothing resolved: how large a difference could have gone unseen.
+    let bound = if lower.is_empty() && higher.is_empty() {
+        let intervals: Vec<(f64, f64)> = cells
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Same(p) | Outcome::Unresolved(p) => Some((p.lo, p.hi)),
+                _ => None,
+            })
+            .collect();
+        let lo = intervals.iter().map(|i| i.0).fold(f64::INFINITY, f64::min);
+        let hi = intervals.iter().map(|i| i.1).fold(0.0, f64::max);
+        format!(
+            " No difference resolved: in every cell the true ratio lies, with 95 % confidence, \
+             within {}–{}×.",
+            significant(lo, 3),
+            significant(hi, 3)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{} against {}, over the {compared} cells both sustained: {}.",
+        "{} against {}, over the {compared} cells both sustained: {}.{bound}",
         label(a),
         label(b),
         parts.join("; ")

@@ -179,19 +179,23 @@ pub fn connections(x: &Ctx) -> Option<Answer> {
         .iter()
         .map(|w| (format!("{} conns", w.concurrent_conns()), *w))
         .collect();
+    let last = ws.last()?;
     let mut body = format!(
-        "The same total offered rate, {}, of {} B requests, spread over 1 to many active \
-         connections (every one sending, open loop): one connection gets every request, ten \
-         thousand get one a second each. What changes is how many requests each wake-up finds \
-         waiting, and how much state the server walks or holds. Each column is a block of its \
-         own, so compare rows within a column (\"Which model, when?\" does, paired by round); \
-         across columns the medians are from different rounds.\n\n{}",
+        "The same total offered rate, {}, of {} B requests, spread over {} to {} active \
+         connections (every one sending, open loop; a connection carries one request at a \
+         time, so over few connections the round trip bounds the rate). What changes is how \
+         many requests each wake-up finds waiting, and how much state the server walks or \
+         holds. Each column is a block of its own, so compare rows within a column (\"Which \
+         model, when?\" does, paired by round); across columns the medians are from different \
+         rounds.\n\n{}",
         rate_label(first),
         r.size,
+        first.concurrent_conns(),
+        last.concurrent_conns(),
         tables(r, &rows, &axis)
     );
     body.push_str(&figure_ref(x, "crossover.svg"));
-    let most = ws.last()?;
+    let most = last;
     let summary = cheapest_at(r, &rows, most).map(|(lo, hi)| {
         format!(
             "**Active connections**: at {} over {} connections, server CPU per request from {} to \

@@ -1318,7 +1318,28 @@ fn which_model_when_names_the_connection_count_where_a_pair_turns() {
         ),
         "{body}"
     );
+    // The connection question: the rate with the most counts (5k/s and
+    // 20k/s have three each: the lower wins), ascending.
+    let axis = axes::connection_axis(&r);
+    let conns: Vec<(usize, Option<u64>)> = axis
+        .iter()
+        .map(|w| (w.concurrent_conns(), w.offered_rate()))
+        .collect();
+    assert_eq!(
+        conns,
+        [(10, Some(5_000)), (100, Some(5_000)), (1000, Some(5_000))]
+    );
+    let section = axes::connections(&x).expect("the section").body;
+    assert!(
+        section.contains("spread over 10 to 1000 active connections"),
+        "{section}"
+    );
+    assert!(
+        section.contains("| model | 10 conns | 100 conns | 1000 conns |"),
+        "{section}"
+    );
     // No size workload, no switch measured: neither table nor line.
+    assert!(axes::sizes(&x).is_none());
     assert!(!body.contains("Over message size"), "{body}");
     assert!(!body.contains("A switch"), "{body}");
 }

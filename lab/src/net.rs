@@ -29,8 +29,9 @@ pub struct Listener {
 
 impl Listener {
     /// `socket`, `SO_REUSEADDR` (a restarted server rebinds despite
-    /// TIME_WAIT), `bind`, `listen(BACKLOG)`: one listener, one owner; no
-    /// other socket may bind the port.
+    /// TIME_WAIT), `TCP_NODELAY` (see `bind_with`), `bind`,
+    /// `listen(BACKLOG)`: one listener, one owner; no other socket may bind
+    /// the port.
     pub fn bind(addr: SocketAddr, io: IoMode) -> io::Result<Listener> {
         Listener::bind_with(addr, io, false)
     }
@@ -59,6 +60,14 @@ impl Listener {
         if reuse_port {
             set_int_option(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
         }
+        // Nagle's algorithm (RFC 896) holds a segment smaller than the MSS
+        // while an earlier one is unacknowledged, and the peer may delay
+        // that ACK by up to 40 ms (RFC 1122): a reply echoed in parts (a
+        // 64 KiB request read 16 KiB at a time) would stall for it at every
+        // part but the first. Every accepted socket inherits TCP_NODELAY
+        // from its listener, so one call here covers every model, even
+        // io_uring's direct descriptors, which no setsockopt can reach.
+        set_int_option(raw, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1, "TCP_NODELAY")?;
         let (storage, len) = to_sockaddr(&addr);
         // SAFETY: `storage` holds a sockaddr of `len` bytes for this family.
         syscall!(
@@ -344,6 +353,28 @@ mod tests {
         drop(conn);
         let mut byte = [0u8; 1];
         assert_eq!(client.read(&mut byte).expect("read EOF"), 0);
+    }
+
+    #[test]
+    fn an_accepted_socket_inherits_tcp_nodelay_from_the_listener() {
+        let listener =
+            Listener::bind("127.0.0.1:0".parse().expect("addr"), IoMode::Blocking).expect("bind");
+        let _client = TcpStream::connect(listener.local_addr()).expect("connect");
+        let conn = accept(listener.as_raw_fd(), IoMode::Blocking).expect("accept4");
+        let mut value: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+        // SAFETY: `value` and `len` are live and sized for an int option.
+        let rc = unsafe {
+            libc::getsockopt(
+                conn.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&mut value as *mut i32).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        assert_eq!(value, 1, "the accepted socket would run Nagle's algorithm");
     }
 
     #[test]

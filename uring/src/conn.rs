@@ -157,10 +157,7 @@ impl Loop<'_> {
         slot.send = Sending::Idle;
         if res >= 0 {
             self.stats.echoed(res as usize);
-            slot.sent += res as usize;
-            if slot.sent == slot.sending.len() {
-                slot.sending.clear();
-                slot.sent = 0;
+            if slot.took(res as usize) {
                 slot.congested = false;
             } else if skipped {
                 // Short: the socket's send buffer is full. The rest waits
@@ -203,20 +200,8 @@ impl Loop<'_> {
             }
             return;
         }
-        if slot.send == Sending::Idle {
-            if slot.sending.is_empty() && !slot.out.is_empty() {
-                // What queued up behind the last SEND becomes the next one.
-                slot.sending.extend_from_slice(slot.out.pending());
-                slot.out.consume(slot.sending.len());
-            }
-            if !slot.held.is_empty() {
-                let take = slot.room().min(slot.held.len());
-                slot.out.push(&slot.held[..take]);
-                slot.held.drain(..take);
-            }
-            if !slot.sending.is_empty() {
-                self.submit_send(i);
-            }
+        if slot.send == Sending::Idle && slot.next_send() {
+            self.submit_send(i);
         }
         let Some(slot) = self.conns[i].as_mut() else {
             return;

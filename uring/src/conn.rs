@@ -31,7 +31,13 @@ impl Loop<'_> {
             // SQE: RECV fd, multishot, buffer from group BUF_GROUP  // CQE:
             // res = bytes (buffer id in flags), 0 at EOF, or -errno; one per
             // arrival, F_MORE while still armed.
-            Mode::Multishot => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
+            Mode::Multishot if !self.features.bundle => {
+                opcode::RecvMulti::new(fd, BUF_GROUP).build()
+            }
+            // SQE: RECV fd, multishot bundle, buffers from group BUF_GROUP
+            // // CQE: res = bytes, in consecutive ring entries from the
+            // buffer named in flags; 0 at EOF, or -errno.
+            Mode::Multishot => opcode::RecvMultiBundle::new(fd, BUF_GROUP).build(),
         };
         self.pending
             .push_back(sqe.flags(fixed).user_data(tag(Op::Recv, i)));
@@ -64,10 +70,14 @@ impl Loop<'_> {
                 (Mode::Multishot, Some(bid), Some(bufs)) => {
                     // Its bytes are copied into the reply, and the buffers
                     // the kernel is done with are handed back to it.
-                    bufs.received(bid, n, cqueue::buffer_more(flags), |bytes| {
+                    let copied = bufs.received(bid, n, cqueue::buffer_more(flags), |bytes| {
                         lab::echo::transform_in_place(bytes);
                         slot.queue_reply(bytes);
                     });
+                    if let Err(e) = copied {
+                        let e = lab::sys::named(e, format!("RECV({})", slot.sock.name()));
+                        next = drop_on("uring", e);
+                    }
                 }
                 // The kernel always names the buffer it picked; data without
                 // one cannot be echoed, so this connection ends.
@@ -81,7 +91,10 @@ impl Loop<'_> {
             }
         } else if let (Some(bid), Some(bufs)) = (picked, self.bufs.as_mut()) {
             // Data for a connection we are closing: dropped, buffers back.
-            bufs.received(bid, res.max(0) as usize, cqueue::buffer_more(flags), |_| {});
+            let n = res.max(0) as usize;
+            if let Err(e) = bufs.received(bid, n, cqueue::buffer_more(flags), |_| {}) {
+                lab::log!("uring: RECV({}): {e}", slot.sock.name());
+            }
         }
         if res == 0 {
             // EOF: the peer shut down its write side. Send what is still

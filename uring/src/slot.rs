@@ -139,7 +139,9 @@ impl Slot {
 
     /// A RECV should be armed: the peer may send, nothing is held back, and
     /// a full chunk fits (so a multishot CQE never finds less room than it
-    /// brings, before the cancel it triggers takes effect).
+    /// brings, before the cancel it triggers takes effect). A `--bundle` CQE
+    /// may bring more, as many buffers as were queued: what does not fit is
+    /// held, as are the bytes of CQEs already on their way at the cancel.
     pub fn wants_recv(&self) -> bool {
         !self.closing && !self.peer_closed && self.held.is_none() && self.room() >= RECV_CHUNK
     }

@@ -21,23 +21,23 @@ impl Loop<'_> {
             return;
         }
         let (fd, fixed) = slot.sock.target();
-        let sqe = match self.mode {
+        let room = slot.room();
+        // Single mode: every slot has a buffer of its own; multishot: none.
+        let sqe = match slot.recv_buf.as_mut() {
             // SQE: RECV fd, into the slot's buffer  // CQE: res = bytes, 0
             // at EOF, or -errno; once.
-            Mode::Single => {
-                let len = slot.room().min(slot.recv_buf.len()) as u32;
-                opcode::Recv::new(fd, slot.recv_buf.as_mut_ptr(), len).build()
+            Some(buf) => {
+                let len = room.min(buf.len()) as u32;
+                opcode::Recv::new(fd, buf.as_mut_ptr(), len).build()
             }
             // SQE: RECV fd, multishot, buffer from group BUF_GROUP  // CQE:
             // res = bytes (buffer id in flags), 0 at EOF, or -errno; one per
             // arrival, F_MORE while still armed.
-            Mode::Multishot if !self.features.bundle => {
-                opcode::RecvMulti::new(fd, BUF_GROUP).build()
-            }
+            None if !self.features.bundle => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
             // SQE: RECV fd, multishot bundle, buffers from group BUF_GROUP
             // // CQE: res = bytes, in consecutive ring entries from the
             // buffer named in flags; 0 at EOF, or -errno.
-            Mode::Multishot => opcode::RecvMultiBundle::new(fd, BUF_GROUP).build(),
+            None => opcode::RecvMultiBundle::new(fd, BUF_GROUP).build(),
         };
         self.pending
             .push_back(sqe.flags(fixed).user_data(tag(Op::Recv, i)));
@@ -58,16 +58,15 @@ impl Loop<'_> {
         let mut next = Next::Keep;
         if res > 0 && !slot.closing {
             let n = res as usize;
-            match (mode, picked, self.bufs.as_mut()) {
-                (Mode::Single, _, _) => {
-                    // The RECV that wrote it has completed, so the buffer
-                    // may be borrowed out of the slot meanwhile.
-                    let mut buf = std::mem::take(&mut slot.recv_buf);
+            match (slot.recv_buf.take(), picked, self.bufs.as_mut()) {
+                (Some(mut buf), _, _) => {
+                    // Single mode. The RECV that wrote it has completed, so
+                    // the buffer may be borrowed out of the slot meanwhile.
                     lab::echo::transform_in_place(&mut buf[..n]);
                     slot.queue_reply(&buf[..n]);
-                    slot.recv_buf = buf;
+                    slot.recv_buf = Some(buf);
                 }
-                (Mode::Multishot, Some(bid), Some(bufs)) => {
+                (None, Some(bid), Some(bufs)) => {
                     // Its bytes are copied into the reply, and the buffers
                     // the kernel is done with are handed back to it.
                     let copied = bufs.received(bid, n, cqueue::buffer_more(flags), |bytes| {
@@ -81,7 +80,7 @@ impl Loop<'_> {
                 }
                 // The kernel always names the buffer it picked; data without
                 // one cannot be echoed, so this connection ends.
-                (Mode::Multishot, _, _) => {
+                (None, _, _) => {
                     let e = io::Error::other(format!(
                         "RECV({}): {n} bytes but no provided buffer named",
                         slot.sock.name()
@@ -146,7 +145,7 @@ impl Loop<'_> {
             // MSG_WAITALL: taking fewer bytes than asked is then a failure,
             // which posts its CQE; a plain short send would be a success,
             // and silent.
-            slot.send = Sending::Skipped { seq: u64::MAX };
+            slot.send = Sending::Skipped;
             send.flags(libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | libc::MSG_WAITALL)
                 .build()
                 .flags(fixed | squeue::Flags::SKIP_SUCCESS)
@@ -166,7 +165,7 @@ impl Loop<'_> {
         let Some(slot) = self.conns[i].as_mut() else {
             return;
         };
-        let skipped = matches!(slot.send, Sending::Skipped { .. });
+        let skipped = matches!(slot.send, Sending::Skipped | Sending::Pushed);
         slot.send = Sending::Idle;
         if res >= 0 {
             self.stats.echoed(res as usize);

@@ -149,7 +149,7 @@ impl Loop<'_> {
             return;
         }
         self.stats.served_by(self.index);
-        let slot = Box::new(Slot::new(sock, self.mode));
+        let slot = Slot::new(sock, self.mode);
         let i = match self.free_slots.pop() {
             Some(i) => {
                 self.conns[i] = Some(slot);

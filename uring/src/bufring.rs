@@ -11,6 +11,17 @@
 //! its size in buffer memory, not a whole buffer's pages; and the kernel is
 //! handed one buffer at first, more only when it finds none (`-ENOBUFS`,
 //! `grow`), so a quiet loop touches the pages of a few buffers, not all.
+//!
+//! `--bundle` (`IORING_RECVSEND_BUNDLE`, Linux 6.10): one RECV takes as many
+//! buffers as the bytes queued need, from the ring's head on, and its CQE
+//! names only the first. The bytes fill the buffers that follow it in ring
+//! order (not id order), each to the length its entry had when the kernel
+//! took it; only the first can be shorter than a whole buffer (the kernel
+//! cuts it to the bytes queued and writes that length into the entry) and
+//! only the last is partly filled. So we give buffers back in ring order
+//! only, each once every buffer taken before it is back: the entry at each
+//! position then always holds the same buffer (its id is its position), and
+//! no entry is rewritten before the CQE that used it has been read.
 
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -21,6 +32,17 @@ use io_uring::IoUring;
 /// The kernel's `IOU_PBUF_RING_INC` (`io_uring_register_pbuf_ring_flags`).
 const IOU_PBUF_RING_INC: u16 = 2;
 
+/// How RECVs take the ring's buffers, which decides how we give them back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consume {
+    /// One buffer per CQE, given back once its bytes are copied.
+    Whole,
+    /// `--incremental-buffers`: a RECV takes part of the head buffer.
+    Incremental,
+    /// `--bundle`: consecutive buffers per CQE, given back in ring order.
+    Bundle,
+}
+
 pub struct BufRing {
     entries: *mut BufRingEntry,
     count: u16,
@@ -29,8 +51,12 @@ pub struct BufRing {
     /// Bytes per buffer.
     size: usize,
     storage: Vec<u8>,
+    consume: Consume,
     /// Incremental: how much of each buffer the kernel has filled so far.
     filled: Vec<usize>,
+    /// Bundle: the buffers whose bytes we have copied, not yet given back
+    /// because one taken before them is not back yet.
+    copied: Vec<bool>,
     /// Buffers handed to the kernel so far (`0..handed`); the others'
     /// pages have never been touched.
     handed: u16,
@@ -42,14 +68,16 @@ unsafe impl Send for BufRing {}
 
 impl BufRing {
     /// `count` buffers of `size` bytes (`count` a power of two, as the kernel
-    /// requires), registered as group `group`, all handed to the kernel.
+    /// requires), registered as group `group`, all handed to the kernel
+    /// (incremental: the first), buffer `i` at ring position `i`.
     pub fn register(
         ring: &IoUring,
         count: u16,
         size: usize,
         group: u16,
-        incremental: bool,
+        consume: Consume,
     ) -> io::Result<BufRing> {
+        let incremental = consume == Consume::Incremental;
         let len = count as usize * std::mem::size_of::<BufRingEntry>();
         // SAFETY: an anonymous private mapping with no address hint; the
         // kernel wants the ring page-aligned, which mmap gives.
@@ -77,7 +105,15 @@ impl BufRing {
             // Zeroed by the allocator's fresh mapping: a page costs memory
             // only once the kernel first writes into it.
             storage: vec![0; count as usize * size],
-            filled: vec![0; count as usize],
+            consume,
+            filled: match consume {
+                Consume::Incremental => vec![0; count as usize],
+                _ => Vec::new(),
+            },
+            copied: match consume {
+                Consume::Bundle => vec![false; count as usize],
+                _ => Vec::new(),
+            },
             handed: if incremental { 1 } else { count },
         };
         let flags = if incremental { IOU_PBUF_RING_INC } else { 0 };
@@ -104,19 +140,70 @@ impl BufRing {
         self.handed += more;
     }
 
-    /// The `n` bytes a RECV's CQE says it put in buffer `bid`, handed to
-    /// `copy`; then the buffer is given back if the kernel is done with it.
-    /// `buf_more`: the CQE's `IORING_CQE_F_BUF_MORE` (incremental: the
-    /// kernel keeps filling this buffer, after these bytes).
-    pub fn received(&mut self, bid: u16, n: usize, buf_more: bool, copy: impl FnOnce(&mut [u8])) {
-        let at = bid as usize * self.size + self.filled[bid as usize];
-        copy(&mut self.storage[at..at + n]);
-        if buf_more {
-            self.filled[bid as usize] += n;
-        } else {
-            self.filled[bid as usize] = 0;
-            self.give_back(bid);
+    /// The `n` bytes a RECV's CQE says it put in buffer `bid` (bundle: from
+    /// buffer `bid` on), handed to `copy` a buffer at a time; then the
+    /// buffers the kernel is done with are given back. `buf_more`: the CQE's
+    /// `IORING_CQE_F_BUF_MORE` (incremental: the kernel keeps filling this
+    /// buffer, after these bytes).
+    pub fn received(
+        &mut self,
+        bid: u16,
+        n: usize,
+        buf_more: bool,
+        mut copy: impl FnMut(&mut [u8]),
+    ) -> io::Result<()> {
+        match self.consume {
+            Consume::Whole => {
+                let at = bid as usize * self.size;
+                copy(&mut self.storage[at..at + n]);
+                self.give_back(bid);
+            }
+            Consume::Incremental => {
+                let at = bid as usize * self.size + self.filled[bid as usize];
+                copy(&mut self.storage[at..at + n]);
+                if buf_more {
+                    self.filled[bid as usize] += n;
+                } else {
+                    self.filled[bid as usize] = 0;
+                    self.give_back(bid);
+                }
+            }
+            Consume::Bundle => {
+                let mut position = bid;
+                let mut left = n;
+                // At most every buffer once: a CQE cannot name more bytes
+                // than the ring holds.
+                for _ in 0..self.count {
+                    if left == 0 {
+                        break;
+                    }
+                    // SAFETY: `position < count`, inside the mapping. The
+                    // kernel wrote this entry's length, if at all, before it
+                    // posted the CQE we are reading, and does not touch it
+                    // again until we give the buffer back.
+                    let len = unsafe { &*self.entries.add(position as usize) }.len() as usize;
+                    let len = len.min(self.size).min(left);
+                    let at = position as usize * self.size;
+                    copy(&mut self.storage[at..at + len]);
+                    self.copied[position as usize] = true;
+                    left -= len;
+                    position = (position + 1) & (self.count - 1);
+                }
+                if left > 0 {
+                    return Err(io::Error::other(format!(
+                        "a bundle of {n} bytes from buffer {bid}: more than the ring's buffers hold"
+                    )));
+                }
+                // Back in ring order: the oldest buffer taken is the one at
+                // the tail's position, a whole ring behind it.
+                while self.copied[(self.tail & (self.count - 1)) as usize] {
+                    let position = self.tail & (self.count - 1);
+                    self.copied[position as usize] = false;
+                    self.give_back(position);
+                }
+            }
         }
+        Ok(())
     }
 
     /// Hands buffer `bid` to the kernel again.

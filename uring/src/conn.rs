@@ -21,17 +21,23 @@ impl Loop<'_> {
             return;
         }
         let (fd, fixed) = slot.sock.target();
-        let sqe = match self.mode {
+        let room = slot.room();
+        // Single mode: every slot has a buffer of its own; multishot: none.
+        let sqe = match slot.recv_buf.as_mut() {
             // SQE: RECV fd, into the slot's buffer  // CQE: res = bytes, 0
             // at EOF, or -errno; once.
-            Mode::Single => {
-                let len = slot.room().min(slot.recv_buf.len()) as u32;
-                opcode::Recv::new(fd, slot.recv_buf.as_mut_ptr(), len).build()
+            Some(buf) => {
+                let len = room.min(buf.len()) as u32;
+                opcode::Recv::new(fd, buf.as_mut_ptr(), len).build()
             }
             // SQE: RECV fd, multishot, buffer from group BUF_GROUP  // CQE:
             // res = bytes (buffer id in flags), 0 at EOF, or -errno; one per
             // arrival, F_MORE while still armed.
-            Mode::Multishot => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
+            None if !self.features.bundle => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
+            // SQE: RECV fd, multishot bundle, buffers from group BUF_GROUP
+            // // CQE: res = bytes, in consecutive ring entries from the
+            // buffer named in flags; 0 at EOF, or -errno.
+            None => opcode::RecvMultiBundle::new(fd, BUF_GROUP).build(),
         };
         self.pending
             .push_back(sqe.flags(fixed).user_data(tag(Op::Recv, i)));
@@ -52,26 +58,29 @@ impl Loop<'_> {
         let mut next = Next::Keep;
         if res > 0 && !slot.closing {
             let n = res as usize;
-            match (mode, picked, self.bufs.as_mut()) {
-                (Mode::Single, _, _) => {
-                    // The RECV that wrote it has completed, so the buffer
-                    // may be borrowed out of the slot meanwhile.
-                    let mut buf = std::mem::take(&mut slot.recv_buf);
+            match (slot.recv_buf.take(), picked, self.bufs.as_mut()) {
+                (Some(mut buf), _, _) => {
+                    // Single mode. The RECV that wrote it has completed, so
+                    // the buffer may be borrowed out of the slot meanwhile.
                     lab::echo::transform_in_place(&mut buf[..n]);
                     slot.queue_reply(&buf[..n]);
-                    slot.recv_buf = buf;
+                    slot.recv_buf = Some(buf);
                 }
-                (Mode::Multishot, Some(bid), Some(bufs)) => {
+                (None, Some(bid), Some(bufs)) => {
                     // Its bytes are copied into the reply, and the buffers
                     // the kernel is done with are handed back to it.
-                    bufs.received(bid, n, cqueue::buffer_more(flags), |bytes| {
+                    let copied = bufs.received(bid, n, cqueue::buffer_more(flags), |bytes| {
                         lab::echo::transform_in_place(bytes);
                         slot.queue_reply(bytes);
                     });
+                    if let Err(e) = copied {
+                        let e = lab::sys::named(e, format!("RECV({})", slot.sock.name()));
+                        next = drop_on("uring", e);
+                    }
                 }
                 // The kernel always names the buffer it picked; data without
                 // one cannot be echoed, so this connection ends.
-                (Mode::Multishot, _, _) => {
+                (None, _, _) => {
                     let e = io::Error::other(format!(
                         "RECV({}): {n} bytes but no provided buffer named",
                         slot.sock.name()
@@ -81,7 +90,10 @@ impl Loop<'_> {
             }
         } else if let (Some(bid), Some(bufs)) = (picked, self.bufs.as_mut()) {
             // Data for a connection we are closing: dropped, buffers back.
-            bufs.received(bid, res.max(0) as usize, cqueue::buffer_more(flags), |_| {});
+            let n = res.max(0) as usize;
+            if let Err(e) = bufs.received(bid, n, cqueue::buffer_more(flags), |_| {}) {
+                lab::log!("uring: RECV({}): {e}", slot.sock.name());
+            }
         }
         if res == 0 {
             // EOF: the peer shut down its write side. Send what is still
@@ -133,7 +145,7 @@ impl Loop<'_> {
             // MSG_WAITALL: taking fewer bytes than asked is then a failure,
             // which posts its CQE; a plain short send would be a success,
             // and silent.
-            slot.send = Sending::Skipped { seq: u64::MAX };
+            slot.send = Sending::Skipped;
             send.flags(libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | libc::MSG_WAITALL)
                 .build()
                 .flags(fixed | squeue::Flags::SKIP_SUCCESS)
@@ -153,14 +165,11 @@ impl Loop<'_> {
         let Some(slot) = self.conns[i].as_mut() else {
             return;
         };
-        let skipped = matches!(slot.send, Sending::Skipped { .. });
+        let skipped = matches!(slot.send, Sending::Skipped | Sending::Pushed);
         slot.send = Sending::Idle;
         if res >= 0 {
             self.stats.echoed(res as usize);
-            slot.sent += res as usize;
-            if slot.sent == slot.sending.len() {
-                slot.sending.clear();
-                slot.sent = 0;
+            if slot.took(res as usize) {
                 slot.congested = false;
             } else if skipped {
                 // Short: the socket's send buffer is full. The rest waits
@@ -203,20 +212,8 @@ impl Loop<'_> {
             }
             return;
         }
-        if slot.send == Sending::Idle {
-            if slot.sending.is_empty() && !slot.out.is_empty() {
-                // What queued up behind the last SEND becomes the next one.
-                slot.sending.extend_from_slice(slot.out.pending());
-                slot.out.consume(slot.sending.len());
-            }
-            if !slot.held.is_empty() {
-                let take = slot.room().min(slot.held.len());
-                slot.out.push(&slot.held[..take]);
-                slot.held.drain(..take);
-            }
-            if !slot.sending.is_empty() {
-                self.submit_send(i);
-            }
+        if slot.send == Sending::Idle && slot.next_send() {
+            self.submit_send(i);
         }
         let Some(slot) = self.conns[i].as_mut() else {
             return;

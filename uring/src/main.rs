@@ -125,6 +125,14 @@ struct Cli {
     /// touch a few pages instead of a whole buffer each. Multishot only.
     #[arg(long)]
     incremental_buffers: bool,
+    /// Receive bundles (`IORING_RECVSEND_BUNDLE`, Linux 6.10): a multishot
+    /// RECV takes as many provided buffers as the bytes queued need, in one
+    /// CQE, which names the first; the bytes fill the buffers that follow
+    /// it in the ring's order, each full but the last (`bufring.rs`).
+    /// Multishot only; not with `--incremental-buffers` (a bundle would
+    /// start inside a partly used buffer, which this loop cannot follow).
+    #[arg(long, conflicts_with = "incremental_buffers")]
+    bundle: bool,
 }
 
 /// The kernel features the flags ask for; the same for every ring.
@@ -137,17 +145,23 @@ pub struct Features {
     pub fixed_files: bool,
     pub min_wait: Option<u32>,
     pub incremental: bool,
+    pub bundle: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.mode == Mode::Single && cli.incremental_buffers {
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "--incremental-buffers takes provided buffers: --mode multishot",
-            )
-            .exit();
+    for (set, flag) in [
+        (cli.incremental_buffers, "--incremental-buffers"),
+        (cli.bundle, "--bundle"),
+    ] {
+        if cli.mode == Mode::Single && set {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("{flag} takes provided buffers: --mode multishot"),
+                )
+                .exit();
+        }
     }
     match run(&cli) {
         Ok(code) => code,
@@ -173,6 +187,7 @@ fn run(cli: &Cli) -> io::Result<ExitCode> {
         fixed_files: cli.fixed_files,
         min_wait: cli.min_wait,
         incremental: cli.incremental_buffers,
+        bundle: cli.bundle,
     };
     let mut rings = Vec::with_capacity(workers);
     for _ in 0..workers {

@@ -8,7 +8,7 @@ use std::io;
 
 use io_uring::IoUring;
 
-use crate::bufring::BufRing;
+use crate::bufring::{BufRing, Consume};
 use crate::serve::{BUF_GROUP, PROVIDED_BUFFERS, RECV_CHUNK};
 use crate::{Features, Mode};
 
@@ -111,6 +111,13 @@ pub fn new_ring(mode: Mode, f: &Features) -> Result<Ring, SetupError> {
             "5.17",
         );
     }
+    if f.bundle && !p.is_feature_recvsend_bundle() {
+        return missing(
+            "--bundle",
+            "IORING_RECVSEND_BUNDLE (IORING_FEAT_RECVSEND_BUNDLE)",
+            "6.10",
+        );
+    }
     if f.min_wait.is_some() && !p.is_feature_min_timeout() {
         return missing("--min-wait", "IORING_FEAT_MIN_TIMEOUT", "6.12");
     }
@@ -136,16 +143,17 @@ pub fn new_ring(mode: Mode, f: &Features) -> Result<Ring, SetupError> {
             });
         }
     }
+    let consume = if f.incremental {
+        Consume::Incremental
+    } else if f.bundle {
+        Consume::Bundle
+    } else {
+        Consume::Whole
+    };
     let bufs = match mode {
         Mode::Single => None,
         Mode::Multishot => Some(
-            match BufRing::register(
-                &ring,
-                PROVIDED_BUFFERS,
-                RECV_CHUNK,
-                BUF_GROUP,
-                f.incremental,
-            ) {
+            match BufRing::register(&ring, PROVIDED_BUFFERS, RECV_CHUNK, BUF_GROUP, consume) {
                 Ok(bufs) => bufs,
                 Err(e) if f.incremental && lab::sys::errno(&e) == Some(libc::EINVAL) => {
                     return Err(SetupError::Unsupported {

@@ -94,13 +94,20 @@ pub struct Loop<'a> {
     pub pending: VecDeque<squeue::Entry>,
     /// SQEs moved into the submission queue so far: an SQE's position.
     pushed: u64,
-    /// `--skip-send-cqe`: connections whose SEND is `Sending::Skipped`.
-    skipped: Vec<usize>,
+    /// `--skip-send-cqe`: connections whose SEND is `Sending::Pushed`, with
+    /// that SEND's position in the submission queue. At the end of every
+    /// round only entries whose slot is still `Pushed` are kept, so when
+    /// the next round pushes a slot's new SEND, no older entry of that slot
+    /// is left to be mistaken for it.
+    skipped: Vec<(usize, u64)>,
     /// `conns[slot]`; a slot is reused only after its last CQE (see
-    /// `close_conn`). Boxed: a closed slot costs a pointer, and the table's
-    /// spare capacity (it doubles as it grows) costs a pointer a slot, not
-    /// a whole `Slot`.
-    pub conns: Vec<Option<Box<Slot>>>,
+    /// `close_conn`). Slots in place, one block: the table's spare capacity
+    /// (it doubles as it grows) is address space the process never touches,
+    /// and slots do not sit between the small reply buffers that come and
+    /// go on the heap, whose freed chunks would keep those pages resident.
+    /// An SQE points into a slot's buffers, never into the slot itself, so
+    /// the table may move its slots when it grows.
+    pub conns: Vec<Option<Slot>>,
     pub free_slots: Vec<usize>,
     /// The multishot ACCEPT is armed (or the one-shot one in flight).
     pub accept_in_flight: bool,
@@ -274,6 +281,15 @@ impl Loop<'_> {
             if !overflowed {
                 // Skipped SENDs that took everything count in the summary.
                 self.settle_skipped(issued);
+            } else {
+                // Forget the SENDs whose CQE has come (the others' may be
+                // in the overflow list).
+                let conns = &self.conns;
+                self.skipped.retain(|&(i, _)| {
+                    conns[i]
+                        .as_ref()
+                        .is_some_and(|slot| slot.send == Sending::Pushed)
+                });
             }
             if stop {
                 return Ok(());
@@ -304,9 +320,9 @@ impl Loop<'_> {
             }
             if let (Some(Op::Send), i) = untag(sqe.get_user_data()) {
                 if let Some(slot) = self.conns[i].as_mut() {
-                    if slot.send == (Sending::Skipped { seq: u64::MAX }) {
-                        slot.send = Sending::Skipped { seq: self.pushed };
-                        self.skipped.push(i);
+                    if slot.send == Sending::Skipped {
+                        slot.send = Sending::Pushed;
+                        self.skipped.push((i, self.pushed));
                     }
                 }
             }
@@ -322,7 +338,7 @@ impl Loop<'_> {
     /// (submitted now, or whose silence is not yet read) leaves work behind
     /// its success that no CQE would wake us for.
     fn min_complete(&self) -> usize {
-        let quiet = |&i: &usize| {
+        let quiet = |&(i, _): &(usize, u64)| {
             self.conns[i]
                 .as_ref()
                 .is_some_and(|slot| slot.quiet_after_send())
@@ -338,17 +354,20 @@ impl Loop<'_> {
     /// posted no CQE (`on_writable` would have made it `Idle`), took every
     /// byte; it completes here, as its CQE would have.
     fn settle_skipped(&mut self, issued: u64) {
-        for i in std::mem::take(&mut self.skipped) {
+        for (i, seq) in std::mem::take(&mut self.skipped) {
             let Some(slot) = self.conns[i].as_ref() else {
                 continue;
             };
-            match slot.send {
-                Sending::Skipped { seq } if seq < issued => {
-                    let all = slot.unsent_in_flight() as i32;
-                    self.on_writable(i, all);
-                }
-                Sending::Skipped { .. } => self.skipped.push(i),
-                _ => {}
+            // Not `Pushed`: its CQE came (a short or failed SEND), and a
+            // newer SEND, if any, is not in the submission queue yet.
+            if slot.send != Sending::Pushed {
+                continue;
+            }
+            if seq < issued {
+                let all = slot.unsent_in_flight() as i32;
+                self.on_writable(i, all);
+            } else {
+                self.skipped.push((i, seq));
             }
         }
     }

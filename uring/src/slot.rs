@@ -43,38 +43,52 @@ pub enum Sending {
     Idle,
     /// Submitted; its CQE will say how it ended.
     Posted,
-    /// `--skip-send-cqe`: submitted with `IOSQE_CQE_SKIP_SUCCESS`, at this
-    /// position of the submission queue once pushed there (`u64::MAX`
-    /// before). It never waits in the kernel (`MSG_DONTWAIT`): once the
-    /// kernel has consumed its SQE it has taken every byte (no CQE) or
-    /// posted a CQE saying how many it took, or why none.
-    Skipped {
-        seq: u64,
-    },
+    /// `--skip-send-cqe`: submitted with `IOSQE_CQE_SKIP_SUCCESS`, not yet
+    /// in the submission queue. It never waits in the kernel
+    /// (`MSG_DONTWAIT`): once the kernel has consumed its SQE it has taken
+    /// every byte (no CQE) or posted a CQE saying how many it took, or why
+    /// none.
+    Skipped,
+    /// The same, in the submission queue: its position there is beside the
+    /// slot's number in `Loop::skipped` (not here: a slot's every byte counts
+    /// 10 kB at 10 000 connections).
+    Pushed,
 }
 
 /// One connection: its socket, the reply it is owed, and what the kernel
-/// may be reading or writing on its behalf.
+/// may be reading or writing on its behalf. Kept small, and holding no heap
+/// buffer while the connection owes nothing: at 10 000 idle connections
+/// every byte here is 10 kB of the server's memory.
 pub struct Slot {
     pub sock: Sock,
     /// Reply bytes waiting behind the SEND in flight (bounded: back-pressure).
-    pub out: OutBuf,
+    /// Allocated when a reply has to wait, freed once nothing is owed
+    /// (`took`); boxed, so an idle slot holds a null pointer, not an
+    /// `OutBuf`.
+    pub out: Option<Box<OutBuf>>,
+    /// The bytes the SEND in flight reads, allocated for that SEND and freed
+    /// once the kernel has taken them all. Never touched while it is in
+    /// flight: `out` may reallocate on a push, this may not.
+    pub sending: Box<[u8]>,
+    /// How much of `sending` the kernel has taken so far.
+    pub sent: usize,
+    /// Single mode: the buffer the RECV in flight writes into. Multishot:
+    /// none; the RECV takes a provided buffer.
+    pub recv_buf: Option<Box<[u8; RECV_CHUNK]>>,
+    /// Multishot only: bytes the kernel delivered after we had cancelled the
+    /// RECV for back-pressure (CQEs already on their way), kept until the
+    /// reply buffer has room for them. Rarely used: boxed, it costs every
+    /// slot a pointer, not a `Vec`'s three words.
+    #[expect(
+        clippy::box_collection,
+        reason = "a thin pointer in every slot; the Vec is rarely allocated"
+    )]
+    pub held: Option<Box<Vec<u8>>>,
+    pub send: Sending,
+    pub recv_in_flight: bool,
     /// The peer shut down its write side (RECV returned 0). We still owe
     /// it the reply; once that is sent, the connection is finished.
     pub peer_closed: bool,
-    /// The bytes the SEND in flight reads. Never touched while it is in
-    /// flight: `out` may reallocate on a push, this may not.
-    pub sending: Vec<u8>,
-    /// How much of `sending` the kernel has taken so far.
-    pub sent: usize,
-    /// Single mode: the buffer the RECV in flight writes into.
-    pub recv_buf: Vec<u8>,
-    /// Multishot only: bytes the kernel delivered after we had cancelled the
-    /// RECV for back-pressure (CQEs already on their way), kept until the
-    /// reply buffer has room for them.
-    pub held: Vec<u8>,
-    pub recv_in_flight: bool,
-    pub send: Sending,
     /// `--skip-send-cqe`: the socket's send buffer was full at the last
     /// SEND; the next ones wait for room in the kernel, with a CQE, until
     /// one takes everything.
@@ -91,17 +105,17 @@ impl Slot {
     pub fn new(sock: Sock, mode: Mode) -> Slot {
         Slot {
             sock,
-            out: OutBuf::new(),
-            peer_closed: false,
-            sending: Vec::new(),
+            out: None,
+            sending: Box::default(),
             sent: 0,
             recv_buf: match mode {
-                Mode::Single => vec![0; RECV_CHUNK],
-                Mode::Multishot => Vec::new(),
+                Mode::Single => Some(Box::new([0; RECV_CHUNK])),
+                Mode::Multishot => None,
             },
-            held: Vec::new(),
-            recv_in_flight: false,
+            held: None,
             send: Sending::Idle,
+            recv_in_flight: false,
+            peer_closed: false,
             congested: false,
             recv_cancelled: false,
             closing: false,
@@ -112,7 +126,12 @@ impl Slot {
     /// Reply bytes not yet taken by the peer's socket: the SEND in flight's
     /// remainder and what waits behind it. At most `OUTBUF_LIMIT`.
     pub fn unsent(&self) -> usize {
-        self.sending.len() - self.sent + self.out.len()
+        self.sending.len() - self.sent + self.queued()
+    }
+
+    /// Reply bytes waiting behind the SEND in flight.
+    pub fn queued(&self) -> usize {
+        self.out.as_ref().map_or(0, |out| out.len())
     }
 
     /// How much more may be received before back-pressure.
@@ -122,9 +141,11 @@ impl Slot {
 
     /// A RECV should be armed: the peer may send, nothing is held back, and
     /// a full chunk fits (so a multishot CQE never finds less room than it
-    /// brings, before the cancel it triggers takes effect).
+    /// brings, before the cancel it triggers takes effect). A `--bundle` CQE
+    /// may bring more, as many buffers as were queued: what does not fit is
+    /// held, as are the bytes of CQEs already on their way at the cancel.
     pub fn wants_recv(&self) -> bool {
-        !self.closing && !self.peer_closed && self.held.is_empty() && self.room() >= RECV_CHUNK
+        !self.closing && !self.peer_closed && self.held.is_none() && self.room() >= RECV_CHUNK
     }
 
     pub fn in_flight(&self) -> bool {
@@ -140,8 +161,8 @@ impl Slot {
     pub fn quiet_after_send(&self) -> bool {
         !self.closing
             && !self.peer_closed
-            && self.out.is_empty()
-            && self.held.is_empty()
+            && self.queued() == 0
+            && self.held.is_none()
             && self.recv_in_flight
     }
 
@@ -152,20 +173,167 @@ impl Slot {
 
     /// The peer closed its side and everything owed has been sent.
     pub fn is_finished(&self) -> bool {
-        self.peer_closed && self.unsent() == 0 && self.held.is_empty()
+        self.peer_closed && self.unsent() == 0 && self.held.is_none()
     }
 
     /// Queues `bytes` of reply: what fits in the 1 MiB bound goes to the
     /// reply buffer; the rest (only a multishot CQE that was on its way when
-    /// we cancelled) is held until there is room.
+    /// we cancelled) is held until there is room. With nothing owed, the
+    /// bytes become the next SEND's at once, and `out` stays unallocated.
     pub fn queue_reply(&mut self, bytes: &[u8]) {
-        if !self.held.is_empty() {
+        if let Some(held) = self.held.as_mut() {
             // Bytes already held go first, or the stream reorders.
-            self.held.extend_from_slice(bytes);
+            held.extend_from_slice(bytes);
             return;
         }
         let take = self.room().min(bytes.len());
-        self.out.push(&bytes[..take]);
-        self.held.extend_from_slice(&bytes[take..]);
+        if self.sending.is_empty() && self.queued() == 0 {
+            // No SEND in flight (one always has bytes to take).
+            self.sending = bytes[..take].into();
+        } else {
+            self.out.get_or_insert_default().push(&bytes[..take]);
+        }
+        if take < bytes.len() {
+            self.held = Some(Box::new(bytes[take..].to_vec()));
+        }
+    }
+
+    /// No SEND in flight: what queued up behind the last one becomes the
+    /// next, and held bytes move into the room that leaves. True if there
+    /// is something to send.
+    pub fn next_send(&mut self) -> bool {
+        if let (true, Some(out)) = (self.sending.is_empty(), self.out.as_mut()) {
+            self.sending = out.pending().into();
+            out.consume(self.sending.len());
+        }
+        if let Some(mut held) = self.held.take() {
+            let take = self.room().min(held.len());
+            self.out.get_or_insert_default().push(&held[..take]);
+            held.drain(..take);
+            if !held.is_empty() {
+                self.held = Some(held);
+            }
+        }
+        !self.sending.is_empty()
+    }
+
+    /// A SEND took `n` bytes of `sending`. Once it has taken them all, the
+    /// buffer is freed, and so is `out`'s memory if nothing waits there: a
+    /// connection that owes nothing holds no buffer. True if all were taken.
+    pub fn took(&mut self, n: usize) -> bool {
+        self.sent += n;
+        if self.sent < self.sending.len() {
+            return false;
+        }
+        self.sending = Box::default();
+        self.sent = 0;
+        if self.queued() == 0 {
+            self.out = None;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    use super::*;
+
+    /// The system allocator, counting the bytes each thread holds, so a
+    /// test can see what a slot keeps allocated (tests run on threads of
+    /// their own).
+    struct Counting;
+
+    thread_local! {
+        static LIVE: Cell<isize> = const { Cell::new(0) };
+    }
+
+    fn count(delta: isize) {
+        LIVE.with(|live| live.set(live.get() + delta));
+    }
+
+    // SAFETY: every call is passed on to `System` unchanged; only the
+    // counting is added, and it allocates nothing.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count(layout.size() as isize);
+            // SAFETY: the caller's contract for `alloc`, passed on.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            count(-(layout.size() as isize));
+            // SAFETY: the caller's contract for `dealloc`, passed on.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count(new_size as isize - layout.size() as isize);
+            // SAFETY: the caller's contract for `realloc`, passed on.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    fn live() -> isize {
+        LIVE.with(Cell::get)
+    }
+
+    #[test]
+    fn a_connection_that_owes_nothing_holds_no_buffer() {
+        let mut slot = Slot::new(Sock::Direct(0), Mode::Multishot);
+        let idle = live();
+        // One request answered, as the idle workload's connections are.
+        slot.queue_reply(b"ping");
+        assert_eq!(
+            &*slot.sending, b"ping",
+            "nothing owed: straight to the SEND"
+        );
+        assert!(slot.next_send());
+        assert!(slot.took(4));
+        assert_eq!(live(), idle, "the SEND's buffer is freed once taken");
+        // Pipelined: bytes wait in `out` behind the SEND in flight.
+        slot.queue_reply(b"ping");
+        slot.queue_reply(b"pong");
+        assert_eq!(
+            slot.out.as_ref().map(|out| out.pending()),
+            Some(&b"pong"[..])
+        );
+        assert!(!slot.took(2), "short: the rest is still in flight");
+        assert!(slot.took(2));
+        assert!(slot.next_send());
+        assert_eq!(&*slot.sending, b"pong");
+        assert!(slot.took(4));
+        assert!(!slot.next_send());
+        assert_eq!(live(), idle, "`out`'s memory is given back too");
+    }
+
+    #[test]
+    fn bytes_past_the_bound_are_held_in_order_and_released_when_moved() {
+        let mut slot = Slot::new(Sock::Direct(0), Mode::Multishot);
+        let idle = live();
+        let big = vec![1u8; OUTBUF_LIMIT - 3];
+        slot.queue_reply(&big);
+        drop(big);
+        slot.queue_reply(b"abcdef");
+        assert_eq!(slot.unsent(), OUTBUF_LIMIT);
+        assert_eq!(slot.held.as_deref().map(Vec::as_slice), Some(&b"def"[..]));
+        slot.queue_reply(b"gh");
+        assert_eq!(slot.held.as_deref().map(Vec::as_slice), Some(&b"defgh"[..]));
+        assert!(!slot.wants_recv());
+        assert!(slot.took(OUTBUF_LIMIT - 3));
+        assert!(slot.next_send());
+        assert_eq!(&*slot.sending, b"abc");
+        assert_eq!(
+            slot.out.as_ref().map(|out| out.pending()),
+            Some(&b"defgh"[..])
+        );
+        assert!(slot.held.is_none(), "all moved");
+        assert!(slot.took(3));
+        assert!(slot.next_send());
+        assert!(slot.took(5));
+        assert_eq!(live(), idle);
     }
 }

@@ -2,7 +2,8 @@
 //! and multishot, one ring and two (`--workers 2`, a `SO_REUSEPORT`
 //! listener each, or one listener shared by both rings), and `--sqpoll`.
 //! And each kernel-feature flag alone, and the best combination of them
-//! (`BEST`), where the kernel has the feature (SKIP with its name if not).
+//! (`BEST`, and with `--bundle` in place of `--incremental-buffers`), where
+//! the kernel has the feature (SKIP with its name if not).
 //! No declared limit but `--sqpoll`'s (`check::expect`: its kernel thread
 //! spins for a second after the last submission, which the idle and EMFILE
 //! cases' CPU windows may catch): every other case must pass. Where the
@@ -106,4 +107,24 @@ fn uring_single_skip_send_cqe_fixed_files_conforms() {
 fn uring_multishot_best_conforms() {
     skip_without_flags!(BEST);
     assert_conforms(bin(), Some("multishot"), BEST);
+}
+
+#[test]
+fn uring_multishot_bundle_conforms() {
+    skip_without_flags!(&["--bundle"]);
+    assert_conforms(bin(), Some("multishot"), &["--bundle"]);
+}
+
+/// Bundles beside the best combination's other flags (bundles do not go
+/// with `--incremental-buffers`).
+#[test]
+fn uring_multishot_best_with_bundle_conforms() {
+    let args = [
+        "--defer-taskrun",
+        "--skip-send-cqe",
+        "--fixed-files",
+        "--bundle",
+    ];
+    skip_without_flags!(&args);
+    assert_conforms(bin(), Some("multishot"), &args);
 }

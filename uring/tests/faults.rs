@@ -72,6 +72,13 @@ const FLAGGED: &[&[&str]] = &[
         "--fixed-files",
         "--incremental-buffers",
     ],
+    &["--bundle"],
+    &[
+        "--defer-taskrun",
+        "--skip-send-cqe",
+        "--fixed-files",
+        "--bundle",
+    ],
 ];
 
 #[test]
@@ -114,4 +121,16 @@ fn uring_multishot_incremental_buffers_survives_faults() {
 fn uring_multishot_best_survives_faults() {
     skip_without_flags!(FLAGGED[6]);
     assert_survives_faults(bin(), Some("multishot"), FLAGGED[6]);
+}
+
+#[test]
+fn uring_multishot_bundle_survives_faults() {
+    skip_without_flags!(FLAGGED[7]);
+    assert_survives_faults(bin(), Some("multishot"), FLAGGED[7]);
+}
+
+#[test]
+fn uring_multishot_best_with_bundle_survives_faults() {
+    skip_without_flags!(FLAGGED[8]);
+    assert_survives_faults(bin(), Some("multishot"), FLAGGED[8]);
 }

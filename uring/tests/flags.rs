@@ -5,8 +5,10 @@
 //! inside a wait), `--fixed-files` (an accepted connection has no entry in
 //! the process's descriptor table), `--sqpoll-cpu` (the poller runs on that
 //! CPU only), `--min-wait` (a wait for a batch ends after the bound with
-//! what has come), `--incremental-buffers` (small receives share one buffer). And a kernel
-//! without a flag's feature: a clear error naming it, exit status 2.
+//! what has come), `--incremental-buffers` (small receives share one
+//! buffer), `--bundle` (one CQE covers several buffers, consecutive in ring
+//! order from the one it names). And a kernel without a flag's feature: a
+//! clear error naming it, exit status 2.
 
 mod support;
 
@@ -261,10 +263,12 @@ fn min_wait_ends_a_batch_wait_after_the_bound_with_what_has_come() {
     );
 }
 
-/// A ring of `count` provided buffers of `size` bytes in `storage`,
-/// registered with `flags` as group `GROUP`; the mapping is leaked with the
+/// A ring of provided buffers of `size` bytes in `storage`, registered with
+/// `flags` as group `GROUP`: ring position `p` holds buffer id `bids[p]`
+/// (`bids` a permutation of `0..count`). The mapping is leaked with the
 /// test's ring.
-fn provide(ring: &IoUring, storage: &mut [u8], count: u16, size: usize, flags: u16) -> bool {
+fn provide(ring: &IoUring, storage: &mut [u8], bids: &[u16], size: usize, flags: u16) -> bool {
+    let count = bids.len() as u16;
     let len = count as usize * std::mem::size_of::<BufRingEntry>();
     // SAFETY: an anonymous private mapping, page-aligned as the kernel wants.
     let ptr = unsafe {
@@ -288,9 +292,9 @@ fn provide(ring: &IoUring, storage: &mut [u8], count: u16, size: usize, flags: u
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return false,
         Err(e) => panic!("io_uring_register(PBUF_RING): {e}"),
     }
-    for bid in 0..count {
-        // SAFETY: `bid < count`, inside the mapping, beyond the tail.
-        let entry = unsafe { &mut *entries.add(bid as usize) };
+    for (position, &bid) in bids.iter().enumerate() {
+        // SAFETY: `position < count`, inside the mapping, beyond the tail.
+        let entry = unsafe { &mut *entries.add(position) };
         entry.set_addr(storage[bid as usize * size..].as_mut_ptr() as u64);
         entry.set_len(size as u32);
         entry.set_bid(bid);
@@ -307,7 +311,7 @@ fn incremental_buffers_put_small_receives_in_one_buffer() {
     let mut ring = IoUring::new(8).expect("io_uring_setup");
     let mut storage = vec![0u8; 2 * 4096];
     assert!(
-        provide(&ring, &mut storage, 2, 4096, IOU_PBUF_RING_INC),
+        provide(&ring, &mut storage, &[0, 1], 4096, IOU_PBUF_RING_INC),
         "PBUF_RING_INC"
     );
     let (mut peer, ours) = UnixStream::pair().expect("socketpair");
@@ -336,6 +340,64 @@ fn incremental_buffers_put_small_receives_in_one_buffer() {
         );
         offset += msg.len();
     }
+}
+
+#[test]
+fn a_bundle_fills_consecutive_ring_entries_and_names_the_first() {
+    skip_without_flags!(&["--bundle"]);
+    const SIZE: usize = 512;
+    let mut ring = IoUring::new(8).expect("io_uring_setup");
+    // Ring order is not id order: position p holds buffer `order[p]`.
+    let order = [2usize, 0, 3, 1, 6, 4, 7, 5];
+    let bids = order.map(|bid| bid as u16);
+    let mut storage = vec![0u8; order.len() * SIZE];
+    assert!(provide(&ring, &mut storage, &bids, SIZE, 0));
+    let (mut peer, ours) = UnixStream::pair().expect("socketpair");
+    let sent: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    peer.write_all(&sent).expect("write");
+    let recv = opcode::RecvMultiBundle::new(Fd(ours.as_raw_fd()), GROUP)
+        .build()
+        .user_data(RECV);
+    submit_one(&mut ring, &recv);
+    // Each CQE names the buffer at the ring position where its bytes begin;
+    // they fill that buffer and the ones after it in ring order, each full
+    // but the last, and the next CQE begins at the next position.
+    let mut position = 0;
+    let mut received = Vec::new();
+    let mut widest = 0;
+    while received.len() < sent.len() {
+        let cqe = next_cqe(&mut ring).expect("a CQE for the queued bytes");
+        assert!(cqe.result() > 0, "res {}", cqe.result());
+        assert!(cqueue::more(cqe.flags()), "still armed");
+        assert_eq!(
+            cqueue::buffer_select(cqe.flags()),
+            Some(order[position] as u16),
+            "the CQE names the buffer at ring position {position}"
+        );
+        let mut left = cqe.result() as usize;
+        let mut spanned = 0;
+        while left > 0 {
+            let take = left.min(SIZE);
+            let at = order[position] * SIZE;
+            received.extend_from_slice(&storage[at..at + take]);
+            left -= take;
+            position += 1;
+            spanned += 1;
+        }
+        widest = widest.max(spanned);
+    }
+    assert_eq!(received, sent, "in ring order, not id order");
+    assert!(widest > 1, "one CQE covered {widest} buffers");
+    // The next receive starts at the next ring position.
+    peer.write_all(b"next").expect("write");
+    let cqe = next_cqe(&mut ring).expect("a CQE per arrival");
+    assert_eq!(cqe.result(), 4);
+    assert_eq!(
+        cqueue::buffer_select(cqe.flags()),
+        Some(order[position] as u16)
+    );
+    let at = order[position] * SIZE;
+    assert_eq!(&storage[at..at + 4], b"next");
 }
 
 /// `strace -e inject=io_uring_setup:error=EINVAL` makes the kernel look like
@@ -367,4 +429,31 @@ fn a_kernel_without_a_flags_feature_gets_its_name_and_exit_status_2() {
         "the message names the flag, the feature and its kernel: {stderr}"
     );
     assert!(out.stdout.is_empty(), "nothing announced");
+}
+
+/// Bundles walk whole buffers in ring order; incremental buffers are taken a
+/// part at a time. The command line refuses the pair (and bundles without
+/// provided buffers) before any ring is made.
+#[test]
+fn bundle_is_refused_with_incremental_buffers_and_in_single_mode() {
+    for (args, names) in [
+        (
+            &["--bundle", "--incremental-buffers"][..],
+            "--incremental-buffers",
+        ),
+        (&["--mode", "single", "--bundle"], "--mode multishot"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_uring"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run uring");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--bundle") && stderr.contains(names),
+            "{args:?}: the message names --bundle and {names}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: nothing announced");
+    }
 }

@@ -118,6 +118,24 @@ pub fn ladder(x: &Ctx) -> Option<Answer> {
          request counts every thread of the server, io_uring's kernel threads included (their \
          share of a CPU apart).\n\n",
     );
+    // SQPOLL's rows, measured in the same blocks, are set beside their
+    // base under the flags' section: its poller takes a CPU of its own.
+    let sqpoll: Vec<String> = models(r)
+        .into_iter()
+        .filter(|m| base_row(m) == Some(BASE) && m.split('+').any(|f| f == "sqpoll"))
+        .collect();
+    if !sqpoll.is_empty() {
+        body.push_str(&format!(
+            "SQPOLL ({}) ran in the same rounds; its kernel thread polls the submission queue \
+             on a CPU of its own, a cost of another kind than a feature of the loop's, so it is \
+             set against its base under *What does a server flag change?*.\n\n",
+            sqpoll
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let mut found = Vec::new();
     for w in points(r) {
         let mut t = Table::new(&[

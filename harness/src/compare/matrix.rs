@@ -70,24 +70,12 @@ pub const LADDER_HIGH: u64 = 40_000;
 /// and the ladder's (each connection sending, open loop; over 1 000 the
 /// ladder's blocks hold these rows too). The default matrix measures the
 /// ones past the first at the sweep's first rate over `PAIR_ROWS`;
-/// `--full` all of them, at `LADDER_HIGH` too, over `CROSSOVER_ROWS`: the
-/// pairs and the other readiness loops. One connection carries one request
+/// `--full` all of them, at `LADDER_HIGH` too, over the pairs' rows and
+/// `CROSSOVER_MORE`, the other readiness loops. One connection carries one request
 /// at a time, so its rate is bounded by the round trip (about 10 000/s
 /// here): a question for `--full`.
 pub const CROSSOVER_CONNS: &[usize] = &[1, 10, 10_000];
-pub const CROSSOVER_ROWS: &[&str] = &[
-    "epoll:level",
-    "epoll:edge",
-    "poll",
-    "uring:single",
-    "uring:multishot",
-    URING_BEST,
-    "coroutine:stackful",
-    "coroutine:async",
-    "blocking:thread",
-    "peers:tokio",
-    "peers:polling",
-];
+pub const CROSSOVER_MORE: &[&str] = &["epoll:edge", "poll", "uring:single", "peers:polling"];
 
 /// The message-size question: request (and reply) sizes from a small
 /// request to a streaming-sized one, at one rate and connection count,
@@ -312,7 +300,9 @@ impl Matrix {
                         rate,
                     };
                     let rows = match scale {
-                        Scale::Full => Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, CROSSOVER_ROWS]),
+                        Scale::Full => {
+                            Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, PAIR_ROWS, CROSSOVER_MORE])
+                        }
                         _ => Rows::Only(&[LADDER_ROWS, LADDER_BESIDE, MANY_ROWS]),
                     };
                     blocks.push(block(vec![many], rows, rounds));
@@ -328,7 +318,7 @@ impl Matrix {
                         Scale::Full => (
                             CROSSOVER_CONNS,
                             &[SWEEP_FROM, LADDER_HIGH],
-                            Rows::Only(&[CROSSOVER_ROWS]),
+                            Rows::Only(&[PAIR_ROWS, CROSSOVER_MORE]),
                         ),
                         _ => (
                             &CROSSOVER_CONNS[1..],

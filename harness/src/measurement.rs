@@ -312,6 +312,14 @@ pub struct CpuProfile {
     pub threads: usize,
     /// Events the trace buffer lost (the profile is refused when any was).
     pub lost_events: u64,
+    /// Switches to a server thread the trace lacked, inferred from the
+    /// thread's next system call (`account::profile::Attribution`).
+    #[serde(default)]
+    pub switch_ins_inferred: u64,
+    /// The time between each inferred switch's earliest and latest place,
+    /// summed: how much of `traced_cpu_s` may be another task's, seconds.
+    #[serde(default)]
+    pub inferred_s: f64,
 }
 
 /// One system call's share of a `CpuProfile`.

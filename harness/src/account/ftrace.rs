@@ -21,6 +21,8 @@ use super::tracefs;
 pub struct Event {
     pub comm: String,
     pub pid: i32,
+    /// The CPU it was recorded on.
+    pub cpu: u32,
     pub ts: f64,
     pub name: String,
     pub fields: String,
@@ -35,7 +37,9 @@ pub fn parse_line(line: &str) -> Option<Event> {
     let pid = head[dash + 1..].parse().ok()?;
     let comm = head[..dash].to_string();
     let rest = &line[open + 2..];
-    let rest = &rest[rest.find(']')? + 1..];
+    let close = rest.find(']')?;
+    let cpu = rest[..close].trim().parse().ok()?;
+    let rest = &rest[close + 1..];
     let colon = rest.find(": ")?;
     let ts: f64 = rest[..colon].split_whitespace().last()?.parse().ok()?;
     let rest = &rest[colon + 2..];
@@ -46,6 +50,7 @@ pub fn parse_line(line: &str) -> Option<Event> {
     Some(Event {
         comm,
         pid,
+        cpu,
         ts,
         name: name.to_string(),
         fields: fields.to_string(),
@@ -196,7 +201,7 @@ mod tests {
             "   iou-wrk-1 2-77  [003] d..1. 5.250001: io_uring_complete: ring 0x1, req 0x2, result 3",
         )
         .expect("an event line");
-        assert_eq!((e.comm.as_str(), e.pid), ("iou-wrk-1 2", 77));
+        assert_eq!((e.comm.as_str(), e.pid, e.cpu), ("iou-wrk-1 2", 77, 3));
         assert!((e.ts - 5.250001).abs() < 1e-9);
         assert_eq!(e.name, "io_uring_complete");
         assert_eq!(field(&e.fields, "result"), Some("3"));

@@ -111,6 +111,16 @@ pub struct Attribution {
     pub calls: BTreeMap<i64, (u64, f64, f64)>,
     /// Threads seen in the window.
     pub threads_seen: usize,
+    /// Switches in the trace lacked, inferred from the thread's next call.
+    /// On this machine (a VM under load) a switch from some tasks to the
+    /// server's thread is now and then not recorded, filtered or not:
+    /// without this, a sleeping wait would count as on a CPU until the
+    /// thread's next switch out. Each is placed at the last switch recorded
+    /// on the CPU before the call (the latest time the thread can have been
+    /// off), so the time to the call may have been another task's.
+    pub inferred: u64,
+    /// That time, summed: how much of `on_cpu_s` is uncertain, seconds.
+    pub inferred_s: f64,
 }
 
 /// One thread's state while the trace is replayed.
@@ -159,6 +169,10 @@ pub fn attribute(events: &[Event], tids: &[i32]) -> Result<Attribution, String> 
         })
         .collect();
     let mut calls: BTreeMap<i64, (u64, f64, f64)> = BTreeMap::new();
+    let mut inferred = 0;
+    let mut inferred_s = 0.0;
+    // The last switch recorded on each CPU.
+    let mut last_switch: BTreeMap<u32, f64> = BTreeMap::new();
     let mut charge = |nr: i64, on: f64, off: f64, returned: bool| {
         let c = calls.entry(nr).or_default();
         c.0 += u64::from(returned);
@@ -174,6 +188,20 @@ pub fn attribute(events: &[Event], tids: &[i32]) -> Result<Attribution, String> 
                 // Its first event finds it on a CPU: it was there since the
                 // window began unless a switch in said otherwise.
                 t.seen = true;
+                // A thread making a call is on a CPU: a switch in that
+                // the trace lacks (see `Attribution::inferred`) came after
+                // the last switch recorded on this CPU, and before this.
+                if let Some(since) = t.off_since.take() {
+                    let last = last_switch.get(&ev.cpu).copied().unwrap_or(since);
+                    let back_in = last.clamp(since, ev.ts);
+                    inferred += 1;
+                    inferred_s += ev.ts - back_in;
+                    let off = back_in - since;
+                    t.off_total += off;
+                    if let Some(call) = t.call.as_mut() {
+                        call.2 += off;
+                    }
+                }
                 if ev.name == "sys_enter" {
                     t.call = Some((Some(nr), ev.ts, 0.0));
                 } else if let Some((n, start, off)) = t.call.take() {
@@ -185,10 +213,14 @@ pub fn attribute(events: &[Event], tids: &[i32]) -> Result<Attribution, String> 
                 }
             }
             "sched_switch" => {
+                last_switch.insert(ev.cpu, ev.ts);
                 let pid = |k: &str| field(&ev.fields, k).and_then(|p| p.parse::<i32>().ok());
                 if let Some(t) = pid("prev_pid").and_then(|p| threads.get_mut(&p)) {
                     t.seen = true;
-                    t.off_since = Some(ev.ts);
+                    // Switched out twice with no sign of life between: off
+                    // since the first (the switch in between is missing,
+                    // and the thread made no call meanwhile).
+                    t.off_since.get_or_insert(ev.ts);
                 }
                 if let Some(t) = pid("next_pid").and_then(|p| threads.get_mut(&p)) {
                     // Switched in with no switch out seen: off since the
@@ -234,6 +266,8 @@ pub fn attribute(events: &[Event], tids: &[i32]) -> Result<Attribution, String> 
         on_cpu_s,
         calls,
         threads_seen,
+        inferred,
+        inferred_s,
     })
 }
 
@@ -271,6 +305,7 @@ pub struct Profiler {
     tids: Vec<i32>,
     instance: Instance,
     before: Option<Totals>,
+    after: Option<Totals>,
 }
 
 impl Profiler {
@@ -295,7 +330,10 @@ impl Profiler {
         let events = [
             ("raw_syscalls/sys_enter", any(&["common_pid"])),
             ("raw_syscalls/sys_exit", any(&["common_pid"])),
-            ("sched/sched_switch", any(&["prev_pid", "next_pid"])),
+            // Every switch, the server's or not: a switch to the server
+            // that the trace lacks is placed after the last one recorded
+            // on its CPU (`Attribution::inferred`).
+            ("sched/sched_switch", None),
         ];
         let instance = Instance::create("profile", &events, BUFFER_KB)?;
         Ok(Profiler {
@@ -303,6 +341,7 @@ impl Profiler {
             tids,
             instance,
             before: None,
+            after: None,
         })
     }
 
@@ -314,16 +353,20 @@ impl Profiler {
         Ok(())
     }
 
-    /// The window ends: the totals, the marker, recording off; then the
-    /// trace is read and replayed. `requests` of the profile is left 0 for
-    /// the caller, who knows the load's rate.
-    pub fn end(self) -> io::Result<CpuProfile> {
-        let after = Totals::read(&self.pids);
+    /// The window ends: the totals, the marker, recording off.
+    pub fn stop(&mut self) -> io::Result<()> {
+        self.after = Some(Totals::read(&self.pids));
         self.instance.mark(END)?;
-        self.instance.off()?;
-        let before = self
-            .before
-            .ok_or_else(|| io::Error::other("profile ended before it began"))?;
+        self.instance.off()
+    }
+
+    /// Reads the trace and replays it (after the window: reading a large
+    /// trace takes a while). `requests` of the profile is left 0 for the
+    /// caller, who knows the load's rate.
+    pub fn finish(self) -> io::Result<CpuProfile> {
+        let (Some(before), Some(after)) = (&self.before, &self.after) else {
+            return Err(io::Error::other("profile read before its window ended"));
+        };
         let lost = self.instance.lost();
         if lost > 0 {
             return Err(io::Error::other(format!(
@@ -333,7 +376,7 @@ impl Profiler {
         }
         let events = self.instance.read()?;
         let traced = attribute(&events, &self.tids).map_err(io::Error::other)?;
-        Ok(profile(&before, &after, &traced, lost))
+        Ok(profile(before, after, &traced, lost))
     }
 }
 
@@ -379,6 +422,8 @@ fn profile(before: &Totals, after: &Totals, traced: &Attribution, lost: u64) -> 
         io_uring_threads_cpu_s,
         threads: after.own.len(),
         lost_events: lost,
+        switch_ins_inferred: traced.inferred,
+        inferred_s: traced.inferred_s,
     }
 }
 
@@ -458,6 +503,33 @@ mod tests {
     }
 
     #[test]
+    fn a_switch_in_the_trace_lacks_ends_at_the_threads_next_call() {
+        // Woken inside epoll_wait after a task whose switch to it was not
+        // recorded: the sleep ends at the last switch on its CPU (200, not
+        // CPU 0's at 250), and a second switch out keeps the first one's
+        // start.
+        let text = "\
+         harness-9     [000] ..... 5.000000: tracing_mark_write: harness-profile begin
+           loop-7      [001] ..... 5.000010: sys_enter: NR 232 (4, 7ffd, 1024, -1, 0, 0)
+           loop-7      [001] d..2. 5.000020: sched_switch: prev_comm=loop prev_pid=7 prev_prio=120 prev_state=S ==> next_comm=rustc next_pid=30 next_prio=120
+           rustc-30    [001] d..2. 5.000200: sched_switch: prev_comm=rustc prev_pid=30 prev_prio=120 prev_state=R ==> next_comm=agent next_pid=40 next_prio=110
+           other-50    [000] d..2. 5.000250: sched_switch: prev_comm=other prev_pid=50 prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0 next_prio=120
+           loop-7      [001] ..... 5.000300: sys_exit: NR 232 = 1
+           loop-7      [001] d..2. 5.000400: sched_switch: prev_comm=loop prev_pid=7 prev_prio=120 prev_state=R ==> next_comm=rustc next_pid=30 next_prio=120
+           loop-7      [001] d..2. 5.000450: sched_switch: prev_comm=loop prev_pid=7 prev_prio=120 prev_state=R ==> next_comm=rustc next_pid=30 next_prio=120
+           rustc-30    [001] d..2. 5.000480: sched_switch: prev_comm=rustc prev_pid=30 prev_prio=120 prev_state=R ==> next_comm=loop next_pid=7 next_prio=120
+         harness-9     [000] ..... 5.000500: tracing_mark_write: harness-profile end
+";
+        let t = attribute(&events(text), &[7]).expect("markers");
+        let us = |s: f64| (s * 1e6).round() as i64;
+        let (calls, on, off) = t.calls[&232];
+        assert_eq!((calls, us(on), us(off)), (1, 110, 180));
+        assert_eq!((t.inferred, us(t.inferred_s)), (1, 100));
+        // On: 0-20, 200-400, 480-500.
+        assert_eq!(us(t.on_cpu_s), 240);
+    }
+
+    #[test]
     fn a_trace_without_its_markers_is_refused() {
         let text =
             "           loop-7      [001] ..... 5.000050: sys_enter: NR 0 (5, 7ffd, 64, 0, 0, 0)\n";
@@ -483,6 +555,8 @@ mod tests {
             on_cpu_s: 0.75,
             calls: BTreeMap::from([(libc::SYS_read, (1000, 0.1, 0.0))]),
             threads_seen: 1,
+            inferred: 2,
+            inferred_s: 0.001,
         };
         let p = profile(&before, &after, &traced, 0);
         assert!((p.cpu_s - 0.75).abs() < 1e-9);
@@ -491,5 +565,6 @@ mod tests {
         assert!((p.outside_syscalls_s() - 0.15).abs() < 1e-9);
         assert!((p.io_uring_threads_cpu_s.expect("io_uring threads") - 0.012).abs() < 1e-9);
         assert_eq!(p.syscalls[0].name, "read");
+        assert_eq!(p.switch_ins_inferred, 2);
     }
 }

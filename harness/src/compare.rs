@@ -200,7 +200,7 @@ pub fn run_args(
     }
     push("--size", m.size.to_string());
     push("--warmup", m.warmup_s.to_string());
-    push("--duration", m.window_s(w).to_string());
+    push("--duration", m.run_window_s(w, purpose).to_string());
     push("--seed", (round + 1).to_string());
     a.push("--json".into());
     if matches!(w, Workload::Connect { .. }) {
@@ -208,8 +208,10 @@ pub fn run_args(
         // herd runs measure wake-ups, `compare::herd`).
         a.push("--no-wakeups".into());
     }
-    if purpose == Purpose::Syscalls {
-        a.push("--syscalls".into());
+    match purpose {
+        Purpose::Syscalls => a.push("--syscalls".into()),
+        Purpose::Profile => a.push("--profile".into()),
+        Purpose::Timing => {}
     }
     let extra = server_args(model);
     if !extra.is_empty() {
@@ -525,10 +527,10 @@ pub fn run_matrix(
                 let label = format!(
                     "{model} · {}{} · round {}/{}",
                     w.label(),
-                    if block.purpose == Purpose::Syscalls {
-                        " (syscalls)"
-                    } else {
-                        ""
+                    match block.purpose {
+                        Purpose::Syscalls => " (syscalls)",
+                        Purpose::Profile => " (profile)",
+                        Purpose::Timing => "",
                     },
                     round + 1,
                     block.rounds

@@ -2,7 +2,7 @@
 //! question, in blocks of rounds, and how long each window is. Data and
 //! policy only: `compare` runs it.
 
-use super::herd;
+use super::{herd, limit};
 use crate::results::{Purpose, Workload};
 use crate::spec::{AA_ROW, FLOOR_ROW, STANDARD_MODELS, URING_BEST};
 use crate::stats::samples_needed;
@@ -68,6 +68,27 @@ pub const MANY_ROWS: &[&str] = &[
 /// loops' saturation it is measured at besides the sweep's first.
 pub const LADDER_CONNS: usize = 1_000;
 pub const LADDER_HIGH: u64 = 40_000;
+
+/// The rows whose CPU is traced part by part, once each, over LADDER_CONNS
+/// at LADDER_HIGH (`harness run --profile`; the report's "Where the
+/// server's time goes"): where the paired rounds cannot resolve the best
+/// combination's CPU against epoll:level's, this says where each spends it.
+/// The default matrix traces the goal's pair; `--full` the ladder's base too.
+pub const PROFILE_ROWS: &[&str] = &["epoll:level", URING_BEST];
+pub const PROFILE_FULL_ROWS: &[&str] = &["epoll:level", "uring:multishot", URING_BEST];
+
+/// A profile run's window, seconds: its user/kernel split is the scheduler
+/// tick's (250 Hz here, reported in 1/100 s), so it needs as many ticks of
+/// the server's CPU as the budget allows, not the few dozen a percentile
+/// window gives (at 40 000/s an event loop uses some 0.4 s of CPU a second:
+/// 1 s gives ±2/100 s, ±0.5 µs per request, on the user/kernel split).
+pub const PROFILE_WINDOW_S: f64 = 1.0;
+/// What setting the trace up, reading and replaying it add to a profile
+/// run: seconds, plus seconds per second of window (measured on the lab
+/// machine: 0.65 s for a 1 s window of epoll:level at 40 000/s over 1 000
+/// connections, some 250 000 events).
+const PROFILE_READ_S: f64 = 0.35;
+const PROFILE_READ_PER_S: f64 = 0.3;
 
 /// The active-connection counts of `--full`'s crossover map beyond the
 /// sweep's and the ladder's (each connection sending, open loop; over
@@ -151,8 +172,8 @@ const RUN_OVERHEAD_S: f64 = 0.3;
 /// 3.7 s to thread's and fork's).
 const CONNECT_COST_S: f64 = 0.0005;
 /// The phases figure traced after the matrix (`phases::lanes`; measured:
-/// about 2.5 s, rounded up).
-const PHASES_S: f64 = 5.0;
+/// about 2.5 s, and 1.75 s three times in a row on the lab machine).
+const PHASES_S: f64 = 2.5;
 /// The wake-up floor before the matrix: 2 s, every CPU at once.
 const FLOOR_S: f64 = 2.0;
 /// Starting and stopping each model once before the matrix (`probe`;
@@ -334,6 +355,20 @@ impl Matrix {
             Scale::Default => vec![open(SWEEP_FROM)],
             Scale::Full => vec![open(SWEEP_FROM), pp(1), pp(100)],
         };
+        if scale != Scale::Quick {
+            blocks.push(Block {
+                workloads: vec![Workload::OpenLoop {
+                    conns: LADDER_CONNS,
+                    rate: LADDER_HIGH,
+                }],
+                rows: match scale {
+                    Scale::Full => Rows::Only(&[PROFILE_FULL_ROWS]),
+                    _ => Rows::Only(&[PROFILE_ROWS]),
+                },
+                rounds: 1,
+                purpose: Purpose::Profile,
+            });
+        }
         blocks.push(Block {
             workloads: syscalls,
             // Every model and rung; not the A/A twin (its counts would say
@@ -382,6 +417,25 @@ impl Matrix {
         s.clamp(self.min_window_s, self.max_window_s)
     }
 
+    /// The timed window of a run of `w` made for `purpose`: a profile's
+    /// is `PROFILE_WINDOW_S`, or the matrix's longest window if longer.
+    pub fn run_window_s(&self, w: &Workload, purpose: Purpose) -> f64 {
+        match purpose {
+            Purpose::Timing | Purpose::Syscalls => self.window_s(w),
+            Purpose::Profile => PROFILE_WINDOW_S.max(self.max_window_s),
+        }
+    }
+
+    /// The seconds one run of `w` in `block` is planned to take.
+    fn planned_block_run_s(&self, block: &Block, w: &Workload) -> f64 {
+        let window = self.run_window_s(w, block.purpose);
+        let read = match block.purpose {
+            Purpose::Profile => PROFILE_READ_S + PROFILE_READ_PER_S * window,
+            _ => 0.0,
+        };
+        self.planned_run_s(w) - self.window_s(w) + window + read
+    }
+
     /// Seconds a run of `w` may take before it is killed: the window, plus
     /// time to start and stop the server and to open the connections (a
     /// fork-per-connection server forks once for each).
@@ -422,17 +476,22 @@ impl Matrix {
         v
     }
 
-    /// The runs of the matrix at most (before cells a model's limit or
-    /// saturation excuses), and their planned seconds, the herd section's
+    /// The runs of the matrix at most (cells a model's limit excuses left
+    /// out, before those saturation excuses), and their planned seconds, the herd section's
     /// connect runs and the phases traces after the matrix included.
     pub fn plan(&self) -> (usize, f64) {
         let mut runs = 0;
         let mut seconds = self.models.len() as f64 * PROBE_S + PHASES_S + FLOOR_S;
         for b in &self.blocks {
-            let rows = self.rows(b).len();
             for w in &b.workloads {
+                // A cell a model cannot serve by design is never run.
+                let rows = self
+                    .rows(b)
+                    .iter()
+                    .filter(|m| limit(m, w).is_none())
+                    .count();
                 runs += rows * b.rounds;
-                seconds += (rows * b.rounds) as f64 * self.planned_run_s(w);
+                seconds += (rows * b.rounds) as f64 * self.planned_block_run_s(b, w);
             }
         }
         let rounds = self.repeated_rounds();
@@ -464,7 +523,7 @@ mod tests {
     fn every_block_holds_unique_workloads_and_the_sweep_doubles() {
         for scale in [Scale::Quick, Scale::Default, Scale::Full] {
             let m = Matrix::standard(scale);
-            for purpose in [Purpose::Timing, Purpose::Syscalls] {
+            for purpose in [Purpose::Timing, Purpose::Syscalls, Purpose::Profile] {
                 let mut seen: Vec<Workload> = m
                     .blocks
                     .iter()
@@ -562,6 +621,38 @@ mod tests {
     }
 
     #[test]
+    fn the_default_matrix_profiles_epoll_and_the_ladder_once_near_saturation() {
+        let m = Matrix::standard(Scale::Default);
+        let profiled: Vec<&Block> = m
+            .blocks
+            .iter()
+            .filter(|b| b.purpose == Purpose::Profile)
+            .collect();
+        assert_eq!(profiled.len(), 1);
+        let b = profiled[0];
+        let w = Workload::OpenLoop {
+            conns: LADDER_CONNS,
+            rate: LADDER_HIGH,
+        };
+        assert_eq!((b.workloads.as_slice(), b.rounds), (&[w][..], 1));
+        assert_eq!(m.rows(b), PROFILE_ROWS.to_vec());
+        let full = Matrix::standard(Scale::Full);
+        let b = full
+            .blocks
+            .iter()
+            .find(|b| b.purpose == Purpose::Profile)
+            .expect("a profile block");
+        assert_eq!(full.rows(b), PROFILE_FULL_ROWS.to_vec());
+        // Long enough for the tick's split, unlike the percentile window.
+        assert!(m.run_window_s(&w, Purpose::Profile) > m.window_s(&w));
+        assert_eq!(m.run_window_s(&w, Purpose::Timing), m.window_s(&w));
+        assert!(!Matrix::standard(Scale::Quick)
+            .blocks
+            .iter()
+            .any(|b| b.purpose == Purpose::Profile));
+    }
+
+    #[test]
     fn windows_hold_the_samples_their_percentiles_need() {
         let m = Matrix::standard(Scale::Default);
         assert_eq!(samples_needed(99.9), 10_000);
@@ -608,8 +699,20 @@ mod tests {
         let blocks: usize = m
             .blocks
             .iter()
-            .map(|b| m.rows(b).len() * b.workloads.len() * b.rounds)
+            .flat_map(|b| b.workloads.iter().map(move |w| (b, w)))
+            .map(|(b, w)| m.rows(b).iter().filter(|r| limit(r, w).is_none()).count() * b.rounds)
             .sum();
+        // blocking:iterative serves one connection at a time: not planned
+        // where the workload holds more.
+        let first = m.blocks.first().expect("a block");
+        assert!(m.rows(first).contains(&"blocking:iterative"));
+        assert!(
+            blocks
+                < m.blocks
+                    .iter()
+                    .map(|b| m.rows(b).len() * b.workloads.len() * b.rounds)
+                    .sum::<usize>()
+        );
         assert_eq!(runs, blocks + m.repeated_rounds() * herd::runs_per_round());
     }
 }

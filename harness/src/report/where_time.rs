@@ -185,7 +185,10 @@ pub fn section(r: &CompareResults) -> Option<String> {
          call's time is its time on a CPU, a wait's sleep left out; user and the kernel's \
          total come from the scheduler tick's split of the threads' CPU; kernel time outside \
          calls is the rest of it (interrupts and softirqs that hit the server, task work on \
-         the way back to user space). Tracing slows every system call, so these are shares, \
+         the way back to user space). On loopback a send also runs the receiving socket's \
+         input path (the softirq runs in the sending call), so a send's time includes \
+         delivering the reply to the client; an io_uring SEND issued at submission does the \
+         same inside `io_uring_enter`. Tracing slows every system call, so these are shares, \
          measured once, not the paired rounds' CPU figures.\n\n",
         w.label(),
     );

@@ -188,7 +188,9 @@ pub fn section(r: &CompareResults) -> Option<String> {
          the way back to user space). On loopback a send also runs the receiving socket's \
          input path (the softirq runs in the sending call), so a send's time includes \
          delivering the reply to the client; an io_uring SEND issued at submission does the \
-         same inside `io_uring_enter`. Tracing slows every system call, so these are shares, \
+         same inside `io_uring_enter`. Where the clock charged a row's threads more than the \
+         trace saw them on a CPU (each row's check, below the table), the difference is in \
+         \"outside system calls\". Tracing slows every system call, so these are shares, \
          measured once, not the paired rounds' CPU figures.\n\n",
         w.label(),
     );

@@ -320,6 +320,15 @@ pub struct CpuProfile {
     /// summed: how much of `traced_cpu_s` may be another task's, seconds.
     #[serde(default)]
     pub inferred_s: f64,
+    /// Over the threads' runs in the window, the run time the scheduler
+    /// charged less their length on the trace's clock, seconds, and the
+    /// runs (`account::profile::Attribution::clock_excess_s`): what the
+    /// scheduler charges for wake-ups that preempt another task, less the
+    /// time the hypervisor stole. Part of `cpu_s`, `user_s` and `sys_s`.
+    #[serde(default)]
+    pub clock_excess_s: f64,
+    #[serde(default)]
+    pub runs: u64,
 }
 
 /// One system call's share of a `CpuProfile`.
@@ -343,9 +352,27 @@ impl CpuProfile {
 
     /// Kernel time outside system calls (interrupts and softirqs that hit
     /// the server's threads, page faults, task work run on the way back to
-    /// user space): `stime` less the time inside calls; tick resolution.
+    /// user space): `stime` less the time inside calls and less its share
+    /// of `clock_excess_s`; tick resolution.
     pub fn outside_syscalls_s(&self) -> f64 {
-        self.sys_s - self.in_syscalls_s()
+        self.sys_s - self.in_syscalls_s() - self.excess_share(self.sys_s)
+    }
+
+    /// User time, less its share of `clock_excess_s`.
+    pub fn user_part_s(&self) -> f64 {
+        self.user_s - self.excess_share(self.user_s)
+    }
+
+    /// The scheduler splits a thread's charged run time into `utime` and
+    /// `stime` in proportion to the ticks that found it in each, so the
+    /// excess is in each in that proportion.
+    fn excess_share(&self, part_s: f64) -> f64 {
+        let total = self.user_s + self.sys_s;
+        if total > 0.0 {
+            self.clock_excess_s * part_s / total
+        } else {
+            0.0
+        }
     }
 
     /// `seconds` per request, microseconds.

@@ -43,7 +43,7 @@ fn a_profiles_parts_add_up_to_the_servers_cpu_and_a_waits_sleep_is_left_out() {
         let tolerance = tick_tolerance_s(&p);
         // The parts: user + each call + kernel outside calls (+ io_uring's
         // threads on both sides) against the threads' CPU clocks.
-        let parts = p.user_s + p.in_syscalls_s() + p.outside_syscalls_s();
+        let parts = p.user_part_s() + p.in_syscalls_s() + p.outside_syscalls_s() + p.clock_excess_s;
         assert!(
             (parts - p.cpu_s).abs() <= tolerance,
             "{label}: parts {parts:.4} s, CPU clock {:.4} s (±{tolerance:.4}): {p:?}",

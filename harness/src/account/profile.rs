@@ -121,6 +121,15 @@ pub struct Attribution {
     pub inferred: u64,
     /// That time, summed: how much of `on_cpu_s` is uncertain, seconds.
     pub inferred_s: f64,
+    /// Over the threads' runs in the window (switch in to switch out, both
+    /// recorded), the run time the scheduler charged less their length:
+    /// the scheduler charges a woken thread from the wake-up that preempts
+    /// the task on its CPU (`wakeup_preempt` skips the next clock update,
+    /// so the switch reuses the wake-up's clock), not from its switch in;
+    /// the hypervisor's stolen time is left out of the charge.
+    pub clock_excess_s: f64,
+    /// Those runs.
+    pub runs: u64,
 }
 
 /// One thread's state while the trace is replayed.
@@ -134,6 +143,10 @@ struct Thread {
     /// number `None` while unknown (before its first event: it may have
     /// been inside a call since before the window).
     call: Option<(Option<i64>, f64, f64)>,
+    /// Switched in at (inside the window, by a recorded switch), and the
+    /// run time the scheduler charged it since (`sched_stat_runtime`).
+    switched_in: Option<f64>,
+    charged: f64,
 }
 
 fn syscall_nr(fields: &str) -> Option<i64> {
@@ -171,6 +184,7 @@ pub fn attribute(events: &[Event], tids: &[i32]) -> Result<Attribution, String> 
     let mut calls: BTreeMap<i64, (u64, f64, f64)> = BTreeMap::new();
     let mut inferred = 0;
     let mut inferred_s = 0.0;
+    let (mut clock_excess, mut runs) = (0.0, 0u64);
     // The last switch recorded on each CPU.
     let mut last_switch: BTreeMap<u32, f64> = BTreeMap::new();
     let mut charge = |nr: i64, on: f64, off: f64, returned: bool| {
@@ -217,6 +231,12 @@ pub fn attribute(events: &[Event], tids: &[i32]) -> Result<Attribution, String> 
                 let pid = |k: &str| field(&ev.fields, k).and_then(|p| p.parse::<i32>().ok());
                 if let Some(t) = pid("prev_pid").and_then(|p| threads.get_mut(&p)) {
                     t.seen = true;
+                    // The scheduler charges the thread's last stretch
+                    // before this switch is recorded, so its run is whole.
+                    if let Some(since) = t.switched_in.take() {
+                        clock_excess += t.charged - (ev.ts - since);
+                        runs += 1;
+                    }
                     // Switched out twice with no sign of life between: off
                     // since the first (the switch in between is missing,
                     // and the thread made no call meanwhile).
@@ -231,11 +251,22 @@ pub fn attribute(events: &[Event], tids: &[i32]) -> Result<Attribution, String> 
                         (None, true) => ev.ts,
                     };
                     t.seen = true;
+                    t.switched_in = Some(ev.ts);
+                    t.charged = 0.0;
                     let off = ev.ts - since;
                     t.off_total += off;
                     if let Some(call) = t.call.as_mut() {
                         call.2 += off;
                     }
+                }
+            }
+            "sched_stat_runtime" => {
+                let charged = field(&ev.fields, "runtime").and_then(|r| r.parse::<u64>().ok());
+                let t = field(&ev.fields, "pid")
+                    .and_then(|p| p.parse::<i32>().ok())
+                    .and_then(|p| threads.get_mut(&p));
+                if let (Some(t), Some(ns)) = (t, charged) {
+                    t.charged += ns as f64 / 1e9;
                 }
             }
             _ => {}
@@ -268,6 +299,8 @@ pub fn attribute(events: &[Event], tids: &[i32]) -> Result<Attribution, String> 
         threads_seen,
         inferred,
         inferred_s,
+        clock_excess_s: clock_excess,
+        runs,
     })
 }
 
@@ -334,6 +367,7 @@ impl Profiler {
             // that the trace lacks is placed after the last one recorded
             // on its CPU (`Attribution::inferred`).
             ("sched/sched_switch", None),
+            ("sched/sched_stat_runtime", any(&["pid"])),
         ];
         let instance = Instance::create("profile", &events, BUFFER_KB)?;
         Ok(Profiler {
@@ -424,6 +458,8 @@ fn profile(before: &Totals, after: &Totals, traced: &Attribution, lost: u64) -> 
         lost_events: lost,
         switch_ins_inferred: traced.inferred,
         inferred_s: traced.inferred_s,
+        clock_excess_s: traced.clock_excess_s,
+        runs: traced.runs,
     }
 }
 
@@ -530,6 +566,29 @@ mod tests {
     }
 
     #[test]
+    fn the_scheduler_charging_a_woken_thread_from_its_wake_up_is_measured_per_run() {
+        // Thread 7 is woken while another task runs and switched in 25 µs
+        // later; the scheduler charges it 125 µs for a 100 µs run. A run
+        // already going at the begin marker is not whole: not counted;
+        // another thread's charge is not ours.
+        let text = "\
+         harness-9     [000] ..... 5.000000: tracing_mark_write: harness-profile begin
+           loop-7      [001] d..2. 5.000050: sched_stat_runtime: comm=loop pid=7 runtime=50000 [ns]
+           loop-7      [001] d..2. 5.000050: sched_switch: prev_comm=loop prev_pid=7 prev_prio=120 prev_state=S ==> next_comm=rustc next_pid=30 next_prio=120
+           rustc-30    [001] d..2. 5.000100: sched_switch: prev_comm=rustc prev_pid=30 prev_prio=120 prev_state=R ==> next_comm=loop next_pid=7 next_prio=120
+           loop-7      [001] d..2. 5.000120: sched_stat_runtime: comm=loop pid=7 runtime=30000 [ns]
+           rustc-30    [000] d..2. 5.000150: sched_stat_runtime: comm=rustc pid=30 runtime=90000 [ns]
+           loop-7      [001] d..2. 5.000200: sched_stat_runtime: comm=loop pid=7 runtime=95000 [ns]
+           loop-7      [001] d..2. 5.000200: sched_switch: prev_comm=loop prev_pid=7 prev_prio=120 prev_state=S ==> next_comm=rustc next_pid=30 next_prio=120
+         harness-9     [000] ..... 5.000500: tracing_mark_write: harness-profile end
+";
+        let t = attribute(&events(text), &[7]).expect("markers");
+        assert_eq!(t.runs, 1);
+        assert_eq!((t.clock_excess_s * 1e6).round() as i64, 25);
+        assert_eq!((t.on_cpu_s * 1e6).round() as i64, 150);
+    }
+
+    #[test]
     fn a_trace_without_its_markers_is_refused() {
         let text =
             "           loop-7      [001] ..... 5.000050: sys_enter: NR 0 (5, 7ffd, 64, 0, 0, 0)\n";
@@ -557,12 +616,19 @@ mod tests {
             threads_seen: 1,
             inferred: 2,
             inferred_s: 0.001,
+            clock_excess_s: 0.05,
+            runs: 100,
         };
         let p = profile(&before, &after, &traced, 0);
         assert!((p.cpu_s - 0.75).abs() < 1e-9);
         assert!((p.user_s - 0.5).abs() < 1e-9 && (p.sys_s - 0.25).abs() < 1e-9);
         assert!((p.in_syscalls_s() - 0.1).abs() < 1e-9);
-        assert!((p.outside_syscalls_s() - 0.15).abs() < 1e-9);
+        // The clock's excess (0.05 s) is in utime and stime in their
+        // proportion (2:1), and a part of its own.
+        assert!((p.outside_syscalls_s() - (0.15 - 0.05 / 3.0)).abs() < 1e-9);
+        assert!((p.user_part_s() - (0.5 - 0.1 / 3.0)).abs() < 1e-9);
+        let parts = p.user_part_s() + p.in_syscalls_s() + p.outside_syscalls_s() + p.clock_excess_s;
+        assert!((parts - p.cpu_s).abs() < 1e-9);
         assert!((p.io_uring_threads_cpu_s.expect("io_uring threads") - 0.012).abs() < 1e-9);
         assert_eq!(p.syscalls[0].name, "read");
         assert_eq!(p.switch_ins_inferred, 2);

@@ -1009,6 +1009,8 @@ fn profile(user: f64, outside: f64, calls: &[(&str, f64, f64)]) -> crate::measur
         lost_events: 0,
         switch_ins_inferred: 0,
         inferred_s: 0.0,
+        clock_excess_s: 0.0,
+        runs: 0,
     }
 }
 

@@ -26,6 +26,7 @@ fn in_call(name: &str) -> String {
 
 const USER: &str = "user";
 const OUTSIDE: &str = "kernel, outside system calls";
+const WAKE: &str = "charged for preempting wake-ups";
 const IO_URING: &str = "io_uring kernel threads";
 
 /// The profile's parts, per request: user, each system call (most costly
@@ -34,7 +35,7 @@ pub fn parts(p: &CpuProfile) -> Vec<Part> {
     let per = |s: f64| p.per_request_us(s);
     let mut v = vec![Part {
         name: USER.into(),
-        us: per(p.user_s),
+        us: per(p.user_part_s()),
         detail: None,
     }];
     for s in &p.syscalls {
@@ -64,6 +65,17 @@ pub fn parts(p: &CpuProfile) -> Vec<Part> {
         name: OUTSIDE.into(),
         us: per(p.outside_syscalls_s()),
         detail: None,
+    });
+    v.push(Part {
+        name: WAKE.into(),
+        us: per(p.clock_excess_s),
+        detail: (p.runs > 0).then(|| {
+            format!(
+                "{:.2} runs/req × {:.2} µs: the clock counts from the wake-up",
+                p.runs as f64 / p.requests,
+                p.clock_excess_s * 1e6 / p.runs as f64
+            )
+        }),
     });
     if let Some(k) = p.io_uring_threads_cpu_s {
         v.push(Part {
@@ -130,12 +142,13 @@ const ROWS: [&str; 3] = ["epoll:level", "uring:multishot", crate::spec::URING_BE
 
 /// The coarse parts a difference is named by: user, kernel inside calls,
 /// kernel outside calls, io_uring's threads.
-fn coarse(p: &CpuProfile) -> [(&'static str, f64); 4] {
+fn coarse(p: &CpuProfile) -> [(&'static str, f64); 5] {
     let per = |s: f64| p.per_request_us(s);
     [
-        (USER, per(p.user_s)),
+        (USER, per(p.user_part_s())),
         ("kernel, inside system calls", per(p.in_syscalls_s())),
         (OUTSIDE, per(p.outside_syscalls_s())),
+        (WAKE, per(p.clock_excess_s)),
         (IO_URING, per(p.io_uring_threads_cpu_s.unwrap_or(0.0))),
     ]
 }
@@ -188,10 +201,14 @@ pub fn section(r: &CompareResults) -> Option<String> {
          the way back to user space). On loopback a send also runs the receiving socket's \
          input path (the softirq runs in the sending call), so a send's time includes \
          delivering the reply to the client; an io_uring SEND issued at submission does the \
-         same inside `io_uring_enter`. Where the clock charged a row's threads more than the \
-         trace saw them on a CPU (each row's check, below the table), the difference is in \
-         \"outside system calls\". Tracing slows every system call, so these are shares, \
-         measured once, not the paired rounds' CPU figures.\n\n",
+         same inside `io_uring_enter`. The scheduler charges a woken thread from the wake-up \
+         that preempts the task on its CPU, not from its switch in (`wakeup_preempt` skips \
+         the next clock update): \"charged for preempting wake-ups\" is that, summed over the \
+         threads' runs (`sched_stat_runtime` against the runs' recorded switches, less any \
+         time the hypervisor stole); it is in the CPU clock and in the paired rounds' figures, \
+         and grows with how often a server sleeps and how busy its CPU is with other work. \
+         Tracing slows every system call, so these are shares, measured once, not the paired \
+         rounds' CPU figures.\n\n",
         w.label(),
     );
     let mut t = Table::from(
@@ -212,7 +229,8 @@ pub fn section(r: &CompareResults) -> Option<String> {
     names.sort_by_key(|n| match n.as_str() {
         USER => 0,
         OUTSIDE => 2,
-        IO_URING => 3,
+        WAKE => 3,
+        IO_URING => 4,
         _ => 1,
     });
     for name in &names {

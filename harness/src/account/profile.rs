@@ -86,6 +86,7 @@ pub fn syscall_name(nr: i64) -> String {
         (libc::SYS_setsockopt, "setsockopt"),
         (libc::SYS_getrusage, "getrusage"),
         (libc::SYS_mmap, "mmap"),
+        (libc::SYS_mprotect, "mprotect"),
         (libc::SYS_munmap, "munmap"),
         (libc::SYS_madvise, "madvise"),
         (libc::SYS_brk, "brk"),

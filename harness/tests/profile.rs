@@ -74,20 +74,19 @@ fn a_profiles_parts_add_up_to_the_servers_cpu_and_a_waits_sleep_is_left_out() {
             w.off_cpu_s,
             w.on_cpu_s
         );
-        // The trace's switches against the kernel's clock, plus what the
-        // inferred switches leave uncertain. For epoll:level they agree
-        // within a few % (the trace's clock also counts time the
-        // hypervisor took); an io_uring loop that sleeps in io_uring_enter
-        // is charged 10-30 % more than the trace saw it on a CPU (some
-        // 9-13 µs per sleep on the lab machine under load; not explained
-        // yet). So: never more than a quarter above the clock (a wait's
-        // sleep counted as on a CPU would be several times the loop's
-        // CPU), never below half of it (most of its run lost).
+        // The trace's switches, plus what the scheduler charged beyond
+        // each run (it counts a woken thread from the wake-up, not the
+        // switch), against the kernel's clock: within 5 % (measured within
+        // 1 % on the lab machine; the runs cut by the markers are not in
+        // the charge), plus what the inferred switches leave uncertain. A
+        // wait's sleep counted as on a CPU would be several times the
+        // loop's CPU; the charge alone was 10-30 % of an io_uring loop's.
+        let seen = p.traced_cpu_s + p.clock_excess_s;
         assert!(
-            p.traced_cpu_s <= 1.25 * p.cpu_s + p.inferred_s + 0.002
-                && p.traced_cpu_s >= 0.5 * p.cpu_s - p.inferred_s,
-            "{label}: traced {:.4} s on a CPU, clock {:.4} s: {p:?}",
+            (seen - p.cpu_s).abs() <= 0.05 * p.cpu_s + p.inferred_s + 0.002,
+            "{label}: traced {:.4} s on a CPU and {:.4} s charged for wake-ups, clock {:.4} s: {p:?}",
             p.traced_cpu_s,
+            p.clock_excess_s,
             p.cpu_s
         );
         if label == "epoll:level" {

@@ -98,13 +98,14 @@ pub fn check(p: &CpuProfile) -> String {
     let mut s = format!(
         "parts sum to {:.2} µs/req, the CPU clock says {:.2} (user and kernel are split by the \
          scheduler tick, read in 1/{} s: ±{:.2} µs/req); the trace saw the threads on a CPU for \
-         {:.2} µs/req ({:+.1} %)",
+         {:.2} µs/req, and with the wake-ups' charge {:.2} ({:+.1} % of the clock)",
         per(sum),
         per(clock),
         p.tick_hz,
         per(split),
         per(p.traced_cpu_s),
-        (p.traced_cpu_s / p.cpu_s - 1.0) * 100.0
+        per(p.traced_cpu_s + p.clock_excess_s),
+        ((p.traced_cpu_s + p.clock_excess_s) / p.cpu_s - 1.0) * 100.0
     );
     if p.switch_ins_inferred > 0 {
         let _ = write!(

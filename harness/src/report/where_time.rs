@@ -26,7 +26,7 @@ fn in_call(name: &str) -> String {
 
 const USER: &str = "user";
 const OUTSIDE: &str = "kernel, outside system calls";
-const WAKE: &str = "charged for preempting wake-ups";
+const WAKE: &str = "scheduler's charge beyond the runs";
 const IO_URING: &str = "io_uring kernel threads";
 
 /// The profile's parts, per request: user, each system call (most costly
@@ -71,7 +71,7 @@ pub fn parts(p: &CpuProfile) -> Vec<Part> {
         us: per(p.clock_excess_s),
         detail: (p.runs > 0).then(|| {
             format!(
-                "{:.2} runs/req × {:.2} µs: the clock counts from the wake-up",
+                "{:.2} runs/req × {:.2} µs: + from the preempting wake-up, − stolen",
                 p.runs as f64 / p.requests,
                 p.clock_excess_s * 1e6 / p.runs as f64
             )
@@ -204,10 +204,11 @@ pub fn section(r: &CompareResults) -> Option<String> {
          delivering the reply to the client; an io_uring SEND issued at submission does the \
          same inside `io_uring_enter`. The scheduler charges a woken thread from the wake-up \
          that preempts the task on its CPU, not from its switch in (`wakeup_preempt` skips \
-         the next clock update): \"charged for preempting wake-ups\" is that, summed over the \
-         threads' runs (`sched_stat_runtime` against the runs' recorded switches, less any \
-         time the hypervisor stole); it is in the CPU clock and in the paired rounds' figures, \
-         and grows with how often a server sleeps and how busy its CPU is with other work. \
+         the next clock update), and leaves out time the hypervisor stole: \"scheduler's charge \
+         beyond the runs\" is the net of the two, summed over the threads' runs \
+         (`sched_stat_runtime` against the runs' recorded switches); it is in the CPU clock and \
+         in the paired rounds' figures, and the wake-ups' part grows with how often a server \
+         sleeps and how busy its CPU is with other work. \
          Tracing slows every system call, so these are shares, measured once, not the paired \
          rounds' CPU figures.\n\n",
         w.label(),

@@ -200,7 +200,7 @@ pub fn run_args(
     }
     push("--size", w.size().unwrap_or(m.size).to_string());
     push("--warmup", m.warmup_s.to_string());
-    push("--duration", m.window_for(model, w).to_string());
+    push("--duration", m.window_for(model, w, purpose).to_string());
     push("--seed", (round + 1).to_string());
     a.push("--json".into());
     if matches!(w, Workload::Connect { .. }) {
@@ -208,8 +208,10 @@ pub fn run_args(
         // herd runs measure wake-ups, `compare::herd`).
         a.push("--no-wakeups".into());
     }
-    if purpose == Purpose::Syscalls {
-        a.push("--syscalls".into());
+    match purpose {
+        Purpose::Syscalls => a.push("--syscalls".into()),
+        Purpose::Profile => a.push("--profile".into()),
+        Purpose::Timing => {}
     }
     let extra = server_args(model);
     if !extra.is_empty() {
@@ -491,9 +493,9 @@ pub fn run_matrix(
                 matrix
                     .rows(b)
                     .into_iter()
-                    .flat_map(|row| b.workloads.iter().map(move |w| (row, w)))
+                    .flat_map(move |row| b.workloads.iter().map(move |w| (row, w, b.purpose)))
             })
-            .map(|(row, w)| matrix.run_timeout_s(row, w))
+            .map(|(row, w, purpose)| matrix.run_timeout_s(row, w, purpose))
             .fold(0.0, f64::max),
         started_at,
         finished_at: "(in progress)".into(),
@@ -546,10 +548,10 @@ pub fn run_matrix(
                 let label = format!(
                     "{model} · {}{} · round {}/{}",
                     w.label(),
-                    if block.purpose == Purpose::Syscalls {
-                        " (syscalls)"
-                    } else {
-                        ""
+                    match block.purpose {
+                        Purpose::Syscalls => " (syscalls)",
+                        Purpose::Profile => " (profile)",
+                        Purpose::Timing => "",
                     },
                     round + 1,
                     block.rounds
@@ -561,7 +563,8 @@ pub fn run_matrix(
                 }
                 bar.set_message(label);
                 let args = run_args(matrix, &model, &w, block.purpose, round);
-                let timeout = Duration::from_secs_f64(matrix.run_timeout_s(&model, &w));
+                let timeout =
+                    Duration::from_secs_f64(matrix.run_timeout_s(&model, &w, block.purpose));
                 match run_child(exe, &args, timeout) {
                     Ok(m) => cell.push_run(round, m),
                     Err(reason) => {
@@ -671,8 +674,9 @@ pub fn main(args: CompareArgs) -> io::Result<Compared> {
         Some(&partial),
     );
     let connect = Workload::Connect { conns: 4 };
-    let herd_timeout =
-        Duration::from_secs_f64(matrix.run_timeout_s("epoll:level", &connect) + 30.0);
+    let herd_timeout = Duration::from_secs_f64(
+        matrix.run_timeout_s("epoll:level", &connect, Purpose::Timing) + 30.0,
+    );
     let herd = herd::measure(
         matrix.repeated_rounds(),
         matrix.warmup_s,
@@ -810,6 +814,23 @@ mod tests {
         );
         assert!(
             !text.contains("--syscalls") && !text.contains(" -- "),
+            "{text}"
+        );
+        // A profile run traces the row's own server over its longer window.
+        let m = Matrix::standard(Scale::Default);
+        let w = Workload::OpenLoop {
+            conns: LADDER_CONNS,
+            rate: LADDER_HIGH,
+        };
+        let text = run_args(&m, crate::spec::URING_BEST, &w, Purpose::Profile, 0).join(" ");
+        assert!(
+            text.starts_with("run uring:multishot --workload pingpong --conns 1000 --rate 40000"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "--duration {PROFILE_WINDOW_S} --seed 1 --json --profile -- --defer-taskrun"
+            )),
             "{text}"
         );
     }

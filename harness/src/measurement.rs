@@ -271,6 +271,118 @@ pub struct ServerSide {
     /// (connect workload with the wake-up trace; `account::landed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landed: Option<Landed>,
+    /// Where the server's CPU went in the window, by part (`--profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<CpuProfile>,
+    /// Why `profile` is missing although asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_na_reason: Option<String>,
+}
+
+/// Where the server's CPU went over one traced window (`harness run
+/// --profile`, `account::profile`): user time, kernel time inside each
+/// system call (on a CPU only: the time a call slept or waited for a CPU is
+/// not in it), kernel time outside system calls, and io_uring's kernel
+/// threads. The tracepoints slow every system call of the server, so these
+/// are shares of one traced run, not the untraced run's costs.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CpuProfile {
+    /// Between the trace's begin and end markers, seconds.
+    pub window_s: f64,
+    /// Requests served in that window (the load's rate times it).
+    pub requests: f64,
+    /// CPU of the server's own threads (io_uring's kernel threads apart),
+    /// from each thread's `schedstat`, nanosecond-exact.
+    pub cpu_s: f64,
+    /// The same threads' `utime` and `stime` (`/proc/PID/task/TID/stat`):
+    /// the scheduler tick's split of `cpu_s`, in 1/`tick_hz` s units.
+    pub user_s: f64,
+    pub sys_s: f64,
+    pub tick_hz: u64,
+    /// The same threads' time on a CPU as the trace saw it: the window less
+    /// every interval between a switch out and the next switch in (a check
+    /// on `cpu_s`, independent of it).
+    pub traced_cpu_s: f64,
+    /// Per system call, by name; most costly first.
+    pub syscalls: Vec<SyscallTime>,
+    /// CPU of io_uring's kernel threads (`iou-sqp-*`, `iou-wrk-*`) in the
+    /// window, from their `schedstat`; `None`: the server had none.
+    pub io_uring_threads_cpu_s: Option<f64>,
+    /// Server threads the trace followed.
+    pub threads: usize,
+    /// Events the trace buffer lost (the profile is refused when any was).
+    pub lost_events: u64,
+    /// Switches to a server thread the trace lacked, inferred from the
+    /// thread's next system call (`account::profile::Attribution`).
+    #[serde(default)]
+    pub switch_ins_inferred: u64,
+    /// The time between each inferred switch's earliest and latest place,
+    /// summed: how much of `traced_cpu_s` may be another task's, seconds.
+    #[serde(default)]
+    pub inferred_s: f64,
+    /// Over the threads' runs in the window, the run time the scheduler
+    /// charged less their length on the trace's clock, seconds, and the
+    /// runs (`account::profile::Attribution::clock_excess_s`): what the
+    /// scheduler charges for wake-ups that preempt another task, less the
+    /// time the hypervisor stole. Part of `cpu_s`, `user_s` and `sys_s`.
+    #[serde(default)]
+    pub clock_excess_s: f64,
+    #[serde(default)]
+    pub runs: u64,
+}
+
+/// One system call's share of a `CpuProfile`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SyscallTime {
+    pub name: String,
+    /// Calls that returned in the window.
+    pub calls: u64,
+    /// Time inside the call on a CPU (kernel mode), seconds.
+    pub on_cpu_s: f64,
+    /// Time inside the call off any CPU (asleep, or runnable and waiting
+    /// for one), seconds: left out of the CPU figures.
+    pub off_cpu_s: f64,
+}
+
+impl CpuProfile {
+    /// Kernel time on a CPU inside system calls, seconds.
+    pub fn in_syscalls_s(&self) -> f64 {
+        self.syscalls.iter().map(|s| s.on_cpu_s).sum()
+    }
+
+    /// Kernel time outside system calls (interrupts and softirqs that hit
+    /// the server's threads, page faults, task work run on the way back to
+    /// user space): `stime` less the time inside calls and less its share
+    /// of `clock_excess_s`; tick resolution.
+    pub fn outside_syscalls_s(&self) -> f64 {
+        self.sys_s - self.in_syscalls_s() - self.excess_share(self.sys_s)
+    }
+
+    /// User time, less its share of `clock_excess_s`.
+    pub fn user_part_s(&self) -> f64 {
+        self.user_s - self.excess_share(self.user_s)
+    }
+
+    /// The scheduler splits a thread's charged run time into `utime` and
+    /// `stime` in proportion to the ticks that found it in each, so the
+    /// excess is in each in that proportion.
+    fn excess_share(&self, part_s: f64) -> f64 {
+        let total = self.user_s + self.sys_s;
+        if total > 0.0 {
+            self.clock_excess_s * part_s / total
+        } else {
+            0.0
+        }
+    }
+
+    /// `seconds` per request, microseconds.
+    pub fn per_request_us(&self, seconds: f64) -> f64 {
+        if self.requests > 0.0 {
+            seconds * 1e6 / self.requests
+        } else {
+            f64::NAN
+        }
+    }
 }
 
 /// The connect workload's connections in the window, each matched to the

@@ -116,12 +116,15 @@ pub struct Switching {
 
 /// Why a run was made: timing runs feed rates, latencies and CPU; a
 /// syscall run has the syscall tracepoints on (which slow every syscall
-/// down) and feeds only the syscall table.
+/// down) and feeds only the syscall table; a profile run traces the
+/// server's calls and switches (`harness run --profile`) and feeds only
+/// the table of where its CPU goes.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
     Timing,
     Syscalls,
+    Profile,
 }
 
 /// Whether `model` is a reference (the `peers` crate: what a reader would

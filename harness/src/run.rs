@@ -13,14 +13,15 @@
 //! `measure` is the same thing as a library call, for tests and
 //! `harness compare`.
 
+use crate::account::profile::Profiler;
 use crate::account::{
     self, landed, AcceptLog, CounterSet, ServerAccount, TreeCounters, WakeCounts, WakeTrace,
     Window, DRAIN_EVERY,
 };
 use crate::load::{self, sys, LoadReport, LoadSpec};
 use crate::measurement::{
-    wall_clock, CloseMode, ExitSummary, Measurement, RateUnit, ServerSide, Wakeups, WorkloadKind,
-    WorkloadParams, SCHEMA_VERSION,
+    wall_clock, CloseMode, CpuProfile, ExitSummary, Measurement, RateUnit, ServerSide, Wakeups,
+    WorkloadKind, WorkloadParams, SCHEMA_VERSION,
 };
 use crate::server::{describe_status, ModelSpec, Server, ServerConfig};
 use crate::spec::OFFERED_SHARE;
@@ -109,6 +110,12 @@ pub struct RunOptions {
     /// of the server takes the slow path, so its CPU figures rise a little).
     #[arg(long)]
     pub syscalls: bool,
+    /// Where the server's CPU goes in the window, per request: user time,
+    /// kernel time on a CPU inside each system call, kernel time outside
+    /// calls, io_uring's kernel threads (`account::profile`: ftrace, needs
+    /// root; the tracing slows the server, so these are shares).
+    #[arg(long)]
+    pub profile: bool,
     /// Connect workload: do not trace the server's wake-ups (on by default:
     /// its tracepoints put the server's syscalls on the slow path too).
     #[arg(long)]
@@ -192,6 +199,8 @@ pub struct MeasureSpec {
     pub load_cpus: Option<Vec<usize>>,
     pub server_cpus: Option<Vec<usize>>,
     pub count_syscalls: bool,
+    /// Split the server's CPU into its parts (`account::profile`).
+    pub profile: bool,
     /// Connect workload: trace the accept path's wake-ups (`Wakeups`).
     pub count_wakeups: bool,
     pub allow_remote: bool,
@@ -221,6 +230,7 @@ impl MeasureSpec {
             load_cpus: None,
             server_cpus: None,
             count_syscalls: true,
+            profile: false,
             count_wakeups: kind == WorkloadKind::Connect,
             allow_remote: false,
             seed: 1,
@@ -280,6 +290,12 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
     let counters = server
         .as_ref()
         .map(|s| TreeCounters::attach(s.pid(), &counter_set(spec)));
+    // Before the load too: setting the trace up takes longer than a short
+    // warm-up, and would then eat into the window.
+    let profiler = server
+        .as_ref()
+        .filter(|_| spec.profile)
+        .map(|s| Profiler::prepare(s.pid()));
 
     let busy = start_busy(spec, target, &cpus.load)?;
     let running = load::start(load_spec(spec, target, &cpus.load))?;
@@ -291,14 +307,15 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
         }
         _ => None,
     };
-    let (account, wakes) = match (&server, &counters) {
+    let (account, wakes, profiled) = match (&server, &counters) {
         (Some(s), Some(c)) => {
             // The connect workload's wake-ups, replayed in order (see `Wakeups`).
             let trace = spec.count_wakeups;
-            let (account, wakes) = account_window(s.pid(), c, trace, &running.timeline);
-            (Some(account), wakes)
+            let (account, wakes, profiled) =
+                account_window(s.pid(), c, trace, profiler, &running.timeline);
+            (Some(account), wakes, profiled)
         }
-        _ => (None, None),
+        _ => (None, None, None),
     };
     let report = running.join()?;
     if !busy.is_empty() {
@@ -344,6 +361,17 @@ pub fn measure(spec: &MeasureSpec) -> io::Result<Measurement> {
                 }
                 Some(Err(e)) => side.na_reason = Some(format!("server accounting failed: {e}")),
                 None => side.na_reason = Some("server accounting did not run".into()),
+            }
+            match profiled {
+                Some(Ok(mut p)) => {
+                    p.requests = report.requests as f64 / report.window.as_secs_f64() * p.window_s;
+                    side.profile = Some(p);
+                }
+                Some(Err(e)) => side.profile_na_reason = Some(format!("--profile: {e}")),
+                None if spec.profile => {
+                    side.profile_na_reason = Some("--profile: the window was not read".into())
+                }
+                None => {}
             }
             side
         }
@@ -513,18 +541,24 @@ type TracedWakes = Option<Result<(WakeCounts, AcceptLog), String>>;
 
 /// Reads the server's tree over the load's timed window: sleeps until it
 /// begins, snapshots, sleeps until it ends (with `trace`, tracing the
-/// wake-ups meanwhile), snapshots again.
+/// wake-ups meanwhile; with a `profiler`, tracing its calls and switches),
+/// snapshots again.
 fn account_window(
     pid: i32,
     counters: &Result<TreeCounters, String>,
     trace: bool,
+    profiler: Option<io::Result<Profiler>>,
     timeline: &load::Timeline,
-) -> (io::Result<ServerAccount>, TracedWakes) {
+) -> (
+    io::Result<ServerAccount>,
+    TracedWakes,
+    Option<io::Result<CpuProfile>>,
+) {
     sleep_until(timeline.window_start);
     let began = Instant::now();
     let window = match Window::begin(pid, counters, Duration::from_millis(50)) {
         Ok(w) => w,
-        Err(e) => return (Err(e), None),
+        Err(e) => return (Err(e), None, None),
     };
     // Reading the tree reads each process at its own instant, one after
     // another: for thousands of processes (a fork server's idle children)
@@ -537,8 +571,9 @@ fn account_window(
     let load_window = timeline.window_end - timeline.window_start;
     if let Err(e) = tree_read_fits(read, load_window) {
         drop(window.end());
-        return (Err(e), None);
+        return (Err(e), None, None);
     }
+    let profiler = profiler.map(|p| p.and_then(|mut p| p.begin().map(|()| p)));
     let second_read = timeline.window_end - read;
     let wakes = trace.then(|| {
         let mut trace = WakeTrace::attach(pid)?;
@@ -549,6 +584,7 @@ fn account_window(
         trace.finish_with_log().map_err(|e| e.to_string())
     });
     sleep_until(second_read);
+    let profiler = profiler.map(|p| p.and_then(|mut p| p.stop().map(|()| p)));
     let account = window.end().map(|mut acc| {
         if read * 10 > load_window {
             acc.notes.push(format!(
@@ -561,7 +597,8 @@ fn account_window(
         }
         acc
     });
-    (account, wakes)
+    let profiled = profiler.map(|p| p.and_then(Profiler::finish));
+    (account, wakes, profiled)
 }
 
 /// A server window shorter than half the load's is refused: what is left
@@ -838,6 +875,7 @@ pub fn spec_from_args(a: &RunOptions) -> io::Result<MeasureSpec> {
         load_cpus: a.load_cpus.clone(),
         server_cpus: a.server_cpus.clone(),
         count_syscalls: a.syscalls,
+        profile: a.profile,
         count_wakeups: kind == WorkloadKind::Connect && !a.no_wakeups,
         allow_remote: a.allow_remote,
         seed: a.seed,

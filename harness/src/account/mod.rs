@@ -21,10 +21,12 @@
 //! `procfs` reads `/proc` (always available on Linux, CPU in clock ticks);
 //! `perf` adds exact counters from `perf_event_open` when permitted.
 
+pub mod ftrace;
 pub mod landed;
 mod machine;
 mod perf;
 pub(crate) mod procfs;
+pub mod profile;
 mod tracefs;
 mod wakes;
 

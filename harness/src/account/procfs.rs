@@ -341,10 +341,15 @@ pub fn thread_switches(pid: i32, tid: i32) -> Option<(u64, u64)> {
 /// The scheduler state of thread `tid` of `pid`, from its `stat`: `R`
 /// running or runnable, `S` asleep, and so on; `None` if it has exited.
 pub fn thread_state(pid: i32, tid: i32) -> Option<u8> {
+    thread_stat(pid, tid).map(|stat| stat.state)
+}
+
+/// `/proc/PID/task/TID/stat` of one thread (its own `utime` and `stime`,
+/// not the process's); `None` if it has exited.
+pub(crate) fn thread_stat(pid: i32, tid: i32) -> Option<ProcStat> {
     fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
         .ok()
         .and_then(|text| parse_stat(&text))
-        .map(|stat| stat.state)
 }
 
 /// The name prefix of io_uring's kernel threads: `iou-sqp-PID`, the

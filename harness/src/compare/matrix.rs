@@ -2,7 +2,7 @@
 //! question, in blocks of rounds, and how long each window is. Data and
 //! policy only: `compare` runs it.
 
-use super::herd;
+use super::{herd, limit};
 use crate::results::{Purpose, Workload};
 use crate::spec::{base_row, AA_ROW, FLOOR_ROW, PAIR_ROWS, STANDARD_MODELS, URING_BEST};
 use crate::stats::samples_needed;
@@ -65,6 +65,27 @@ pub const MANY_ROWS: &[&str] = &[
 /// loops' saturation it is measured at besides the sweep's first.
 pub const LADDER_CONNS: usize = 1_000;
 pub const LADDER_HIGH: u64 = 40_000;
+
+/// The rows whose CPU is traced part by part, once each, over LADDER_CONNS
+/// at LADDER_HIGH (`harness run --profile`; the report's "Where the
+/// server's time goes"): where the paired rounds cannot resolve the best
+/// combination's CPU against epoll:level's, this says where each spends it.
+/// The default matrix traces the goal's pair; `--full` the ladder's base too.
+pub const PROFILE_ROWS: &[&str] = &["epoll:level", URING_BEST];
+pub const PROFILE_FULL_ROWS: &[&str] = &["epoll:level", "uring:multishot", URING_BEST];
+
+/// A profile run's window, seconds: its user/kernel split is the scheduler
+/// tick's (250 Hz here, reported in 1/100 s), so it needs as many ticks of
+/// the server's CPU as the budget allows, not the few dozen a percentile
+/// window gives (at 40 000/s an event loop uses some 0.4 s of CPU a second:
+/// 1 s gives ±2/100 s, ±0.5 µs per request, on the user/kernel split).
+pub const PROFILE_WINDOW_S: f64 = 1.0;
+/// What setting the trace up, reading and replaying it add to a profile
+/// run: seconds, plus seconds per second of window (measured on the lab
+/// machine: 0.65 s for a 1 s window of epoll:level at 40 000/s over 1 000
+/// connections, some 250 000 events).
+const PROFILE_READ_S: f64 = 0.35;
+const PROFILE_READ_PER_S: f64 = 0.3;
 
 /// The active-connection counts of the crossover map beyond the sweep's
 /// and the ladder's (each connection sending, open loop; over 1 000 the
@@ -174,8 +195,8 @@ fn connect_cost_s(row: &str) -> f64 {
 }
 
 /// The phases figure traced after the matrix (`phases::lanes`; measured:
-/// about 2.5 s, rounded up).
-const PHASES_S: f64 = 5.0;
+/// about 2.5 s, and 1.75 s three times in a row on the lab machine).
+const PHASES_S: f64 = 2.5;
 /// The wake-up floor before the matrix: 2 s, every CPU at once.
 const FLOOR_S: f64 = 2.0;
 /// Starting and stopping each model once before the matrix (`probe`;
@@ -396,6 +417,18 @@ impl Matrix {
                 rounds: 1,
                 purpose: Purpose::Syscalls,
             });
+            blocks.push(Block {
+                workloads: vec![Workload::OpenLoop {
+                    conns: LADDER_CONNS,
+                    rate: LADDER_HIGH,
+                }],
+                rows: match scale {
+                    Scale::Full => Rows::Only(&[PROFILE_FULL_ROWS]),
+                    _ => Rows::Only(&[PROFILE_ROWS]),
+                },
+                rounds: 1,
+                purpose: Purpose::Profile,
+            });
         }
         blocks.push(Block {
             workloads: syscalls,
@@ -447,11 +480,16 @@ impl Matrix {
         s.clamp(self.min_window_s, self.max_window_s)
     }
 
-    /// The timed window of `row`'s run of `w`: `window_s`, or, for a row
-    /// with a thread or process per connection, at least four times what
-    /// reading all of them takes, so that the accounting's reads at either
-    /// end are short against the window (`TASK_PER_CONNECTION`).
-    pub fn window_for(&self, row: &str, w: &Workload) -> f64 {
+    /// The timed window of `row`'s run of `w` made for `purpose`:
+    /// `window_s`, or, for a row with a thread or process per connection,
+    /// at least four times what reading all of them takes, so that the
+    /// accounting's reads at either end are short against the window
+    /// (`TASK_PER_CONNECTION`); a profile's is `PROFILE_WINDOW_S`, or the
+    /// matrix's longest window if longer.
+    pub fn window_for(&self, row: &str, w: &Workload, purpose: Purpose) -> f64 {
+        if purpose == Purpose::Profile {
+            return PROFILE_WINDOW_S.max(self.max_window_s);
+        }
         let base = self.window_s(w);
         if self.duration_s.is_some() || !task_per_connection(row) {
             return base;
@@ -462,19 +500,24 @@ impl Matrix {
     /// Seconds a run of `w` may take before it is killed: the window, plus
     /// time to start and stop the server and to open the connections (a
     /// fork-per-connection server forks once for each).
-    pub fn run_timeout_s(&self, row: &str, w: &Workload) -> f64 {
-        self.warmup_s + self.window_for(row, w) + 30.0 + w.concurrent_conns() as f64 / 500.0
+    pub fn run_timeout_s(&self, row: &str, w: &Workload, purpose: Purpose) -> f64 {
+        self.warmup_s
+            + self.window_for(row, w, purpose)
+            + 30.0
+            + w.concurrent_conns() as f64 / 500.0
     }
 
     /// The seconds one run of `w` is planned to take.
     pub fn planned_run_s(&self, row: &str, w: &Workload, purpose: Purpose) -> f64 {
+        let window = self.window_for(row, w, purpose);
         let traced = match purpose {
             Purpose::Timing => 0.0,
             Purpose::Syscalls => SYSCALLS_OVERHEAD_S,
+            Purpose::Profile => PROFILE_READ_S + PROFILE_READ_PER_S * window,
         };
         traced
             + self.warmup_s
-            + self.window_for(row, w)
+            + window
             + RUN_OVERHEAD_S
             + w.concurrent_conns() as f64 * connect_cost_s(row)
     }
@@ -504,15 +547,20 @@ impl Matrix {
         v
     }
 
-    /// The runs of the matrix at most (before cells a model's limit or
-    /// saturation excuses), and their planned seconds, the herd section's
+    /// The runs of the matrix at most (cells a model's limit excuses left
+    /// out, before those saturation excuses), and their planned seconds, the herd section's
     /// connect runs and the phases traces after the matrix included.
     pub fn plan(&self) -> (usize, f64) {
         let mut runs = 0;
         let mut seconds = self.models.len() as f64 * PROBE_S + PHASES_S + FLOOR_S;
         for b in &self.blocks {
-            let rows = self.rows(b);
             for w in &b.workloads {
+                // A cell a model cannot serve by design is never run.
+                let rows: Vec<&str> = self
+                    .rows(b)
+                    .into_iter()
+                    .filter(|m| limit(m, w).is_none())
+                    .collect();
                 runs += rows.len() * b.rounds;
                 for row in &rows {
                     seconds += b.rounds as f64 * self.planned_run_s(row, w, b.purpose);
@@ -553,7 +601,7 @@ mod tests {
     fn every_block_holds_unique_workloads_and_the_sweep_doubles() {
         for scale in [Scale::Quick, Scale::Default, Scale::Full] {
             let m = Matrix::standard(scale);
-            for purpose in [Purpose::Timing, Purpose::Syscalls] {
+            for purpose in [Purpose::Timing, Purpose::Syscalls, Purpose::Profile] {
                 let mut seen: Vec<Workload> = m
                     .blocks
                     .iter()
@@ -657,6 +705,38 @@ mod tests {
     }
 
     #[test]
+    fn the_default_matrix_profiles_epoll_and_the_ladder_once_near_saturation() {
+        let m = Matrix::standard(Scale::Default);
+        let profiled: Vec<&Block> = m
+            .blocks
+            .iter()
+            .filter(|b| b.purpose == Purpose::Profile)
+            .collect();
+        assert_eq!(profiled.len(), 1);
+        let b = profiled[0];
+        let w = Workload::OpenLoop {
+            conns: LADDER_CONNS,
+            rate: LADDER_HIGH,
+        };
+        assert_eq!((b.workloads.as_slice(), b.rounds), (&[w][..], 1));
+        assert_eq!(m.rows(b), PROFILE_ROWS.to_vec());
+        let full = Matrix::standard(Scale::Full);
+        let b = full
+            .blocks
+            .iter()
+            .find(|b| b.purpose == Purpose::Profile)
+            .expect("a profile block");
+        assert_eq!(full.rows(b), PROFILE_FULL_ROWS.to_vec());
+        // Long enough for the tick's split, unlike the percentile window.
+        assert!(m.window_for("epoll:level", &w, Purpose::Profile) > m.window_s(&w));
+        assert_eq!(m.window_for("epoll:level", &w, Purpose::Timing), m.window_s(&w));
+        assert!(!Matrix::standard(Scale::Quick)
+            .blocks
+            .iter()
+            .any(|b| b.purpose == Purpose::Profile));
+    }
+
+    #[test]
     fn windows_hold_the_samples_their_percentiles_need() {
         let m = Matrix::standard(Scale::Default);
         assert_eq!(samples_needed(99.9), 10_000);
@@ -706,8 +786,20 @@ mod tests {
         let blocks: usize = m
             .blocks
             .iter()
-            .map(|b| m.rows(b).len() * b.workloads.len() * b.rounds)
+            .flat_map(|b| b.workloads.iter().map(move |w| (b, w)))
+            .map(|(b, w)| m.rows(b).iter().filter(|r| limit(r, w).is_none()).count() * b.rounds)
             .sum();
+        // blocking:iterative serves one connection at a time: not planned
+        // where the workload holds more.
+        let first = m.blocks.first().expect("a block");
+        assert!(m.rows(first).contains(&"blocking:iterative"));
+        assert!(
+            blocks
+                < m.blocks
+                    .iter()
+                    .map(|b| m.rows(b).len() * b.workloads.len() * b.rounds)
+                    .sum::<usize>()
+        );
         assert_eq!(runs, blocks + m.repeated_rounds() * herd::runs_per_round());
     }
 }

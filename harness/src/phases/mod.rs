@@ -738,7 +738,7 @@ pub fn trace_kernel(config: &ServerConfig) -> io::Result<uring::KernelTrace> {
             .into_iter()
             .flat_map(thread_ids)
             .collect();
-        let instance = uring::Instance::start(&tids)?;
+        let instance = uring::start(&tids)?;
         drive(server.addr())?;
         let events = instance.finish()?;
         drop(idle);

@@ -22,9 +22,10 @@
 //! events in µs: that is the resolution of every time here.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+
+use crate::account::ftrace::field;
+pub use crate::account::ftrace::{Event, Instance};
 
 /// `io_uring_enter`'s number on x86-64 and arm64 alike (the generic table).
 const IO_URING_ENTER: u32 = 426;
@@ -138,54 +139,6 @@ impl KernelTrace {
     }
 }
 
-/// One line of ftrace's text output.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Event {
-    pub comm: String,
-    pub pid: i32,
-    pub ts: f64,
-    pub name: String,
-    pub fields: String,
-}
-
-/// Parses `  comm-pid  [cpu] flags  ts: name: fields`; `None` for comment
-/// lines and anything else.
-pub fn parse_line(line: &str) -> Option<Event> {
-    let open = line.find(" [")?;
-    let head = line[..open].trim();
-    let dash = head.rfind('-')?;
-    let pid = head[dash + 1..].parse().ok()?;
-    let comm = head[..dash].to_string();
-    let rest = &line[open + 2..];
-    let rest = &rest[rest.find(']')? + 1..];
-    let colon = rest.find(": ")?;
-    let ts: f64 = rest[..colon].split_whitespace().last()?.parse().ok()?;
-    let rest = &rest[colon + 2..];
-    let (name, fields) = match rest.find(": ") {
-        Some(c) => (&rest[..c], &rest[c + 2..]),
-        None => (rest.trim_end_matches(':'), ""),
-    };
-    Some(Event {
-        comm,
-        pid,
-        ts,
-        name: name.to_string(),
-        fields: fields.to_string(),
-    })
-}
-
-/// The value after `key` in an event's fields (`ring 0x…, req 0x…` or
-/// `next_pid=100`).
-fn field<'a>(fields: &'a str, key: &str) -> Option<&'a str> {
-    let mut words = fields.split([' ', ',', '=']).filter(|w| !w.is_empty());
-    while let Some(w) = words.next() {
-        if w == key {
-            return words.next();
-        }
-    }
-    None
-}
-
 /// Reads the events of the server's threads `tids` into RECV completions.
 /// The server's ring is the one its threads submit to; the other rings in
 /// the trace (another program's) are left out.
@@ -287,49 +240,16 @@ fn syscall_nr(fields: &str) -> Option<u32> {
     field(fields, "NR").and_then(|n| n.parse().ok())
 }
 
-fn tracefs() -> Option<PathBuf> {
-    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+/// A private ftrace instance recording the events, the syscall and
+/// scheduler ones only for `tids`.
+pub fn start(tids: &[i32]) -> io::Result<Instance> {
+    let pids = |field: &str| {
+        let each: Vec<String> = tids.iter().map(|t| format!("{field} == {t}")).collect();
+        format!("({})", each.join(" || "))
+    };
+    let events: Vec<(&str, Option<String>)> = EVENTS
         .iter()
-        .map(PathBuf::from)
-        .find(|p| p.join("instances").is_dir())
-}
-
-fn write(path: &Path, value: &str) -> io::Result<()> {
-    fs::write(path, value).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("write {value:?} to {}: {e}", path.display()),
-        )
-    })
-}
-
-/// A private ftrace instance with the events enabled; removed on drop.
-pub struct Instance {
-    dir: PathBuf,
-}
-
-impl Instance {
-    /// Enables the events, the syscall and scheduler ones only for `tids`.
-    pub fn start(tids: &[i32]) -> io::Result<Instance> {
-        let root = tracefs().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                "no tracefs with instances/ mounted",
-            )
-        })?;
-        let dir = root
-            .join("instances")
-            .join(format!("harness-uring-{}", std::process::id()));
-        fs::create_dir(&dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("mkdir {}: {e}", dir.display())))?;
-        let instance = Instance { dir };
-        write(&instance.dir.join("buffer_size_kb"), "8192")?;
-        let pids = |field: &str| {
-            let each: Vec<String> = tids.iter().map(|t| format!("{field} == {t}")).collect();
-            format!("({})", each.join(" || "))
-        };
-        for ev in EVENTS {
-            let d = instance.dir.join("events").join(ev);
+        .map(|ev| {
             let filter = match *ev {
                 "raw_syscalls/sys_enter" | "raw_syscalls/sys_exit" => {
                     Some(format!("id == {IO_URING_ENTER} && {}", pids("common_pid")))
@@ -337,39 +257,16 @@ impl Instance {
                 "sched/sched_switch" => Some(pids("next_pid")),
                 _ => None,
             };
-            if let Some(f) = filter {
-                write(&d.join("filter"), &f)?;
-            }
-            write(&d.join("enable"), "1")?;
-        }
-        write(&instance.dir.join("tracing_on"), "1")?;
-        Ok(instance)
-    }
-
-    /// Stops tracing and reads every event recorded.
-    pub fn finish(&self) -> io::Result<Vec<Event>> {
-        write(&self.dir.join("tracing_on"), "0")?;
-        let path = self.dir.join("trace");
-        let text = fs::read_to_string(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("read {}: {e}", path.display())))?;
-        Ok(text.lines().filter_map(parse_line).collect())
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        // Best effort: events must be off before the instance can go; a
-        // leftover instance only costs its buffer.
-        for ev in EVENTS {
-            let _ = fs::write(self.dir.join("events").join(ev).join("enable"), "0");
-        }
-        let _ = fs::remove_dir(&self.dir);
-    }
+            (*ev, filter)
+        })
+        .collect();
+    Instance::start("uring", &events, 8192)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account::ftrace::parse_line;
 
     const TRACE: &str = "\
 # tracer: nop
@@ -386,19 +283,6 @@ mod tests {
            other-300     [000] ..... 10.020060: io_uring_submit_req: ring 00000000bb, req 00000000r9, user_data 0x1, opcode RECV, flags 0x0, sq_thread 0
            other-300     [000] ..... 10.020061: io_uring_complete: ring 00000000bb, req 00000000r9, user_data 0x1, result 5, cflags 0x0 extra1 0 extra2 0 
 ";
-
-    #[test]
-    fn an_ftrace_line_parses_into_comm_pid_time_and_fields() {
-        let e = parse_line(
-            "   iou-wrk-1 2-77  [003] d..1. 5.250001: io_uring_complete: ring 0x1, req 0x2, result 3",
-        )
-        .expect("an event line");
-        assert_eq!((e.comm.as_str(), e.pid), ("iou-wrk-1 2", 77));
-        assert!((e.ts - 5.250001).abs() < 1e-9);
-        assert_eq!(e.name, "io_uring_complete");
-        assert_eq!(field(&e.fields, "result"), Some("3"));
-        assert_eq!(parse_line("# tracer: nop"), None);
-    }
 
     #[test]
     fn a_recv_woken_by_data_is_task_work_inside_enter_and_one_with_data_is_inline() {

@@ -69,6 +69,7 @@ fn row(c: &Cell, size: usize) -> Vec<String> {
         match c.purpose {
             Purpose::Timing => "timing",
             Purpose::Syscalls => "syscalls",
+            Purpose::Profile => "profile",
         }
         .to_string(),
         c.runs.len().to_string(),

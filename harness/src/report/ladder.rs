@@ -10,6 +10,7 @@ use super::questions::{
 };
 use super::stats::{self, io_uring_threads_share, micros, percent, significant};
 use super::table::{label, show, show_pct, Table};
+use super::where_time;
 use super::Ctx;
 use crate::results::{CompareResults, Purpose, Workload};
 use crate::spec::{base_row, row, twin_of, URING_BEST};
@@ -203,6 +204,9 @@ pub fn ladder(x: &Ctx) -> Option<Answer> {
         ));
     }
     body.push_str(&syscalls_and_memory(r, &rungs));
+    if let Some(profiles) = where_time::section(r) {
+        body.push_str(&profiles);
+    }
     found.extend(goals(x, &rungs));
     body.push_str(&findings_list(&found));
     let summary = best_summary(x);
@@ -313,13 +317,18 @@ fn goals(x: &Ctx, rungs: &[(String, Vec<String>)]) -> Vec<String> {
                     &best.in_rounds(stats::server_cpu),
                     &epoll.in_rounds(stats::server_cpu),
                 );
-                let said = match verdict {
+                let mut said = match verdict {
                     Verdict::Differs { paired, .. } if paired.ratio < 1.0 => "met".to_string(),
                     Verdict::Differs { .. } => "not met: it costs more".into(),
                     Verdict::Equivalent { .. } => "not met: no measurable difference".into(),
                     Verdict::NotResolved { .. } => "not resolved by this run".into(),
                     Verdict::TooFew { .. } => "not compared: too few rounds".into(),
                 };
+                if said != "met" && where_time::section(r).is_some() {
+                    said.push_str(
+                        " (where each spends its CPU: “Where the server's time goes” above)",
+                    );
+                }
                 format!(
                     "Goal, server CPU per request below epoll:level's at {} ({}): {} — {said}.",
                     w.label(),

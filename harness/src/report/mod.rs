@@ -16,6 +16,7 @@ mod run_table;
 mod stats;
 mod table;
 mod when;
+pub mod where_time;
 
 pub use crate::env::{CpuTicks, Environment};
 pub use crate::results::{

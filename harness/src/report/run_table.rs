@@ -147,6 +147,9 @@ pub fn run_table(m: &Measurement) -> String {
     if let Some(r) = &s.na_reason {
         row("server n/a because", r.clone());
     }
+    if let Some(r) = &s.profile_na_reason {
+        row("server profile n/a because", r.clone());
+    }
     if let Some(e) = &s.exit_summary {
         row(
             "server exit summary",
@@ -303,6 +306,9 @@ pub fn run_table(m: &Measurement) -> String {
     }
     for n in &m.notes {
         row("note", n.clone());
+    }
+    if let Some(p) = &m.server.profile {
+        out.push_str(&super::where_time::run_lines(p));
     }
     out
 }

@@ -983,6 +983,131 @@ fn each_ladder_rung_is_set_against_the_rung_below_it() {
     );
 }
 
+/// A traced run's profile: 10 000 requests, `user` and `outside` µs per
+/// request, and (name, calls per request, µs per request) per call.
+fn profile(user: f64, outside: f64, calls: &[(&str, f64, f64)]) -> crate::measurement::CpuProfile {
+    let n = 10_000.0;
+    let syscalls: Vec<crate::measurement::SyscallTime> = calls
+        .iter()
+        .map(|(name, per, us)| crate::measurement::SyscallTime {
+            name: name.to_string(),
+            calls: (per * n) as u64,
+            on_cpu_s: us * n / 1e6,
+            off_cpu_s: 0.0,
+        })
+        .collect();
+    let inside: f64 = calls.iter().map(|c| c.2).sum();
+    crate::measurement::CpuProfile {
+        window_s: 2.0,
+        requests: n,
+        cpu_s: (user + inside + outside) * n / 1e6,
+        user_s: user * n / 1e6,
+        sys_s: (inside + outside) * n / 1e6,
+        tick_hz: 100,
+        traced_cpu_s: (user + inside + outside) * n / 1e6,
+        syscalls,
+        io_uring_threads_cpu_s: None,
+        threads: 1,
+        lost_events: 0,
+        switch_ins_inferred: 0,
+        inferred_s: 0.0,
+        clock_excess_s: 0.0,
+        runs: 0,
+    }
+}
+
+#[test]
+fn the_ladder_says_where_each_rows_time_goes_from_its_profile_run() {
+    let mut r = results();
+    let high = Workload::OpenLoop {
+        conns: 1_000,
+        rate: 40_000,
+    };
+    for m in ["uring:multishot", crate::spec::URING_BEST] {
+        r.models.push(ModelStatus {
+            model: m.into(),
+            binary: None,
+            server_args: vec![],
+            unavailable: None,
+        });
+        r.cells
+            .push(reps(m, &OPEN_5K, [5e3; 4], [10.0, 10.5, 11.0, 11.5]));
+    }
+    let traced = |m: &str, p| {
+        let mut run = record(m, &high, 40e3, 9.0, 1.0);
+        run.server.profile = Some(p);
+        cell(m, high, Purpose::Profile, vec![run])
+    };
+    r.cells.push(traced(
+        "epoll:level",
+        profile(
+            1.0,
+            1.0,
+            &[
+                ("sendto", 1.0, 5.0),
+                ("recvfrom", 1.0, 1.5),
+                ("epoll_wait", 0.1, 0.5),
+            ],
+        ),
+    ));
+    r.cells.push(traced(
+        crate::spec::URING_BEST,
+        profile(1.2, 2.5, &[("io_uring_enter", 0.5, 4.0)]),
+    ));
+    let mut failed = cell("uring:multishot", high, Purpose::Profile, vec![]);
+    failed.failures.push(RunFailure {
+        repeat: 0,
+        reason: "harness run failed: tracefs not mounted".into(),
+    });
+    r.cells.push(failed);
+    let a = rendered(&r);
+    let body = &a
+        .iter()
+        .find(|(t, _)| *t == "io_uring at its best: the ablation ladder")
+        .expect("the ladder")
+        .1
+        .body;
+    assert!(
+        body.contains("**Where the server's time goes** (open loop 40000/s c=1000"),
+        "{body}"
+    );
+    assert!(body.contains("shares, measured once"), "{body}");
+    // Each part per request, a call's with its calls and time per call.
+    assert!(
+        body.contains("| kernel, in sendto | 5.00 (1.00 calls/req × 5.00 µs on a CPU) | — | — |"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "| kernel, in io_uring_enter | — | — | 4.00 (0.50 calls/req × 8.00 µs on a CPU) |"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("| kernel, outside system calls | 1.00 | — | 2.50 |"),
+        "{body}"
+    );
+    // A row whose profile run failed says why.
+    assert!(
+        body.contains(
+            "| total (CPU clock) | 9.00 | — (failed: harness run failed: tracefs not mounted) | 7.70 |"
+        ),
+        "{body}"
+    );
+    // The sentence is computed: the largest of the coarse differences.
+    assert!(
+        body.contains("the biggest difference between them is kernel, inside system calls: 4.00 against 7.00 µs per request (-3.00 µs)"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "epoll:level's kernel time goes most to sendto (5.00 µs/req in 1.00 calls/req)"
+        ),
+        "{body}"
+    );
+    assert!(body.contains("--profile"), "{body}");
+}
+
 #[test]
 fn which_model_when_answers_each_pair_from_its_cells() {
     let r = results();

@@ -4,7 +4,7 @@
 
 use super::{herd, limit};
 use crate::results::{Purpose, Workload};
-use crate::spec::{base_row, AA_ROW, FLOOR_ROW, PAIR_ROWS, STANDARD_MODELS, URING_BEST};
+use crate::spec::{AA_ROW, FLOOR_ROW, PAIR_ROWS, STANDARD_MODELS, URING_BEST};
 use crate::stats::samples_needed;
 
 /// The rows of the open-loop sweep past its lowest rate, and of the idle
@@ -183,7 +183,9 @@ const TASK_PER_CONNECTION: &[&str] = &["blocking:thread", "blocking:fork"];
 const TASK_READ_S: f64 = 0.000_11;
 
 fn task_per_connection(row: &str) -> bool {
-    base_row(row).is_some_and(|b| TASK_PER_CONNECTION.contains(&b))
+    // The model:mode a row runs, whatever its flags or tag.
+    let model = row.split(['+', '#']).next().unwrap_or(row);
+    TASK_PER_CONNECTION.contains(&model)
 }
 
 fn connect_cost_s(row: &str) -> f64 {
@@ -729,7 +731,10 @@ mod tests {
         assert_eq!(full.rows(b), PROFILE_FULL_ROWS.to_vec());
         // Long enough for the tick's split, unlike the percentile window.
         assert!(m.window_for("epoll:level", &w, Purpose::Profile) > m.window_s(&w));
-        assert_eq!(m.window_for("epoll:level", &w, Purpose::Timing), m.window_s(&w));
+        assert_eq!(
+            m.window_for("epoll:level", &w, Purpose::Timing),
+            m.window_s(&w)
+        );
         assert!(!Matrix::standard(Scale::Quick)
             .blocks
             .iter()
@@ -753,6 +758,22 @@ mod tests {
                 assert!(samples >= samples_needed(99.9) as f64, "{w:?}: {samples}");
             }
         }
+        // A thread per connection: a window long enough to read them all,
+        // whatever the row's flags or tag; an event loop keeps the rule's.
+        let many = Workload::OpenLoop {
+            conns: 10_000,
+            rate: SWEEP_FROM,
+        };
+        for row in ["blocking:thread", "blocking:fork", "blocking:thread#b"] {
+            assert!(
+                m.window_for(row, &many, Purpose::Timing) >= 4.0 * TASK_READ_S * 10_000.0,
+                "{row}"
+            );
+        }
+        assert_eq!(
+            m.window_for("epoll:level", &many, Purpose::Timing),
+            m.window_s(&many)
+        );
         let fixed = Matrix {
             duration_s: Some(2.0),
             ..Matrix::standard(Scale::Default)

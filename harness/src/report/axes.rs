@@ -199,11 +199,12 @@ pub fn connections(x: &Ctx) -> Option<Answer> {
     let summary = cheapest_at(r, &rows, most).map(|(lo, hi)| {
         format!(
             "**Active connections**: at {} over {} connections, server CPU per request from {} to \
-             {}; the pairs over 1 to {} connections are in \"Which model, when?\".",
+             {}; the pairs over {} to {} connections are in \"Which model, when?\".",
             rate_label(most),
             most.concurrent_conns(),
             lo,
             hi,
+            first.concurrent_conns(),
             most.concurrent_conns()
         )
     });

@@ -5,8 +5,8 @@
 //! idle connections, and the three goals of the ladder, each computed.
 
 use super::questions::{
-    comparison_key, findings_list, idle_points, models, rate_label, sustained, total_syscalls,
-    versus, Answer,
+    comparison_key, findings_list, idle_points, models, rate_label, sustained, sweep,
+    total_syscalls, versus, Answer,
 };
 use super::stats::{self, io_uring_threads_share, micros, percent, significant};
 use super::table::{label, show, show_pct, Table};
@@ -216,17 +216,7 @@ pub fn ladder(x: &Ctx) -> Option<Answer> {
 /// Syscalls per request (the counting run) and memory at the most idle
 /// connections, for every rung and epoll:level.
 fn syscalls_and_memory(r: &CompareResults, rungs: &[(String, Vec<String>)]) -> String {
-    let counted = r
-        .workloads
-        .iter()
-        .chain(
-            r.cells
-                .iter()
-                .filter(|c| c.purpose == Purpose::Syscalls)
-                .map(|c| &c.workload),
-        )
-        .find(|w| r.cell(BASE, w, Purpose::Syscalls).is_some())
-        .copied();
+    let counted = counted_workload(r);
     let idle = most_idle(r);
     let mut t = Table::new(&[
         "row",
@@ -264,6 +254,20 @@ fn syscalls_and_memory(r: &CompareResults, rungs: &[(String, Vec<String>)]) -> S
     )
 }
 
+/// The workload the ladder's syscalls are read on: the sweep's first (the
+/// goal's 10 000/s over 100 connections) where the base was counted there,
+/// else the first the base was counted on.
+fn counted_workload(r: &CompareResults) -> Option<Workload> {
+    let counted = |w: &Workload| r.cell(BASE, w, Purpose::Syscalls).is_some();
+    sweep(r).first().copied().filter(counted).or_else(|| {
+        r.cells
+            .iter()
+            .filter(|c| c.purpose == Purpose::Syscalls)
+            .map(|c| c.workload)
+            .find(counted)
+    })
+}
+
 /// The idle workload with the most idle connections.
 fn most_idle(r: &CompareResults) -> Option<Workload> {
     idle_points(r).last().map(|(_, w)| *w)
@@ -280,10 +284,7 @@ fn goals(x: &Ctx, rungs: &[(String, Vec<String>)]) -> Vec<String> {
         return out;
     }
     // 1. Syscalls per request at the sweep's first rate over 100 connections.
-    let counted = r
-        .cells
-        .iter()
-        .find(|c| c.model == URING_BEST && c.purpose == Purpose::Syscalls);
+    let counted = counted_workload(r).and_then(|w| r.cell(URING_BEST, &w, Purpose::Syscalls));
     out.push(match counted.and_then(total_syscalls) {
         Some(t) => format!(
             "Goal, at most 1.05 system calls per request ({}): {} made {} — {}.",
@@ -377,17 +378,14 @@ fn goals(x: &Ctx, rungs: &[(String, Vec<String>)]) -> Vec<String> {
 /// The summary line: the best combination against the base and epoll.
 fn best_summary(x: &Ctx) -> Option<String> {
     let r = x.r;
-    let counted = |m: &str| {
-        r.cells
-            .iter()
-            .find(|c| c.model == m && c.purpose == Purpose::Syscalls)
-            .and_then(total_syscalls)
-    };
+    let w = counted_workload(r)?;
+    let counted = |m: &str| r.cell(m, &w, Purpose::Syscalls).and_then(total_syscalls);
     let (b, base, e) = (counted(URING_BEST)?, counted(BASE)?, counted(EPOLL)?);
     Some(format!(
-        "**io_uring's ladder**: {} makes {} system calls per request where uring:multishot \
-         makes {} and epoll:level {} (one counting run each); each rung's CPU and tail are in \
-         its section.",
+        "**io_uring's ladder**: at {}, {} makes {} system calls per request where \
+         uring:multishot makes {} and epoll:level {} (one counting run each); each rung's CPU \
+         and tail are in its section.",
+        w.label(),
         label(URING_BEST),
         significant(b, 3),
         significant(base, 3),

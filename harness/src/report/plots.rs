@@ -1164,7 +1164,7 @@ fn draw_crossover(path: &Path, chart: &Crossover) -> Drawn {
         .iter()
         .map(|p| wrap_words(&p.title, (panel_w as usize - 24) / 8))
         .collect();
-    let title_h = 14 + 20 * titles.iter().map(Vec::len).max().unwrap_or(1) as i32;
+    let title_h = 24 + 20 * titles.iter().map(Vec::len).max().unwrap_or(1) as i32;
     let panel_h = title_h + nr * CELL + CROSS_X_LABELS + strip_h;
     let width = (panel_w * per_row as i32).max(2 * CROSS_KEY_W + 120);
     let note = wrap_words(chart.note, (width as usize - 32) / 8);

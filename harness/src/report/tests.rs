@@ -1551,3 +1551,70 @@ fn the_size_axis_is_paired_within_a_row_and_drawn_under_the_map() {
         uring.sizes
     );
 }
+
+#[test]
+fn the_ladder_reads_its_syscall_goal_on_the_sweeps_first_rate() {
+    let mut r = results();
+    let many = Workload::OpenLoop {
+        conns: 10_000,
+        rate: 5_000,
+    };
+    for m in ["uring:multishot", crate::spec::URING_BEST] {
+        r.models.push(ModelStatus {
+            model: m.into(),
+            binary: None,
+            server_args: vec![],
+            unavailable: None,
+        });
+        r.cells
+            .push(reps(m, &OPEN_5K, [5e3; 4], [10.0, 10.5, 11.0, 11.5]));
+    }
+    // Counted over 10 000 connections first (the crossover's counting block
+    // runs before the standard one), then at the sweep's first rate.
+    let counted = |m: &str, w: &Workload, total: f64| {
+        let mut run = record(m, w, 5e3, 9.0, 1.0);
+        run.server.syscalls_per_request = Some(BTreeMap::from([
+            ("total".to_string(), total),
+            ("io_uring_enter".to_string(), total),
+        ]));
+        cell(m, *w, Purpose::Syscalls, vec![run])
+    };
+    for (m, at_many) in [
+        ("uring:multishot", 1.6),
+        (crate::spec::URING_BEST, 2.0),
+        ("epoll:level", 3.1),
+    ] {
+        r.cells.insert(0, counted(m, &many, at_many));
+    }
+    for (m, at_sweep) in [
+        ("uring:multishot", 1.9),
+        (crate::spec::URING_BEST, 0.99),
+        ("epoll:level", 2.9),
+    ] {
+        r.cells
+            .retain(|c| !(c.model == m && c.workload == OPEN_5K && c.purpose == Purpose::Syscalls));
+        r.cells.push(counted(m, &OPEN_5K, at_sweep));
+    }
+    let a = rendered(&r);
+    let body = &a
+        .iter()
+        .find(|(t, _)| *t == "io_uring at its best: the ablation ladder")
+        .expect("the ladder")
+        .1;
+    assert!(
+        body.body.contains("Goal, at most 1.05 system calls per request (open loop 5000/s c=100): uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+incremental-buffers made 0.990 — met."),
+        "{}",
+        body.body
+    );
+    assert!(
+        body.body
+            .contains("**System calls per request** (open loop 5000/s c=100,"),
+        "{}",
+        body.body
+    );
+    let summary = body.summary.as_deref().expect("a summary line");
+    assert!(
+        summary.contains("at open loop 5000/s c=100, uring:multishot+defer-taskrun+skip-send-cqe+fixed-files+incremental-buffers makes 0.990 system calls per request where uring:multishot makes 1.90 and epoll:level 2.90"),
+        "{summary}"
+    );
+}

@@ -1016,13 +1016,8 @@ fn profile(user: f64, outside: f64, calls: &[(&str, f64, f64)]) -> crate::measur
     }
 }
 
-#[test]
-fn the_ladder_says_where_each_rows_time_goes_from_its_profile_run() {
-    let mut r = results();
-    let high = Workload::OpenLoop {
-        conns: 1_000,
-        rate: 40_000,
-    };
+/// The ladder's base and its best combination, measured at 5k/s.
+fn with_ladder_rows(r: &mut CompareResults) {
     for m in ["uring:multishot", crate::spec::URING_BEST] {
         r.models.push(ModelStatus {
             model: m.into(),
@@ -1033,6 +1028,16 @@ fn the_ladder_says_where_each_rows_time_goes_from_its_profile_run() {
         r.cells
             .push(reps(m, &OPEN_5K, [5e3; 4], [10.0, 10.5, 11.0, 11.5]));
     }
+}
+
+#[test]
+fn the_ladder_says_where_each_rows_time_goes_from_its_profile_run() {
+    let mut r = results();
+    let high = Workload::OpenLoop {
+        conns: 1_000,
+        rate: 40_000,
+    };
+    with_ladder_rows(&mut r);
     let traced = |m: &str, p| {
         let mut run = record(m, &high, 40e3, 9.0, 1.0);
         run.server.profile = Some(p);
@@ -1559,16 +1564,7 @@ fn the_ladder_reads_its_syscall_goal_on_the_sweeps_first_rate() {
         conns: 10_000,
         rate: 5_000,
     };
-    for m in ["uring:multishot", crate::spec::URING_BEST] {
-        r.models.push(ModelStatus {
-            model: m.into(),
-            binary: None,
-            server_args: vec![],
-            unavailable: None,
-        });
-        r.cells
-            .push(reps(m, &OPEN_5K, [5e3; 4], [10.0, 10.5, 11.0, 11.5]));
-    }
+    with_ladder_rows(&mut r);
     // Counted over 10 000 connections first (the crossover's counting block
     // runs before the standard one), then at the sweep's first rate.
     let counted = |m: &str, w: &Workload, total: f64| {

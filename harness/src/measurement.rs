@@ -310,8 +310,6 @@ pub struct CpuProfile {
     pub io_uring_threads_cpu_s: Option<f64>,
     /// Server threads the trace followed.
     pub threads: usize,
-    /// Events the trace buffer lost (the profile is refused when any was).
-    pub lost_events: u64,
     /// Switches to a server thread the trace lacked, inferred from the
     /// thread's next system call (`account::profile::Attribution`).
     #[serde(default)]
@@ -345,6 +343,12 @@ pub struct SyscallTime {
 }
 
 impl CpuProfile {
+    /// The CPU clock's reading for the whole server, seconds: its threads
+    /// and io_uring's kernel threads.
+    pub fn total_s(&self) -> f64 {
+        self.cpu_s + self.io_uring_threads_cpu_s.unwrap_or(0.0)
+    }
+
     /// Kernel time on a CPU inside system calls, seconds.
     pub fn in_syscalls_s(&self) -> f64 {
         self.syscalls.iter().map(|s| s.on_cpu_s).sum()

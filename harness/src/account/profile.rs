@@ -5,9 +5,9 @@
 //! Totals come from `/proc` per thread: `schedstat`'s run time (ns, exact)
 //! and `stat`'s `utime`/`stime`, which the kernel splits from the run time
 //! by where the scheduler tick found the thread (user or kernel mode): a
-//! sampled split, in 1/100 s units, so a window needs many ticks (2 s at
-//! 250 Hz on a busy CPU gives hundreds; a few ticks either way is the
-//! split's error).
+//! sampled split, in 1/100 s units, so a window needs many ticks (1 s at
+//! 250 Hz on a busy CPU gives a hundred or more; a few ticks either way is
+//! the split's error).
 //!
 //! The time inside each call comes from a private ftrace instance
 //! (`account::ftrace`) recording, for the server's threads only,
@@ -42,7 +42,8 @@ use crate::measurement::{CpuProfile, SyscallTime};
 
 /// The trace's ring buffer per CPU, KiB. The server's events land on its
 /// CPU's buffer: at 40 000 requests/s an event loop makes about 10^5 calls
-/// a second, some 20 MiB of events over a 2 s window.
+/// a second, some 10 MiB of events over a 1 s window (compare's), twice
+/// that over 2 s.
 pub const BUFFER_KB: u64 = 98_304;
 
 /// The markers' text (`tracing_mark_write` events).
@@ -411,12 +412,12 @@ impl Profiler {
         }
         let events = self.instance.read()?;
         let traced = attribute(&events, &self.tids).map_err(io::Error::other)?;
-        Ok(profile(before, after, &traced, lost))
+        Ok(profile(before, after, &traced))
     }
 }
 
 /// The profile of the window between two readings and its trace.
-fn profile(before: &Totals, after: &Totals, traced: &Attribution, lost: u64) -> CpuProfile {
+fn profile(before: &Totals, after: &Totals, traced: &Attribution) -> CpuProfile {
     let hz = clock_ticks_per_sec();
     let (mut user, mut sys, mut ns) = (0u64, 0u64, 0u64);
     for (tid, &(u, s, n)) in &after.own {
@@ -456,7 +457,6 @@ fn profile(before: &Totals, after: &Totals, traced: &Attribution, lost: u64) -> 
         syscalls,
         io_uring_threads_cpu_s,
         threads: after.own.len(),
-        lost_events: lost,
         switch_ins_inferred: traced.inferred,
         inferred_s: traced.inferred_s,
         clock_excess_s: traced.clock_excess_s,
@@ -620,7 +620,7 @@ mod tests {
             clock_excess_s: 0.05,
             runs: 100,
         };
-        let p = profile(&before, &after, &traced, 0);
+        let p = profile(&before, &after, &traced);
         assert!((p.cpu_s - 0.75).abs() < 1e-9);
         assert!((p.user_s - 0.5).abs() < 1e-9 && (p.sys_s - 0.25).abs() < 1e-9);
         assert!((p.in_syscalls_s() - 0.1).abs() < 1e-9);

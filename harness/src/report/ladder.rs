@@ -12,6 +12,7 @@ use super::stats::{self, io_uring_threads_share, micros, percent, significant};
 use super::table::{label, show, show_pct, Table};
 use super::where_time;
 use super::Ctx;
+use crate::compare::LADDER_CONNS;
 use crate::results::{CompareResults, Purpose, Workload};
 use crate::spec::{base_row, row, twin_of, URING_BEST};
 use crate::stats::Verdict;
@@ -24,8 +25,12 @@ const EPOLL: &str = "epoll:level";
 /// among which is no SQPOLL (a flag with a section of its own, `flags`,
 /// since its poller takes a CPU rather than a feature of the loop's).
 pub fn is_rung(m: &str) -> bool {
-    twin_of(m).is_none()
-        && (m == BASE || (base_row(m) == Some(BASE) && !m.split('+').any(|f| f == "sqpoll")))
+    twin_of(m).is_none() && (m == BASE || (base_row(m) == Some(BASE) && !is_sqpoll(m)))
+}
+
+/// Whether a row runs the ladder's base with SQPOLL.
+fn is_sqpoll(m: &str) -> bool {
+    base_row(m) == Some(BASE) && m.split('+').any(|f| f == "sqpoll")
 }
 
 /// The rungs measured, base first, by how many flags they add.
@@ -121,10 +126,7 @@ pub fn ladder(x: &Ctx) -> Option<Answer> {
     );
     // SQPOLL's rows, measured in the same blocks, are set beside their
     // base under the flags' section: its poller takes a CPU of its own.
-    let sqpoll: Vec<String> = models(r)
-        .into_iter()
-        .filter(|m| base_row(m) == Some(BASE) && m.split('+').any(|f| f == "sqpoll"))
-        .collect();
+    let sqpoll: Vec<String> = models(r).into_iter().filter(|m| is_sqpoll(m)).collect();
     if !sqpoll.is_empty() {
         body.push_str(&format!(
             "SQPOLL ({}) ran in the same rounds; its kernel thread polls the submission queue \
@@ -204,10 +206,11 @@ pub fn ladder(x: &Ctx) -> Option<Answer> {
         ));
     }
     body.push_str(&syscalls_and_memory(r, &rungs));
-    if let Some(profiles) = where_time::section(r) {
-        body.push_str(&profiles);
+    let profiles = where_time::section(r);
+    if let Some(p) = &profiles {
+        body.push_str(p);
     }
-    found.extend(goals(x, &rungs));
+    found.extend(goals(x, &rungs, profiles.is_some()));
     body.push_str(&findings_list(&found));
     let summary = best_summary(x);
     Some(Answer { body, summary })
@@ -274,7 +277,8 @@ fn most_idle(r: &CompareResults) -> Option<Workload> {
 }
 
 /// The ladder's three goals, each computed from this run.
-fn goals(x: &Ctx, rungs: &[(String, Vec<String>)]) -> Vec<String> {
+/// `profiled`: the section holds "Where the server's time goes".
+fn goals(x: &Ctx, rungs: &[(String, Vec<String>)], profiled: bool) -> Vec<String> {
     let r = x.r;
     let mut out = Vec::new();
     if !rungs.iter().any(|(m, _)| m == URING_BEST) {
@@ -299,7 +303,7 @@ fn goals(x: &Ctx, rungs: &[(String, Vec<String>)]) -> Vec<String> {
     // saturation, resolved by the paired rounds.
     let many = points(r)
         .into_iter()
-        .filter(|w| w.concurrent_conns() >= 1_000)
+        .filter(|w| w.concurrent_conns() == LADDER_CONNS)
         .max_by_key(|w| w.offered_rate());
     out.push(
         match many.and_then(|w| {
@@ -325,7 +329,7 @@ fn goals(x: &Ctx, rungs: &[(String, Vec<String>)]) -> Vec<String> {
                     Verdict::NotResolved { .. } => "not resolved by this run".into(),
                     Verdict::TooFew { .. } => "not compared: too few rounds".into(),
                 };
-                if said != "met" && where_time::section(r).is_some() {
+                if said != "met" && profiled {
                     said.push_str(
                         " (where each spends its CPU: “Where the server's time goes” above)",
                     );

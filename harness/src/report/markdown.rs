@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::questions::{self, Answer};
 use super::stats::{self, significant, Spread};
-use super::table::{label, Table};
+use super::table::{label, repeat_command, Table};
 use super::Ctx;
 use crate::results::{is_reference, Cell, CompareResults, Purpose, Workload, EXCLUDED};
 
@@ -348,33 +348,6 @@ fn environment(r: &CompareResults) -> String {
     out
 }
 
-/// The `harness run` command that repeats a run of a cell, from what the
-/// run itself recorded (its workload, window and server arguments), with
-/// `MODEL` where the row goes.
-fn repeat_command(m: &crate::measurement::Measurement, syscalls: bool) -> String {
-    let w = &m.workload;
-    let mut a = vec![
-        "harness run MODEL".to_string(),
-        format!("--workload {}", w.kind.as_str()),
-        format!("--conns {}", w.conns),
-    ];
-    if let Some(rate) = w.rate {
-        a.push(format!("--rate {rate}"));
-    }
-    if w.idle > 0 {
-        a.push(format!("--idle {}", w.idle));
-    }
-    a.push(format!("--size {}", w.size));
-    a.push(format!(
-        "--warmup {} --duration {}",
-        w.warmup_s, w.duration_s
-    ));
-    if syscalls {
-        a.push("--syscalls".into());
-    }
-    a.join(" ")
-}
-
 /// One line per workload of the run: the command that repeats any of its
 /// cells, and the rows whose runs differed from it (a longer window where
 /// a thread per connection must be read), each with its own.
@@ -397,7 +370,8 @@ fn repeat_table(r: &CompareResults) -> Option<String> {
                 let Some(m) = other.runs.first() else {
                     continue;
                 };
-                let cmd = repeat_command(m, purpose == Purpose::Syscalls);
+                let flag = (purpose == Purpose::Syscalls).then_some("--syscalls");
+                let cmd = repeat_command(m, "MODEL", flag, false);
                 match commands.iter_mut().find(|(k, _)| *k == cmd) {
                     Some((_, rows)) => rows.push(&other.model),
                     None => commands.push((cmd, vec![&other.model])),

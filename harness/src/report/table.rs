@@ -109,3 +109,37 @@ pub fn show_pct(cell: Option<&Cell>, p: f64) -> String {
         None => show(cell, metric, stats::micros),
     }
 }
+
+/// The `harness run` command that repeats a run, from what the run itself
+/// recorded (its workload, window and, with `server_args`, the server's
+/// arguments after `--`), `model` where the row goes and `flag` (e.g.
+/// `--syscalls`) after the window.
+pub fn repeat_command(
+    m: &crate::measurement::Measurement,
+    model: &str,
+    flag: Option<&str>,
+    server_args: bool,
+) -> String {
+    let w = &m.workload;
+    let mut a = vec![
+        format!("harness run {model}"),
+        format!("--workload {}", w.kind.as_str()),
+        format!("--conns {}", w.conns),
+    ];
+    if let Some(rate) = w.rate {
+        a.push(format!("--rate {rate}"));
+    }
+    if w.idle > 0 {
+        a.push(format!("--idle {}", w.idle));
+    }
+    a.push(format!("--size {}", w.size));
+    a.push(format!(
+        "--warmup {} --duration {}",
+        w.warmup_s, w.duration_s
+    ));
+    a.extend(flag.map(str::to_string));
+    if server_args && !w.server_args.is_empty() {
+        a.push(format!("-- {}", w.server_args.join(" ")));
+    }
+    a.join(" ")
+}

@@ -1008,7 +1008,6 @@ fn profile(user: f64, outside: f64, calls: &[(&str, f64, f64)]) -> crate::measur
         syscalls,
         io_uring_threads_cpu_s: None,
         threads: 1,
-        lost_events: 0,
         switch_ins_inferred: 0,
         inferred_s: 0.0,
         clock_excess_s: 0.0,
@@ -1110,7 +1109,10 @@ fn the_ladder_says_where_each_rows_time_goes_from_its_profile_run() {
         ),
         "{body}"
     );
-    assert!(body.contains("--profile"), "{body}");
+    assert!(
+        body.contains("- epoll:level, repeat with `harness run epoll:level --workload pingpong --conns 1000 --rate 40000 --size 64 --warmup 1 --duration 3 --profile`"),
+        "{body}"
+    );
 }
 
 #[test]

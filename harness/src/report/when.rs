@@ -198,8 +198,8 @@ fn crossover(cells: &[(Workload, Outcome)]) -> Vec<String> {
             let n = at[from].0.concurrent_conns();
             let below = if from == 0 {
                 format!(
-                    "at every count measured ({} to {n})",
-                    at[0].0.concurrent_conns()
+                    "at every count measured ({n} to {})",
+                    at[at.len() - 1].0.concurrent_conns()
                 )
             } else {
                 let none = at[..from].iter().all(|(_, o)| !lower(o) && !higher(o));
@@ -412,4 +412,55 @@ pub fn which_when(x: &Ctx) -> Option<Answer> {
             .first()
             .map(|s| format!("**Which model, when?** {s} (the other pairs: see the section)")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(conns: usize, o: Outcome) -> (Workload, Outcome) {
+        (
+            Workload::OpenLoop {
+                conns,
+                rate: 10_000,
+            },
+            o,
+        )
+    }
+
+    #[test]
+    fn a_pair_that_differs_everywhere_says_so_over_every_count() {
+        let p = Paired {
+            ratio: 0.8,
+            lo: 0.75,
+            hi: 0.85,
+            p: 0.001,
+            pairs: 4,
+        };
+        let cells = [
+            at(10, Outcome::Lower(p)),
+            at(100, Outcome::Lower(p)),
+            at(1000, Outcome::Lower(p)),
+        ];
+        assert_eq!(
+            crossover(&cells),
+            ["at 10.0k/s it spends less CPU per request at every count measured (10 to 1000)"]
+        );
+        // Below the turn, nothing resolved.
+        let unresolved = Outcome::Unresolved(Paired {
+            lo: 0.7,
+            hi: 1.2,
+            ..p
+        });
+        let cells = [
+            at(10, unresolved),
+            at(100, Outcome::Lower(p)),
+            at(1000, Outcome::Lower(p)),
+        ];
+        assert_eq!(
+            crossover(&cells),
+            ["at 10.0k/s it spends less CPU per request from 100 active connections; below that \
+              no resolved difference"]
+        );
+    }
 }

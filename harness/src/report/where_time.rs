@@ -5,8 +5,8 @@
 
 use std::fmt::Write as _;
 
-use super::table::{label, Table};
-use crate::measurement::{CpuProfile, Measurement};
+use super::table::{label, repeat_command, Table};
+use crate::measurement::CpuProfile;
 use crate::results::{CompareResults, Purpose};
 
 /// One part of a profile, per request.
@@ -92,7 +92,7 @@ pub fn parts(p: &CpuProfile) -> Vec<Part> {
 pub fn check(p: &CpuProfile) -> String {
     let per = |s: f64| p.per_request_us(s);
     let sum = p.user_s + p.sys_s + p.io_uring_threads_cpu_s.unwrap_or(0.0);
-    let clock = p.cpu_s + p.io_uring_threads_cpu_s.unwrap_or(0.0);
+    let clock = p.total_s();
     // Each thread's utime and stime are read in whole ticks at both ends.
     let split = 2.0 * p.threads as f64 / p.tick_hz as f64;
     let mut s = format!(
@@ -138,9 +138,6 @@ pub fn run_lines(p: &CpuProfile) -> String {
     out
 }
 
-/// The rows the ladder's table sets side by side, those the run profiled.
-const ROWS: [&str; 3] = ["epoll:level", "uring:multishot", crate::spec::URING_BEST];
-
 /// The coarse parts a difference is named by: user, kernel inside calls,
 /// kernel outside calls, io_uring's threads.
 fn coarse(p: &CpuProfile) -> [(&'static str, f64); 5] {
@@ -185,8 +182,10 @@ pub fn section(r: &CompareResults) -> Option<String> {
             .and_then(|run| run.server.profile_na_reason.clone())
             .unwrap_or_else(|| "no profile".into())
     };
-    let rows: Vec<&str> = ROWS
-        .into_iter()
+    // The rows the matrix profiles at most, those this run profiled.
+    let rows: Vec<&str> = crate::compare::PROFILE_FULL_ROWS
+        .iter()
+        .copied()
         .filter(|m| cells.iter().any(|c| c.model == *m))
         .collect();
     let measured: Vec<(&str, &CpuProfile)> = rows
@@ -259,10 +258,7 @@ pub fn section(r: &CompareResults) -> Option<String> {
         total.push(match profile(m) {
             Some(p) => {
                 checks.push(format!("{}: {}.", label(m), check(p)));
-                format!(
-                    "{:.2}",
-                    p.per_request_us(p.cpu_s + p.io_uring_threads_cpu_s.unwrap_or(0.0))
-                )
+                format!("{:.2}", p.per_request_us(p.total_s()))
             }
             None => format!("— ({})", why(m)),
         });
@@ -280,34 +276,20 @@ pub fn section(r: &CompareResults) -> Option<String> {
             .find(|c| c.model == m)
             .and_then(|c| c.runs.first())
         {
-            let _ = writeln!(out, "- {}, repeat with `{}`", label(m), command(run));
+            let _ = writeln!(
+                out,
+                "- {}, repeat with `{}`",
+                label(m),
+                repeat_command(run, &run.model, Some("--profile"), true)
+            );
         }
     }
     out.push('\n');
-    if let Some(s) = biggest_difference(profile(crate::spec::URING_BEST), profile(ROWS[0])) {
+    if let Some(s) = biggest_difference(profile(crate::spec::URING_BEST), profile("epoll:level")) {
         out.push_str(&s);
         out.push_str("\n\n");
     }
     Some(out)
-}
-
-/// The `harness run` command that repeats a profile run, from what it
-/// recorded.
-fn command(m: &Measurement) -> String {
-    let w = &m.workload;
-    let mut c = format!("harness run {} --conns {}", m.model, w.conns);
-    if let Some(rate) = w.rate {
-        let _ = write!(c, " --rate {rate}");
-    }
-    let _ = write!(
-        c,
-        " --size {} --warmup {} --duration {} --profile",
-        w.size, w.warmup_s, w.duration_s
-    );
-    if !w.server_args.is_empty() {
-        let _ = write!(c, " -- {}", w.server_args.join(" "));
-    }
-    c
 }
 
 /// The computed sentence: where the best combination and `epoll:level`
@@ -315,8 +297,7 @@ fn command(m: &Measurement) -> String {
 pub fn biggest_difference(best: Option<&CpuProfile>, epoll: Option<&CpuProfile>) -> Option<String> {
     let (b, e) = (best?, epoll?);
     let (cb, ce) = (coarse(b), coarse(e));
-    let total =
-        |p: &CpuProfile| p.per_request_us(p.cpu_s + p.io_uring_threads_cpu_s.unwrap_or(0.0));
+    let total = |p: &CpuProfile| p.per_request_us(p.total_s());
     let (name, vb, ve) = cb
         .iter()
         .zip(&ce)

@@ -51,9 +51,13 @@ fn a_profiles_parts_add_up_to_the_servers_cpu_and_a_waits_sleep_is_left_out() {
         );
         // The calls' time on a CPU fits in the kernel's share: had a
         // wait's sleep been counted, it alone would exceed it (the loop
-        // sleeps most of a 20 000/s window).
+        // sleeps most of a 20 000/s window). The trace's on-CPU time is
+        // wall time between switches: where the hypervisor stole some of
+        // it (a negative net charge, `clock_excess_s`; 0.18 s of 0.96 in a
+        // run beside a parallel build), the kernel's clock has less.
+        let stolen = (-p.clock_excess_s).max(0.0);
         assert!(
-            p.in_syscalls_s() <= p.sys_s + tolerance,
+            p.in_syscalls_s() - stolen <= p.sys_s + tolerance,
             "{label}: {:.4} s in calls, {:.4} s of kernel time: {p:?}",
             p.in_syscalls_s(),
             p.sys_s
